@@ -1,0 +1,1 @@
+"""MSP cloud registry: verifies and stores gateway records, keeps the person ↔ vehicle registry."""

@@ -182,9 +182,14 @@ class Ingestor:
         if other is not None and other.hash != cand.hash:
             self._reject(state, Rejected("seq_reused", rec.device, f"seq {rec.seq} forked"))
             return
-        if other is None and len(waiting) >= self.max_waiting:
-            self._reject(state, Rejected("out_of_order_overflow", rec.device, f"seq {rec.seq}"))
-            return
+        if other is None and len(waiting) >= self.max_waiting and rec.seq > head.seq + 1:
+            # Full: keep the seqs nearest the head, they are the ones that can commit next.
+            furthest = max(waiting)
+            if rec.seq > furthest:
+                self._reject(state, Rejected("out_of_order_overflow", rec.device, f"seq {rec.seq}"))
+                return
+            del waiting[furthest]
+            self._reject(state, Rejected("out_of_order_overflow", rec.device, f"seq {furthest}"))
         waiting[rec.seq] = cand
         self._drain(state, rec.device)
 

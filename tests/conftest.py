@@ -1,0 +1,35 @@
+"""Fixtures shared across the suite: the registry's device CA, a card issuer, a registry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sync_kit import CardIssuer
+
+from cloud_sync.ingest import Ingestor
+from cloud_sync.pki import DeviceCa
+from cloud_sync.sqlite_store import SqliteStore
+
+
+@pytest.fixture(scope="session")
+def device_ca(tmp_path_factory: pytest.TempPathFactory) -> DeviceCa:
+    return DeviceCa.open(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="session")
+def card_issuer(tmp_path_factory: pytest.TempPathFactory) -> CardIssuer:
+    return CardIssuer(tmp_path_factory.mktemp("anchors"))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    db = SqliteStore(tmp_path / "registry.db")
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def ingestor(store: SqliteStore, card_issuer: CardIssuer) -> Ingestor:
+    return Ingestor(store, card_issuer.anchors(), max_waiting=8)

@@ -47,12 +47,16 @@ class DbcDecoder:
         message = entry.message
         if len(frame.data) != message.length:
             self._reject(
-                "bad_length", "%s (0x%X): %d bytes, DBC says %d",
-                message.name, frame.arbitration_id, len(frame.data), message.length,
+                "bad_length",
+                "%s (0x%X): %d bytes, DBC says %d",
+                message.name,
+                frame.arbitration_id,
+                len(frame.data),
+                message.length,
             )
             return []
         try:
-            values = message.decode(frame.data, decode_choices=False, scaling=True)
+            values = message.decode_simple(frame.data, decode_choices=False, scaling=True)
         except (cantools.database.DecodeError, ValueError) as exc:
             self._reject("decode_error", "%s (0x%X): %s", message.name, frame.arbitration_id, exc)
             return []
@@ -64,8 +68,13 @@ class DbcDecoder:
                 rule.maximum is not None and raw > rule.maximum
             ):
                 self._reject(
-                    "out_of_range", "%s.%s = %s outside [%s|%s]",
-                    message.name, rule.signal, raw, rule.minimum, rule.maximum,
+                    "out_of_range",
+                    "%s.%s = %s outside [%s|%s]",
+                    message.name,
+                    rule.signal,
+                    raw,
+                    rule.minimum,
+                    rule.maximum,
                 )
                 continue
             value: Value

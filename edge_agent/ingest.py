@@ -117,7 +117,9 @@ class LogSource:
             self.counts.unmapped += 1
             return None
         channel = self.bus if msg.channel is None else str(msg.channel)
-        return Frame(msg.timestamp, msg.arbitration_id, bytes(msg.data), msg.is_extended_id, channel)
+        return Frame(
+            msg.timestamp, msg.arbitration_id, bytes(msg.data), msg.is_extended_id, channel
+        )
 
     def _text(self, wanted: frozenset[int] | None) -> Iterator[Frame]:
         lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
@@ -158,7 +160,7 @@ class _LineTracker(io.StringIO):
         super().__init__("".join(lines))
         self.consumed = 0
 
-    def readline(self, size: int | None = -1) -> str:
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
         """Read one line and count it (iteration over StringIO goes through here too)."""
         line = super().readline(-1 if size is None else size)
         if line:
@@ -169,5 +171,5 @@ class _LineTracker(io.StringIO):
 def _reader(path: Path, file: IO[str]) -> can.io.generic.MessageReader:
     suffix = path.suffix.lower()
     cls = can.io.player.MESSAGE_READERS[suffix]
-    reader: can.io.generic.MessageReader = cls(file)
+    reader: can.io.generic.MessageReader = cls(file)  # type: ignore[arg-type]
     return reader

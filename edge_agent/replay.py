@@ -32,10 +32,8 @@ class SignalStats:
     def add(self, value: float) -> None:
         """Account for one value."""
         self.count += 1
-        if value < self.min:
-            self.min = value
-        if value > self.max:
-            self.max = value
+        self.min = min(self.min, value)
+        self.max = max(self.max, value)
 
 
 @dataclass(slots=True)

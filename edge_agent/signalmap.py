@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cantools
+from cantools.database.errors import UnsupportedDatabaseFormatError
 from cantools.database.can import Database, Message, Signal
 
 from .errors import ConfigError
@@ -72,13 +73,13 @@ def _load_dbc(path: Path, warnings: list[str]) -> Database:
         db = cantools.database.load_file(str(path), strict=False)
     except FileNotFoundError:
         raise ConfigError(f"{path}: DBC file not found") from None
-    except (cantools.database.UnsupportedDatabaseFormatError, ValueError, OSError) as exc:
+    except (UnsupportedDatabaseFormatError, ValueError, OSError) as exc:
         raise ConfigError(f"{path}: cannot parse DBC: {exc}") from exc
     if not isinstance(db, Database):
         raise ConfigError(f"{path}: not a CAN database")
     try:
         cantools.database.load_file(str(path), strict=True)
-    except (cantools.database.UnsupportedDatabaseFormatError, ValueError) as exc:
+    except (UnsupportedDatabaseFormatError, ValueError) as exc:
         warnings.append(f"{path}: not strictly valid (only mapped messages are checked): {exc}")
     return db
 
@@ -142,7 +143,7 @@ def load_signal_map(path: str | Path) -> SignalMap:
 
     signals = doc.get("signals")
     if not isinstance(signals, dict) or not signals:
-        raise ConfigError(f"{path}: no [signals.\"...\"] entries")
+        raise ConfigError(f'{path}: no [signals."..."] entries')
     grouped: dict[str, list[SignalRule]] = {}
     for canonical, entry in signals.items():
         where = f"{path}: [signals.{canonical!r}]"

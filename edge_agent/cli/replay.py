@@ -22,7 +22,9 @@ def add_subparser(subparsers: Any) -> None:
     parser.add_argument("--map", required=True, metavar="MAP", help="signal map (TOML)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument(
-        "--speed", type=float, metavar="X",
+        "--speed",
+        type=float,
+        metavar="X",
         help="pace at X times real time (default: as fast as possible)",
     )
     parser.set_defaults(func=_do_replay)
@@ -36,8 +38,10 @@ def _do_replay(args: argparse.Namespace) -> int:
     size = replay.source.path.stat().st_size
     progress = None
     if sys.stdout.isatty() and size > 20_000_000:
+
         def progress(frames: int) -> None:
             print(f"\r{frames:>12,} frames", end="", file=sys.stderr, flush=True)
+
     report = replay.run(progress)
     if progress is not None:
         print(file=sys.stderr)

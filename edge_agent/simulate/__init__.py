@@ -39,7 +39,9 @@ class SimulationResult:
 
 def iso(epoch: float) -> str:
     """ISO 8601 UTC with milliseconds, the format records and reports use."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def simulate(
@@ -77,10 +79,15 @@ def simulate(
     with writer:
         for state in drive.ticks():
             for f in encoder.frames(state):
-                writer.on_message_received(can.Message(
-                    timestamp=f.timestamp, arbitration_id=f.arbitration_id,
-                    is_extended_id=f.is_extended_id, data=f.data, channel=f.bus,
-                ))
+                writer.on_message_received(
+                    can.Message(
+                        timestamp=f.timestamp,
+                        arbitration_id=f.arbitration_id,
+                        is_extended_id=f.is_extended_id,
+                        data=f.data,
+                        channel=f.bus,
+                    )
+                )
                 frames += 1
     s = vehicle.state
     events = drive.truth_events()

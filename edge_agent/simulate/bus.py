@@ -34,32 +34,52 @@ def _kinematics(s: VehicleState, rng: random.Random) -> Values:
             ax += spike
         else:
             ay += spike
-    return {"AccelX": ax, "AccelY": -ay / G, "YawRate": math.degrees(s.yaw_rate) + rng.gauss(0, 0.1)}
+    return {
+        "AccelX": ax,
+        "AccelY": -ay / G,
+        "YawRate": math.degrees(s.yaw_rate) + rng.gauss(0, 0.1),
+    }
 
 
 def _wheels(s: VehicleState, rng: random.Random) -> Values:
     kmh, spread = s.speed * 3.6, s.yaw_rate * 0.8 * 3.6  # outer wheels faster in a turn
     return {
-        "WheelSpeedFL": max(0.0, kmh - spread), "WheelSpeedFR": max(0.0, kmh + spread),
-        "WheelSpeedRL": max(0.0, kmh - spread), "WheelSpeedRR": max(0.0, kmh + spread),
+        "WheelSpeedFL": max(0.0, kmh - spread),
+        "WheelSpeedFR": max(0.0, kmh + spread),
+        "WheelSpeedRL": max(0.0, kmh - spread),
+        "WheelSpeedRR": max(0.0, kmh + spread),
     }
 
 
 _SIGNALS: dict[str, tuple[float, Callable[[VehicleState, random.Random], Values]]] = {
     # message: (period s, values)
-    "VEHICLE_SPEED": (0.02, lambda s, r: {"VehicleSpeed": s.speed * 3.6,
-                                           "SpeedLimit": s.speed_limit_kmh}),
+    "VEHICLE_SPEED": (
+        0.02,
+        lambda s, r: {"VehicleSpeed": s.speed * 3.6, "SpeedLimit": s.speed_limit_kmh},
+    ),
     "WHEEL_SPEEDS": (0.02, _wheels),
     "KINEMATICS": (0.01, _kinematics),
     "STEERING": (0.01, lambda s, r: {"SteeringAngle": s.steering_deg}),
-    "PEDALS": (0.02, lambda s, r: {"AcceleratorPedal": s.accel_pedal, "BrakePedal": s.brake_pedal,
-                                   "BrakeSwitch": float(s.brake_pedal > 2)}),
+    "PEDALS": (
+        0.02,
+        lambda s, r: {
+            "AcceleratorPedal": s.accel_pedal,
+            "BrakePedal": s.brake_pedal,
+            "BrakeSwitch": float(s.brake_pedal > 2),
+        },
+    ),
     "ENGINE": (0.01, lambda s, r: {"EngineSpeed": s.rpm, "EngineRunning": float(s.engine_running)}),
     "FUEL": (0.1, lambda s, r: {"FuelRate": s.fuel_rate_lph, "MassAirFlow": s.maf_gps}),
     "TRANSMISSION": (0.05, lambda s, r: {"Gear": float(s.gear)}),
     "ODOMETER": (1.0, lambda s, r: {"TotalDistance": s.odometer_m, "TripDistance": s.distance_m}),
-    "BODY": (0.1, lambda s, r: {"DriverBelted": float(s.belted), "IgnitionOn": float(s.ignition),
-                                "CrashDetected": float(s.crash)}),
+    "BODY": (
+        0.1,
+        lambda s, r: {
+            "DriverBelted": float(s.belted),
+            "IgnitionOn": float(s.ignition),
+            "CrashDetected": float(s.crash),
+        },
+    ),
     "GNSS_POSITION": (0.1, lambda s, r: {"Latitude": s.lat, "Longitude": s.lon}),
 }
 
@@ -83,7 +103,9 @@ class BusEncoder:
         self._bus = bus
         self._tick = 0
         self._periodic = [
-            _Periodic(dbc.get_message_by_name(name), round(period / 0.01), rng.uniform(0, 0.009), fn)
+            _Periodic(
+                dbc.get_message_by_name(name), round(period / 0.01), rng.uniform(0, 0.009), fn
+            )
             for name, (period, fn) in _SIGNALS.items()
         ]
         used = {m.frame_id for m in dbc.messages}
@@ -92,13 +114,24 @@ class BusEncoder:
             for _ in range(count):
                 extended = rng.random() < 0.15
                 while True:
-                    can_id = rng.randrange(0x0C000000, 0x1FFFFFFF) if extended else rng.randrange(0x100, 0x7FF)
+                    can_id = (
+                        rng.randrange(0x0C000000, 0x1FFFFFFF)
+                        if extended
+                        else rng.randrange(0x100, 0x7FF)
+                    )
                     if can_id not in used:
                         used.add(can_id)
                         break
                 payload = bytearray(rng.randbytes(rng.choice((2, 4, 6, 8, 8, 8))))
                 self._background.append(
-                    (can_id, extended, period, rng.randrange(period), rng.uniform(0, 0.009), payload)
+                    (
+                        can_id,
+                        extended,
+                        period,
+                        rng.randrange(period),
+                        rng.uniform(0, 0.009),
+                        payload,
+                    )
                 )
         self._counters: dict[int, int] = {}
 
@@ -114,8 +147,15 @@ class BusEncoder:
             counter = self._counters.get(p.message.frame_id, 0)
             self._counters[p.message.frame_id] = (counter + 1) % 16
             data = self._encode(p.message, values, counter)
-            due.append(Frame(base + p.offset_s, p.message.frame_id, data,
-                             p.message.is_extended_frame, self._bus))
+            due.append(
+                Frame(
+                    base + p.offset_s,
+                    p.message.frame_id,
+                    data,
+                    p.message.is_extended_frame,
+                    self._bus,
+                )
+            )
         for can_id, extended, period, phase, offset, payload in self._background:
             if tick % period != phase:
                 continue

@@ -65,7 +65,9 @@ class Drive:
             return (phase.accel if target > s.speed else -phase.accel), 0.0
         if phase.kind == "turn":
             v = max(s.speed, 1.0)
-            return 0.5 * (start_speed - s.speed), math.copysign(phase.lat_accel / v, phase.angle_deg)
+            return 0.5 * (start_speed - s.speed), math.copysign(
+                phase.lat_accel / v, phase.angle_deg
+            )
         if phase.kind == "crash":
             return -start_speed / phase.seconds, 0.0
         if phase.kind == "idle" or s.speed < 0.05:
@@ -89,9 +91,7 @@ class Drive:
             if kmh - s.speed_limit_kmh <= (20.0 if episode.severity == "major" else 10.0):
                 return
             value = kmh
-        elif episode.type == "harsh_braking":
-            value = -s.accel
-        elif episode.type == "crash":
+        elif episode.type in {"harsh_braking", "crash"}:
             value = -s.accel
         elif episode.type == "harsh_acceleration":
             value = s.accel

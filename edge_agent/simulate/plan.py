@@ -118,12 +118,23 @@ class PlanBuilder:
             ep = self._episode("harsh_cornering")
             self._speed_to(32.0, self._u(self.mag.decel))
             self._cruise(3.0)
-            self._add(Phase("turn", angle_deg=self.rng.choice((-1, 1)) * self._u((60, 90)),
-                            lat_accel=self._u(self.mag.harsh_lat), episode=ep))
+            self._add(
+                Phase(
+                    "turn",
+                    angle_deg=self.rng.choice((-1, 1)) * self._u((60, 90)),
+                    lat_accel=self._u(self.mag.harsh_lat),
+                    episode=ep,
+                )
+            )
         else:
             self._speed_to(20.0, self._u(self.mag.decel))
-            self._add(Phase("turn", angle_deg=self.rng.choice((-90.0, 90.0)),
-                            lat_accel=min(self.mag.lat[1], (20 / 3.6) ** 2 / 14)))
+            self._add(
+                Phase(
+                    "turn",
+                    angle_deg=self.rng.choice((-90.0, 90.0)),
+                    lat_accel=min(self.mag.lat[1], (20 / 3.6) ** 2 / 14),
+                )
+            )
         self._cruise(3.0)
         self._speed_to(cruise, self._u(self.mag.accel))
         self._cruise(self._u((12.0, 25.0)))
@@ -146,8 +157,13 @@ class PlanBuilder:
         cruise = limit - self._u((3.0, 10.0))
         self._speed_to(cruise, self._u(self.mag.highway_accel))
         self._cruise(self._u((20.0, 50.0)))
-        self._add(Phase("turn", angle_deg=self.rng.choice((-1, 1)) * self._u((15, 30)),
-                        lat_accel=self._u(self.mag.lat)))
+        self._add(
+            Phase(
+                "turn",
+                angle_deg=self.rng.choice((-1, 1)) * self._u((15, 30)),
+                lat_accel=self._u(self.mag.lat),
+            )
+        )
         self._cruise(self._u((15.0, 30.0)))
         roll = self.rng.random()
         if roll < 0.5:
@@ -155,8 +171,9 @@ class PlanBuilder:
             ep = self._episode("speeding", "major" if major else "minor")
             over = self._u((24.0, 30.0)) if major else self._u((13.0, 17.0))
             self._speed_to(limit + over, 1.0, ep)
-            self._add(Phase("cruise", seconds=self._u((8.0, 12.0) if major else (14.0, 18.0)),
-                            episode=ep))
+            self._add(
+                Phase("cruise", seconds=self._u((8.0, 12.0) if major else (14.0, 18.0)), episode=ep)
+            )
             self._speed_to(cruise, 1.0, ep)
         elif roll < 0.75:
             ep = self._episode("harsh_braking")

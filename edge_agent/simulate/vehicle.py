@@ -32,12 +32,40 @@ class VehicleParams:
 
 
 CAR = VehicleParams(
-    "car", 1500.0, 0.68, 0.012, 0.31, (3.5, 2.1, 1.4, 1.0, 0.8, 0.65), 4.1,
-    750.0, 2600.0, 1200.0, 0.7, 32.0e6, 0.27, 110e3, 740.0, 14.7,
+    "car",
+    1500.0,
+    0.68,
+    0.012,
+    0.31,
+    (3.5, 2.1, 1.4, 1.0, 0.8, 0.65),
+    4.1,
+    750.0,
+    2600.0,
+    1200.0,
+    0.7,
+    32.0e6,
+    0.27,
+    110e3,
+    740.0,
+    14.7,
 )
 HEAVY_TRUCK = VehicleParams(
-    "heavy_truck", 12000.0, 5.5, 0.007, 0.5, (9.0, 6.0, 4.2, 3.0, 2.1, 1.5, 1.1, 0.85), 3.4,
-    600.0, 1700.0, 1000.0, 1.6, 35.8e6, 0.38, 260e3, 832.0, 14.5,
+    "heavy_truck",
+    12000.0,
+    5.5,
+    0.007,
+    0.5,
+    (9.0, 6.0, 4.2, 3.0, 2.1, 1.5, 1.1, 0.85),
+    3.4,
+    600.0,
+    1700.0,
+    1000.0,
+    1.6,
+    35.8e6,
+    0.38,
+    260e3,
+    832.0,
+    14.5,
 )
 
 
@@ -112,7 +140,8 @@ class Vehicle:
         )
         s.steering_deg = (
             math.degrees(math.atan(self.WHEELBASE_M * s.yaw_rate / s.speed)) * self.STEERING_RATIO
-            if s.speed > 0.5 else s.steering_deg * 0.9
+            if s.speed > 0.5
+            else s.steering_deg * 0.9
         )
         self._powertrain(dt, pedal_cap)
 
@@ -125,11 +154,15 @@ class Vehicle:
         resist = p.mass_kg * G * p.rolling_coeff + 0.5 * 1.2 * p.drag_area_m2 * s.speed**2
         traction = p.mass_kg * s.accel + (resist if s.speed > 0.1 else 0.0)
         power = max(0.0, traction * s.speed)
-        s.fuel_rate_lph = p.idle_fuel_lph + power / (p.engine_efficiency * p.fuel_energy_j_per_l) * 3600
+        s.fuel_rate_lph = (
+            p.idle_fuel_lph + power / (p.engine_efficiency * p.fuel_energy_j_per_l) * 3600
+        )
         s.fuel_l += s.fuel_rate_lph * dt / 3600
         s.maf_gps = s.fuel_rate_lph * p.fuel_density_g_per_l / 3600 * p.air_fuel_ratio
         if traction > 0:
-            demand = 100.0 * (power + 0.15 * p.max_power_w * min(1.0, s.accel / 2.0)) / p.max_power_w
+            demand = (
+                100.0 * (power + 0.15 * p.max_power_w * min(1.0, s.accel / 2.0)) / p.max_power_w
+            )
             s.accel_pedal, s.brake_pedal = min(pedal_cap, max(0.0, 5.0 + demand)), 0.0
         else:
             s.accel_pedal = 0.0
@@ -139,8 +172,14 @@ class Vehicle:
             s.gear = 1
         else:
             s.gear = max(1, s.gear)
-            while s.gear < len(p.gear_ratios) and wheel_rpm * p.gear_ratios[s.gear - 1] * p.final_drive > p.upshift_rpm:
+            while (
+                s.gear < len(p.gear_ratios)
+                and wheel_rpm * p.gear_ratios[s.gear - 1] * p.final_drive > p.upshift_rpm
+            ):
                 s.gear += 1
-            while s.gear > 1 and wheel_rpm * p.gear_ratios[s.gear - 1] * p.final_drive < p.downshift_rpm:
+            while (
+                s.gear > 1
+                and wheel_rpm * p.gear_ratios[s.gear - 1] * p.final_drive < p.downshift_rpm
+            ):
                 s.gear -= 1
         s.rpm = max(p.idle_rpm, wheel_rpm * p.gear_ratios[s.gear - 1] * p.final_drive)

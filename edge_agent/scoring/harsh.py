@@ -1,0 +1,164 @@
+"""Harsh braking, acceleration and cornering, and seatbelt use: threshold detectors on motion.
+
+Every detector here offers the same small surface the scorer drives: ``signals`` (the sample
+names that advance it), ``update(name, timestamp, state)`` returning the events that closed,
+``close(timestamp)`` at a trip's end, and ``reset()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from .. import signals as sig
+from .config import ScoringConfig
+from .level import LevelDetector, LevelRule
+from .model import Event
+from .state import VehicleState
+
+
+class Detector(Protocol):
+    """A state machine that turns the vehicle's state into events of one kind."""
+
+    @property
+    def signals(self) -> frozenset[str]:
+        """Names of the samples after which :meth:`update` must run."""
+        ...
+
+    def update(self, name: str, timestamp: float, state: VehicleState) -> Sequence[Event]:
+        """Advance after a ``name`` sample at ``timestamp``; return events that closed."""
+        ...
+
+    def close(self, timestamp: float) -> Sequence[Event]:
+        """End of trip: close open events at ``timestamp`` and re-arm."""
+        ...
+
+
+def _closed(*events: Event | None) -> list[Event]:
+    return [event for event in events if event is not None]
+
+
+class LongitudinalDetector:
+    """Harsh braking (deceleration, speed gate at start) and harsh acceleration.
+
+    Watches the smoothed longitudinal acceleration; on a bus without an acceleration
+    signal, the slope of speed over a 1 s window stands in for it.
+    """
+
+    signals = frozenset({sig.ACCEL_LON, sig.SPEED})
+
+    def __init__(self, config: ScoringConfig) -> None:
+        self._min_speed = config.braking_min_speed_kmh
+        self._braking = LevelDetector(
+            LevelRule(
+                "harsh_braking",
+                config.harsh_braking_mps2,
+                config.harsh_sustain_s,
+                config.hysteresis,
+                config.rearm_s,
+            )
+        )
+        self._accelerating = LevelDetector(
+            LevelRule(
+                "harsh_acceleration",
+                config.harsh_acceleration_mps2,
+                config.harsh_sustain_s,
+                config.hysteresis,
+                config.rearm_s,
+            )
+        )
+
+    def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
+        """Advance on the acceleration signal (or on speed when there is none)."""
+        source = sig.ACCEL_LON if state.has_lon_signal else sig.SPEED
+        if name != source or state.accel_lon is None:
+            return []
+        speed = state.speed if state.speed is not None else 0.0
+        location = state.location(timestamp)
+        braking = self._braking.update(
+            timestamp,
+            -state.accel_lon,
+            speed_kmh=speed,
+            gate=speed >= self._min_speed,
+            location=location,
+        )
+        accelerating = self._accelerating.update(
+            timestamp, state.accel_lon, speed_kmh=speed, location=location
+        )
+        return _closed(braking, accelerating)
+
+    def close(self, timestamp: float) -> list[Event]:
+        """Close open events at ``timestamp``."""
+        return _closed(self._braking.finish(timestamp), self._accelerating.finish(timestamp))
+
+
+class CorneringDetector:
+    """Harsh cornering: smoothed |lateral acceleration| (or yaw rate * speed), speed gate."""
+
+    signals = frozenset({sig.ACCEL_LAT, sig.YAW_RATE})
+
+    def __init__(self, config: ScoringConfig) -> None:
+        self._min_speed = config.cornering_min_speed_kmh
+        self._level = LevelDetector(
+            LevelRule(
+                "harsh_cornering",
+                config.harsh_cornering_mps2,
+                config.harsh_sustain_s,
+                config.hysteresis,
+                config.rearm_s,
+            )
+        )
+
+    def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
+        """Advance on the lateral signal (or on yaw rate when there is none)."""
+        source = sig.ACCEL_LAT if state.has_lat_signal else sig.YAW_RATE
+        if name != source or state.accel_lat is None:
+            return []
+        speed = state.speed if state.speed is not None else 0.0
+        return _closed(
+            self._level.update(
+                timestamp,
+                abs(state.accel_lat),
+                speed_kmh=speed,
+                gate=speed >= self._min_speed,
+                location=state.location(timestamp),
+            )
+        )
+
+    def close(self, timestamp: float) -> list[Event]:
+        """Close an open event at ``timestamp``."""
+        return _closed(self._level.finish(timestamp))
+
+
+class SeatbeltDetector:
+    """Driver unbelted for ``seatbelt_s`` above ``seatbelt_min_speed_kmh``; peak is km/h."""
+
+    signals = frozenset({sig.BELTED, sig.SPEED})
+
+    def __init__(self, config: ScoringConfig) -> None:
+        self._level = LevelDetector(
+            LevelRule(
+                "seatbelt",
+                config.seatbelt_min_speed_kmh,
+                config.seatbelt_s,
+                config.hysteresis,
+                config.rearm_s,
+                inclusive=False,
+                fixed_severity="major",
+            )
+        )
+
+    def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
+        """Watch the speed while the belt is known to be open (0 while belted)."""
+        if state.speed is None or state.belted is None:
+            return []
+        value = 0.0 if state.belted else state.speed
+        return _closed(
+            self._level.update(
+                timestamp, value, speed_kmh=state.speed, location=state.location(timestamp)
+            )
+        )
+
+    def close(self, timestamp: float) -> list[Event]:
+        """Close an open event at ``timestamp``."""
+        return _closed(self._level.finish(timestamp))

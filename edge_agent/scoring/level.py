@@ -1,0 +1,142 @@
+"""The threshold state machine most detectors share: sustain, hysteresis, re-arm, severity."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from msp_protocol.scoring import EventType, Severity
+
+from .model import Event, Location
+
+
+class Phase(enum.Enum):
+    """Where a LevelDetector is in its cycle."""
+
+    IDLE = "idle"  # armed, value below threshold
+    PENDING = "pending"  # above threshold, not yet for sustain_s
+    ACTIVE = "active"  # an event is open
+    REARM = "rearm"  # event closed; waiting for the value to stay below release for rearm_s
+
+
+@dataclass(frozen=True, slots=True)
+class LevelRule:
+    """When a watched value makes an event.
+
+    The event opens when the value reaches ``threshold`` (``inclusive``: at it; otherwise
+    strictly above) and stays there for ``sustain_s``; it closes when the value falls below
+    ``threshold * (1 - hysteresis)``; a new one can open only after the value has stayed
+    below that release level for ``rearm_s``. Severity is ``fixed_severity`` if given, else
+    major from ``major_ratio`` * threshold and critical from ``critical_ratio`` * threshold.
+    """
+
+    event_type: EventType
+    threshold: float
+    sustain_s: float
+    hysteresis: float
+    rearm_s: float
+    inclusive: bool = True
+    fixed_severity: Severity | None = None
+    major_ratio: float = 1.4
+    critical_ratio: float = 1.8
+
+    @property
+    def release(self) -> float:
+        """Value below which an open event closes."""
+        return self.threshold * (1.0 - self.hysteresis)
+
+    def reached(self, value: float) -> bool:
+        """Whether ``value`` is at (or above) the threshold."""
+        return value >= self.threshold if self.inclusive else value > self.threshold
+
+    def severity(self, peak: float) -> Severity:
+        """Severity of an event that peaked at ``peak``."""
+        if self.fixed_severity is not None:
+            return self.fixed_severity
+        if peak >= self.threshold * self.critical_ratio:
+            return "critical"
+        if peak >= self.threshold * self.major_ratio:
+            return "major"
+        return "minor"
+
+
+class LevelDetector:
+    """One event type's state machine over one watched value (IDLE→PENDING→ACTIVE→REARM).
+
+    Feed it the value in time order with :meth:`update`; it returns the Event when one
+    closes. ``gate`` is checked only while armed: an event can begin only while the gate is
+    open (e.g. "speed at start ≥ 10 km/h"), and once begun it runs its course.
+    """
+
+    __slots__ = ("_below_since", "_location", "_peak", "_speed", "_start", "phase", "rule")
+
+    def __init__(self, rule: LevelRule) -> None:
+        self.rule = rule
+        self.phase = Phase.IDLE
+        self._start = 0.0
+        self._peak = 0.0
+        self._speed = 0.0
+        self._location: Location | None = None
+        self._below_since: float | None = None
+
+    def update(
+        self,
+        timestamp: float,
+        value: float,
+        *,
+        speed_kmh: float,
+        gate: bool = True,
+        location: Location | None = None,
+    ) -> Event | None:
+        """Advance to ``timestamp`` with the watched ``value``; return an event that closed."""
+        rule = self.rule
+        if self.phase is Phase.REARM:
+            if value >= rule.release:
+                self._below_since = None
+            elif self._below_since is None:
+                self._below_since = timestamp
+            if self._below_since is None or timestamp - self._below_since < rule.rearm_s:
+                return None
+            self.phase = Phase.IDLE
+        if self.phase is Phase.ACTIVE:
+            if value < rule.release:
+                return self._close(timestamp)
+            self._peak = max(self._peak, value)
+            return None
+        if self.phase is Phase.PENDING:
+            if not rule.reached(value):
+                self.phase = Phase.IDLE
+                return None
+            self._peak = max(self._peak, value)
+            if timestamp - self._start >= rule.sustain_s:
+                self.phase = Phase.ACTIVE
+            return None
+        if rule.reached(value) and gate:
+            self.phase = Phase.ACTIVE if rule.sustain_s <= 0 else Phase.PENDING
+            self._start, self._peak, self._speed = timestamp, value, speed_kmh
+            self._location = location
+        return None
+
+    def _close(self, timestamp: float) -> Event:
+        self.phase = Phase.REARM
+        self._below_since = timestamp
+        return Event(
+            type=self.rule.event_type,
+            start=self._start,
+            duration_s=max(0.0, timestamp - self._start),
+            peak=self._peak,
+            speed_kmh=self._speed,
+            severity=self.rule.severity(self._peak),
+            location=self._location,
+        )
+
+    def finish(self, timestamp: float) -> Event | None:
+        """Close an open event at ``timestamp`` (end of trip or data) and re-arm."""
+        event = self._close(timestamp) if self.phase is Phase.ACTIVE else None
+        self.reset()
+        return event
+
+    def reset(self) -> None:
+        """Drop any pending state and re-arm at once (new trip, or a gap in the data)."""
+        self.phase = Phase.IDLE
+        self._below_since = None

@@ -1,0 +1,188 @@
+"""The scoring stage: canonical samples in, driving events and trips out."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+from .. import signals as sig
+from ..samples import Sample
+from .config import ScoringConfig
+from .crash import CrashDetector
+from .driving_time import ContinuousDrivingDetector, IdlingDetector
+from .harsh import CorneringDetector, Detector, LongitudinalDetector, SeatbeltDetector
+from .model import Event, Trip
+from .pedal import PedalMisapplicationDetector
+from .speeding import SpeedingDetector
+from .state import VehicleState, check_sample
+from .trip import TripAccumulator
+
+log = logging.getLogger(__name__)
+
+
+class Scorer:
+    """Turns a time-ordered stream of canonical samples into events and trips.
+
+    Feed every sample with :meth:`feed` (signals interleaved at any rates); it returns
+    the events that closed on that sample, and a crash the moment it is seen. Trips start
+    at ignition on (or first motion when the bus has no ignition signal, or the ignition
+    is on) and end at ignition off, after ``trip_end_stationary_s`` stationary with the
+    engine off (the trip ends where that stop began), or at :meth:`close` / :meth:`finish`.
+    Finished trips wait in :meth:`pop_trips`.
+
+    Bad samples (non-finite, out of range, running backwards in time, an odometer running
+    backwards) never raise: each is counted in :attr:`rejected` by reason and logged
+    (WARNING for the first of each reason, DEBUG after). Samples of names scoring does
+    not read are counted in :attr:`ignored`.
+    """
+
+    def __init__(self, config: ScoringConfig | None = None) -> None:
+        self.config = config if config is not None else ScoringConfig()
+        self.state = VehicleState(self.config)
+        self.rejected: Counter[str] = Counter()
+        self.ignored = 0
+        self._crash = CrashDetector(self.config)
+        self._continuous = ContinuousDrivingDetector(self.config)
+        self._trip_detectors: tuple[Detector, ...] = (
+            LongitudinalDetector(self.config),
+            CorneringDetector(self.config),
+            SpeedingDetector(self.config),
+            IdlingDetector(self.config),
+            PedalMisapplicationDetector(self.config),
+            SeatbeltDetector(self.config),
+        )
+        self._always: tuple[Detector, ...] = (self._crash, self._continuous)
+        self._by_signal: dict[str, list[Detector]] = {}
+        for detector in self._always + self._trip_detectors:
+            for name in detector.signals:
+                self._by_signal.setdefault(name, []).append(detector)
+        self._last_ts: dict[str, float] = {}
+        self._clock: float | None = None
+        self._trip: TripAccumulator | None = None
+        self._stopped_since: float | None = None
+        self._ignition: bool | None = None
+        self._done: list[Trip] = []
+
+    @property
+    def in_trip(self) -> bool:
+        """Whether a trip is open."""
+        return self._trip is not None
+
+    def feed(self, sample: Sample) -> list[Event]:
+        """Take one sample; return the events that closed on it (crashes at once)."""
+        name, ts = sample.name, sample.timestamp
+        if name not in sig.CANONICAL:
+            self.ignored += 1
+            return []
+        reason = check_sample(sample, self._last_ts.get(name))
+        if reason is None and name == sig.ODOMETER and self._trip is not None:
+            reason = None if self._trip.add_odometer(float(sample.value)) else "odometer_backwards"
+        if reason is not None:
+            self._reject(sample, reason)
+            return []
+        self._last_ts[name] = ts
+        if self._clock is not None and ts - self._clock > self.config.max_gap_s:
+            self.state.forget_motion()
+        self._clock = ts if self._clock is None else max(self._clock, ts)
+        self.state.apply(sample)
+        events = self._segment(name, ts)
+        trip = self._trip
+        if trip is not None:
+            if name == sig.SPEED:
+                trip.add_speed(ts, self.state)
+            elif name == sig.FUEL_RATE:
+                trip.add_fuel_rate(ts, self.state)
+            elif name == sig.MAF:
+                trip.add_maf(ts, self.state)
+        for detector in self._by_signal.get(name, ()):
+            if trip is None and detector not in self._always:
+                continue
+            events.extend(self._attach(detector.update(name, ts, self.state)))
+        return events
+
+    def _reject(self, sample: Sample, reason: str) -> None:
+        self.rejected[reason] += 1
+        level = logging.WARNING if self.rejected[reason] == 1 else logging.DEBUG
+        log.log(
+            level,
+            "rejected sample %s=%r at t=%r from %r: %s (further %s rejections at DEBUG)",
+            sample.name,
+            sample.value,
+            sample.timestamp,
+            sample.source or "?",
+            reason,
+            reason,
+        )
+
+    def _attach(self, events: Sequence[Event]) -> list[Event]:
+        if self._trip is not None:
+            self._trip.events.extend(events)
+        return list(events)
+
+    def _segment(self, name: str, ts: float) -> list[Event]:
+        state = self.state
+        rising = name == sig.IGNITION and state.ignition is True and self._ignition is not True
+        if name == sig.IGNITION:
+            self._ignition = state.ignition
+        if self._trip is None:
+            moved = name == sig.SPEED and state.moving and state.ignition is not False
+            if rising or moved:
+                log.info("trip starts at t=%.3f (%s)", ts, "ignition" if rising else "motion")
+                self._trip = TripAccumulator(self.config, ts)
+                self._stopped_since = None
+            return []
+        if name == sig.IGNITION and state.ignition is False:
+            return self._end_trip(ts, "ignition off")
+        if state.moving or state.engine_running is True:
+            self._stopped_since = None
+            return []
+        if self._stopped_since is None:
+            self._stopped_since = ts
+        elif ts - self._stopped_since >= self.config.trip_end_stationary_s:
+            return self._end_trip(self._stopped_since, "stationary with the engine off")
+        return []
+
+    def _end_trip(self, at: float, why: str) -> list[Event]:
+        trip = self._trip
+        if trip is None:
+            return []
+        events: list[Event] = []
+        for detector in self._trip_detectors + self._always:
+            events.extend(self._attach(detector.close(at)))
+        self._trip, self._stopped_since = None, None
+        finished = trip.build(max(at, trip.start))
+        log.info(
+            "trip ends at t=%.3f (%s): %.3f km, %d events",
+            at,
+            why,
+            finished.distance_km,
+            len(finished.events),
+        )
+        self._done.append(finished)
+        return events
+
+    def close(self, timestamp: float | None = None) -> list[Event]:
+        """End the open trip (end of data or shutdown); return the events that closed.
+
+        ``timestamp`` defaults to the latest sample's. A trip already stationary with the
+        engine off for ``trip_end_stationary_s`` ends where that stop began.
+        """
+        at = timestamp if timestamp is not None else self._clock
+        if self._trip is None or at is None:
+            return []
+        if self._stopped_since is not None and (
+            at - self._stopped_since >= self.config.trip_end_stationary_s
+        ):
+            at = self._stopped_since
+        return self._end_trip(at, "end of data")
+
+    def pop_trips(self) -> list[Trip]:
+        """The trips finished since the last call, oldest first."""
+        done, self._done = self._done, []
+        return done
+
+    def finish(self, timestamp: float | None = None) -> list[Trip]:
+        """:meth:`close` the open trip and return every trip not yet popped."""
+        self.close(timestamp)
+        return self.pop_trips()

@@ -1,0 +1,207 @@
+"""The vehicle as scoring sees it: latest value of each signal, checked, with derived motion."""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+from .. import signals as sig
+from ..samples import Sample
+from .config import ScoringConfig
+from .model import Location
+from .smoothing import Drop, MovingAverage, Slope
+
+#: Plausible range of each numeric signal; a sample outside it is rejected as "out_of_range".
+RANGES: Final[dict[str, tuple[float, float]]] = {
+    sig.SPEED: (0.0, 400.0),
+    sig.SPEED_LIMIT: (0.0, 300.0),
+    sig.ACCEL_LON: (-500.0, 500.0),
+    sig.ACCEL_LAT: (-500.0, 500.0),
+    sig.YAW_RATE: (-1000.0, 1000.0),
+    sig.STEERING_ANGLE: (-3600.0, 3600.0),
+    sig.ACCEL_PEDAL: (0.0, 100.0),
+    sig.BRAKE_PEDAL: (0.0, 100.0),
+    sig.ENGINE_SPEED: (0.0, 20000.0),
+    sig.GEAR: (-1.0, 20.0),
+    sig.FUEL_RATE: (0.0, 500.0),
+    sig.MAF: (0.0, 3000.0),
+    sig.ODOMETER: (0.0, 1e7),
+    sig.LATITUDE: (-90.0, 90.0),
+    sig.LONGITUDE: (-180.0, 180.0),
+}
+_BOOLS: Final = frozenset(name for name, spec in sig.CANONICAL.items() if spec.kind == "bool")
+
+#: Engine speed below which the engine counts as off (cranking and noise).
+ENGINE_RUNNING_RPM: Final = 100.0
+
+
+def check_sample(sample: Sample, last_timestamp: float | None) -> str | None:
+    """Why ``sample`` must be rejected (a short reason), or None when it is usable.
+
+    ``last_timestamp`` is that signal's previous accepted timestamp: signals must each run
+    forward in time (different signals may interleave with small jitter).
+    """
+    if not math.isfinite(sample.timestamp):
+        return "bad_timestamp"
+    if last_timestamp is not None and sample.timestamp < last_timestamp:
+        return "out_of_order"
+    value = sample.value
+    if sample.name in _BOOLS:
+        return None if isinstance(value, bool | int | float) and not _is_nan(value) else "bad_value"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "bad_value"
+    if not math.isfinite(value):
+        return "bad_value"
+    low, high = RANGES.get(sample.name, (-math.inf, math.inf))
+    if not low <= value <= high:
+        return "out_of_range"
+    return None
+
+
+def maf_fuel_lph(maf_gps: float | None, config: ScoringConfig) -> float | None:
+    """Gasoline flow in l/h from mass air flow: MAF·3600 / (AFR·density); None for diesel.
+
+    The estimate assumes stoichiometric combustion, which diesels do not run at.
+    """
+    if maf_gps is None or config.fuel_type != "gasoline":
+        return None
+    return maf_gps * 3600.0 / (config.maf_air_fuel_ratio * config.fuel_density_g_per_l)
+
+
+def _is_nan(value: float | bool) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+class VehicleState:
+    """Latest value of every signal scoring reads, plus smoothed and derived accelerations.
+
+    ``accel_lon`` is the smoothed longitudinal acceleration (m/s², + forward), taken from
+    ``Vehicle.Acceleration.Longitudinal`` when the bus carries it, else the slope of speed
+    over ``accel_from_speed_window_s``. ``accel_lat`` likewise from the lateral signal or
+    yaw rate * speed. ``None`` means "not known yet".
+    """
+
+    def __init__(self, config: ScoringConfig) -> None:
+        self.config = config
+        self.speed: float | None = None
+        self.speed_limit: float | None = None
+        self.accel_lon: float | None = None
+        self.accel_lat: float | None = None
+        self.raw_lon = 0.0
+        self.raw_lat = 0.0
+        self.speed_drop = 0.0  # km/h fallen within crash_window_s
+        self.accel_pedal: float | None = None
+        self.brake_pedal: float | None = None
+        self.gear: float | None = None
+        self.rpm: float | None = None
+        self.belted: bool | None = None
+        self.ignition: bool | None = None
+        self.crash_flag = False
+        self.odometer: float | None = None
+        self.fuel_rate: float | None = None
+        self.maf: float | None = None
+        self.has_lon_signal = False
+        self.has_lat_signal = False
+        self._position: tuple[float, float | None, float | None] = (-math.inf, None, None)
+        self._lon_filter = MovingAverage(config.smoothing_s)
+        self._lat_filter = MovingAverage(config.smoothing_s)
+        self._speed_slope = Slope(config.accel_from_speed_window_s)
+        self._speed_drop = Drop(config.crash_window_s)
+
+    def apply(self, sample: Sample) -> None:
+        """Take in one checked sample (see :func:`check_sample`)."""
+        name, ts, value = sample.name, sample.timestamp, sample.value
+        if name in _BOOLS:
+            self._apply_bool(name, bool(value))
+            return
+        number = float(value)
+        if name == sig.SPEED:
+            self.speed = number
+            self.speed_drop = self._speed_drop.push(ts, number)
+            slope = self._speed_slope.push(ts, number)
+            if not self.has_lon_signal and slope is not None:
+                self.accel_lon = slope / 3.6
+        elif name == sig.ACCEL_LON:
+            self.has_lon_signal = True
+            self.raw_lon = number
+            self.accel_lon = self._lon_filter.push(ts, number)
+        elif name == sig.ACCEL_LAT:
+            self.has_lat_signal = True
+            self.raw_lat = number
+            self.accel_lat = self._lat_filter.push(ts, number)
+        elif name == sig.YAW_RATE:
+            if not self.has_lat_signal and self.speed is not None:
+                centripetal = math.radians(number) * self.speed / 3.6
+                self.accel_lat = self._lat_filter.push(ts, centripetal)
+        elif name == sig.LATITUDE:
+            self._position = (ts, number, self._position[2])
+        elif name == sig.LONGITUDE:
+            self._position = (ts, self._position[1], number)
+        else:
+            self._apply_number(name, number)
+
+    def _apply_bool(self, name: str, value: bool) -> None:
+        if name == sig.BELTED:
+            self.belted = value
+        elif name == sig.IGNITION:
+            self.ignition = value
+        elif name == sig.CRASH:
+            self.crash_flag = value
+
+    def _apply_number(self, name: str, value: float) -> None:
+        if name == sig.SPEED_LIMIT:
+            self.speed_limit = value if value > 0 else None  # 0: "no limit known" on most buses
+        elif name == sig.ACCEL_PEDAL:
+            self.accel_pedal = value
+        elif name == sig.BRAKE_PEDAL:
+            self.brake_pedal = value
+        elif name == sig.GEAR:
+            self.gear = value
+        elif name == sig.ENGINE_SPEED:
+            self.rpm = value
+        elif name == sig.FUEL_RATE:
+            self.fuel_rate = value
+        elif name == sig.MAF:
+            self.maf = value
+
+    @property
+    def moving(self) -> bool:
+        """Whether the last known speed is at or above the stationary threshold."""
+        return self.speed is not None and self.speed >= self.config.stationary_kmh
+
+    @property
+    def engine_running(self) -> bool | None:
+        """Engine state from engine speed, else from ignition; None when neither is known."""
+        if self.rpm is not None:
+            return self.rpm >= ENGINE_RUNNING_RPM
+        return self.ignition
+
+    @property
+    def idling(self) -> bool:
+        """Stationary with the engine running."""
+        return self.speed is not None and not self.moving and self.engine_running is True
+
+    @property
+    def fuel_rate_lph(self) -> float | None:
+        """Fuel flow in l/h: the fuel-rate signal, else (gasoline only) estimated from MAF."""
+        if self.fuel_rate is not None:
+            return self.fuel_rate
+        return maf_fuel_lph(self.maf, self.config)
+
+    @property
+    def reversing(self) -> bool:
+        """Whether reverse gear is engaged."""
+        return self.gear is not None and self.gear < 0
+
+    def location(self, timestamp: float) -> Location | None:
+        """Last position if it is fresh (``location_max_age_s``), else None."""
+        ts, lat, lon = self._position
+        if lat is None or lon is None or timestamp - ts > self.config.location_max_age_s:
+            return None
+        return Location(lat, lon)
+
+    def forget_motion(self) -> None:
+        """Drop filter history (a gap in the data must not join two manoeuvres)."""
+        for filt in (self._lon_filter, self._lat_filter, self._speed_slope, self._speed_drop):
+            filt.reset()
+        self.speed_drop = 0.0

@@ -130,7 +130,8 @@ class Card:
     def session_start(self, gw: Gateway, session: str, send_cert: bool = True,
                       **changes: object) -> bodies.SessionStart:  # fmt: skip
         statement = bodies.Statement(
-            session, gw.vin, gw.device, format_ts(T0), b64url(hashlib.sha256(session.encode()).digest()),
+            session, gw.vin, gw.device, format_ts(T0),
+            b64url(hashlib.sha256(session.encode()).digest()),
             "car", bodies.Licence("2030-01-01", ("普通",)),
             (bodies.Consent("acme", ("trip", "event"), "2027-11-26T00:00:00.000Z"),),
         )

@@ -129,8 +129,9 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 # -- the database ------------------------------------------------------------------------------
 
 
-def create_schema(conn: sqlite3.Connection, device: str) -> None:
-    """Create the tables (if new) in WAL mode with ``synchronous=FULL`` for ``device``."""
+def create_schema(conn: sqlite3.Connection, device: str, public_key: str) -> None:
+    """Create the tables (if new) in WAL mode with ``synchronous=FULL`` for ``device``, whose
+    PEM public key is kept beside the records for ``msp-agent outbox verify``."""
     db = sqlite_utils.Database(conn)
     if db.journal_mode != "wal":
         db.enable_wal()
@@ -146,14 +147,22 @@ def create_schema(conn: sqlite3.Connection, device: str) -> None:
     db.table("state").create(
         {"id": int, "schema_version": int, "device": str, "last_seq": int, "last_hash": str,
          "acked_seq": int, "acked_hash": str, "rows": int, "bytes": int, "evicted_total": int,
-         "evicted_at_health": int},
+         "evicted_at_health": int, "public_key": str},
         pk="id",
         if_not_exists=True,
     )  # fmt: skip
     conn.execute(
-        "INSERT OR IGNORE INTO state VALUES (1, ?, ?, 0, NULL, 0, NULL, 0, 0, 0, 0)",
-        (SCHEMA_VERSION, device),
+        "INSERT OR IGNORE INTO state VALUES (1, ?, ?, 0, NULL, 0, NULL, 0, 0, 0, 0, ?)",
+        (SCHEMA_VERSION, device, public_key),
     )
+
+
+def read_identity(conn: sqlite3.Connection) -> tuple[str, str]:
+    """Return the device id and the PEM public key the outbox was created for."""
+    row = conn.execute("SELECT device, public_key FROM state WHERE id = 1").fetchone()
+    if row is None:
+        raise OutboxError("not an outbox: the state row is missing")
+    return row[0], row[1]
 
 
 def read_state(conn: sqlite3.Connection) -> State:

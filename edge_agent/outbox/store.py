@@ -37,6 +37,7 @@ from .database import (
     create_schema,
     iter_records,
     read_anchor,
+    read_identity,
     read_state,
     stats_of,
     storage_error,
@@ -93,14 +94,18 @@ class Outbox:
         """
         conn = connect(path)
         try:
-            create_schema(conn, signer.kid)
-            row = conn.execute("SELECT device FROM state WHERE id = 1").fetchone()
+            public_pem = signer.public_pem()
+            create_schema(conn, signer.kid, public_pem)
+            device, stored_pem = read_identity(conn)
         except sqlite3.Error as exc:
             conn.close()
             raise storage_error(exc, f"cannot set up outbox {path}") from None
-        if row[0] != signer.kid:
+        if device != signer.kid or stored_pem != public_pem:
             conn.close()
-            raise OutboxError(f"{path} is the outbox of {row[0]!r}, not {signer.kid!r}")
+            raise OutboxError(
+                f"{path} was written by {device!r} with another key than {signer.kid!r}'s; "
+                "drain it or move it aside before changing the device key"
+            )
         return cls(conn, signer, vin, limits or OutboxLimits(), clock)
 
     def close(self) -> None:

@@ -35,6 +35,7 @@ class ChainError(ProtocolError):
     """
 
     def __init__(self, message: str, seq: int, reason: str) -> None:
-        super().__init__(f"seq {seq}: {reason}: {message}", field="seq")
+        super().__init__(f"seq {seq}: {reason}: {message}")
+        self.field = "seq"
         self.seq = seq
         self.reason = reason

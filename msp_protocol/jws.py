@@ -102,6 +102,10 @@ class Signer:
         """Return the public half of the signing key."""
         return self._key.public_key()
 
+    def public_pem(self) -> str:
+        """Return the public key as PEM (SubjectPublicKeyInfo)."""
+        return public_pem(self._key.public_key())
+
     def sign(self, payload: bytes) -> str:
         """Return the JWS compact serialisation of ``payload``."""
         signing_input = f"{self._header_b64}.{b64url(payload)}".encode("ascii")
@@ -208,3 +212,10 @@ def load_public_key(pem: bytes) -> PublicKey:
         raise SignatureError(f"{type(key).__name__} keys are not allowed", "key")
     algorithm_for(key)
     return key
+
+
+def public_pem(key: PublicKey) -> str:
+    """Return a public key as PEM (SubjectPublicKeyInfo)."""
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sync_deploy import Deployment
 from sync_kit import CardIssuer
 
+from cloud_sync.broker_process import MosquittoProcess
 from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa
 from cloud_sync.sqlite_store import SqliteStore
@@ -33,3 +35,18 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
 @pytest.fixture
 def ingestor(store: SqliteStore, card_issuer: CardIssuer) -> Ingestor:
     return Ingestor(store, card_issuer.anchors(), max_waiting=8)
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, card_issuer: CardIssuer) -> Iterator[Deployment]:
+    """Broker on the generated configuration and a registry process; gateways enrol on demand."""
+    if not MosquittoProcess.available():
+        pytest.fail("mosquitto is not installed: run scripts/test (it installs it)")
+    deploy = Deployment(tmp_path, card_issuer)
+    deploy.configure()
+    assert deploy.broker is not None
+    deploy.broker.start()
+    try:
+        yield deploy
+    finally:
+        deploy.stop()

@@ -25,7 +25,6 @@ from edge_agent.outbox import Outbox
 from edge_agent.uplink import MqttUplink, UplinkConfig
 from msp_protocol.chain import ChainReport, verify_chain
 from msp_protocol.jws import load_public_key
-from msp_protocol.records import format_ts
 
 T0 = 1_795_000_000.0
 

@@ -10,6 +10,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sync_deploy import Deployment, UplinkThread, wait_for
 
+from cloud_sync.ingest import Ingestor
 from cloud_sync.sqlite_store import SqliteStore
 from edge_agent.uplink import MemoryUplink, MqttUplink
 from msp_protocol.topics import rec_topic
@@ -75,9 +76,7 @@ def test_refusal_keeps_the_record_and_logs_once(deployment: Deployment, caplog) 
     assert len(refusals) == 1 and "Not authorized" in refusals[0].getMessage()
 
 
-def test_memory_uplink_feeds_an_ingestor(tmp_path, card_issuer, deployment: Deployment) -> None:
-    from cloud_sync.ingest import Ingestor
-
+def test_memory_uplink_feeds_an_ingestor(card_issuer, deployment: Deployment) -> None:
     gw = deployment.enroll("gw-1", "JTCAR00001")
     outbox = gw.open_outbox()
     gw.fill(outbox, 5)

@@ -21,7 +21,7 @@ from cloud_sync import cli as registry_cli
 from cloud_sync.broker_process import MosquittoProcess, free_port
 from cloud_sync.sqlite_store import SqliteStore
 from edge_agent.keys import init_device_key, load_signer
-from edge_agent.outbox import Outbox
+from edge_agent.outbox import NewRecord, Outbox
 from edge_agent.uplink import MqttUplink, UplinkConfig
 from msp_protocol.chain import ChainReport, verify_chain
 from msp_protocol.jws import load_public_key
@@ -53,8 +53,8 @@ class GatewaySetup:
         return Outbox.open(self.outbox_path, load_signer(self.key, self.device), self.vin)
 
     def fill(self, outbox: Outbox, count: int, start: int = 0) -> None:
-        for i in range(start, start + count):
-            outbox.append(trip(10.0 + i % 7, float(i % 3)), T0 + i * 1000.0)
+        outbox.append_many([NewRecord(trip(10.0 + i % 7, float(i % 3)), T0 + i * 1000.0)
+                            for i in range(start, start + count)])  # fmt: skip
 
 
 @dataclass

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from msp_protocol.bodies import Gap, SessionStart
 from msp_protocol.errors import ProtocolError, RecordError
-from msp_protocol.jws import load_public_key, record_hash, split, verify
+from msp_protocol.jws import PublicKey, load_public_key, record_hash, split, verify
 from msp_protocol.records import MAX_RECORD_BYTES, Record, parse_record
 from msp_protocol.topics import device_of_rec_topic
 
@@ -90,6 +90,7 @@ class Ingestor:
         self.max_waiting = max_waiting
         self._waiting: dict[str, dict[int, _Candidate]] = {}
         self._declared: dict[str, dict[int, Eviction]] = {}
+        self._keys: dict[str, PublicKey] = {}  # parsed device keys, by PEM
 
     def process(self, messages: Sequence[tuple[str, bytes]]) -> list[Ack]:
         """Check, commit and ack one batch; raises ``StoreError`` if the commit fails (then
@@ -141,7 +142,7 @@ class Ingestor:
         if device.revoked:
             raise Rejected("revoked_device", device_id, f"revoked at {device.revoked_at}")
         try:
-            verify(token, load_public_key(device.public_key_pem.encode("ascii")))
+            verify(token, self._key(device.public_key_pem))
         except ProtocolError as exc:
             reason = "alg_mismatch" if exc.field == "alg" else "bad_signature"
             raise Rejected(reason, device_id, str(exc)) from None
@@ -154,6 +155,12 @@ class Ingestor:
         if record.vin != device.vin:
             raise Rejected("vin_mismatch", device_id, f"VIN {record.vin} is not {device.vin}")
         return _Candidate(record, token, record_hash(token))
+
+    def _key(self, pem: str) -> PublicKey:
+        key = self._keys.get(pem)
+        if key is None:
+            key = self._keys[pem] = load_public_key(pem.encode("ascii"))
+        return key
 
     def _head(self, state: _BatchState, device: str) -> ChainHead:
         if device not in state.heads:

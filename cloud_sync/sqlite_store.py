@@ -75,6 +75,26 @@ CREATE INDEX IF NOT EXISTS sessions_person ON sessions (person_id, started_at);
 """
 
 
+_DEVICE_COLUMNS = ", ".join(Device.__dataclass_fields__)
+
+
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    names = ", ".join(f'"{c}"' for c in columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
+
+
+_TRIP_FIELDS = tuple(bodies.Trip.__dataclass_fields__)
+_COMMON = ("device", "seq", "session", "person_id", "vin")
+_SQL = {
+    "trips": _insert_sql("trips", (*_COMMON, *_TRIP_FIELDS)),
+    "events": _insert_sql("events", (*_COMMON, "type", "start", "duration_s", "peak",
+                                     "speed_kmh", "severity", "lat", "lon")),
+    "dtcs": _insert_sql("dtcs", (*_COMMON, "ts", "code", "status", "mil", "odometer_km")),
+    "emergencies": _insert_sql("emergencies", (*_COMMON, "detected_at", "trigger",
+                                               "peak_decel_ms2", "speed_kmh", "lat", "lon")),
+}  # fmt: skip
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -105,8 +125,8 @@ class SqliteStore:
     # devices -----------------------------------------------------------------------------
     def device(self, device_id: str) -> Device | None:
         """The enrolled device, revoked or not; ``None`` if never enrolled."""
-        rows = list(self._db["devices"].rows_where("id = ?", [device_id]))
-        return Device(**rows[0]) if rows else None
+        row = self._one(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device_id,))  # noqa: S608
+        return Device(*row) if row else None
 
     def enroll(self, device: Device) -> None:
         """Add a device and its vehicle; raises ``EnrolmentError`` if the id is taken."""
@@ -228,34 +248,27 @@ class SqliteStore:
             self._session_start(rec, body, acc)
             return True
         person = self.session_person(rec.session) if rec.session else None
-        common = {"device": rec.device, "seq": rec.seq, "session": rec.session,
-                  "person_id": person, "vin": rec.vin}  # fmt: skip
+        common = (rec.device, rec.seq, rec.session, person, rec.vin)
+        run = self._conn.execute
         if isinstance(body, bodies.SessionEnd) and rec.session:
-            self._conn.execute(
-                "UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ?",
-                (body.ended_at, body.reason, rec.session),
-            )
+            run("UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ?",
+                (body.ended_at, body.reason, rec.session))  # fmt: skip
         elif isinstance(body, bodies.Trip):
-            row = {f: getattr(body, f) for f in bodies.Trip.__dataclass_fields__}
-            row["events"] = json.dumps(dict(body.events), sort_keys=True)
-            self._db.table("trips").insert({**common, **row})
+            values = [getattr(body, f) for f in _TRIP_FIELDS]
+            values[_TRIP_FIELDS.index("events")] = json.dumps(dict(body.events), sort_keys=True)
+            run(_SQL["trips"], (*common, *values))
         elif isinstance(body, bodies.Event):
-            loc = body.location
-            self._db.table("events").insert({
-                **common, "type": body.type, "start": body.start, "duration_s": body.duration_s,
-                "peak": body.peak, "speed_kmh": body.speed_kmh, "severity": body.severity,
-                "lat": loc.lat if loc else None, "lon": loc.lon if loc else None})  # fmt: skip
+            lat, lon = (body.location.lat, body.location.lon) if body.location else (None, None)
+            run(_SQL["events"], (*common, body.type, body.start, body.duration_s, body.peak,
+                                 body.speed_kmh, body.severity, lat, lon))  # fmt: skip
         elif isinstance(body, bodies.Dtc):
             for code in body.codes:
-                self._db.table("dtcs").insert({
-                    **common, "ts": rec.ts, "code": code.code, "status": code.status,
-                    "mil": int(body.mil), "odometer_km": body.odometer_km})  # fmt: skip
+                run(_SQL["dtcs"], (*common, rec.ts, code.code, code.status, int(body.mil),
+                                   body.odometer_km))  # fmt: skip
         elif isinstance(body, bodies.Emergency):
-            loc = body.location
-            self._db.table("emergencies").insert({
-                **common, "detected_at": body.detected_at, "trigger": body.trigger,
-                "peak_decel_ms2": body.peak_decel_ms2, "speed_kmh": body.speed_kmh,
-                "lat": loc.lat if loc else None, "lon": loc.lon if loc else None})  # fmt: skip
+            lat, lon = (body.location.lat, body.location.lon) if body.location else (None, None)
+            run(_SQL["emergencies"], (*common, body.detected_at, body.trigger,
+                                      body.peak_decel_ms2, body.speed_kmh, lat, lon))  # fmt: skip
         return True
 
     def _session_start(self, rec: Record, body: bodies.SessionStart, acc: Accepted) -> None:

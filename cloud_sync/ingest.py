@@ -152,6 +152,10 @@ class Ingestor:
             raise Rejected("bad_record", device_id, str(exc)) from None
         if record.device != device_id:
             raise Rejected("device_mismatch", device_id, f"record says {record.device!r}")
+        if isinstance(record.body, Gap) and not all(
+            r.first <= r.last < record.seq for r in record.body.ranges
+        ):
+            raise Rejected("bad_gap", device_id, f"seq {record.seq}: a range not before it")
         if record.vin != device.vin:
             raise Rejected("vin_mismatch", device_id, f"VIN {record.vin} is not {device.vin}")
         return _Candidate(record, token, record_hash(token))
@@ -204,11 +208,11 @@ class Ingestor:
         """Take note of a verified gap record's evicted ranges, even ahead of its turn."""
         declared = self._declared.setdefault(cand.record.device, {})
         for item in gap.ranges:
-            if item.first <= head.seq or not item.first <= item.last < cand.record.seq:
-                continue
-            declared[item.first] = Eviction(
-                cand.record.device, item.first, item.last, item.last_sha256
-            )
+            # A gateway may still have sent the first records of a range before evicting them
+            # (from its in-flight window): only what is still missing is declared evicted.
+            first = max(item.first, head.seq + 1)
+            if first <= item.last:
+                declared[first] = Eviction(cand.record.device, first, item.last, item.last_sha256)
 
     def _drain(self, state: _BatchState, device: str) -> None:
         waiting = self._waiting.get(device, {})

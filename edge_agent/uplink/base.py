@@ -32,8 +32,18 @@ class OutboxRecord(Protocol):
     def jws(self) -> str: ...
 
 
+class OutboxCounters(Protocol):
+    """The outbox statistic an uplink watches."""
+
+    @property
+    def evicted_total(self) -> int: ...
+
+
 class Outbox(Protocol):
     """The part of ``edge_agent.outbox.Outbox`` an uplink uses."""
+
+    def stats(self) -> OutboxCounters:
+        """Counters of the outbox; ``evicted_total`` grows when records are evicted."""
 
     def pending(self, limit: int = 100) -> Sequence[OutboxRecord]:
         """Unacked records due for sending, in seq order."""

@@ -77,6 +77,7 @@ class MqttUplink:
         self._mids: dict[int, int] = {}
         self._causes: set[str] = set()
         self._connected = False
+        self._evicted_seen = -1
         self._stats = UplinkStats()
         self._topic = rec_topic(config.device)
         self._client = self._make_client()
@@ -220,11 +221,23 @@ class MqttUplink:
             self._publish(self._window[seq][0])
         self._stats = self._stats.bump(resent=len(seqs))
 
+    def _send_gaps(self) -> None:
+        """Send gap records out of turn after an eviction: the registry cannot pass the evicted
+        seqs before it sees the gap record, which may sit beyond the in-flight window."""
+        evicted = self.outbox.stats().evicted_total
+        if evicted == self._evicted_seen:
+            return
+        self._evicted_seen = evicted
+        for record in self.outbox.records():
+            if record.kind == "gap" and record.seq not in self._window:
+                self._publish(record)
+
     def _send_due(self) -> None:
         now = self._clock()
         late = [s for s, (_r, at) in self._window.items() if now - at >= self.config.resend_after_s]
         if late:
             self._resend(late)
+            self._send_gaps()
         room = self.config.window - len(self._window)
         if room <= 0:
             return

@@ -188,3 +188,22 @@ def test_random_payloads_never_crash_or_store(ingestor, store, device_ca, payloa
     assert ingestor.process([(f"msp/v1/dev/{device}/rec", payload)]) == []
     assert store.counts()["records"] == 0
     assert sum(store.rejections().values()) == before + 1
+
+
+def test_gap_overlapping_what_arrived_declares_only_the_rest(ingestor, store, device_ca):
+    gw = enrolled(store, device_ca)
+    t1, t2, t3 = (gw.sign(trip(), "trip") for _ in range(3))  # 2 arrives, then is evicted
+    t4 = gw.sign(trip(), "trip")
+    gap = bodies.Gap("size_bound", (bodies.EvictedRange(2, 3, record_hash(t3), {"trip": 2}),))
+    t5 = gw.sign(gap, "gap")
+    assert send(ingestor, gw, t1, t2, t5, t4) == [Ack("gw-1", 5)]
+    assert store.counts()["records"] == 4  # 1, 2, 4, 5; only 3 declared evicted
+    assert store.rejections() == {}
+
+
+def test_gap_naming_later_seqs_is_refused(ingestor, store, device_ca):
+    gw = enrolled(store, device_ca)
+    send(ingestor, gw, gw.sign(trip(), "trip"))
+    gap = bodies.Gap("size_bound", (bodies.EvictedRange(5, 9, record_hash("x"), {"trip": 5}),))
+    assert send(ingestor, gw, gw.sign(gap, "gap")) == []
+    assert store.rejections() == {"bad_gap": 1} and store.counts()["records"] == 1

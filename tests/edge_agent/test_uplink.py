@@ -12,7 +12,11 @@ from sync_deploy import Deployment, UplinkThread, wait_for
 
 from cloud_sync.ingest import Ingestor
 from cloud_sync.sqlite_store import SqliteStore
+from edge_agent.keys import load_signer
+from edge_agent.outbox import Outbox, OutboxLimits
 from edge_agent.uplink import MemoryUplink, MqttUplink
+from msp_protocol.chain import verify_chain
+from msp_protocol.jws import load_public_key
 from msp_protocol.topics import rec_topic
 
 
@@ -93,3 +97,22 @@ def test_memory_uplink_feeds_an_ingestor(card_issuer, deployment: Deployment) ->
         store.close()
     assert outbox.stats().rows == 0
     assert deployment.verify(gw, 5).records == 5
+
+
+def test_evicted_records_do_not_stall_the_chain(deployment: Deployment) -> None:
+    gw = deployment.enroll("gw-1", "JTCAR00001")
+    deployment.start_registry()
+    signer = load_signer(gw.key, gw.device)
+    outbox = Outbox.open(gw.outbox_path, signer, gw.vin, OutboxLimits(max_rows=20))
+    for chunk in range(12):  # offline for long: the bound evicts the oldest trips
+        gw.fill(outbox, 5, start=chunk * 5)
+    last = outbox.stats().last_seq
+    assert outbox.stats().evicted_total > 0
+    uplink = MqttUplink(deployment.uplink_config(gw, window=4, resend_after_s=0.5), outbox)
+    with UplinkThread(uplink):
+        wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain")
+    rows = deployment.stored("gw-1")
+    assert rows[-1][0] == last and len(rows) < last  # some seqs only declared evicted
+    key = load_public_key(signer.public_pem().encode())
+    report = verify_chain([jws for _, jws in rows], lambda _kid: key)
+    assert report.last_seq == last and report.records + report.evicted == last

@@ -6,19 +6,20 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sync_kit import CardIssuer, trip
 
 from cloud_sync import cli as registry_cli
-from cloud_sync.broker_process import MosquittoProcess, free_port
+from cloud_sync.broker_process import MosquittoProcess
+from cloud_sync.local import LocalDeployment
+from cloud_sync.mosquitto import BrokerFiles
 from cloud_sync.sqlite_store import SqliteStore
 from edge_agent.keys import init_device_key, load_signer
 from edge_agent.outbox import NewRecord, Outbox
@@ -57,74 +58,43 @@ class GatewaySetup:
                             for i in range(start, start + count)])  # fmt: skip
 
 
-@dataclass
-class Deployment:
-    """Broker + registry + enrolled gateways under one temporary directory."""
+class Deployment(LocalDeployment):
+    """``LocalDeployment`` configured and enrolled through the ``msp-registry`` command line
+    itself, with the inspection helpers the tests need."""
 
-    root: Path
-    anchors: CardIssuer
-    device_port: int = field(default_factory=free_port)
-    registry_port: int = field(default_factory=free_port)
-    broker: MosquittoProcess | None = None
-    registry_proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, root: Path, anchors: CardIssuer) -> None:
+        super().__init__(root, anchors.directory)
 
     @property
     def db(self) -> Path:
-        return self.root / "registry.db"
-
-    @property
-    def brokerdir(self) -> Path:
-        return self.root / "broker"
+        return self.config.db
 
     def registry(self, *args: str) -> int:
         """Run ``msp-registry ARGS --db ... --ca-dir ...`` in-process; returns its exit code."""
         return registry_cli.main([*args, "--db", str(self.db), "--ca-dir", str(self.root / "ca")])
 
-    def configure(self) -> None:
+    def configure(self) -> BrokerFiles:
         code = self.registry(
             "mosquitto-config", str(self.brokerdir), "--port", str(self.device_port),
             "--bind", "127.0.0.1", "--registry-port", str(self.registry_port),
             "--run-as", getpass.getuser(),
         )  # fmt: skip
         assert code == 0
-        self.broker = MosquittoProcess(
-            self.brokerdir / "mosquitto.conf", (self.device_port, self.registry_port)
-        )
+        d = self.brokerdir
+        self.files = BrokerFiles(d / "mosquitto.conf", d / "acl", d / "registry.secret",
+                                 d / "device-ca.pem")  # fmt: skip
+        self.broker = MosquittoProcess(self.files.config, (self.device_port, self.registry_port))
+        return self.files
 
-    def enroll(self, device: str, vin: str, fleet: str = "acme") -> GatewaySetup:
+    def enroll_gateway(self, device: str, vin: str, fleet: str = "acme") -> GatewaySetup:
         gwdir = self.root / device
         key = init_device_key(gwdir / "device.key", device)
-        cert = gwdir / "device.pem"
+        cert = self.root / "devices" / f"{device}.pem"
+        cert.parent.mkdir(exist_ok=True)
         code = self.registry("enroll", device, "--csr", str(key.csr_path), "--vin", vin,
                              "--fleet", fleet, "--out", str(cert))  # fmt: skip
         assert code == 0
         return GatewaySetup(device, vin, gwdir / "device.key", cert, gwdir / "outbox.db")
-
-    def start_registry(self, *extra: str) -> None:
-        log = (self.root / "registry.log").open("ab")
-        self.registry_proc = subprocess.Popen(
-            [sys.executable, "-m", "cloud_sync.cli", "-v", "serve",
-             "--broker", f"mqtt://127.0.0.1:{self.registry_port}",
-             "--password-file", str(self.brokerdir / "registry.secret"),
-             "--anchors", str(self.anchors.directory), "--db", str(self.db), *extra],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def kill_registry(self) -> None:
-        if self.registry_proc is not None:
-            self.registry_proc.send_signal(signal.SIGKILL)
-            self.registry_proc.wait()
-            self.registry_proc = None
-
-    def stop(self) -> None:
-        if self.registry_proc is not None:
-            self.registry_proc.terminate()
-            try:
-                self.registry_proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill_registry()
-        if self.broker is not None:
-            self.broker.stop()
 
     def uplink_config(self, gw: GatewaySetup, **changes: object) -> UplinkConfig:
         base = {"device": gw.device, "port": self.device_port,
@@ -132,14 +102,6 @@ class Deployment:
                 "key_file": gw.key, "resend_after_s": 2.0, "backoff_min_s": 1,
                 "backoff_max_s": 2, "keepalive_s": 5}  # fmt: skip
         return UplinkConfig(**(base | changes))  # type: ignore[arg-type]
-
-    def gateway_cmd(self, gw: GatewaySetup, *extra: str) -> list[str]:
-        agent = str(Path(sys.executable).with_name("msp-agent"))
-        return [agent, "uplink", "--outbox", str(gw.outbox_path),
-                "--key", str(gw.key), "--device", gw.device, "--vin", gw.vin,
-                "--broker", f"mqtts://127.0.0.1:{self.device_port}",
-                "--ca", str(self.brokerdir / "device-ca.pem"), "--cert", str(gw.cert),
-                "--resend-after", "2", *extra]  # fmt: skip
 
     def stored(self, device: str) -> list[tuple[int, str]]:
         store = SqliteStore(self.db)

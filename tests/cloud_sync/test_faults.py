@@ -35,7 +35,7 @@ def _midstream(deployment: Deployment, gw: GatewaySetup, outbox: Outbox, fault, 
 
 
 def test_broker_stopped_and_restarted(deployment: Deployment) -> None:
-    gw = deployment.enroll("gw-1", "JTCAR00001")
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
     deployment.start_registry()
     broker = deployment.broker
     assert broker is not None
@@ -43,14 +43,14 @@ def test_broker_stopped_and_restarted(deployment: Deployment) -> None:
 
 
 def test_registry_killed_and_restarted(deployment: Deployment) -> None:
-    gw = deployment.enroll("gw-1", "JTCAR00001")
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
     deployment.start_registry()
     _midstream(deployment, gw, gw.open_outbox(), deployment.kill_registry,
                deployment.start_registry)  # fmt: skip
 
 
 def test_network_dropped(deployment: Deployment) -> None:
-    gw = deployment.enroll("gw-1", "JTCAR00001")
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
     deployment.start_registry()
     broker = deployment.broker
     assert broker is not None
@@ -63,12 +63,13 @@ def test_network_dropped(deployment: Deployment) -> None:
 
 
 def test_gateway_killed_and_restarted(deployment: Deployment) -> None:
-    gw = deployment.enroll("gw-1", "JTCAR00001")
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
     deployment.start_registry()
     outbox = gw.open_outbox()
     gw.fill(outbox, 150)
     outbox.close()
-    cmd = deployment.gateway_cmd(gw, "--window", "4", "--until-empty", "--timeout", "60")
+    cmd = [*deployment.uplink_command(gw.device, gw.outbox_path, gw.key, gw.vin),
+           "--window", "4", "--timeout", "60", "--resend-after", "2"]
     first = subprocess.Popen(cmd)
     try:
         wait_for(lambda: len(deployment.stored("gw-1")) >= 10, "the first commits")
@@ -101,8 +102,8 @@ def _publish_raw(deployment: Deployment, gw: GatewaySetup, payloads: list[bytes]
 
 
 def test_hostile_input_through_the_broker(deployment: Deployment) -> None:
-    gw = deployment.enroll("gw-1", "JTCAR00001")
-    revoked = deployment.enroll("gw-r", "JTREV00001")
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    revoked = deployment.enroll_gateway("gw-r", "JTREV00001")
     deployment.start_registry()
     outbox = gw.open_outbox()
     gw.fill(outbox, 2)
@@ -140,7 +141,7 @@ def test_hostile_input_through_the_broker(deployment: Deployment) -> None:
 
 
 def test_seq_reused_with_other_content_is_an_alarm(deployment: Deployment) -> None:
-    gw = deployment.enroll("gw-1", "JTCAR00001")
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
     deployment.start_registry()
     outbox = gw.open_outbox()
     gw.fill(outbox, 1)

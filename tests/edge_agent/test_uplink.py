@@ -22,7 +22,7 @@ from msp_protocol.topics import rec_topic
 
 @pytest.mark.parametrize("mqtt5", [True, False], ids=["mqtt5", "mqtt311"])
 def test_outbox_drains_to_the_registry(deployment: Deployment, mqtt5: bool) -> None:
-    gw = deployment.enroll("gw-1", "JTCAR00001")
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
     deployment.start_registry()
     outbox = gw.open_outbox()
     gw.fill(outbox, 40)
@@ -35,8 +35,8 @@ def test_outbox_drains_to_the_registry(deployment: Deployment, mqtt5: bool) -> N
 
 
 def test_acl_refuses_another_devices_topic(deployment: Deployment) -> None:
-    gw1 = deployment.enroll("gw-1", "JTCAR00001")
-    gw2 = deployment.enroll("gw-2", "JTCAR00002")
+    gw1 = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    gw2 = deployment.enroll_gateway("gw-2", "JTCAR00002")
     deployment.start_registry()
     outbox2 = gw2.open_outbox()
     gw2.fill(outbox2, 1)
@@ -66,7 +66,7 @@ def test_acl_refuses_another_devices_topic(deployment: Deployment) -> None:
 
 
 def test_refusal_keeps_the_record_and_logs_once(deployment: Deployment, caplog) -> None:
-    gw = deployment.enroll("gw-1", "JTCAR00001")
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
     deployment.start_registry()
     outbox = gw.open_outbox()
     gw.fill(outbox, 3)
@@ -81,7 +81,7 @@ def test_refusal_keeps_the_record_and_logs_once(deployment: Deployment, caplog) 
 
 
 def test_memory_uplink_feeds_an_ingestor(card_issuer, deployment: Deployment) -> None:
-    gw = deployment.enroll("gw-1", "JTCAR00001")
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
     outbox = gw.open_outbox()
     gw.fill(outbox, 5)
     store = SqliteStore(deployment.db)
@@ -100,7 +100,7 @@ def test_memory_uplink_feeds_an_ingestor(card_issuer, deployment: Deployment) ->
 
 
 def test_evicted_records_do_not_stall_the_chain(deployment: Deployment) -> None:
-    gw = deployment.enroll("gw-1", "JTCAR00001")
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
     deployment.start_registry()
     signer = load_signer(gw.key, gw.device)
     outbox = Outbox.open(gw.outbox_path, signer, gw.vin, OutboxLimits(max_rows=20))

@@ -95,7 +95,8 @@ def _two_people_three_vehicles(tmp_path: Path, ca, issuer: CardIssuer) -> tuple[
     store = SqliteStore(tmp_path / "registry.db")
     ingestor = Ingestor(store, issuer.anchors())
     alice, bob = issuer.card(), issuer.card()
-    plan = [("gw-car", "JTCAR00001", alice, 20.0, 4.0), ("gw-truck", "JTTRUCK001", alice, 80.0, 0.0),
+    plan = [("gw-car", "JTCAR00001", alice, 20.0, 4.0),
+            ("gw-truck", "JTTRUCK001", alice, 80.0, 0.0),
             ("gw-van", "JTVAN00001", bob, 30.0, 9.0)]  # fmt: skip
     for n, (device, vin, card, km, points) in enumerate(plan):
         gw = Gateway(device, vin)

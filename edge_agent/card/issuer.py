@@ -48,6 +48,8 @@ def _key_usage(*, digital_signature: bool = False, cert_sign: bool = False) -> x
 class TestIssuer:
     """A test CA: its key and self-signed certificate."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     key: rsa.RSAPrivateKey
     certificate: x509.Certificate
 

@@ -15,25 +15,27 @@ from .errors import CardRemovedError, ReaderError
 log = logging.getLogger(__name__)
 
 
-def _pyscard() -> tuple[Any, Any, Any]:
-    """Import pyscard's reader list, scard module and exceptions, or explain what is missing."""
+def _pyscard() -> tuple[Any, Any, Any, tuple[type[Exception], ...]]:
+    """Import pyscard's reader list, scard module, exceptions and the errors that mean "no
+    PC/SC service", or explain what is missing."""
     try:
         from smartcard import Exceptions, scard  # noqa: PLC0415
+        from smartcard.pcsc.PCSCExceptions import BaseSCardException  # noqa: PLC0415
         from smartcard.System import readers  # noqa: PLC0415
     except ImportError as exc:
         raise ReaderError(
             "PC/SC support needs pyscard: pip install 'msp-gateway[card]' "
             "(and libpcsclite + swig to build it)"
         ) from exc
-    return readers, scard, Exceptions
+    return readers, scard, Exceptions, (Exceptions.SmartcardException, BaseSCardException)
 
 
 def list_readers() -> list[str]:
     """Return the names of the readers pcscd knows; raises ReaderError when pcscd is not there."""
-    readers, _, exceptions = _pyscard()
+    readers, _, _, service_errors = _pyscard()
     try:
         return [str(reader) for reader in readers()]
-    except (exceptions.ListReadersException, exceptions.EstablishContextException) as exc:
+    except service_errors as exc:
         raise ReaderError(f"cannot reach the PC/SC service (is pcscd running?): {exc}") from exc
 
 
@@ -42,7 +44,7 @@ class PcscTransport:
     reader holding a card, else the first reader."""
 
     def __init__(self, reader: str | None = None) -> None:
-        self._readers, self._scard, self._exc = _pyscard()
+        self._readers, self._scard, self._exc, self._service_errors = _pyscard()
         self._wanted = reader
         self._reader: Any = None
         self._connection: Any = None
@@ -57,7 +59,7 @@ class PcscTransport:
     def _find(self) -> Any:
         try:
             found = list(self._readers())
-        except (self._exc.ListReadersException, self._exc.EstablishContextException) as exc:
+        except self._service_errors as exc:
             raise ReaderError(f"cannot reach the PC/SC service (is pcscd running?): {exc}") from exc
         if not found:
             raise ReaderError("no PC/SC reader is connected")

@@ -1,6 +1,6 @@
 """A private pcscd with one vpcd reader: the real PC/SC stack for tests and demos.
 
-It runs pcscd in the foreground on its own socket (handed over the way systemd socket
+It runs pcscd in the foreground on its own socket (one path per client process) (handed over the way systemd socket
 activation does, so the system's /run/pcscd is untouched) with a reader.conf.d holding only
 a vpcd reader on a port of our choice. Clients find it through ``PCSCLITE_CSOCK_NAME``.
 Every wait has a deadline; ``stop`` kills the daemon.
@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -50,7 +51,9 @@ class PrivatePcscd:
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
         self.port = port or free_tcp_port()
-        self.socket_path = workdir / "pcscd.comm"
+        # libpcsclite reads PCSCLITE_CSOCK_NAME once per process, so every private pcscd of
+        # this process listens on the same path.
+        self.socket_path = Path(tempfile.gettempdir()) / f"msp-pcscd-{os.getpid()}.comm"
         self.log_path = workdir / "pcscd.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._saved_env: str | None = None
@@ -72,11 +75,11 @@ class PrivatePcscd:
         listener.listen(32)
         fd = listener.fileno()
         # sd_listen_fds(): the socket must be fd 3 and LISTEN_PID the daemon's own pid;
-        # `exec` keeps the shell's pid, so $$ is pcscd's pid.
+        # `exec` keeps the shell's pid, so $$ is pcscd's pid (bash: dash cannot redirect fd >= 10).
         script = f'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --foreground -c "$1" 3<&{fd}'
         with self.log_path.open("wb") as log_file:
             self._process = subprocess.Popen(
-                ["/bin/sh", "-c", script, pcscd, str(conf)], pass_fds=(fd,),
+                ["/bin/bash", "-c", script, pcscd, str(conf)], pass_fds=(fd,),
                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         listener.close()
@@ -99,7 +102,7 @@ class PrivatePcscd:
         raise ReaderError(f"pcscd showed no {READER_NAME!r} reader within {timeout_s} s")
 
     def stop(self) -> None:
-        """Terminate pcscd (kill it after 5 s) and restore the environment."""
+        """Terminate pcscd (kill it after 5 s), remove its socket, restore the environment."""
         if self._process is not None:
             self._process.terminate()
             try:
@@ -108,6 +111,7 @@ class PrivatePcscd:
                 self._process.kill()
                 self._process.wait(timeout=5)
             self._process = None
+        self.socket_path.unlink(missing_ok=True)
         if self._saved_env is None:
             os.environ.pop(SOCKET_ENV, None)
         else:

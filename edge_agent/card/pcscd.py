@@ -1,9 +1,9 @@
 """A private pcscd with one vpcd reader: the real PC/SC stack for tests and demos.
 
-It runs pcscd in the foreground on its own socket (one path per client process) (handed over the way systemd socket
-activation does, so the system's /run/pcscd is untouched) with a reader.conf.d holding only
-a vpcd reader on a port of our choice. Clients find it through ``PCSCLITE_CSOCK_NAME``.
-Every wait has a deadline; ``stop`` kills the daemon.
+It runs pcscd in the foreground on its own socket, one path per client process (handed over
+the way systemd socket activation does, so the system's /run/pcscd is untouched), with a
+reader.conf.d holding only a vpcd reader on a port of our choice. Clients find it through
+``PCSCLITE_CSOCK_NAME``. Every wait has a deadline; ``stop`` kills the daemon.
 """
 
 from __future__ import annotations

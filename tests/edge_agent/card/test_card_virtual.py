@@ -113,7 +113,7 @@ def test_wrong_pin_on_the_second_last_try_leaves_one(image: CardImage) -> None:
     assert _verifies_sent(card) == 1
 
 
-@pytest.mark.parametrize("pin", ["123", "12345", "12a4", "１２３４", ""])
+@pytest.mark.parametrize("pin", ["123", "12345", "12a4", "\uff11\uff12\uff13\uff14", ""])
 def test_malformed_pin_sends_nothing(card: VirtualCard, pin: str) -> None:
     with pytest.raises(PinFormatError):
         _jpki(card).verify_pin(pin)

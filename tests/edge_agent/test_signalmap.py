@@ -34,7 +34,10 @@ def test_several_dbcs_and_lenient_loading() -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("missing_message", r"missing_message\.toml.*Vehicle\.Speed.*NO_SUCH_MESSAGE.*test_vehicle"),
+        (
+            "missing_message",
+            r"missing_message\.toml.*Vehicle\.Speed.*NO_SUCH_MESSAGE.*test_vehicle",
+        ),
         ("missing_signal", r"missing_signal\.toml.*NoSuchSignal.*MOTION_BE"),
         ("unknown_unit", r"unknown_unit\.toml.*Vehicle\.Speed.*furlongs/fortnight"),
         ("wrong_dimension", r"wrong_dimension\.toml.*'rpm'.*'km/h'"),

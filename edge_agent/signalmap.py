@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cantools
-from cantools.database.errors import UnsupportedDatabaseFormatError
 from cantools.database.can import Database, Message, Signal
+from cantools.database.errors import UnsupportedDatabaseFormatError
 
 from .errors import ConfigError
 from .signals import CANONICAL

@@ -95,7 +95,7 @@ def test_truncated_blf_keeps_what_came_before(tmp_path: Path) -> None:
 
 def test_unknown_format_and_missing_file(tmp_path: Path) -> None:
     (tmp_path / "x.pcap").write_bytes(b"")
-    with pytest.raises(IngestError, match="unknown log format '.pcap'"):
+    with pytest.raises(IngestError, match=r"unknown log format '\.pcap'"):
         LogSource(tmp_path / "x.pcap")
     with pytest.raises(IngestError, match="no such log file"):
         LogSource(tmp_path / "missing.log")

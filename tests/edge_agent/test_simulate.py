@@ -115,5 +115,5 @@ def test_injected_events_exceed_and_normal_driving_stays_below_thresholds(scenar
 def test_unknown_scenario_and_format(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown scenario 'moon'"):
         simulate(tmp_path / "x.log", scenario="moon")
-    with pytest.raises(ConfigError, match="x.pcap"):
+    with pytest.raises(ConfigError, match=r"x\.pcap"):
         simulate(tmp_path / "x.pcap", duration=5)

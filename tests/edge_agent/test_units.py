@@ -42,7 +42,7 @@ def test_unknown_unit_names_it() -> None:
 
 
 def test_incompatible_units_refused() -> None:
-    with pytest.raises(ConfigError, match="rpm.*km/h"):
+    with pytest.raises(ConfigError, match=r"rpm.*km/h"):
         factor("rpm", "km/h")
 
 

@@ -38,7 +38,16 @@ def _recv_exact(sock: socket.socket, size: int, stop: threading.Event) -> bytes 
         if not chunk:
             return None
         out += chunk
+        _quick_ack(sock)
     return bytes(out)
+
+
+def _quick_ack(sock: socket.socket) -> None:
+    """ACK at once: vpcd writes length and APDU separately, and Nagle on its side would hold
+    the APDU back until our delayed ACK (~40 ms per command)."""
+    quick_ack = getattr(socket, "TCP_QUICKACK", None)
+    if quick_ack is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, quick_ack, 1)
 
 
 class VpcdCard:

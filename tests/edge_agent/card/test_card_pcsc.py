@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PIN
 
 from edge_agent.card.apdu import ApduChannel
 from edge_agent.card.errors import CardRemovedError, ReaderError, WrongPinError
@@ -22,6 +21,8 @@ from edge_agent.card.pcscd import READER_NAME, PrivatePcscd
 from edge_agent.card.transport import open_transport
 from edge_agent.card.virtual import VirtualCard
 from edge_agent.card.vpcd import VpcdCard
+
+from .conftest import PIN
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
-from conftest import PIN, card_with
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -28,6 +27,8 @@ from edge_agent.card.layout import JPKI_AID, LICENCE_AID
 from edge_agent.card.licence import LicenceClient
 from edge_agent.card.transport import InProcessTransport
 from edge_agent.card.virtual import VirtualCard
+
+from .conftest import PIN, card_with
 
 
 def _jpki(card: VirtualCard) -> JpkiClient:

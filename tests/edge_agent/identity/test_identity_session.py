@@ -9,7 +9,6 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
-from conftest import CONSENTS, PIN, VIN, ManualClock
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -27,6 +26,8 @@ from edge_agent.identity.pin_entry import FixedPinEntry, PinRequest
 from edge_agent.identity.session import LoginConfig, SessionManager
 from edge_agent.identity.trust import TrustStore
 from edge_agent.identity.watcher import CardWatcher, LoginRefused, SessionEnded, SessionStarted
+
+from .conftest import CONSENTS, PIN, VIN, ManualClock
 
 
 class CountingPinEntry:

@@ -28,15 +28,8 @@ def tries_left(channel: ApduChannel, p2: int, rule: PinRule) -> int:
     return 0  # unreachable: raise_for_status raised
 
 
-def verify_once(channel: ApduChannel, p2: int, rule: PinRule, pin: str) -> None:
-    """Check the format, refuse a locked PIN or a last try, then VERIFY exactly once.
-
-    Raises PinFormatError, PinLockedError, PinLastTryError or WrongPinError (with the tries
-    left); returns normally when the card accepted the PIN.
-    """
-    if not rule.check_format(pin):
-        raise PinFormatError(f"the {rule.label} is {rule.digits} digits; nothing was sent")
-    left = tries_left(channel, p2, rule)
+def refuse_unsafe(left: int, rule: PinRule) -> None:
+    """Raise PinLockedError for no tries left, PinLastTryError for one; else return."""
     if left == 0:
         raise PinLockedError(
             f"the {rule.label} is locked; the card's issuing office must reset it"
@@ -46,6 +39,17 @@ def verify_once(channel: ApduChannel, p2: int, rule: PinRule, pin: str) -> None:
             f"the {rule.label} has one try left; the agent will not risk locking the card "
             "(use the official app or the issuing office)"
         )
+
+
+def verify_once(channel: ApduChannel, p2: int, rule: PinRule, pin: str) -> None:
+    """Check the format, refuse a locked PIN or a last try, then VERIFY exactly once.
+
+    Raises PinFormatError, PinLockedError, PinLastTryError or WrongPinError (with the tries
+    left); returns normally when the card accepted the PIN.
+    """
+    if not rule.check_format(pin):
+        raise PinFormatError(f"the {rule.label} is {rule.digits} digits; nothing was sent")
+    refuse_unsafe(tries_left(channel, p2, rule), rule)
     response = channel.transmit(CommandApdu(0x00, 0x20, 0x00, p2, pin.encode("ascii")))
     if response.sw == SW_OK:
         log.info("%s accepted", rule.label)

@@ -16,7 +16,7 @@ from typing import Any
 from cryptography import x509
 
 from ..card.apdu import ApduChannel
-from ..card.errors import CardFileNotFoundError, CardRemovedError, WrongPinError
+from ..card.errors import CardFileNotFoundError, CardRemovedError
 from ..card.image import load_image, make_test_card, save_image
 from ..card.issuer import TestIssuer
 from ..card.jpki import JpkiClient
@@ -176,11 +176,7 @@ def _status(channel: ApduChannel, pin: str | None) -> dict[str, Any]:
         report["licence"] = None
         return report
     if pin is not None:
-        try:
-            licence.verify_pin(pin)
-        except WrongPinError as exc:
-            report["licence_pin_tries_left"] = exc.tries_left
-            raise
+        licence.verify_pin(pin)
         data = licence.read()
         report["licence_expiry"] = data.expiry.isoformat()
         report["licence_categories"] = list(data.categories)

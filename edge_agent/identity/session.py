@@ -28,6 +28,7 @@ from ..card.errors import (
 from ..card.jpki import JpkiClient
 from ..card.layout import JPKI_AUTH_PIN_RULE, JPKI_TOKEN, LICENCE_PIN_RULE, PinRule
 from ..card.licence import LicenceClient
+from ..card.pin import refuse_unsafe
 from ..card.transport import CardTransport
 from ..errors import CardError
 from .binding import (
@@ -91,16 +92,16 @@ class DriverSession:
 
 
 _PIN_REASONS: dict[type[PinError], RefusalReason] = {
-    PinFormatError: RefusalReason.PIN_FORMAT,
-    WrongPinError: RefusalReason.PIN_WRONG,
     PinLastTryError: RefusalReason.PIN_LAST_TRY,
     PinLockedError: RefusalReason.PIN_LOCKED,
 }
 
 
-def _refuse(reason: RefusalReason, message: str, tries_left: int | None = None) -> None:
+def _refused(reason: RefusalReason, message: str, tries_left: int | None = None
+             ) -> BindingRefusedError:
+    """Log a refusal and return the error to raise."""
     log.warning("login refused (%s): %s", reason.value, message)
-    raise BindingRefusedError(reason, message, tries_left)
+    return BindingRefusedError(reason, message, tries_left)
 
 
 class SessionManager:
@@ -128,15 +129,13 @@ class SessionManager:
             session = self._login(ApduChannel(transport))
         except CardRemovedError as exc:
             transport.disconnect()
-            _refuse(RefusalReason.CARD_REMOVED, f"the card was removed: {exc}")
-            raise  # unreachable: _refuse raised
+            raise _refused(RefusalReason.CARD_REMOVED, f"the card was removed: {exc}") from exc
         except BindingRefusedError:
             transport.disconnect()
             raise
         except CardError as exc:
             transport.disconnect()
-            _refuse(RefusalReason.CARD_ERROR, f"the card failed: {exc}")
-            raise  # unreachable
+            raise _refused(RefusalReason.CARD_ERROR, f"the card failed: {exc}") from exc
         self.session = session
         self.sent_certificates.add(session.start.card_certificate_sha256)
         log.info("driver session %s started on %s", session.id, self.config.vin)
@@ -147,12 +146,12 @@ class SessionManager:
         jpki = JpkiClient(channel)
         try:
             token = jpki.token()
-        except CardFileNotFoundError:
-            _refuse(RefusalReason.NOT_A_MY_NUMBER_CARD, "the card has no JPKI application")
-        else:
-            if token != JPKI_TOKEN:
-                _refuse(RefusalReason.NOT_A_MY_NUMBER_CARD,
-                        f"the card's JPKI token is {token!r}, not a My Number Card")
+        except CardFileNotFoundError as exc:
+            raise _refused(RefusalReason.NOT_A_MY_NUMBER_CARD,
+                           "the card has no JPKI application") from exc
+        if token != JPKI_TOKEN:
+            raise _refused(RefusalReason.NOT_A_MY_NUMBER_CARD,
+                           f"the card's JPKI token is {token!r}, not a My Number Card")
         certificate = jpki.auth_certificate()
         try:
             card_cas = [jpki.auth_ca_certificate()]
@@ -161,24 +160,26 @@ class SessionManager:
         try:
             self.config.trust.check(certificate, card_cas, now)
         except CertificateRejectedError as exc:
-            _refuse(RefusalReason(exc.problem.value), str(exc))
+            raise _refused(RefusalReason(exc.problem.value), str(exc)) from exc
 
         licence_client = LicenceClient(channel)
         try:
             licence_tries = licence_client.pin_tries_left()
-        except CardFileNotFoundError:
-            _refuse(RefusalReason.LICENCE_MISSING, "the card carries no driving licence")
+        except CardFileNotFoundError as exc:
+            raise _refused(RefusalReason.LICENCE_MISSING,
+                           "the card carries no driving licence") from exc
         self._verify(licence_client.verify_pin, licence_tries, LICENCE_PIN_RULE)
         licence = licence_client.read()
         try:
             check_licence(licence, self.config.vehicle_class, now)
         except LicenceRefusedError as exc:
-            _refuse(RefusalReason(exc.problem.value), str(exc))
+            raise _refused(RefusalReason(exc.problem.value), str(exc)) from exc
 
         self._verify(jpki.verify_pin, jpki.pin_tries_left(), JPKI_AUTH_PIN_RULE)
+        started = self.clock()  # after the PINs: the driver may have taken a while
         statement = BindingStatement(
             session=str(uuid.uuid4()), vin=self.config.vin, device=self.config.device,
-            started_at=iso_utc(now), nonce=b64url(secrets.token_bytes(16)),
+            started_at=iso_utc(started), nonce=b64url(secrets.token_bytes(16)),
             vehicle_class=self.config.vehicle_class,
             licence=LicenceClaim(licence.expiry, licence.categories),
             consents=self.config.consents,
@@ -188,26 +189,23 @@ class SessionManager:
         already_sent = fingerprint in self.sent_certificates
         start = SessionStartBody(statement, signature, None if already_sent else certificate,
                                  fingerprint)
-        return DriverSession(start, now)
+        return DriverSession(start, started)
 
     def _verify(self, verify: Callable[[str], None], tries_left: int, rule: PinRule) -> None:
-        """Ask for one PIN and VERIFY it once, refusing locked or last-try PINs unasked."""
-        if tries_left == 0:
-            _refuse(RefusalReason.PIN_LOCKED, f"the {rule.label} is locked", 0)
-        if tries_left == 1:
-            _refuse(RefusalReason.PIN_LAST_TRY,
-                    f"the {rule.label} has one try left; the agent will not risk it", 1)
+        """Ask for one PIN and VERIFY it once; a locked PIN or a last try is refused before
+        the driver is asked."""
         try:
+            refuse_unsafe(tries_left, rule)
             pin = self.pin_entry.request_pin(PinRequest(rule.label, rule.digits, tries_left))
-        except PinEntryError as exc:
-            _refuse(RefusalReason.PIN_ENTRY, str(exc), tries_left)
-        try:
             verify(pin)
+        except PinEntryError as exc:
+            raise _refused(RefusalReason.PIN_ENTRY, str(exc), tries_left) from exc
         except WrongPinError as exc:
-            _refuse(RefusalReason.PIN_WRONG, str(exc), exc.tries_left)
-        except (PinFormatError, PinLastTryError, PinLockedError) as exc:
-            tries = tries_left if isinstance(exc, PinFormatError) else exc.tries_left
-            _refuse(_PIN_REASONS[type(exc)], str(exc), tries)
+            raise _refused(RefusalReason.PIN_WRONG, str(exc), exc.tries_left) from exc
+        except PinFormatError as exc:
+            raise _refused(RefusalReason.PIN_FORMAT, str(exc), tries_left) from exc
+        except (PinLastTryError, PinLockedError) as exc:
+            raise _refused(_PIN_REASONS[type(exc)], str(exc), exc.tries_left) from exc
 
     def end(self, reason: EndReason) -> SessionEndBody | None:
         """End the open session (if any) and return its ``session.end`` body."""

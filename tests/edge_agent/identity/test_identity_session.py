@@ -211,6 +211,31 @@ def test_card_removed_mid_login(image: CardImage, trust: TrustStore) -> None:
     assert error.reason is RefusalReason.CARD_REMOVED
 
 
+class ForeignCard:
+    """A card that is not a My Number Card: every command gets the same status word."""
+
+    def __init__(self, sw: bytes) -> None:
+        self.sw = sw
+
+    def power_on(self) -> bytes:
+        return b"\x3b\x00"
+
+    def atr(self) -> bytes:
+        return b"\x3b\x00"
+
+    def process(self, apdu: bytes) -> bytes:
+        return self.sw
+
+
+@pytest.mark.parametrize(("sw", "reason"), [(b"\x6a\x82", RefusalReason.NOT_A_MY_NUMBER_CARD),
+                                            (b"\x6f\x00", RefusalReason.CARD_ERROR)])
+def test_other_cards_are_refused(trust: TrustStore, sw: bytes, reason: RefusalReason) -> None:
+    mgr = manager(trust)
+    with pytest.raises(BindingRefusedError) as caught:
+        mgr.login(InProcessTransport(ForeignCard(sw)))
+    assert caught.value.reason is reason and mgr.session is None
+
+
 def test_the_virtual_card_would_log_a_forbidden_select(image: CardImage) -> None:
     """The APDU-log check above can fail: a selection of the card-text AP shows up."""
     card = VirtualCard(image)

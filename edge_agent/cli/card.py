@@ -34,7 +34,8 @@ from ..identity.trust import TrustStore
 
 log = logging.getLogger(__name__)
 
-EXIT_REFUSED = 1
+EXIT_REFUSED = 1  # login: the card was refused (the reason is printed)
+EXIT_NO_CARD = 1  # status: the reader is empty
 _ISSUER_CERT, _ISSUER_KEY = "msp-test-ca.pem", "msp-test-ca.key"
 
 
@@ -67,8 +68,10 @@ def add_subparser(subparsers: Any) -> None:
                            "created when missing; default: the image's directory")
     make.set_defaults(func=_do_make_test_card)
 
-    for name, func, text in (("status", _do_status, "show the card in the reader"),
-                             ("login", _do_login, "bind the card holder to this vehicle")):
+    for name, func, text in (("status", _do_status,
+                              "show the card in the reader (exit 1: no card)"),
+                             ("login", _do_login,
+                              "bind the card holder to this vehicle (exit 1: refused)")):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--reader", default=os.environ.get("MSP_CARD_READER"),
                          help="reader name or prefix (env MSP_CARD_READER; default: first)")
@@ -133,30 +136,31 @@ def _do_make_test_card(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open(args: argparse.Namespace) -> CardTransport:
-    transport = open_transport(args.transport, args.reader)
-    deadline = time.monotonic() + args.wait
+def _wait_for_card(transport: CardTransport, wait_s: float) -> bool:
+    deadline = time.monotonic() + wait_s
     while not transport.card_present():
         if time.monotonic() >= deadline:
-            raise CardRemovedError(f"no card in reader {transport.name!r}")
+            return False
         time.sleep(0.2)
-    return transport
+    return True
 
 
 def _do_status(args: argparse.Namespace) -> int:
-    transport = _open(args)
-    transport.connect()
-    try:
-        report = _status(ApduChannel(transport), args.pin)
-    finally:
-        transport.disconnect()
-    report = {"reader": transport.name, "card_present": True, **report}
+    transport = open_transport(args.transport, args.reader)
+    report: dict[str, Any] = {"reader": transport.name, "card_present": False}
+    if _wait_for_card(transport, args.wait):
+        transport.connect()
+        try:
+            report = {"reader": transport.name, "card_present": True,
+                      **_status(ApduChannel(transport), args.pin)}
+        finally:
+            transport.disconnect()
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
         for key, value in report.items():
             print(f"{key:22} {value}")
-    return 0
+    return 0 if report["card_present"] else EXIT_NO_CARD
 
 
 def _status(channel: ApduChannel, pin: str | None) -> dict[str, Any]:
@@ -207,7 +211,9 @@ def _do_login(args: argparse.Namespace) -> int:
                          consents=_consents(args.consent))
     pin_entry: PinEntry = FixedPinEntry(args.pin) if args.pin is not None else TerminalPinEntry()
     manager = SessionManager(config, pin_entry)
-    transport = _open(args)
+    transport = open_transport(args.transport, args.reader)
+    if not _wait_for_card(transport, args.wait):
+        raise CardRemovedError(f"no card in reader {transport.name!r}")
     try:
         session = manager.login(transport)
     except BindingRefusedError as exc:

@@ -138,10 +138,13 @@ def test_bad_consent_time_is_named(served: subprocess.Popen[bytes], card_dir: Pa
     assert "--consent fleet-acme: UNTIL 'next week' is not ISO 8601" in capsys.readouterr().err
 
 
-def test_status_of_an_empty_reader(pcscd: PrivatePcscd, capsys: pytest.CaptureFixture[str]
-                                   ) -> None:
+def test_an_empty_reader(pcscd: PrivatePcscd, card_dir: Path,
+                         capsys: pytest.CaptureFixture[str]) -> None:
     empty_slot = f"{READER_NAME} 00 01"  # vpcd's second slot: nothing is ever served there
-    assert main(["card", "status", "--reader", empty_slot]) == 2
+    assert main(["card", "status", "--reader", empty_slot, "--json"]) == 1
+    assert json.loads(capsys.readouterr().out) == {"reader": empty_slot, "card_present": False}
+    assert main(["card", "login", "--reader", empty_slot, "--trust-anchor",
+                 str(card_dir / "msp-test-ca.pem")]) == 2
     assert f"no card in reader '{empty_slot}'" in capsys.readouterr().err
 
 

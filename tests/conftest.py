@@ -1,4 +1,5 @@
-"""Fixtures shared across the suite: the registry's device CA, a card issuer, a registry."""
+"""Shared fixtures: real files under tests/data and dbc/; the registry's device CA, a card
+issuer, a registry store and ingestor, and a whole loopback deployment (broker + registry)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,17 @@ from cloud_sync.broker_process import MosquittoProcess
 from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa
 from cloud_sync.sqlite_store import SqliteStore
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).parent.parent
+DEMO_MAP = REPO / "dbc" / "msp_demo.toml"
+DEMO_DBC = REPO / "dbc" / "msp_demo.dbc"
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """tests/data."""
+    return DATA
 
 
 @pytest.fixture(scope="session")

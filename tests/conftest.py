@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sync_deploy import Deployment
-from sync_kit import CardIssuer
 
 from cloud_sync.broker_process import MosquittoProcess
 from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa
 from cloud_sync.sqlite_store import SqliteStore
+from tests.sync_deploy import Deployment
+from tests.sync_kit import CardIssuer
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent

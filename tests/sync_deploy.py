@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sync_kit import CardIssuer, trip
-
 from cloud_sync import cli as registry_cli
 from cloud_sync.broker_process import MosquittoProcess
 from cloud_sync.local import LocalDeployment
@@ -26,6 +24,7 @@ from edge_agent.outbox import NewRecord, Outbox
 from edge_agent.uplink import MqttUplink, UplinkConfig
 from msp_protocol.chain import ChainReport, verify_chain
 from msp_protocol.jws import load_public_key
+from tests.sync_kit import CardIssuer, trip
 
 T0 = 1_795_000_000.0
 

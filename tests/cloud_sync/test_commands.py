@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sync_kit import CardIssuer, Gateway, csr_pem, trip
 
 from cloud_sync import cli
 from cloud_sync.config import RegistryConfig, load_config
@@ -22,6 +21,7 @@ from cloud_sync.registry import score_of
 from cloud_sync.sqlite_store import SqliteStore
 from msp_protocol.records import parse_ts
 from msp_protocol.topics import rec_topic
+from tests.sync_kit import CardIssuer, Gateway, csr_pem, trip
 
 
 def run(capsys, tmp_path: Path, *args: str) -> tuple[int, str, str]:

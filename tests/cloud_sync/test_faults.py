@@ -12,13 +12,13 @@ import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from sync_deploy import Deployment, GatewaySetup, UplinkThread, wait_for
-from sync_kit import Gateway, csr_pem, trip
 
 from cloud_sync.pki import DeviceCa, cert_pem, key_pem, write_private
 from edge_agent.outbox import Outbox
 from edge_agent.uplink import MqttUplink
 from msp_protocol.topics import rec_topic
+from tests.sync_deploy import Deployment, GatewaySetup, UplinkThread, wait_for
+from tests.sync_kit import Gateway, csr_pem, trip
 
 
 def _midstream(deployment: Deployment, gw: GatewaySetup, outbox: Outbox, fault, recover) -> None:

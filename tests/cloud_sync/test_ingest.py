@@ -8,7 +8,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sync_kit import CardIssuer, Gateway, event, session_end, trip
 
 from cloud_sync.ingest import Ack, Ingestor
 from cloud_sync.pki import DeviceCa
@@ -17,6 +16,7 @@ from msp_protocol import bodies
 from msp_protocol.chain import verify_chain
 from msp_protocol.jws import load_public_key, record_hash
 from msp_protocol.topics import rec_topic
+from tests.sync_kit import CardIssuer, Gateway, event, session_end, trip
 
 
 def enrolled(store: SqliteStore, ca: DeviceCa, device: str = "gw-1", **kw: object) -> Gateway:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import subprocess
 
-from sync_deploy import T0
-from sync_kit import CardIssuer, trip
-
 from cloud_sync.local import LocalDeployment
 from cloud_sync.sqlite_store import SqliteStore
 from edge_agent.keys import init_device_key, load_signer
 from edge_agent.outbox import NewRecord, Outbox
+from tests.sync_deploy import T0
+from tests.sync_kit import CardIssuer, trip
 
 
 def test_gateway_process_drains_into_a_local_deployment(tmp_path, card_issuer: CardIssuer):

@@ -8,7 +8,6 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from sync_deploy import Deployment, UplinkThread, wait_for
 
 from cloud_sync.ingest import Ingestor
 from cloud_sync.sqlite_store import SqliteStore
@@ -18,6 +17,7 @@ from edge_agent.uplink import MemoryUplink, MqttUplink
 from msp_protocol.chain import verify_chain
 from msp_protocol.jws import load_public_key
 from msp_protocol.topics import rec_topic
+from tests.sync_deploy import Deployment, UplinkThread, wait_for
 
 
 @pytest.mark.parametrize("mqtt5", [True, False], ids=["mqtt5", "mqtt311"])

@@ -52,6 +52,14 @@ class Ack:
 
 
 @dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one batch did: the acks to publish and the records committed, in order."""
+
+    acks: list[Ack]
+    accepted: Sequence[Accepted]
+
+
+@dataclass(frozen=True, slots=True)
 class _Candidate:
     record: Record
     jws: str
@@ -93,8 +101,13 @@ class Ingestor:
         self._keys: dict[str, PublicKey] = {}  # parsed device keys, by PEM
 
     def process(self, messages: Sequence[tuple[str, bytes]]) -> list[Ack]:
-        """Check, commit and ack one batch; raises ``StoreError`` if the commit fails (then
-        nothing is acked and the broker redelivers)."""
+        """Check, commit and ack one batch; see :meth:`ingest`."""
+        return self.ingest(messages).acks
+
+    def ingest(self, messages: Sequence[tuple[str, bytes]]) -> Outcome:
+        """Check and commit one batch; returns the acks to send and what was committed.
+        Raises ``StoreError`` if the commit fails (then nothing may be acked: the broker
+        redelivers)."""
         state = _BatchState()
         for topic, payload in messages:
             try:
@@ -110,7 +123,7 @@ class Ingestor:
             head = state.heads.get(device) or self.store.chain_head(device)
             if head.seq > 0:
                 acks.append(Ack(device, head.seq))
-        return acks
+        return Outcome(acks, tuple(state.accepted))
 
     @staticmethod
     def _reject(state: _BatchState, exc: Rejected) -> None:

@@ -9,6 +9,7 @@ signed JWS of everything accepted, the chain), evictions, chain heads and reject
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -70,6 +71,7 @@ CREATE TABLE IF NOT EXISTS emergencies (device TEXT NOT NULL, seq INTEGER NOT NU
   trigger TEXT NOT NULL, peak_decel_ms2 REAL NOT NULL, speed_kmh REAL NOT NULL, lat REAL,
   lon REAL, PRIMARY KEY (device, seq));
 CREATE TABLE IF NOT EXISTS rejections (reason TEXT PRIMARY KEY, count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS trips_person ON trips (person_id, "end");
 CREATE INDEX IF NOT EXISTS sessions_person ON sessions (person_id, started_at);
 """
@@ -113,6 +115,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open registry database: {exc}") from exc
         self._conn = conn
+        self._secret: bytes | None = None
         self.path = path
 
     def close(self) -> None:
@@ -179,6 +182,23 @@ class SqliteStore:
         """The person of a driver session, ``None`` if the session is unknown."""
         row = self._one("SELECT person_id FROM sessions WHERE id = ?", (session_id,))
         return str(row[0]) if row else None
+
+    def session_consents(self, session_id: str) -> Sequence[bodies.Consent]:
+        """The consents the driver signed for a session (none if the session is unknown)."""
+        row = self._one("SELECT consents FROM sessions WHERE id = ?", (session_id,))
+        if row is None:
+            return []
+        return [bodies.Consent(c["recipient"], tuple(c["categories"]), c["until"])
+                for c in json.loads(row[0])]  # fmt: skip
+
+    def pseudonym_secret(self) -> bytes:
+        """The registry's secret for per-fleet pseudonyms (made once, kept in the store)."""
+        if self._secret is None:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO secrets VALUES ('pseudonym', ?)", (secrets.token_bytes(32),)
+            )
+            self._secret = bytes(self._one("SELECT value FROM secrets WHERE name = 'pseudonym'")[0])
+        return self._secret
 
     # writing -----------------------------------------------------------------------------
     def commit(self, batch: Batch) -> None:

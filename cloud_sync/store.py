@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from msp_protocol.bodies import Consent
 from msp_protocol.records import Record
 
 
@@ -157,6 +158,12 @@ class Store(Protocol):
 
     def session_person(self, session_id: str) -> str | None:
         """The person of a driver session, ``None`` if the session is unknown."""
+
+    def session_consents(self, session_id: str) -> Sequence[Consent]:
+        """The consents the driver signed for a session (none if the session is unknown)."""
+
+    def pseudonym_secret(self) -> bytes:
+        """The registry's secret for per-fleet pseudonyms (made once, kept in the store)."""
 
     def commit(self, batch: Batch) -> None:
         """Commit the whole batch atomically; records already stored are left as they are."""

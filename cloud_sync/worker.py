@@ -1,11 +1,12 @@
 """The registry worker: subscribes to every gateway's records, ingests them, acks after commit.
 
 paho's callbacks only put messages on a queue; the worker's own thread takes them in batches,
-runs :class:`cloud_sync.ingest.Ingestor` (one transaction per batch), publishes the acks, and
-only then acknowledges the messages to the broker (``manual_ack``), so a message the broker
-considers delivered is always committed. The session is persistent (MQTT 5 ``clean_start``
-false with a session expiry; 3.1.1 ``clean_session`` false), so records published while the
-registry was down are delivered when it returns.
+runs :class:`cloud_sync.ingest.Ingestor` (one transaction per batch), publishes the acks and
+the fleets' copies (``cloud_sync.republish``), and only then acknowledges the messages to
+the broker (``manual_ack``), so a message the broker considers delivered is committed. The
+session is persistent (MQTT 5 ``clean_start`` false with a session expiry; 3.1.1
+``clean_session`` false), so records published while the registry was down are delivered
+when it returns.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from msp_protocol.topics import REC_FILTER, REC_SHARED_FILTER, ack_topic, encode
 
 from .errors import BrokerError
 from .ingest import Ingestor
+from .republish import Republisher
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,7 @@ class RegistryWorker:
         self, ingestor: Ingestor, broker: BrokerConfig, *, batch_max: int = 500
     ) -> None:
         self.ingestor = ingestor
+        self.republisher = Republisher(ingestor.store)
         self.broker = broker
         self.batch_max = batch_max
         self.connected = threading.Event()
@@ -168,9 +171,11 @@ class RegistryWorker:
                 batch.append(self._inbox.get_nowait())
             except queue.Empty:
                 break
-        acks = self.ingestor.process([(m.topic, m.payload) for m in batch])
-        for ack in acks:
+        outcome = self.ingestor.ingest([(m.topic, m.payload) for m in batch])
+        for ack in outcome.acks:
             self._client.publish(ack_topic(ack.device), encode_ack(ack.seq), qos=1)
+        for pub in self.republisher.publications(outcome.accepted):
+            self._client.publish(pub.topic, pub.payload, qos=1)
         for m in batch:
             if m.qos > 0:
                 self._client.ack(m.mid, m.qos)

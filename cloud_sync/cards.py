@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from msp_protocol.bodies import SessionStart
 from msp_protocol.canonical import canonical_json
@@ -133,9 +133,12 @@ def verify_session_start(
     if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
         raise CardRejected("card_expired", f"certificate not valid at {st.started_at}")
     for crl in anchors.crls:
-        if crl.issuer == cert.issuer and crl.get_revoked_certificate_by_serial_number(
-            cert.serial_number
-        ):
+        issuer_key = issuer.public_key()
+        if not isinstance(issuer_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+            continue
+        if crl.issuer != cert.issuer or not crl.is_signature_valid(issuer_key):
+            continue  # another issuer's list, or a forged one: it proves nothing
+        if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
             raise CardRejected("card_revoked", "certificate is on its issuer's CRL")
     spki = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

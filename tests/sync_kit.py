@@ -103,6 +103,21 @@ class CardIssuer:
     def anchors(self) -> TrustAnchors:
         return TrustAnchors.load(self.directory)
 
+    def revoke(self, *cards: Card, key: rsa.RSAPrivateKey | None = None) -> None:
+        """Publish a CRL listing ``cards`` (signed by ``key`` instead, to forge one)."""
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder().issuer_name(self.cert.subject)
+            .last_update(now).next_update(now + dt.timedelta(days=1))
+        )  # fmt: skip
+        for card in cards:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(card.cert.serial_number)
+                .revocation_date(now).build()
+            )  # fmt: skip
+        crl = builder.sign(key or self.key, hashes.SHA256())
+        (self.directory / "test-jpki.crl").write_bytes(crl.public_bytes(serialization.Encoding.DER))
+
     def card(self, not_after: dt.datetime | None = None) -> Card:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         cert = (

@@ -207,3 +207,18 @@ def test_gap_naming_later_seqs_is_refused(ingestor, store, device_ca):
     gap = bodies.Gap("size_bound", (bodies.EvictedRange(5, 9, record_hash("x"), {"trip": 5}),))
     assert send(ingestor, gw, gw.sign(gap, "gap")) == []
     assert store.rejections() == {"bad_gap": 1} and store.counts()["records"] == 1
+
+
+def test_revoked_card_binds_nobody_and_a_forged_crl_is_ignored(store, device_ca, tmp_path):
+    issuer = CardIssuer(tmp_path / "issuer")
+    revoked, fine = issuer.card(), issuer.card()
+    issuer.revoke(revoked)
+    forger = CardIssuer(tmp_path / "forger")
+    ingestor = Ingestor(store, issuer.anchors())
+    gw = enrolled(store, device_ca)
+    send(ingestor, gw, gw.sign(revoked.session_start(gw, "s-1"), "session.start", "s-1"))
+    assert store.rejections() == {"card_revoked": 1} and store.persons() == []
+    issuer.revoke(fine, key=forger.key)  # a CRL the issuer never signed
+    send(Ingestor(store, issuer.anchors()), gw,
+         gw.sign(fine.session_start(gw, "s-2"), "session.start", "s-2"))  # fmt: skip
+    assert len(store.persons()) == 1 and store.rejections() == {"card_revoked": 1}

@@ -100,6 +100,11 @@ class Ingestor:
         self._declared: dict[str, dict[int, Eviction]] = {}
         self._keys: dict[str, PublicKey] = {}  # parsed device keys, by PEM
 
+    @property
+    def waiting(self) -> int:
+        """How many records wait for their predecessor."""
+        return sum(len(w) for w in self._waiting.values())
+
     def process(self, messages: Sequence[tuple[str, bytes]]) -> list[Ack]:
         """Check, commit and ack one batch; see :meth:`ingest`."""
         return self.ingest(messages).acks
@@ -117,6 +122,13 @@ class Ingestor:
                 continue
             state.touched.add(candidate.record.device)
             self._place(state, candidate)
+        for device, waiting in self._waiting.items():
+            if waiting and device not in state.heads:
+                # another worker (shared subscription) may have committed the predecessor
+                before = self._head(state, device).seq
+                self._drain(state, device)
+                if state.heads[device].seq > before:
+                    state.touched.add(device)
         self.store.commit(Batch(state.accepted, state.evictions, dict(state.rejections)))
         acks = []
         for device in sorted(state.touched):

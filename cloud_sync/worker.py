@@ -153,7 +153,9 @@ class RegistryWorker:
         self._client.loop_start()
         try:
             while not stop.is_set():
-                self.step(timeout=0.2)
+                # Records waiting for a predecessor (shared subscriptions split one device's
+                # stream over workers) are retried often; otherwise idle quietly.
+                self.step(timeout=0.02 if self.ingestor.waiting else 0.2)
         finally:
             self._client.disconnect()
             self._client.loop_stop()
@@ -162,11 +164,13 @@ class RegistryWorker:
         """Ingest one batch of what arrived (waiting up to ``timeout`` for the first message);
         returns how many messages it handled."""
         try:
-            first = self._inbox.get(timeout=timeout)
+            batch = [self._inbox.get(timeout=timeout)]
         except queue.Empty:
-            return 0
-        batch = [first]
-        while len(batch) < self.batch_max:
+            batch = []
+            if not self.ingestor.waiting:
+                return 0
+            # records wait for a predecessor another worker may have committed meanwhile
+        while batch and len(batch) < self.batch_max:
             try:
                 batch.append(self._inbox.get_nowait())
             except queue.Empty:

@@ -154,3 +154,20 @@ def test_seq_reused_with_other_content_is_an_alarm(deployment: Deployment) -> No
     _publish_raw(deployment, gw, [next(iter(clone.records())).jws.encode()])
     wait_for(lambda: deployment.stats()["rejections"] == {"seq_reused": 1}, "the alarm")
     assert deployment.stats()["counts"]["trips"] == 1
+
+
+def test_two_registry_workers_share_the_load(deployment: Deployment) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    deployment.start_registry("--shared", "--client-id", "registry-a")
+    first = deployment.registry_proc
+    deployment.start_registry("--shared", "--client-id", "registry-b")
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 80)
+    try:
+        with UplinkThread(MqttUplink(deployment.uplink_config(gw, window=16), outbox)):
+            wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain", timeout=60)
+    finally:
+        assert first is not None
+        first.terminate()
+        first.wait(10)
+    assert deployment.verify(gw, 80).records == 80

@@ -222,3 +222,14 @@ def test_revoked_card_binds_nobody_and_a_forged_crl_is_ignored(store, device_ca,
     send(Ingestor(store, issuer.anchors()), gw,
          gw.sign(fine.session_start(gw, "s-2"), "session.start", "s-2"))  # fmt: skip
     assert len(store.persons()) == 1 and store.rejections() == {"card_revoked": 1}
+
+
+def test_two_workers_sharing_one_store_pass_the_chain_between_them(store, device_ca,
+                                                                   card_issuer):  # fmt: skip
+    gw = enrolled(store, device_ca)
+    a, b = Ingestor(store, card_issuer.anchors()), Ingestor(store, card_issuer.anchors())
+    t1, t2, t3, t4 = (gw.sign(trip(), "trip") for _ in range(4))
+    send(a, gw, t1, t3)  # a shared subscription splits one device's records over workers
+    assert send(b, gw, t2, t4) == [Ack("gw-1", 2)]
+    assert a.process([]) == [Ack("gw-1", 3)]  # a's waiting seq 3 now follows b's seq 2
+    assert b.process([]) == [Ack("gw-1", 4)]

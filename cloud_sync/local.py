@@ -1,5 +1,7 @@
 """A whole registry side on one machine, for demos and tests: mosquitto on the configuration
-``msp-registry mosquitto-config`` writes, and ``msp-registry serve`` as a child process.
+``msp-registry mosquitto-config`` writes (mTLS, ACL), or, where mosquitto is not installed,
+the embedded amqtt broker (plain MQTT 3.1.1 on loopback); and ``msp-registry serve`` as a
+child process.
 
 Gateways join with :meth:`LocalDeployment.enroll` and send with the command line that
 :meth:`LocalDeployment.uplink_command` returns (``msp-agent uplink``), so the edge and the
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from .broker_process import MosquittoProcess, free_port
 from .config import RegistryConfig
+from .embedded_broker import EmbeddedBroker
 from .errors import BrokerError, EnrolmentError
 from .mosquitto import BrokerFiles, BrokerLayout, write_config
 from .pki import DeviceCa, cert_pem
@@ -34,7 +37,12 @@ class LocalDeployment:
     """Broker and registry under ``root`` (``registry.db``, ``ca/``, ``broker/``, ``devices/``),
     on free loopback ports. Card certificates are trusted from ``anchors``."""
 
-    def __init__(self, root: Path, anchors: Path) -> None:
+    def __init__(self, root: Path, anchors: Path, broker: str = "auto") -> None:
+        if broker == "auto":
+            broker = "mosquitto" if MosquittoProcess.available() else "embedded"
+        if broker not in ("mosquitto", "embedded"):
+            raise BrokerError(f"broker {broker!r}: expected auto, mosquitto or embedded")
+        self.embedded = EmbeddedBroker() if broker == "embedded" else None
         self.root = root
         self.anchors = anchors
         self.device_port = free_port()
@@ -78,22 +86,32 @@ class LocalDeployment:
         return path
 
     def start(self) -> None:
-        """Configure (if not yet), start mosquitto, then the registry."""
-        if self.broker is None:
-            self.configure()
-        assert self.broker is not None
-        self.broker.start()
+        """Configure (if not yet), start the broker, then the registry."""
+        if self.embedded is not None:
+            self.embedded.start()
+        else:
+            if self.broker is None:
+                self.configure()
+            assert self.broker is not None
+            self.broker.start()
         self.start_registry()
+
+    def _registry_broker_args(self) -> list[str]:
+        if self.embedded is not None:
+            return ["--broker", f"mqtt://127.0.0.1:{self.embedded.port}", "--mqtt311",
+                    "--username", ""]  # fmt: skip
+        if self.files is None:
+            raise BrokerError("configure() the deployment before starting the registry")
+        return ["--broker", f"mqtt://127.0.0.1:{self.registry_port}",
+                "--password-file", str(self.files.registry_secret)]  # fmt: skip
 
     def start_registry(self, *extra: str) -> None:
         """Start ``msp-registry serve`` as a child process (log in ``registry.log``)."""
-        if self.files is None:
-            raise BrokerError("configure() the deployment before starting the registry")
+        broker_args = self._registry_broker_args()
+        self.root.mkdir(parents=True, exist_ok=True)
         with (self.root / "registry.log").open("ab") as out:
             self.registry_proc = subprocess.Popen(
-                [sys.executable, "-m", "cloud_sync.cli", "-v", "serve",
-                 "--broker", f"mqtt://127.0.0.1:{self.registry_port}",
-                 "--password-file", str(self.files.registry_secret),
+                [sys.executable, "-m", "cloud_sync.cli", "-v", "serve", *broker_args,
                  "--anchors", str(self.anchors), "--db", str(self.config.db), *extra],
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -117,19 +135,23 @@ class LocalDeployment:
                 proc.wait()
         if self.broker is not None:
             self.broker.stop()
+        if self.embedded is not None:
+            self.embedded.stop()
 
     def uplink_command(self, device: str, outbox: Path, key: Path, vin: str) -> list[str]:
         """The ``msp-agent uplink`` command that drains ``outbox`` to this deployment and exits
-        0 once it is empty (mTLS with the certificate :meth:`enroll` wrote)."""
+        0 once it is empty (mTLS with the certificate :meth:`enroll` wrote; plain MQTT 3.1.1 on
+        the embedded broker)."""
+        agent = Path(sys.executable).with_name("msp-agent")
+        base = [str(agent), "uplink", "--outbox", str(outbox), "--key", str(key),
+                "--device", device, "--vin", vin, "--until-empty"]  # fmt: skip
+        if self.embedded is not None:
+            return [*base, "--broker", f"mqtt://127.0.0.1:{self.embedded.port}", "--mqtt311"]
         if self.files is None:
             raise BrokerError("configure() the deployment first")
-        agent = Path(sys.executable).with_name("msp-agent")
-        return [str(agent), "uplink", "--outbox", str(outbox), "--key", str(key),
-                "--device", device, "--vin", vin,
-                "--broker", f"mqtts://127.0.0.1:{self.device_port}",
+        return [*base, "--broker", f"mqtts://127.0.0.1:{self.device_port}",
                 "--ca", str(self.files.ca_cert),
-                "--cert", str(self.root / "devices" / f"{device}.pem"),
-                "--until-empty"]  # fmt: skip
+                "--cert", str(self.root / "devices" / f"{device}.pem")]  # fmt: skip
 
     def __enter__(self) -> LocalDeployment:
         self.start()

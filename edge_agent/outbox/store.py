@@ -187,7 +187,7 @@ class Outbox:
         work.bytes += sum(len(r.jws) for r in signed)
         write_state(conn, work)
         conn.execute("COMMIT")
-        return signed
+        return signed[len(signed) - len(items) :]  # the gap markers are not the caller's
 
     def _plan_eviction(
         self, state: State, add_rows: int, add_bytes: int, ts: float | str

@@ -135,6 +135,10 @@ def verify_chain(
         if record.device != device:
             breaks.append(_Break(record.seq, "device", f"{record.device!r} is not {device!r}"))
             continue
+        if isinstance(record.body, Gap):
+            # Taken even when its signature fails (reported below), so one forged record is
+            # named as such rather than as the gaps it claims to explain.
+            _check_gap(entry, evictions, breaks)
         try:
             kid = split(entry.token).kid
             verify(entry.token, keys(kid))
@@ -143,8 +147,6 @@ def verify_chain(
             continue
         if kid != record.device:
             breaks.append(_Break(record.seq, "device", "kid is not the record's device"))
-        if isinstance(record.body, Gap):
-            _check_gap(entry, evictions, breaks)
     _check_links(entries, evictions, anchor, breaks)
     if breaks:
         first = min(breaks, key=lambda b: b.seq)

@@ -46,7 +46,11 @@ def test_eviction_goes_health_then_stats_then_oldest_event_or_trip(
         appended = [box.append(body("trip"), 1.79e9 + 100 + i) for i in range(3)]
         assert [(r.seq, r.kind) for r in appended] == [(12, "trip"), (14, "trip"), (16, "trip")]
         assert evicted_by_gaps(box) == [
-            (4, "health"), (8, "health"), (5, "stats"), (9, "stats"), (6, "event,trip"),
+            (4, "health"),
+            (8, "health"),
+            (5, "stats"),
+            (9, "stats"),
+            (6, "event,trip"),
         ]
         assert box.stats().rows <= 10
         assert box.stats().evicted_total == 6
@@ -114,7 +118,9 @@ def test_any_stream_keeps_the_bound_the_chain_and_every_protected_record(
                 assert record.kind == kind
                 written[record.seq] = kind
             except OutboxFullError:
-                assert sum(k in KEEP for k in written.values()) >= max_rows * 0.8
+                # Refused only when evicting every evictable record could not make room for
+                # the record and the gap marker naming what was evicted.
+                assert sum(r.kind not in KEEP for r in box.records()) <= 1
             if i % ack_every == ack_every - 1:
                 box.ack(box.stats().last_seq)
             assert box.stats().rows <= max_rows

@@ -25,7 +25,7 @@ def _keywords(schema: Any) -> set[str]:
     if isinstance(schema, dict):
         for key, value in schema.items():
             found.add(key)
-            if key in ("properties", "$defs"):
+            if key == "properties":
                 for sub in value.values():
                     found |= _keywords(sub)
             elif isinstance(value, dict):

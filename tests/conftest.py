@@ -1,68 +1,42 @@
-"""Fixtures shared by the protocol and outbox tests: one real body per kind, device keys."""
+"""Shared fixtures: paths to the real files under tests/data and the repository's dbc/; device
+signing keys for the protocol and outbox tests."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from msp_protocol.bodies import Body
-from msp_protocol.jws import Signer, record_hash
-from msp_protocol.records import KINDS, Record, body_from_json
+from msp_protocol.jws import Signer
+from tests.protocol_data import DEVICE
 
 DATA = Path(__file__).parent / "data"
-DEVICE = "gw-0001"
-VIN = "JTDKB20U793123456"
+REPO = Path(__file__).parent.parent
+DEMO_MAP = REPO / "dbc" / "msp_demo.toml"
+DEMO_DBC = REPO / "dbc" / "msp_demo.dbc"
 
 
-def body_json(kind: str) -> dict[str, Any]:
-    """The fixture body of ``kind`` as JSON (a fresh copy)."""
-    value: dict[str, Any] = json.loads((DATA / "bodies" / f"{kind}.json").read_text("utf-8"))
-    return value
-
-
-def body(kind: str) -> Body:
-    """The fixture body of ``kind`` as its dataclass."""
-    return body_from_json(kind, body_json(kind))
-
-
-def make_chain(signer: Signer, kinds: list[str], start_ts: float = 1.79e9) -> list[str]:
-    """Sign a valid chain of records of the given kinds, seq 1..n."""
-    tokens: list[str] = []
-    prev = None
-    for i, kind in enumerate(kinds, start=1):
-        record = Record(
-            kind=kind, device=signer.kid, vin=VIN, seq=i, prev=prev,
-            ts=f"2026-11-26T08:00:{i % 60:02d}.000Z", session=None, body=body(kind),
-        )  # fmt: skip
-        tokens.append(signer.sign_record(record))
-        prev = record_hash(tokens[-1])
-    return tokens
+@pytest.fixture
+def data_dir() -> Path:
+    """tests/data."""
+    return DATA
 
 
 @pytest.fixture(scope="session")
 def ed_signer() -> Signer:
+    """An Ed25519 device signer (kid gw-0001)."""
     return Signer(Ed25519PrivateKey.generate(), DEVICE)
 
 
 @pytest.fixture(scope="session")
 def es_signer() -> Signer:
+    """A P-256 (ES256) device signer (kid gw-0001)."""
     return Signer(ec.generate_private_key(ec.SECP256R1()), DEVICE)
 
 
 @pytest.fixture(params=["EdDSA", "ES256"])
 def signer(request: pytest.FixtureRequest, ed_signer: Signer, es_signer: Signer) -> Signer:
+    """Each algorithm in turn."""
     return ed_signer if request.param == "EdDSA" else es_signer
-
-
-@pytest.fixture
-def all_kinds() -> list[str]:
-    return list(KINDS)
-
-
-KeyFor = Callable[[str], Any]

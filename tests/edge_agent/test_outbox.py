@@ -14,7 +14,7 @@ from msp_protocol.chain import verify_chain
 from msp_protocol.errors import RecordError
 from msp_protocol.jws import Signer, verify_record
 from msp_protocol.records import Record
-from tests.conftest import VIN, body
+from tests.protocol_data import VIN, body
 
 
 class Clock:

@@ -13,7 +13,7 @@ from msp_protocol.bodies import Gap
 from msp_protocol.chain import verify_chain
 from msp_protocol.jws import Signer, verify_record
 from msp_protocol.records import Record
-from tests.conftest import VIN, body
+from tests.protocol_data import VIN, body
 
 KEEP = {"session.start", "session.end", "emergency", "dtc", "gap"}
 

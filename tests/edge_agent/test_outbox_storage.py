@@ -18,7 +18,7 @@ import pytest
 from edge_agent.outbox import Outbox, OutboxLimits, OutboxStorageError
 from msp_protocol.chain import verify_chain
 from msp_protocol.jws import Signer
-from tests.conftest import VIN, body
+from tests.protocol_data import VIN, body
 
 
 @pytest.fixture

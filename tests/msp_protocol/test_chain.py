@@ -12,7 +12,7 @@ from msp_protocol.chain import Anchor, verify_chain
 from msp_protocol.errors import ChainError
 from msp_protocol.jws import Signer, record_hash, split
 from msp_protocol.records import Record, parse_record
-from tests.conftest import VIN, make_chain
+from tests.protocol_data import VIN, make_chain
 
 KINDS = ["session.start", "trip", "event", "health", "stats", "event", "trip", "session.end"]
 _SIGNER = Signer(Ed25519PrivateKey.generate(), "gw-0001")

@@ -27,7 +27,7 @@ from msp_protocol.jws import (
     verify_record,
 )
 from msp_protocol.records import Record
-from tests.conftest import DEVICE, VIN, body, make_chain
+from tests.protocol_data import DEVICE, VIN, body, make_chain
 
 
 def _record(seq: int = 1, device: str = DEVICE) -> Record:

@@ -19,7 +19,7 @@ from msp_protocol.records import (
     parse_ts,
     tier_of,
 )
-from tests.conftest import DEVICE, VIN, body, body_json
+from tests.protocol_data import DEVICE, VIN, body, body_json
 
 
 def envelope(of: str = "trip", **changes: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from msp_protocol.errors import RecordError
 from msp_protocol.records import KINDS
 from msp_protocol.schema import KEYWORDS, load_schema, validator
-from tests.conftest import body_json
+from tests.protocol_data import body_json
 
 NAMES = ["envelope", *KINDS]
 

@@ -14,7 +14,7 @@ from jwcrypto import jws as jose
 from edge_agent.cli import main
 from edge_agent.keys import load_signer
 from edge_agent.outbox import Outbox, OutboxLimits
-from tests.conftest import VIN, body
+from tests.protocol_data import VIN, body
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from edge_agent.decode import DbcDecoder
 from edge_agent.frames import Frame
 from edge_agent.signalmap import load_signal_map
-from tests.protocol_data import DATA, DEMO_DBC, DEMO_MAP
+from tests.conftest import DATA, DEMO_DBC, DEMO_MAP
 
 TEST_DB = cantools.database.load_file(DATA / "test_vehicle.dbc", strict=False)
 DEMO_DB = cantools.database.load_file(DEMO_DBC)

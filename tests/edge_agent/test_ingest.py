@@ -11,7 +11,7 @@ import pytest
 from edge_agent.errors import IngestError
 from edge_agent.frames import Frame
 from edge_agent.ingest import LogSource
-from tests.protocol_data import DATA
+from tests.conftest import DATA
 
 FORMATS = (".log", ".asc", ".blf", ".trc", ".csv")
 

@@ -18,7 +18,7 @@ from edge_agent.replay import Replay
 from edge_agent.signalmap import load_signal_map
 from edge_agent.signals import CANONICAL
 from edge_agent.simulate import SimulationResult, simulate
-from tests.protocol_data import DATA, DEMO_MAP
+from tests.conftest import DATA, DEMO_MAP
 
 # Plausible ranges per canonical signal for a simulated car drive.
 PLAUSIBLE = {

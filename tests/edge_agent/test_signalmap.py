@@ -9,7 +9,7 @@ import pytest
 from edge_agent.errors import ConfigError
 from edge_agent.signalmap import load_signal_map
 from edge_agent.signals import CANONICAL
-from tests.protocol_data import DATA, DEMO_MAP
+from tests.conftest import DATA, DEMO_MAP
 
 MAPS = DATA / "maps"
 

@@ -99,7 +99,7 @@ class Outbox:
             device, stored_pem = read_identity(conn)
         except sqlite3.Error as exc:
             conn.close()
-            raise storage_error(exc, f"cannot set up outbox {path}") from None
+            raise storage_error(exc, f"cannot set up outbox {path}", path) from None
         if device != signer.kid or stored_pem != public_pem:
             conn.close()
             raise OutboxError(

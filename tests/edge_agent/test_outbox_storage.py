@@ -81,3 +81,9 @@ def test_storage_turning_read_only_while_running(tmp_path: Path, ed_signer: Sign
         assert box.stats().last_seq == 1
         box._conn.execute("PRAGMA query_only = OFF")
         assert box.append(body("event"), 1.79e9 + 2).seq == 2
+
+
+def test_missing_directory_is_named(tmp_path: Path, ed_signer: Signer) -> None:
+    with pytest.raises(OutboxStorageError, match="does not exist") as info:
+        Outbox.open(tmp_path / "nope" / "ob.db", ed_signer, VIN)
+    assert info.value.reason == "missing"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,31 @@ def test_a_file_that_is_not_an_outbox_is_refused(tmp_path: Path, ed_signer: Sign
     sqlite3.connect(path).execute("CREATE TABLE state (id INTEGER PRIMARY KEY, x TEXT)")
     with pytest.raises(OutboxError, match="cannot set up outbox"):
         open_box(path, ed_signer)
+
+
+def test_appender_and_uplink_threads_keep_the_outbox_consistent(
+    tmp_path: Path, ed_signer: Signer
+) -> None:
+    box = open_box(tmp_path / "ob.db", ed_signer, resend_after_s=0.0)
+    done = threading.Event()
+    sent: list[int] = []
+
+    def uplink() -> None:  # what the MQTT uplink does: send due records, apply acks
+        while not done.is_set() or box.stats().rows:
+            due = box.pending(7)
+            sent.extend(r.seq for r in due)
+            if due:
+                box.ack(due[-1].seq)
+
+    thread = threading.Thread(target=uplink)
+    thread.start()
+    appended = []
+    for i in range(60):
+        appended += box.append_many([NewRecord(body("event"), 1.79e9 + i)] * (1 + i % 4))
+    done.set()
+    thread.join()
+    stats = box.stats()
+    assert (stats.rows, stats.bytes, stats.acked_seq) == (0, 0, appended[-1].seq)
+    assert sorted(set(sent)) == [r.seq for r in appended]
+    assert box._conn.execute("SELECT count(*) FROM records").fetchone() == (0,)
+    box.close()

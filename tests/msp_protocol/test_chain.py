@@ -140,3 +140,21 @@ def test_dropping_records_is_named_at_the_lowest_dropped_seq(dropped: set[int]) 
     kept = [t for i, t in enumerate(tokens, 1) if i not in dropped]
     error = breaks(kept, _SIGNER)
     assert (error.seq, error.reason) == (min(dropped), "gap")
+
+
+def test_a_gap_record_cannot_declare_later_seqs(ed_signer: Signer) -> None:
+    tokens = make_chain(ed_signer, KINDS)
+    gap = Gap(
+        reason="size_bound",
+        ranges=(EvictedRange(first=9, last=12, last_sha256="D" * 43, kinds={"trip": 4}),),
+    )
+    marker = Record(
+        kind="gap", device=ed_signer.kid, vin=VIN, seq=9, prev=record_hash(tokens[-1]),
+        ts="2026-11-26T09:00:00.000Z", session=None, body=gap,
+    )  # fmt: skip
+    error = breaks([*tokens, ed_signer.sign_record(marker)], ed_signer)
+    assert (error.seq, error.reason) == (9, "bad_gap")
+
+
+def test_nothing_to_verify_is_an_error(ed_signer: Signer) -> None:
+    assert breaks([], ed_signer).reason == "empty"

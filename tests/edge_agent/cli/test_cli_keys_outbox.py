@@ -104,3 +104,14 @@ def test_missing_outbox_is_a_clear_error(
 ) -> None:
     assert main(["outbox", "stats", str(tmp_path / "nope.db")]) == 2
     assert "no outbox at" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"not a database at all" * 100, b""])
+def test_a_file_that_is_not_an_outbox_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(content)
+    for action in ("verify", "stats", "export"):
+        assert main(["outbox", action, str(path)]) == 2
+        assert f"{path} is not a readable outbox" in capsys.readouterr().err

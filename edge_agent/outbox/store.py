@@ -100,6 +100,9 @@ class Outbox:
         except sqlite3.Error as exc:
             conn.close()
             raise storage_error(exc, f"cannot set up outbox {path}", path) from None
+        except OutboxError:
+            conn.close()
+            raise
         if device != signer.kid or stored_pem != public_pem:
             conn.close()
             raise OutboxError(

@@ -48,7 +48,11 @@ def _encode(value: Any, out: list[str]) -> None:
         if not all(isinstance(key, str) for key in value):
             raise CanonicalJsonError("object keys must be strings")
         # Keys sort by their UTF-16 code units (RFC 8785 §3.2.3).
-        keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
+        # For ASCII keys (all of ours) UTF-16 order is plain string order: skip the encoding.
+        if all(key.isascii() for key in value):
+            keys = sorted(value)
+        else:
+            keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
         out.append("{")
         for i, key in enumerate(keys):
             if i:

@@ -20,7 +20,7 @@ from .errors import RecordError
 #: Keywords this validator understands; a schema using anything else is a bug in the package.
 KEYWORDS = frozenset(
     {
-        "$schema", "$id", "$defs", "$ref", "title", "description", "type", "properties",
+        "$schema", "$id", "title", "description", "type", "properties",
         "required", "additionalProperties", "enum", "const", "minimum", "maximum",
         "exclusiveMinimum", "minLength", "maxLength", "pattern", "format", "items",
         "minItems", "maxItems", "propertyNames", "maxProperties",
@@ -68,19 +68,16 @@ def _check_format(value: str, fmt: str, path: str) -> None:
 
 
 class Validator:
-    """Checks JSON values against one schema document (local ``$ref`` to ``#/$defs/...``)."""
+    """Checks JSON values against one schema document."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self.schema = schema
-        self._defs: dict[str, Any] = schema.get("$defs", {})
 
     def validate(self, value: Any, path: str = "") -> None:
         """Raise ``RecordError`` naming the first path where ``value`` breaks the schema."""
         self._check(self.schema, value, path)
 
     def _check(self, schema: dict[str, Any], value: Any, path: str) -> None:
-        if "$ref" in schema:
-            schema = self._defs[schema["$ref"].removeprefix("#/$defs/")]
         where = path or "(record)"
         if "type" in schema:
             types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]

@@ -1,5 +1,6 @@
-"""Shared fixtures: real files under tests/data and dbc/; the registry's device CA, a card
-issuer, a registry store and ingestor, and a whole loopback deployment (broker + registry)."""
+"""Shared fixtures: real files under tests/data and dbc/; device signing keys for the protocol
+and outbox tests; the registry's device CA, a card issuer, a registry store and ingestor, and a
+whole loopback deployment (broker + registry)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_sync.broker_process import MosquittoProcess
 from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa
 from cloud_sync.sqlite_store import SqliteStore
+from msp_protocol.jws import Signer
+from tests.protocol_data import DEVICE
 from tests.sync_deploy import Deployment
 from tests.sync_kit import CardIssuer
 
@@ -25,6 +30,24 @@ DEMO_DBC = REPO / "dbc" / "msp_demo.dbc"
 def data_dir() -> Path:
     """tests/data."""
     return DATA
+
+
+@pytest.fixture(scope="session")
+def ed_signer() -> Signer:
+    """An Ed25519 device signer (kid gw-0001)."""
+    return Signer(Ed25519PrivateKey.generate(), DEVICE)
+
+
+@pytest.fixture(scope="session")
+def es_signer() -> Signer:
+    """A P-256 (ES256) device signer (kid gw-0001)."""
+    return Signer(ec.generate_private_key(ec.SECP256R1()), DEVICE)
+
+
+@pytest.fixture(params=["EdDSA", "ES256"])
+def signer(request: pytest.FixtureRequest, ed_signer: Signer, es_signer: Signer) -> Signer:
+    """Each algorithm in turn."""
+    return ed_signer if request.param == "EdDSA" else es_signer
 
 
 @pytest.fixture(scope="session")

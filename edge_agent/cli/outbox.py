@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,19 +35,35 @@ def add_subparser(subparsers: Any) -> None:
     trust = verify.add_mutually_exclusive_group()
     trust.add_argument("--pub", type=Path, help="device public key (PEM) to verify against")
     trust.add_argument("--key", type=Path, help="device private key file (its public half)")
-    verify.set_defaults(func=_do_verify)
+    verify.set_defaults(func=_guarded(_do_verify))
     stats = actions.add_parser("stats", help="print what the outbox holds")
     stats.add_argument("db", type=Path, help="outbox database")
     stats.add_argument("--json", action="store_true", help="one JSON object instead of lines")
-    stats.set_defaults(func=_do_stats)
+    stats.set_defaults(func=_guarded(_do_stats))
     export = actions.add_parser(
         "export", help="print one JWS per line in seq order, for independent checks"
     )
     export.add_argument("db", type=Path, help="outbox database")
-    export.set_defaults(func=_do_export)
+    export.set_defaults(func=_guarded(_do_export))
 
 
-def _open(db: Path) -> Any:
+def _guarded(action: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Report a file that is not a readable outbox as an error naming it, not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return action(args)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"{args.db} is not a readable outbox: {exc}") from None
+        except OutboxError as exc:
+            if str(args.db) in str(exc):
+                raise
+            raise OutboxError(f"{args.db} is not a readable outbox: {exc}") from None
+
+    return run
+
+
+def _open(db: Path) -> sqlite3.Connection:
     if not db.is_file():
         raise OutboxError(f"no outbox at {db}")
     return connect(db, readonly=True)

@@ -8,6 +8,7 @@ the records, so the two never disagree after a crash.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,8 +30,8 @@ class OutboxFullError(OutboxError):
 class OutboxStorageError(OutboxError):
     """The disk is full, read-only or failing; the record was refused, nothing stored is lost.
 
-    ``reason`` is ``disk_full``, ``read_only`` or ``io``. Appends resume by themselves once
-    the storage accepts writes again.
+    ``reason`` is ``disk_full``, ``read_only``, ``io`` or (opening only) ``missing``.
+    Appends resume by themselves once the storage accepts writes again.
     """
 
     def __init__(self, message: str, reason: str) -> None:
@@ -97,16 +98,27 @@ class State:
 STATE_COLUMNS = tuple(State.__dataclass_fields__)
 
 
-def storage_error(exc: sqlite3.Error, action: str) -> OutboxError:
-    """Wrap a SQLite error: full disk, read-only and I/O errors become ``OutboxStorageError``."""
+def storage_error(exc: sqlite3.Error, action: str, path: Path | None = None) -> OutboxError:
+    """Wrap a SQLite error: full disk, read-only and I/O errors become ``OutboxStorageError``.
+
+    SQLite reports a read-only file system and a missing directory alike (``CANTOPEN``); with
+    ``path`` the two are told apart from the file system itself.
+    """
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
         code &= 0xFF  # the primary result code of an extended one
+    if code == sqlite3.SQLITE_CANTOPEN and path is not None:
+        parent = path.resolve().parent
+        if not parent.is_dir():
+            return OutboxStorageError(f"{action}: directory {parent} does not exist", "missing")
+        if not os.statvfs(parent).f_flag & os.ST_RDONLY:
+            return OutboxStorageError(f"{action}: cannot open ({exc})", "io")
+        code = sqlite3.SQLITE_READONLY
     if code == sqlite3.SQLITE_FULL:
         return OutboxStorageError(f"{action}: the disk is full ({exc})", "disk_full")
-    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+    if code == sqlite3.SQLITE_READONLY:
         return OutboxStorageError(f"{action}: storage is read-only ({exc})", "read_only")
-    if code == sqlite3.SQLITE_IOERR:
+    if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
         return OutboxStorageError(f"{action}: storage I/O error ({exc})", "io")
     return OutboxError(f"{action}: {exc}")
 
@@ -122,7 +134,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
     except sqlite3.Error as exc:
-        raise storage_error(exc, f"cannot open outbox {path}") from None
+        raise storage_error(exc, f"cannot open outbox {path}", path) from None
     return conn
 
 

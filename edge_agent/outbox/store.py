@@ -99,7 +99,10 @@ class Outbox:
             device, stored_pem = read_identity(conn)
         except sqlite3.Error as exc:
             conn.close()
-            raise storage_error(exc, f"cannot set up outbox {path}") from None
+            raise storage_error(exc, f"cannot set up outbox {path}", path) from None
+        except OutboxError:
+            conn.close()
+            raise
         if device != signer.kid or stored_pem != public_pem:
             conn.close()
             raise OutboxError(
@@ -185,9 +188,13 @@ class Outbox:
             )  # fmt: skip
         work.rows += len(signed)
         work.bytes += sum(len(r.jws) for r in signed)
+        # A stored health record has reported what its body counts (see health_body).
+        reports = [item.body for item in items if isinstance(item.body, Health)]
+        work.evicted_at_health += sum(h.evicted for h in reports)
         write_state(conn, work)
         conn.execute("COMMIT")
-        return signed
+        self._refused_at_health += sum(h.refused for h in reports)
+        return signed[len(signed) - len(items) :]  # the gap markers are not the caller's
 
     def _plan_eviction(
         self, state: State, add_rows: int, add_bytes: int, ts: float | str
@@ -327,8 +334,8 @@ class Outbox:
     def health_body(
         self, uptime_s: float, frames_per_s: float, errors: dict[str, int] | None = None
     ) -> Health:
-        """Return a ``health`` body with the queue depth and the evictions and refusals since
-        the last health record this outbox stored (append it to reset those counts)."""
+        """Return a ``health`` body with the queue depth, and the evictions and refusals not yet
+        reported; appending it marks exactly those counts as reported."""
         with self._lock:
             state = read_state(self._conn)
             return Health(
@@ -340,12 +347,6 @@ class Outbox:
                 evicted=state.evicted_total - state.evicted_at_health,
                 refused=self._refused_total - self._refused_at_health,
             )
-
-    def mark_health_reported(self) -> None:
-        """Note that the counts of the last ``health_body`` went out (call after appending it)."""
-        with self._lock:
-            self._conn.execute("UPDATE state SET evicted_at_health = evicted_total WHERE id = 1")
-            self._refused_at_health = self._refused_total
 
     def records(self) -> Iterator[StoredRecord]:
         """Yield every stored record in seq order (for export and verification)."""

@@ -25,11 +25,16 @@ from edge_agent.card.transport import InProcessTransport
 
 @settings(max_examples=100)
 @given(
-    st.integers(0, 255), st.integers(0, 255), st.integers(0, 255), st.integers(0, 255),
-    st.binary(max_size=255), st.none() | st.integers(1, 256),
+    st.integers(0, 255),
+    st.integers(0, 255),
+    st.integers(0, 255),
+    st.integers(0, 255),
+    st.binary(max_size=255),
+    st.none() | st.integers(1, 256),
 )
-def test_command_apdu_round_trips(cla: int, ins: int, p1: int, p2: int, data: bytes,
-                                  le: int | None) -> None:
+def test_command_apdu_round_trips(
+    cla: int, ins: int, p1: int, p2: int, data: bytes, le: int | None
+) -> None:
     command = CommandApdu(cla, ins, p1, p2, data, le)
     assert CommandApdu.parse(command.encode()) == command
 
@@ -56,9 +61,13 @@ def test_verify_is_described_without_the_pin() -> None:
 
 @pytest.mark.parametrize(
     ("sw", "error"),
-    [(0x6A82, CardFileNotFoundError), (0x6982, SecurityStatusError),
-     (0x6D00, UnsupportedInstructionError), (0x6E00, UnsupportedInstructionError),
-     (0x6A80, StatusWordError)],
+    [
+        (0x6A82, CardFileNotFoundError),
+        (0x6982, SecurityStatusError),
+        (0x6D00, UnsupportedInstructionError),
+        (0x6E00, UnsupportedInstructionError),
+        (0x6A80, StatusWordError),
+    ],
 )
 def test_status_words_map_to_their_errors(sw: int, error: type[StatusWordError]) -> None:
     with pytest.raises(error) as caught:
@@ -119,8 +128,7 @@ def test_tlv_file_shorter_than_its_header_says_is_a_data_error() -> None:
 
 @pytest.mark.parametrize(
     ("head", "total"),
-    [(b"\x30\x05", 7), (b"\x30\x81\x80", 131), (b"\x30\x82\x03\x5a", 862),
-     (b"\x5f\x1f\x02", 5)],
+    [(b"\x30\x05", 7), (b"\x30\x81\x80", 131), (b"\x30\x82\x03\x5a", 862), (b"\x5f\x1f\x02", 5)],
 )
 def test_tlv_total_length(head: bytes, total: int) -> None:
     assert tlv_total_length(head + b"\x00" * 4, "x") == total

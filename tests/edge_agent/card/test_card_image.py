@@ -21,7 +21,10 @@ def test_round_trip_and_mode(image: CardImage, tmp_path: Path) -> None:
     assert loaded.auth_certificate == image.auth_certificate
     assert loaded.auth_key.private_numbers() == image.auth_key.private_numbers()
     assert (loaded.licence, loaded.jpki_pin, loaded.licence_tries_left) == (
-        image.licence, image.jpki_pin, image.licence_tries_left)
+        image.licence,
+        image.jpki_pin,
+        image.licence_tries_left,
+    )
 
 
 def _broken(image: CardImage, tmp_path: Path, edit: str) -> Path:
@@ -36,11 +39,13 @@ def _broken(image: CardImage, tmp_path: Path, edit: str) -> Path:
 
 @pytest.mark.parametrize(
     ("edit", "message"),
-    [("jpki:pin:1234", r"jpki\.pin: expected str"),
-     ("jpki:auth_certificate:\"%%%\"", "jpki: key or certificate does not decode"),
-     ("jpki:tries_left:true", r"jpki\.tries_left: expected int"),
-     ("licence:expiry:\"31/01/2030\"", r"licence\.expiry: not YYYY-MM-DD"),
-     ("licence:categories:[1]", r"licence\.categories: expected a list of strings")],
+    [
+        ("jpki:pin:1234", r"jpki\.pin: expected str"),
+        ('jpki:auth_certificate:"%%%"', "jpki: key or certificate does not decode"),
+        ("jpki:tries_left:true", r"jpki\.tries_left: expected int"),
+        ('licence:expiry:"31/01/2030"', r"licence\.expiry: not YYYY-MM-DD"),
+        ("licence:categories:[1]", r"licence\.categories: expected a list of strings"),
+    ],
 )
 def test_bad_fields_are_named(image: CardImage, tmp_path: Path, edit: str, message: str) -> None:
     path = _broken(image, tmp_path, edit)

@@ -21,8 +21,12 @@ from edge_agent.card.licence import (
 
 @pytest.mark.parametrize(
     ("raw", "day"),
-    [(b"5090131", date(2027, 1, 31)), (b"5010501", date(2019, 5, 1)),
-     (b"4310430", date(2019, 4, 30)), (b"3640107", date(1989, 1, 7))],
+    [
+        (b"5090131", date(2027, 1, 31)),
+        (b"5010501", date(2019, 5, 1)),
+        (b"4310430", date(2019, 4, 30)),
+        (b"3640107", date(1989, 1, 7)),
+    ],
 )
 def test_era_dates(raw: bytes, day: date) -> None:
     assert parse_japanese_date(raw, "x") == day
@@ -62,11 +66,13 @@ def test_arbitrary_bytes_parse_or_give_a_card_data_error(raw: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "message"),
-    [(b"\xd0\x06\xe6\x99\xae\xe9\x80\x9a", "no expiry"),
-     (b"\xc5\x09" + b"5090131", "claims 9 bytes"),
-     (b"\xc5", "has no length"),
-     (b"\xc5\x84\x00\x00\x00\x07", "bad length byte 84"),
-     (b"\xc5\x075090131\xd0\x02\xff\xfe", "not UTF-8")],
+    [
+        (b"\xd0\x06\xe6\x99\xae\xe9\x80\x9a", "no expiry"),
+        (b"\xc5\x09" + b"5090131", "claims 9 bytes"),
+        (b"\xc5", "has no length"),
+        (b"\xc5\x84\x00\x00\x00\x07", "bad length byte 84"),
+        (b"\xc5\x075090131\xd0\x02\xff\xfe", "not UTF-8"),
+    ],
 )
 def test_malformed_licence_data_is_named(raw: bytes, message: str) -> None:
     with pytest.raises(CardDataError, match=message):

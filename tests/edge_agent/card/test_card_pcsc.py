@@ -55,8 +55,9 @@ def test_the_reader_is_listed(pcscd: PrivatePcscd) -> None:
     assert any(name.startswith(READER_NAME) for name in list_readers())
 
 
-def test_read_verify_sign_through_pcscd(inserted: tuple[VirtualCard, VpcdCard],
-                                        image: CardImage) -> None:
+def test_read_verify_sign_through_pcscd(
+    inserted: tuple[VirtualCard, VpcdCard], image: CardImage
+) -> None:
     card, _ = inserted
     transport = open_transport("pcsc", READER_NAME)
     assert transport.connect() == bytes.fromhex("3BE000FF8131FE4514")
@@ -105,10 +106,18 @@ def test_unknown_transport_kind() -> None:
 
 def test_no_pcsc_service_is_a_reader_error(tmp_path: Path) -> None:
     # libpcsclite fixes its socket path per process, hence a fresh interpreter
-    code = ("from edge_agent.card.pcsc import list_readers\n"
-            "from edge_agent.card.errors import ReaderError\n"
-            "try:\n    list_readers()\nexcept ReaderError as exc:\n    print(exc)\n")
+    code = (
+        "from edge_agent.card.pcsc import list_readers\n"
+        "from edge_agent.card.errors import ReaderError\n"
+        "try:\n    list_readers()\nexcept ReaderError as exc:\n    print(exc)\n"
+    )
     env = {**os.environ, "PCSCLITE_CSOCK_NAME": str(tmp_path / "absent.comm")}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert "cannot reach the PC/SC service" in result.stdout

@@ -41,8 +41,9 @@ def _verifies_sent(card: VirtualCard) -> int:
     return sum(1 for e in card.log if e.command.ins == 0x20 and e.command.data)
 
 
-def test_reads_the_certificate_and_its_ca_without_a_pin(reader: InProcessTransport,
-                                                        image: CardImage) -> None:
+def test_reads_the_certificate_and_its_ca_without_a_pin(
+    reader: InProcessTransport, image: CardImage
+) -> None:
     jpki = JpkiClient(ApduChannel(reader))
     assert jpki.token() == b"JPKIAPICCTOKEN2"
     assert jpki.auth_certificate() == image.auth_certificate
@@ -50,8 +51,9 @@ def test_reads_the_certificate_and_its_ca_without_a_pin(reader: InProcessTranspo
     assert jpki.pin_tries_left() == 3
 
 
-def test_signature_verifies_against_the_certificate(reader: InProcessTransport,
-                                                    image: CardImage) -> None:
+def test_signature_verifies_against_the_certificate(
+    reader: InProcessTransport, image: CardImage
+) -> None:
     jpki = JpkiClient(ApduChannel(reader))
     jpki.verify_pin(PIN)
     signature = jpki.sign_sha256(b"binding statement")
@@ -138,8 +140,9 @@ def test_missing_application_is_6a82(image: CardImage) -> None:
 
 
 @pytest.mark.parametrize(("cla", "ins", "sw"), [(0x00, 0xCA, 0x6D00), (0x0C, 0xA4, 0x6E00)])
-def test_unknown_instruction_or_class(reader: InProcessTransport, cla: int, ins: int,
-                                      sw: int) -> None:
+def test_unknown_instruction_or_class(
+    reader: InProcessTransport, cla: int, ins: int, sw: int
+) -> None:
     response = ApduChannel(reader).transmit(CommandApdu(cla, ins, 0, 0, le=1))
     assert response.sw == sw
     with pytest.raises(UnsupportedInstructionError):

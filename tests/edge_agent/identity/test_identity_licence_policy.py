@@ -16,15 +16,25 @@ EXPIRY = date(2030, 1, 31)
 
 @pytest.mark.parametrize(
     ("categories", "vehicle_class", "allowed"),
-    [(("普通",), "car", True), (("準中型",), "car", True), (("大型",), "car", True),
-     (("普二",), "car", True), (("原付", "普自二"), "car", False), ((), "car", False),
-     (("普通",), "truck_semi_medium", False), (("準中型",), "truck_semi_medium", True),
-     (("準中型",), "truck_medium", False), (("中型",), "truck_medium", True),
-     (("中型",), "truck_large", False), (("大型",), "truck_large", True),
-     (("普通", "大二"), "truck_large", True)],
+    [
+        (("普通",), "car", True),
+        (("準中型",), "car", True),
+        (("大型",), "car", True),
+        (("普二",), "car", True),
+        (("原付", "普自二"), "car", False),
+        ((), "car", False),
+        (("普通",), "truck_semi_medium", False),
+        (("準中型",), "truck_semi_medium", True),
+        (("準中型",), "truck_medium", False),
+        (("中型",), "truck_medium", True),
+        (("中型",), "truck_large", False),
+        (("大型",), "truck_large", True),
+        (("普通", "大二"), "truck_large", True),
+    ],
 )
-def test_categories_cover_vehicle_classes(categories: tuple[str, ...], vehicle_class: str,
-                                          allowed: bool) -> None:
+def test_categories_cover_vehicle_classes(
+    categories: tuple[str, ...], vehicle_class: str, allowed: bool
+) -> None:
     licence = LicenceData(EXPIRY, categories)
     if allowed:
         check_licence(licence, vehicle_class, AT)

@@ -26,11 +26,13 @@ def entry(tmp_path: Path) -> Iterator[SocketPinEntry]:
 
 def hmi(path: Path, reply: bytes, seen: list[dict[str, object]]) -> threading.Thread:
     """An HMI that reads the request and sends ``reply``."""
+
     def run() -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(str(path))
             seen.append(json.loads(conn.makefile("rb").readline()))
             conn.sendall(reply)
+
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
@@ -41,8 +43,9 @@ def test_the_hmi_answers_a_pin(entry: SocketPinEntry) -> None:
     thread = hmi(entry.path, b'{"pin": "4321"}\n', seen)
     assert entry.request_pin(REQUEST) == "4321"
     thread.join(5)
-    assert seen == [{"type": "pin_request", "purpose": REQUEST.purpose, "digits": 4,
-                     "tries_left": 3}]
+    assert seen == [
+        {"type": "pin_request", "purpose": REQUEST.purpose, "digits": 4, "tries_left": 3}
+    ]
 
 
 def test_socket_is_owner_only(entry: SocketPinEntry) -> None:
@@ -51,10 +54,15 @@ def test_socket_is_owner_only(entry: SocketPinEntry) -> None:
 
 @pytest.mark.parametrize(
     ("reply", "message"),
-    [(b'{"cancel": true}\n', "cancelled"), (b"1234\n", "not a JSON object"),
-     (b"not json\n", "not JSON"), (b"[1]\n", "not a JSON object"),
-     (b'{"pin": 1234}\n', "no string field 'pin'"), (b"", "not JSON"),
-     (b"x" * 600, "exceeds 512 bytes")],
+    [
+        (b'{"cancel": true}\n', "cancelled"),
+        (b"1234\n", "not a JSON object"),
+        (b"not json\n", "not JSON"),
+        (b"[1]\n", "not a JSON object"),
+        (b'{"pin": 1234}\n', "no string field 'pin'"),
+        (b"", "not JSON"),
+        (b"x" * 600, "exceeds 512 bytes"),
+    ],
 )
 def test_bad_or_cancelled_replies(entry: SocketPinEntry, reply: bytes, message: str) -> None:
     thread = hmi(entry.path, reply, [])

@@ -44,9 +44,13 @@ class CountingPinEntry:
         return self.pin
 
 
-def manager(trust: TrustStore, pin: str | None = PIN, vehicle_class: str = "car",
-            clock: ManualClock | None = None, max_session_s: float | None = None
-            ) -> SessionManager:
+def manager(
+    trust: TrustStore,
+    pin: str | None = PIN,
+    vehicle_class: str = "car",
+    clock: ManualClock | None = None,
+    max_session_s: float | None = None,
+) -> SessionManager:
     config = LoginConfig(VIN, "gw-0001", vehicle_class, trust, CONSENTS, max_session_s)
     return SessionManager(config, CountingPinEntry(pin), clock or ManualClock())
 
@@ -60,31 +64,51 @@ def assert_no_my_number_access(card: VirtualCard) -> None:
     assert not FORBIDDEN_AIDS.intersection(card.selected_aids())
 
 
-def test_login_produces_a_binding_that_verifies_independently(image: CardImage,
-                                                               trust: TrustStore) -> None:
+def test_login_produces_a_binding_that_verifies_independently(
+    image: CardImage, trust: TrustStore
+) -> None:
     card = VirtualCard(image)
     session = manager(trust).login(in_reader(card))
     body = session.start.to_json()
-    assert set(body) == {"statement", "card_signature", "card_certificate",
-                         "card_certificate_sha256"}
+    assert set(body) == {
+        "statement",
+        "card_signature",
+        "card_certificate",
+        "card_certificate_sha256",
+    }
     statement = body["statement"]
     assert isinstance(statement, dict)
-    assert set(statement) == {"session", "vin", "device", "started_at", "nonce",
-                              "vehicle_class", "licence", "consents"}
+    assert set(statement) == {
+        "session",
+        "vin",
+        "device",
+        "started_at",
+        "nonce",
+        "vehicle_class",
+        "licence",
+        "consents",
+    }
     assert statement["vin"] == VIN and statement["vehicle_class"] == "car"
     assert statement["licence"] == {"expiry": "2030-01-31", "categories": ["普通"]}
-    assert statement["consents"] == [{"recipient": "fleet-acme", "categories": ["trip", "event"],
-                                      "until": "2027-03-31T00:00:00.000Z"}]
+    assert statement["consents"] == [
+        {
+            "recipient": "fleet-acme",
+            "categories": ["trip", "event"],
+            "until": "2027-03-31T00:00:00.000Z",
+        }
+    ]
     # Independent check: plain json (no floats in the statement, so sorted compact JSON is
     # RFC 8785) and plain cryptography.
-    signed = json.dumps(statement, sort_keys=True, separators=(",", ":"),
-                        ensure_ascii=False).encode()
+    signed = json.dumps(
+        statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
     cert_der = base64.b64decode(str(body["card_certificate"]))
     assert cert_der == image.auth_certificate
     key = x509.load_der_x509_certificate(cert_der).public_key()
     assert isinstance(key, rsa.RSAPublicKey)
-    key.verify(base64.b64decode(str(body["card_signature"])), signed, padding.PKCS1v15(),
-               hashes.SHA256())
+    key.verify(
+        base64.b64decode(str(body["card_signature"])), signed, padding.PKCS1v15(), hashes.SHA256()
+    )
     fingerprint = base64.urlsafe_b64encode(hashlib.sha256(cert_der).digest()).rstrip(b"=")
     assert body["card_certificate_sha256"] == fingerprint.decode()
     verify_binding(session.start, cert_der)
@@ -109,9 +133,14 @@ def test_the_certificate_is_sent_once(image: CardImage, trust: TrustStore) -> No
     assert first.id != second.id and first.start.statement.nonce != second.start.statement.nonce
 
 
-def _refusal(image: CardImage, trust: TrustStore, *, pin: str | None = PIN,
-             vehicle_class: str = "car", transport: InProcessTransport | None = None
-             ) -> tuple[BindingRefusedError, VirtualCard, SessionManager]:
+def _refusal(
+    image: CardImage,
+    trust: TrustStore,
+    *,
+    pin: str | None = PIN,
+    vehicle_class: str = "car",
+    transport: InProcessTransport | None = None,
+) -> tuple[BindingRefusedError, VirtualCard, SessionManager]:
     card = VirtualCard(image)
     mgr = manager(trust, pin, vehicle_class)
     with pytest.raises(BindingRefusedError) as caught:
@@ -124,19 +153,34 @@ def _refusal(image: CardImage, trust: TrustStore, *, pin: str | None = PIN,
 
 @pytest.mark.parametrize(
     ("changes", "reason", "tries_left", "message"),
-    [({"licence": LicenceData(date(2020, 1, 31), ("普通",))}, RefusalReason.LICENCE_EXPIRED,
-      None, "expired on 2020-01-31"),
-     ({"licence": LicenceData(date(2030, 1, 31), ("原付",))}, RefusalReason.LICENCE_CATEGORY,
-      None, "do not cover a car"),
-     ({"licence": None}, RefusalReason.LICENCE_MISSING, None, "no driving licence"),
-     ({"jpki_tries_left": 0}, RefusalReason.PIN_LOCKED, 0, "locked"),
-     ({"jpki_tries_left": 1}, RefusalReason.PIN_LAST_TRY, 1, "one try left"),
-     ({"licence_tries_left": 1}, RefusalReason.PIN_LAST_TRY, 1, "driving-licence PIN"),
-     ({"licence_tries_left": 0}, RefusalReason.PIN_LOCKED, 0, "driving-licence PIN")],
+    [
+        (
+            {"licence": LicenceData(date(2020, 1, 31), ("普通",))},
+            RefusalReason.LICENCE_EXPIRED,
+            None,
+            "expired on 2020-01-31",
+        ),
+        (
+            {"licence": LicenceData(date(2030, 1, 31), ("原付",))},
+            RefusalReason.LICENCE_CATEGORY,
+            None,
+            "do not cover a car",
+        ),
+        ({"licence": None}, RefusalReason.LICENCE_MISSING, None, "no driving licence"),
+        ({"jpki_tries_left": 0}, RefusalReason.PIN_LOCKED, 0, "locked"),
+        ({"jpki_tries_left": 1}, RefusalReason.PIN_LAST_TRY, 1, "one try left"),
+        ({"licence_tries_left": 1}, RefusalReason.PIN_LAST_TRY, 1, "driving-licence PIN"),
+        ({"licence_tries_left": 0}, RefusalReason.PIN_LOCKED, 0, "driving-licence PIN"),
+    ],
 )
-def test_refusals_by_card_content(image: CardImage, trust: TrustStore, changes: dict[str, object],
-                                  reason: RefusalReason, tries_left: int | None,
-                                  message: str) -> None:
+def test_refusals_by_card_content(
+    image: CardImage,
+    trust: TrustStore,
+    changes: dict[str, object],
+    reason: RefusalReason,
+    tries_left: int | None,
+    message: str,
+) -> None:
     error, _, _ = _refusal(replace(image, **changes), trust)  # type: ignore[arg-type]
     assert error.reason is reason and error.tries_left == tries_left
     assert message in str(error)
@@ -165,10 +209,12 @@ def test_wrong_jpki_pin(image: CardImage, trust: TrustStore) -> None:
     assert "JPKI" in str(caught.value)
 
 
-@pytest.mark.parametrize(("pin", "reason"), [(None, RefusalReason.PIN_ENTRY),
-                                             ("12", RefusalReason.PIN_FORMAT)])
-def test_pin_entry_problems(image: CardImage, trust: TrustStore, pin: str | None,
-                            reason: RefusalReason) -> None:
+@pytest.mark.parametrize(
+    ("pin", "reason"), [(None, RefusalReason.PIN_ENTRY), ("12", RefusalReason.PIN_FORMAT)]
+)
+def test_pin_entry_problems(
+    image: CardImage, trust: TrustStore, pin: str | None, reason: RefusalReason
+) -> None:
     error, card, _ = _refusal(image, trust, pin=pin)
     assert error.reason is reason
     assert not any(e.command.ins == 0x20 and e.command.data for e in card.log)
@@ -179,14 +225,26 @@ def test_truck_needs_a_truck_category(image: CardImage, trust: TrustStore) -> No
     assert error.reason is RefusalReason.LICENCE_CATEGORY
 
 
-@pytest.mark.parametrize(("store", "reason"), [
-    ("other", RefusalReason.CERTIFICATE_UNTRUSTED), ("revoked", RefusalReason.CERTIFICATE_REVOKED)])
-def test_certificate_refusals_happen_before_any_pin(image: CardImage, issuer: TestIssuer,
-                                                    other_issuer: TestIssuer, store: str,
-                                                    reason: RefusalReason) -> None:
+@pytest.mark.parametrize(
+    ("store", "reason"),
+    [
+        ("other", RefusalReason.CERTIFICATE_UNTRUSTED),
+        ("revoked", RefusalReason.CERTIFICATE_REVOKED),
+    ],
+)
+def test_certificate_refusals_happen_before_any_pin(
+    image: CardImage,
+    issuer: TestIssuer,
+    other_issuer: TestIssuer,
+    store: str,
+    reason: RefusalReason,
+) -> None:
     serial = x509.load_der_x509_certificate(image.auth_certificate).serial_number
-    trust = (TrustStore((other_issuer.certificate,)) if store == "other"
-             else TrustStore((issuer.certificate,), (issuer.crl([serial]),)))
+    trust = (
+        TrustStore((other_issuer.certificate,))
+        if store == "other"
+        else TrustStore((issuer.certificate,), (issuer.crl([serial]),))
+    )
     error, card, mgr = _refusal(image, trust)
     assert error.reason is reason
     assert isinstance(mgr.pin_entry, CountingPinEntry) and mgr.pin_entry.requests == []
@@ -227,8 +285,10 @@ class ForeignCard:
         return self.sw
 
 
-@pytest.mark.parametrize(("sw", "reason"), [(b"\x6a\x82", RefusalReason.NOT_A_MY_NUMBER_CARD),
-                                            (b"\x6f\x00", RefusalReason.CARD_ERROR)])
+@pytest.mark.parametrize(
+    ("sw", "reason"),
+    [(b"\x6a\x82", RefusalReason.NOT_A_MY_NUMBER_CARD), (b"\x6f\x00", RefusalReason.CARD_ERROR)],
+)
 def test_other_cards_are_refused(trust: TrustStore, sw: bytes, reason: RefusalReason) -> None:
     mgr = manager(trust)
     with pytest.raises(BindingRefusedError) as caught:
@@ -252,9 +312,13 @@ def test_session_end_body(image: CardImage, trust: TrustStore) -> None:
     clock.advance(90.5)
     body = mgr.end(EndReason.IGNITION_OFF)
     assert body is not None and mgr.session is None
-    assert body.to_json() == {"session": session.id, "reason": "ignition_off",
-                              "started_at": session.start.statement.started_at,
-                              "ended_at": body.ended_at, "duration_s": 90.5}
+    assert body.to_json() == {
+        "session": session.id,
+        "reason": "ignition_off",
+        "started_at": session.start.statement.started_at,
+        "ended_at": body.ended_at,
+        "duration_s": 90.5,
+    }
     assert mgr.end(EndReason.TIMEOUT) is None
 
 
@@ -279,8 +343,9 @@ def test_watcher_insert_remove_reinsert(image: CardImage, trust: TrustStore) -> 
     assert_no_my_number_access(card)
 
 
-def test_a_refused_card_is_not_asked_again_until_reinserted(image: CardImage,
-                                                            trust: TrustStore) -> None:
+def test_a_refused_card_is_not_asked_again_until_reinserted(
+    image: CardImage, trust: TrustStore
+) -> None:
     card = VirtualCard(image)
     transport = InProcessTransport(card)
     mgr = manager(trust, pin="0000")

@@ -39,8 +39,9 @@ def next_event(watcher: CardWatcher, timeout_s: float = 10.0) -> WatchEvent:
     raise AssertionError("the watcher saw nothing happen")
 
 
-def test_login_removal_reinsertion(pcscd: PrivatePcscd, image: CardImage,
-                                   trust: TrustStore) -> None:
+def test_login_removal_reinsertion(
+    pcscd: PrivatePcscd, image: CardImage, trust: TrustStore
+) -> None:
     card = VirtualCard(image)
     vpcd = VpcdCard(card, port=pcscd.port)
     config = LoginConfig(VIN, "gw-0001", "car", trust, CONSENTS)

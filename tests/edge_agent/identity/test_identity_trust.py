@@ -59,10 +59,12 @@ def test_the_card_cannot_bring_its_own_root(issuer: TestIssuer, other_issuer: Te
 
 
 def test_same_name_other_key_is_untrusted(issuer: TestIssuer) -> None:
-    impostor = TestIssuer.create(issuer.certificate.subject.get_attributes_for_oid(
-        x509.NameOID.COMMON_NAME)[0].value)  # type: ignore[arg-type]
-    assert rejected(TrustStore((issuer.certificate,)), leaf(impostor)) is \
-        CertificateProblem.UNTRUSTED
+    impostor = TestIssuer.create(
+        issuer.certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+    )  # type: ignore[arg-type]
+    assert (
+        rejected(TrustStore((issuer.certificate,)), leaf(impostor)) is CertificateProblem.UNTRUSTED
+    )
 
 
 def test_wrong_key_usage(issuer: TestIssuer) -> None:
@@ -86,7 +88,8 @@ def test_revoked_by_crl(issuer: TestIssuer) -> None:
 
 
 def test_crl_of_another_issuer_or_with_a_bad_signature_is_not_obeyed(
-        issuer: TestIssuer, other_issuer: TestIssuer) -> None:
+    issuer: TestIssuer, other_issuer: TestIssuer
+) -> None:
     cert = leaf(issuer)
     serial = x509.load_der_x509_certificate(cert).serial_number
     forged = TestIssuer(other_issuer.key, issuer.certificate).crl([serial])  # issuer's name
@@ -109,15 +112,19 @@ def test_revoked_intermediate(issuer: TestIssuer) -> None:
 
 
 def test_malformed(issuer: TestIssuer) -> None:
-    assert rejected(TrustStore((issuer.certificate,)), b"\x30\x03abc") is \
-        CertificateProblem.MALFORMED
+    assert (
+        rejected(TrustStore((issuer.certificate,)), b"\x30\x03abc") is CertificateProblem.MALFORMED
+    )
 
 
-def test_load_reads_pem_bundles_and_der(issuer: TestIssuer, other_issuer: TestIssuer,
-                                        tmp_path: Path) -> None:
+def test_load_reads_pem_bundles_and_der(
+    issuer: TestIssuer, other_issuer: TestIssuer, tmp_path: Path
+) -> None:
     bundle = tmp_path / "anchors.pem"
-    bundle.write_bytes(issuer.certificate.public_bytes(Encoding.PEM)
-                       + other_issuer.certificate.public_bytes(Encoding.PEM))
+    bundle.write_bytes(
+        issuer.certificate.public_bytes(Encoding.PEM)
+        + other_issuer.certificate.public_bytes(Encoding.PEM)
+    )
     crl = tmp_path / "ca.crl"
     crl.write_bytes(issuer.crl([1]).public_bytes(Encoding.DER))
     store = TrustStore.load([bundle], [crl])
@@ -125,11 +132,16 @@ def test_load_reads_pem_bundles_and_der(issuer: TestIssuer, other_issuer: TestIs
     assert len(store.crls) == 1
 
 
-@pytest.mark.parametrize(("name", "content", "message"),
-                         [("a.pem", b"-----BEGIN CERTIFICATE-----\nxx", "not a PEM or DER cert"),
-                          ("b.der", b"\x00\x01", "not a PEM or DER cert")])
-def test_load_names_a_bad_anchor_file(tmp_path: Path, name: str, content: bytes,
-                                      message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("a.pem", b"-----BEGIN CERTIFICATE-----\nxx", "not a PEM or DER cert"),
+        ("b.der", b"\x00\x01", "not a PEM or DER cert"),
+    ],
+)
+def test_load_names_a_bad_anchor_file(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(ConfigError, match=message) as caught:

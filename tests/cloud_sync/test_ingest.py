@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -14,7 +15,7 @@ from cloud_sync.pki import DeviceCa
 from cloud_sync.sqlite_store import SqliteStore
 from msp_protocol import bodies
 from msp_protocol.chain import verify_chain
-from msp_protocol.jws import load_public_key, record_hash
+from msp_protocol.jws import Signer, load_public_key, record_hash
 from msp_protocol.topics import rec_topic
 from tests.sync_kit import CardIssuer, Gateway, event, session_end, trip
 
@@ -233,3 +234,30 @@ def test_two_workers_sharing_one_store_pass_the_chain_between_them(store, device
     assert send(b, gw, t2, t4) == [Ack("gw-1", 2)]
     assert a.process([]) == [Ack("gw-1", 3)]  # a's waiting seq 3 now follows b's seq 2
     assert b.process([]) == [Ack("gw-1", 4)]
+
+
+_FUZZ_KEY = ed25519.Ed25519PrivateKey.generate()
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                  max_size=5),  # fmt: skip
+    max_leaves=12,
+)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(body=_json, kind=st.sampled_from(["trip", "event", "session.start", "gap", "dtc"]),
+       seq=st.integers(-1, 3))  # fmt: skip
+def test_validly_signed_garbage_is_refused_not_fatal(ingestor, store, device_ca, body, kind, seq):
+    """A device's own key signing nonsense (a compromised or buggy gateway) never crashes the
+    registry and stores nothing."""
+    if store.device("gw-1") is None:  # one store for all examples of this test
+        store.enroll(Gateway("gw-1", "JT1234567", key=_FUZZ_KEY).device_row(device_ca))
+    payload = {"v": 1, "kind": kind, "device": "gw-1", "vin": "JT1234567", "seq": seq,
+               "prev": None, "ts": "2026-11-26T10:00:00.000Z", "session": None, "body": body}
+    token = Signer(_FUZZ_KEY, "gw-1").sign(json.dumps(payload).encode())
+    before = store.rejections().get("bad_record", 0)
+    assert ingestor.process([(rec_topic("gw-1"), token.encode())]) == []
+    assert store.counts()["records"] == 0
+    assert store.rejections()["bad_record"] == before + 1

@@ -239,8 +239,8 @@ def test_two_workers_sharing_one_store_pass_the_chain_between_them(store, device
 _FUZZ_KEY = ed25519.Ed25519PrivateKey.generate()
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                  max_size=5),  # fmt: skip
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=5),
     max_leaves=12,
 )
 

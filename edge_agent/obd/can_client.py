@@ -1,0 +1,149 @@
+"""OBD-II over ISO-TP on a CAN bus: functional requests, every ECU's answer, 11/29-bit detection."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Literal
+
+import can
+
+from .errors import NoResponseError, ObdError
+from .isotp_link import IsoTpLink
+from .reassembly import (
+    FUNCTIONAL_11BIT,
+    FUNCTIONAL_29BIT,
+    ecu_name,
+    is_response_id,
+    physical_request_id,
+    single_frame,
+)
+from .transport import EcuAnswer
+
+log = logging.getLogger(__name__)
+
+Addressing = Literal["auto", "11bit", "29bit"]
+
+#: How long to wait for the first frame of an answer. ISO 15765-4 P2max is 50 ms; a gateway
+#: sharing a loaded CPU needs slack, and a silent ECU costs this once per request.
+DEFAULT_TIMEOUT_S = 0.25
+#: ECUs answering 0x78 (response pending) may take this long (ISO 15765-4 P2*max).
+PENDING_TIMEOUT_S = 5.0
+#: Hard cap on one request, multi-frame answers included: no request ever blocks longer.
+MAX_REQUEST_S = 6.0
+
+_PROTOCOL = {False: "ISO 15765-4 CAN (11 bit ID)", True: "ISO 15765-4 CAN (29 bit ID)"}
+
+
+class IsoTpTransport:
+    """OBD-II requests on a python-can bus the caller opened (and closes, unless ``own_bus``).
+
+    With ``addressing="auto"`` the first request (``01 00``) goes out on 11-bit 0x7DF and,
+    when nobody answers, on 29-bit 0x18DB33F1; the ECUs that answered are remembered, so later
+    requests return as soon as each of them has answered. Several ECUs answering is normal and
+    each answer is kept. Raises NoResponseError when no ECU answers on either addressing.
+    """
+
+    def __init__(
+        self,
+        bus: can.BusABC,
+        addressing: Addressing = "auto",
+        timeout: float = DEFAULT_TIMEOUT_S,
+        own_bus: bool = False,
+    ) -> None:
+        self._bus = bus
+        self._own_bus = own_bus
+        self._timeout = timeout
+        self._extended: bool | None = None if addressing == "auto" else addressing == "29bit"
+        self._links: dict[str, IsoTpLink] = {}
+        self.ecus: tuple[str, ...] = ()
+        self.isotp_errors: list[str] = []
+
+    @property
+    def protocol(self) -> str:
+        """The ISO 15765-4 variant in use; ``unknown`` before detection."""
+        return "unknown" if self._extended is None else _PROTOCOL[self._extended]
+
+    def detect(self) -> tuple[str, ...]:
+        """Find the addressing and the ECUs that answer ``01 00``; return the ECU names."""
+        candidates = [False, True] if self._extended is None else [self._extended]
+        for extended in candidates:
+            answers = self._exchange(bytes([0x01, 0x00]), extended)
+            if answers:
+                self._extended = extended
+                self.ecus = tuple(sorted({a.ecu for a in answers}))
+                log.info("OBD on %s: ECUs %s", _PROTOCOL[extended], ", ".join(self.ecus))
+                return self.ecus
+        tried = " nor ".join(f"{'29' if e else '11'}-bit" for e in candidates)
+        raise NoResponseError(f"no ECU answered 01 00 on {tried} functional addressing")
+
+    def request(self, payload: bytes) -> list[EcuAnswer]:
+        """Send ``payload`` functionally; return every ECU's answer (empty when none in time)."""
+        if self._extended is None:
+            self.detect()
+        assert self._extended is not None
+        return self._exchange(payload, self._extended)
+
+    def close(self) -> None:
+        """Forget ISO-TP state; shut the bus down when this transport owns it."""
+        self._links.clear()
+        if self._own_bus:
+            self._bus.shutdown()
+
+    def _link(self, msg: can.Message) -> IsoTpLink:
+        name = ecu_name(msg.arbitration_id, msg.is_extended_id)
+        link = self._links.get(name)
+        if link is None:
+            txid = physical_request_id(msg.arbitration_id, msg.is_extended_id)
+            link = IsoTpLink(self._bus, txid, msg.arbitration_id, msg.is_extended_id)
+            self._links[name] = link
+        return link
+
+    def _exchange(self, payload: bytes, extended: bool) -> list[EcuAnswer]:
+        while self._bus.recv(timeout=0) is not None:  # answers to earlier requests, too late
+            pass
+        for link in self._links.values():
+            link.reset()
+        arbitration_id = FUNCTIONAL_29BIT if extended else FUNCTIONAL_11BIT
+        try:
+            self._bus.send(
+                can.Message(
+                    arbitration_id=arbitration_id,
+                    data=single_frame(payload),
+                    is_extended_id=extended,
+                )
+            )
+        except can.CanError as exc:
+            raise ObdError(f"cannot send OBD request {payload.hex()}: {exc}") from exc
+        start = time.monotonic()
+        deadline = start + self._timeout
+        answers: list[EcuAnswer] = []
+        answered: set[str] = set()
+        while True:
+            now = time.monotonic()
+            busy = any(link.busy for link in self._links.values())
+            if now - start > MAX_REQUEST_S or (now >= deadline and not busy):
+                break
+            if self.ecus and extended == self._extended and answered >= set(self.ecus) and not busy:
+                break
+            msg = self._bus.recv(timeout=min(max(deadline - now, 0.0), 0.01) if not busy else 0.005)
+            if msg is None:
+                for link in self._links.values():
+                    link.poll()
+                continue
+            if msg.is_error_frame or not is_response_id(msg.arbitration_id, msg.is_extended_id):
+                continue
+            link = self._link(msg)
+            name = ecu_name(msg.arbitration_id, msg.is_extended_id)
+            for data, timestamp in link.feed(msg):
+                if data[:1] == b"\x7f" and data[2:3] == b"\x78":
+                    deadline = max(deadline, time.monotonic() + PENDING_TIMEOUT_S)
+                    continue
+                answers.append(EcuAnswer(name, data, timestamp))
+                answered.add(name)
+        for name, link in self._links.items():
+            for err in link.errors:
+                log.warning("ISO-TP from ECU %s during request %s: %s", name, payload.hex(), err)
+                self.isotp_errors.append(f"{name}: {err}")
+            link.errors.clear()
+        return answers

@@ -1,0 +1,143 @@
+"""What the agent asks a car over OBD-II, on any transport: supported PIDs, VIN, DTCs, values."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..samples import Sample
+from .diagnostics import PENDING_DTCS, STORED_DTCS, VIN_PID, Vin, parse_dtcs, parse_vin
+from .errors import MalformedResponseError, NegativeResponseError, NoResponseError
+from .pids import MAX_PIDS_PER_REQUEST, PIDS, SUPPORT_PIDS, decode_supported, split_mode01
+from .transport import EcuAnswer, ObdTransport
+
+log = logging.getLogger(__name__)
+
+
+def source_name(ecu: str) -> str:
+    """Return the ``Sample.source`` for values from ``ecu`` (live poll and log replay agree)."""
+    return f"obd:{ecu}"
+
+
+def samples_from_answer(answer: EcuAnswer) -> list[Sample]:
+    """Return the canonical samples in a mode 01 answer, stamped with the answer's timestamp.
+
+    Bitmap PIDs carry no sample. Raises MalformedResponseError for an answer that does not
+    parse; a negative response yields no samples.
+    """
+    if answer.is_negative:
+        return []
+    return [
+        Sample(PIDS[pid].signal, PIDS[pid].decode(data), answer.timestamp, source_name(answer.ecu))
+        for pid, data in split_mode01(answer.payload, answer.ecu)
+        if pid in PIDS
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class DtcReport:
+    """Trouble codes per ECU: ``stored`` (mode 03) and ``pending`` (mode 07)."""
+
+    stored: dict[str, tuple[str, ...]]
+    pending: dict[str, tuple[str, ...]]
+
+
+@dataclass(slots=True)
+class ObdReader:
+    """Reads a car through an :class:`ObdTransport`; every method has the transport's deadline.
+
+    Answers that fail to parse, and negative responses, are logged and counted in
+    :attr:`rejected` by reason; the answers of the other ECUs are kept.
+    """
+
+    transport: ObdTransport
+    supported: dict[str, frozenset[int]] = field(default_factory=dict)
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    def _ask(self, payload: bytes) -> list[EcuAnswer]:
+        answers = self.transport.request(payload)
+        if not answers:
+            raise NoResponseError(f"no ECU answered {payload.hex(' ').upper()}")
+        return answers
+
+    def _positive(self, answers: list[EcuAnswer]) -> list[EcuAnswer]:
+        good = []
+        for answer in answers:
+            if answer.is_negative:
+                err = NegativeResponseError(answer.ecu, answer.payload[1], answer.payload[2])
+                log.info("%s", err)
+                self.rejected["negative_response"] += 1
+            else:
+                good.append(answer)
+        return good
+
+    def discover(self) -> dict[str, frozenset[int]]:
+        """Walk the supported-PID bitmaps (01 00, 01 20, ...) of every ECU; return PIDs per ECU."""
+        supported: dict[str, set[int]] = {}
+        for base in SUPPORT_PIDS:
+            if base and not any(base in pids for pids in supported.values()):
+                break
+            for answer in self._positive(self._ask(bytes([0x01, base]))):
+                try:
+                    pairs = split_mode01(answer.payload, answer.ecu)
+                except MalformedResponseError as exc:
+                    log.warning("%s", exc)
+                    self.rejected["malformed"] += 1
+                    continue
+                for pid, data in pairs:
+                    if pid in SUPPORT_PIDS:
+                        supported.setdefault(answer.ecu, set()).update(decode_supported(pid, data))
+        self.supported = {ecu: frozenset(pids) for ecu, pids in sorted(supported.items())}
+        return self.supported
+
+    def all_supported(self) -> frozenset[int]:
+        """PIDs supported by at least one ECU (after :meth:`discover`)."""
+        return frozenset().union(*self.supported.values()) if self.supported else frozenset()
+
+    def read_vin(self) -> Vin:
+        """Return the VIN (mode 09 PID 02); raises ObdError when no ECU gives a valid one."""
+        problems: list[str] = []
+        for answer in self._positive(self._ask(bytes([0x09, VIN_PID]))):
+            try:
+                return parse_vin(answer.payload, answer.ecu)
+            except MalformedResponseError as exc:
+                self.rejected["malformed"] += 1
+                problems.append(str(exc))
+        raise MalformedResponseError("; ".join(problems) or "every ECU refused the VIN request")
+
+    def read_dtcs(self) -> DtcReport:
+        """Return stored (mode 03) and pending (mode 07) codes of every ECU that answers."""
+        found: dict[int, dict[str, tuple[str, ...]]] = {}
+        for service in (STORED_DTCS, PENDING_DTCS):
+            found[service] = {}
+            for answer in self._positive(self._ask(bytes([service]))):
+                try:
+                    codes = parse_dtcs(answer.payload, service, answer.ecu)
+                except MalformedResponseError as exc:
+                    log.warning("%s", exc)
+                    self.rejected["malformed"] += 1
+                    continue
+                found[service][answer.ecu] = tuple(codes)
+        return DtcReport(stored=found[STORED_DTCS], pending=found[PENDING_DTCS])
+
+    def read_values(self, pids: list[int] | tuple[int, ...]) -> list[Sample]:
+        """Return samples for ``pids`` (requested at most 6 at a time) from every ECU answering.
+
+        Raises NoResponseError only when no ECU answers any of the requests.
+        """
+        samples: list[Sample] = []
+        answered = False
+        for i in range(0, len(pids), MAX_PIDS_PER_REQUEST):
+            chunk = tuple(pids[i : i + MAX_PIDS_PER_REQUEST])
+            answers = self.transport.request(bytes([0x01, *chunk]))
+            answered = answered or bool(answers)
+            for answer in self._positive(answers):
+                try:
+                    samples.extend(samples_from_answer(answer))
+                except MalformedResponseError as exc:
+                    log.warning("%s", exc)
+                    self.rejected["malformed"] += 1
+        if pids and not answered:
+            raise NoResponseError(f"no ECU answered mode 01 PIDs {[f'{p:02X}' for p in pids]}")
+        return samples

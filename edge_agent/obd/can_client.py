@@ -8,7 +8,7 @@ from typing import Literal
 
 import can
 
-from .errors import NoResponseError, ObdError
+from .errors import MalformedResponseError, NoResponseError, ObdError
 from .isotp_link import IsoTpLink
 from .reassembly import (
     FUNCTIONAL_11BIT,
@@ -141,9 +141,12 @@ class IsoTpTransport:
                     continue
                 answers.append(EcuAnswer(name, data, timestamp))
                 answered.add(name)
-        for name, link in self._links.items():
-            for err in link.errors:
-                log.warning("ISO-TP from ECU %s during request %s: %s", name, payload.hex(), err)
-                self.isotp_errors.append(f"{name}: {err}")
+        errors = [f"ECU {name}: {err}" for name, link in self._links.items() for err in link.errors]
+        for link in self._links.values():
             link.errors.clear()
+        self.isotp_errors.extend(errors)
+        if errors and not answers:
+            raise MalformedResponseError(f"request {payload.hex()}: {'; '.join(errors)}")
+        for err in errors:
+            log.warning("ISO-TP during request %s: %s", payload.hex(), err)
         return answers

@@ -35,7 +35,8 @@ class Pid:
             raise ValueError(
                 f"PID 0x{self.pid:02X} needs {self.length} data bytes, got {len(data)}"
             )
-        return int.from_bytes(data, "big") * self.scale + self.offset
+        # rounded so that 121 * 0.05 reads 6.05, not 6.050000000000001; far below resolution
+        return round(int.from_bytes(data, "big") * self.scale + self.offset, 9)
 
     def encode(self, value: float) -> bytes:
         """Return the bytes an ECU sends for ``value``, rounded and clamped to the byte range."""

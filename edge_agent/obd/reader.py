@@ -118,7 +118,8 @@ class ObdReader:
                     log.warning("%s", exc)
                     self.rejected["malformed"] += 1
                     continue
-                found[service][answer.ecu] = tuple(codes)
+                # += keeps every code when answers share a name (ELM327 with headers off)
+                found[service][answer.ecu] = found[service].get(answer.ecu, ()) + tuple(codes)
         return DtcReport(stored=found[STORED_DTCS], pending=found[PENDING_DTCS])
 
     def read_values(self, pids: list[int] | tuple[int, ...]) -> list[Sample]:

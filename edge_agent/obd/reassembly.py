@@ -58,7 +58,8 @@ class Reassembler:
 
     :meth:`feed` returns a complete message payload or None. Frames that cannot belong to a
     message are counted in :attr:`rejected` by reason (``bad_length``, ``bad_pci``,
-    ``unexpected_consecutive``, ``sequence_error``, ``interrupted``, ``timeout``) and logged.
+    ``unexpected_consecutive``, ``sequence_error``, ``interrupted``, ``timeout``,
+    ``truncated``) and logged.
     """
 
     timeout_s: float = CONSECUTIVE_FRAME_TIMEOUT_S
@@ -72,6 +73,14 @@ class Reassembler:
     def in_progress(self, sender: str) -> bool:
         """Return True while a multi-frame message from ``sender`` is incomplete."""
         return sender in self._partial
+
+    def abandon(self) -> list[str]:
+        """Drop every incomplete message (counted as ``truncated``); return their senders."""
+        senders = sorted(self._partial)
+        if senders:
+            self.rejected["truncated"] += len(senders)
+        self._partial.clear()
+        return senders
 
     def feed(self, sender: str, data: bytes, timestamp: float) -> bytes | None:
         """Take one frame's data from ``sender``; return the message it completes, if any."""

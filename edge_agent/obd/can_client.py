@@ -77,12 +77,16 @@ class IsoTpTransport:
         tried = " nor ".join(f"{'29' if e else '11'}-bit" for e in candidates)
         raise NoResponseError(f"no ECU answered 01 00 on {tried} functional addressing")
 
-    def request(self, payload: bytes) -> list[EcuAnswer]:
-        """Send ``payload`` functionally; return every ECU's answer (empty when none in time)."""
+    def request(self, payload: bytes, expect: frozenset[str] | None = None) -> list[EcuAnswer]:
+        """Send ``payload`` functionally; return every ECU's answer (empty when none in time).
+
+        Returns early once every ECU in ``expect`` (default: every ECU found by
+        :meth:`detect`) has answered.
+        """
         if self._extended is None:
             self.detect()
         assert self._extended is not None
-        return self._exchange(payload, self._extended)
+        return self._exchange(payload, self._extended, expect)
 
     def close(self) -> None:
         """Forget ISO-TP state; shut the bus down when this transport owns it."""
@@ -99,7 +103,10 @@ class IsoTpTransport:
             self._links[name] = link
         return link
 
-    def _exchange(self, payload: bytes, extended: bool) -> list[EcuAnswer]:
+    def _exchange(
+        self, payload: bytes, extended: bool, expect: frozenset[str] | None = None
+    ) -> list[EcuAnswer]:
+        expected = set(self.ecus if expect is None else expect)
         while self._bus.recv(timeout=0) is not None:  # answers to earlier requests, too late
             pass
         for link in self._links.values():
@@ -124,7 +131,7 @@ class IsoTpTransport:
             busy = any(link.busy for link in self._links.values())
             if now - start > MAX_REQUEST_S or (now >= deadline and not busy):
                 break
-            if self.ecus and extended == self._extended and answered >= set(self.ecus) and not busy:
+            if expected and answered >= expected and not busy:
                 break
             msg = self._bus.recv(timeout=min(max(deadline - now, 0.0), 0.01) if not busy else 0.005)
             if msg is None:

@@ -126,13 +126,18 @@ class Elm327Transport:
             lines.append(line)
         return lines
 
-    def request(self, payload: bytes) -> list[EcuAnswer]:
+    def request(self, payload: bytes, expect: frozenset[str] | None = None) -> list[EcuAnswer]:
         """Send an OBD request; return each ECU's answer, [] for ``NO DATA``.
+
+        With ``expect``, the request carries the ELM327 answer count (``010D1``) so the
+        adapter returns after that many answers instead of waiting out its own timeout.
 
         Raises AdapterError for an adapter or bus error reply (``?``, ``STOPPED``,
         ``BUS INIT: ...ERROR``, ``UNABLE TO CONNECT``, ...).
         """
         text = payload.hex().upper()
+        if expect and len(expect) <= 0xF and self._protocol_number is not None:
+            text += f"{len(expect):X}"
         lines = self.command(text, self._timeout)
         timestamp = self._clock()
         if self._protocol_number is None:

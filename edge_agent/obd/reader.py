@@ -131,7 +131,8 @@ class ObdReader:
         answered = False
         for i in range(0, len(pids), MAX_PIDS_PER_REQUEST):
             chunk = tuple(pids[i : i + MAX_PIDS_PER_REQUEST])
-            answers = self.transport.request(bytes([0x01, *chunk]))
+            expect = frozenset(e for e, pids in self.supported.items() if pids & set(chunk))
+            answers = self.transport.request(bytes([0x01, *chunk]), expect or None)
             answered = answered or bool(answers)
             for answer in self._positive(answers):
                 try:

@@ -130,6 +130,8 @@ class Elm327Simulator:
             return [("A" + number) if self._searched else "A0"]
         if cmd.startswith("AT"):
             return ["?"]
+        if len(cmd) % 2:  # a trailing digit is the answer count the adapter waits for
+            cmd = cmd[:-1]
         try:
             request = bytes.fromhex(cmd)
         except ValueError:

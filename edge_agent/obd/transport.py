@@ -37,8 +37,12 @@ class ObdTransport(Protocol):
         """Human-readable name of the bus protocol in use (e.g. ``ISO 15765-4 CAN 11/500``)."""
         ...
 
-    def request(self, payload: bytes) -> list[EcuAnswer]:
-        """Send ``payload`` (service + data, at most 7 bytes) and return the ECUs' answers."""
+    def request(self, payload: bytes, expect: frozenset[str] | None = None) -> list[EcuAnswer]:
+        """Send ``payload`` (service + data, at most 7 bytes) and return the ECUs' answers.
+
+        ``expect`` names the ECUs known to answer; the transport may return as soon as they
+        all have, instead of waiting out the deadline for others.
+        """
         ...
 
     def close(self) -> None:

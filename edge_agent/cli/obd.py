@@ -1,0 +1,150 @@
+"""``msp-agent obd``: read VIN, supported PIDs, DTCs and live values over ISO-TP or an ELM327."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from typing import Any
+
+import can
+
+from ..obd.can_client import IsoTpTransport
+from ..obd.elm327 import DEFAULT_BAUD, Elm327Transport
+from ..obd.errors import ObdError
+from ..obd.pids import PIDS
+from ..obd.polling import DEFAULT_RATES, Poller, Schedule
+from ..obd.reader import ObdReader
+from ..obd.transport import ObdTransport
+from ..samples import Sample
+
+log = logging.getLogger(__name__)
+
+
+def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``obd``."""
+    parser = subparsers.add_parser(
+        "obd",
+        help="read VIN, supported PIDs, DTCs and live values over OBD-II",
+        description=(
+            "Query the car's OBD-II port: over CAN with ISO-TP (11/29-bit addressing detected)"
+            " or through an ELM327 adapter on a serial port, Bluetooth SPP device or"
+            " socket://host:port URL. Exit code 2 when nothing answers."
+        ),
+    )
+    link = parser.add_mutually_exclusive_group(required=True)
+    link.add_argument("--serial", metavar="PORT", help="ELM327 port or pyserial URL")
+    link.add_argument("--can", metavar="CHANNEL", help="CAN channel (e.g. can0)")
+    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="ELM327 baud rate")
+    parser.add_argument(
+        "--interface", default="socketcan", help="python-can interface for --can (socketcan)"
+    )
+    parser.add_argument(
+        "--addressing", choices=("auto", "11bit", "29bit"), default="auto", help="CAN IDs"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, metavar="S", help="answer deadline per request"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="afterwards poll live values for S seconds, one JSON sample per line",
+    )
+    parser.set_defaults(func=_do_obd)
+
+
+def _open(args: argparse.Namespace) -> ObdTransport:
+    if args.serial:
+        if args.timeout is None:
+            return Elm327Transport(args.serial, baudrate=args.baud)
+        return Elm327Transport(args.serial, baudrate=args.baud, timeout=args.timeout)
+    try:
+        bus = can.Bus(interface=args.interface, channel=args.can)
+    except (can.CanError, OSError, ValueError, ImportError) as exc:
+        raise ObdError(f"cannot open CAN {args.interface} channel {args.can}: {exc}") from exc
+    if args.timeout is None:
+        return IsoTpTransport(bus, addressing=args.addressing, own_bus=True)
+    return IsoTpTransport(bus, addressing=args.addressing, timeout=args.timeout, own_bus=True)
+
+
+def _unique(codes: dict[str, tuple[str, ...]]) -> list[str]:
+    return list(dict.fromkeys(code for ecu in sorted(codes) for code in codes[ecu]))
+
+
+def read_report(reader: ObdReader) -> dict[str, Any]:
+    """Return what ``msp-agent obd --json`` prints; a VIN or DTC failure leaves null/empty."""
+    supported = reader.discover()
+    report: dict[str, Any] = {
+        "vin": None,
+        "vin_check_digit_ok": None,
+        "protocol": reader.transport.protocol,
+        "ecus": sorted(supported),
+        "supported_pids": [f"{pid:02X}" for pid in sorted(reader.all_supported())],
+        "dtcs": {"stored": [], "pending": []},
+        "values": {},
+    }
+    try:
+        vin = reader.read_vin()
+        report["vin"], report["vin_check_digit_ok"] = vin.vin, vin.check_digit_ok
+    except ObdError as exc:
+        log.warning("VIN: %s", exc)
+    try:
+        dtcs = reader.read_dtcs()
+        report["dtcs"] = {"stored": _unique(dtcs.stored), "pending": _unique(dtcs.pending)}
+    except ObdError as exc:
+        log.warning("DTCs: %s", exc)
+    pids = sorted(p for p in reader.all_supported() if p in PIDS)
+    samples = reader.read_values(pids) if pids else []
+    for sample in sorted(samples, key=lambda s: s.source):  # lowest ECU (engine) first
+        report["values"].setdefault(sample.name, sample.value)
+    return report
+
+
+def _print_text(report: dict[str, Any]) -> None:
+    check = {True: "check digit ok", False: "CHECK DIGIT FAILS", None: "no check digit"}
+    print(f"protocol:       {report['protocol']}")
+    print(f"ECUs:           {', '.join(report['ecus'])}")
+    print(f"VIN:            {report['vin']} ({check[report['vin_check_digit_ok']]})")
+    print(f"supported PIDs: {' '.join(report['supported_pids'])}")
+    print(f"stored DTCs:    {' '.join(report['dtcs']['stored']) or '-'}")
+    print(f"pending DTCs:   {' '.join(report['dtcs']['pending']) or '-'}")
+    units = {p.signal: p.unit for p in PIDS.values()}
+    for name, value in report["values"].items():
+        print(f"{name} = {value:g} {units.get(name, '')}")
+
+
+def _print_sample_lines(samples: list[Sample]) -> None:
+    for s in samples:
+        line = {"name": s.name, "value": s.value, "timestamp": s.timestamp, "source": s.source}
+        print(json.dumps(line), flush=True)
+
+
+def _do_obd(args: argparse.Namespace) -> int:
+    transport = _open(args)
+    try:
+        reader = ObdReader(transport)
+        report = read_report(reader)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            _print_text(report)
+        sys.stdout.flush()
+        if args.poll > 0:
+            schedule = Schedule(DEFAULT_RATES, reader.all_supported())
+            poller = Poller(reader, schedule, _print_sample_lines)
+            stop = threading.Event()
+            timer = threading.Timer(args.poll, stop.set)
+            timer.start()
+            try:
+                stats = poller.run(stop)
+            finally:
+                timer.cancel()
+            log.info("polled %d requests, %d samples", stats.requests, stats.samples)
+    finally:
+        transport.close()
+    return 0

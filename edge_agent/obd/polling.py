@@ -108,13 +108,16 @@ class Poller:
         reader: ObdReader,
         schedule: Schedule,
         sink: Callable[[list[Sample]], None],
+        *,
         min_gap_s: float = DEFAULT_MIN_GAP_S,
+        backoff_s: float = NO_ANSWER_BACKOFF_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._reader = reader
         self._schedule = schedule
         self._sink = sink
         self._min_gap = min_gap_s
+        self._backoff = backoff_s
         self._clock = clock
 
     def run(self, stop: threading.Event, max_requests: int | None = None) -> PollStats:
@@ -135,8 +138,8 @@ class Poller:
                 raise
             except NoResponseError as exc:
                 stats.failures["no_response"] += 1
-                log.info("%s; retrying in %.1f s", exc, NO_ANSWER_BACKOFF_S)
-                pause = NO_ANSWER_BACKOFF_S
+                log.info("%s; retrying in %.1f s", exc, self._backoff)
+                pause = self._backoff
             except ObdError as exc:
                 stats.failures[type(exc).__name__] += 1
                 log.warning("poll of %s failed: %s", [f"{p:02X}" for p in pids], exc)

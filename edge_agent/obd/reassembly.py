@@ -44,6 +44,19 @@ def single_frame(payload: bytes, padding: int = 0x00) -> bytes:
     return (bytes([len(payload)]) + payload).ljust(8, bytes([padding]))
 
 
+def segment(payload: bytes, padding: int = 0x00) -> list[bytes]:
+    """Return the classic-CAN frames (8 bytes each) that carry ``payload`` (1 to 4095 bytes)."""
+    if len(payload) <= 7:
+        return [single_frame(payload, padding)]
+    if len(payload) > 0xFFF:
+        raise ValueError(f"classic ISO-TP carries at most 4095 bytes, got {len(payload)}")
+    frames = [bytes([0x10 | (len(payload) >> 8), len(payload) & 0xFF]) + payload[:6]]
+    for seq, start in enumerate(range(6, len(payload), 7), start=1):
+        chunk = bytes([0x20 | (seq & 0x0F)]) + payload[start : start + 7]
+        frames.append(chunk.ljust(8, bytes([padding])))
+    return frames
+
+
 @dataclass(slots=True)
 class _Partial:
     expected: int

@@ -20,7 +20,7 @@ import can
 from .diagnostics import PENDING_DTCS, STORED_DTCS, VIN_PID, dtc_answer, vin_answer
 from .isotp_link import IsoTpLink
 from .pids import PIDS, SUPPORT_PIDS, encode_supported
-from .reassembly import FUNCTIONAL_11BIT, FUNCTIONAL_29BIT, physical_request_id
+from .reassembly import FUNCTIONAL_11BIT, FUNCTIONAL_29BIT, physical_request_id, segment
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,7 @@ class EcuSimulator:
         if answer is None:
             return
         if ecu.behaviour == "truncated" and len(answer) > 7:
-            first = bytes([0x10 | (len(answer) >> 8), len(answer) & 0xFF]) + answer[:6]
-            second = bytes([0x21]) + answer[6:13].ljust(7, b"\0")
-            for data in (first, second):
+            for data in segment(answer)[:2]:
                 self._bus.send(
                     can.Message(arbitration_id=rx_id, data=data, is_extended_id=self._extended)
                 )

@@ -16,6 +16,7 @@ import threading
 import time
 import tty
 
+from .reassembly import segment
 from .sim_ecu import SimulatedEcu
 
 log = logging.getLogger(__name__)
@@ -153,17 +154,9 @@ class Elm327Simulator:
         return data.hex(" ").upper() if self._flags["spaces"] else data.hex().upper()
 
     def _format(self, ecu: SimulatedEcu, answer: bytes) -> list[str]:
-        if len(answer) <= 7:
-            frames = [(bytes([len(answer)]) + answer).ljust(8, b"\0")]
-        else:
-            frames = [bytes([0x10 | (len(answer) >> 8), len(answer) & 0xFF]) + answer[:6]]
-            rest = answer[6:]
-            for seq in range(1, 1 + (len(rest) + 6) // 7):
-                frames.append(
-                    (bytes([0x20 | (seq & 0xF)]) + rest[(seq - 1) * 7 : seq * 7]).ljust(8, b"\0")
-                )
-            if ecu.behaviour == "truncated":
-                frames = frames[:2]
+        frames = segment(answer)
+        if ecu.behaviour == "truncated" and len(frames) > 1:
+            frames = frames[:2]
         if self._flags["headers"]:
             sep = " " if self._flags["spaces"] else ""
             if self._extended:

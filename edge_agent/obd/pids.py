@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .. import signals
@@ -40,8 +41,10 @@ class Pid:
 
     def encode(self, value: float) -> bytes:
         """Return the bytes an ECU sends for ``value``, rounded and clamped to the byte range."""
-        raw = round((value - self.offset) / self.scale)
-        raw = min(max(raw, 0), (1 << (8 * self.length)) - 1)
+        if math.isnan(value):
+            raise ValueError(f"PID 0x{self.pid:02X}: cannot encode NaN")
+        top = (1 << (8 * self.length)) - 1
+        raw = round(min(max((value - self.offset) / self.scale, 0.0), float(top)))
         return raw.to_bytes(self.length, "big")
 
     @property

@@ -55,8 +55,8 @@ class ObdReader:
     supported: dict[str, frozenset[int]] = field(default_factory=dict)
     rejected: Counter[str] = field(default_factory=Counter)
 
-    def _ask(self, payload: bytes) -> list[EcuAnswer]:
-        answers = self.transport.request(payload)
+    def _ask(self, payload: bytes, expect: frozenset[str] | None = None) -> list[EcuAnswer]:
+        answers = self.transport.request(payload, expect)
         if not answers:
             raise NoResponseError(f"no ECU answered {payload.hex(' ').upper()}")
         return answers
@@ -76,9 +76,10 @@ class ObdReader:
         """Walk the supported-PID bitmaps (01 00, 01 20, ...) of every ECU; return PIDs per ECU."""
         supported: dict[str, set[int]] = {}
         for base in SUPPORT_PIDS:
-            if base and not any(base in pids for pids in supported.values()):
+            expect = frozenset(ecu for ecu, pids in supported.items() if base in pids)
+            if base and not expect:
                 break
-            for answer in self._positive(self._ask(bytes([0x01, base]))):
+            for answer in self._positive(self._ask(bytes([0x01, base]), expect or None)):
                 try:
                     pairs = split_mode01(answer.payload, answer.ecu)
                 except MalformedResponseError as exc:

@@ -30,7 +30,8 @@ class PassiveObdDecoder:
 
     Never transmits. Answers to other services (VIN, DTCs) carry no samples and are skipped.
     Rejections, counted in :attr:`rejected` by reason: the ISO-TP ones of
-    :class:`~edge_agent.obd.reassembly.Reassembler`, ``negative_response``, ``malformed``
+    :class:`~edge_agent.obd.reassembly.Reassembler`, ``negative_response`` (to mode 01),
+    ``malformed``
     (a mode 01 answer that does not parse) and ``wrong_id_width`` (an ID in range but with the
     other ID width, e.g. a 29-bit frame whose ID is 0x7E8).
     """
@@ -57,12 +58,14 @@ class PassiveObdDecoder:
             return []
         ecu = ecu_name(frame.arbitration_id, frame.is_extended_id)
         payload = self._reassembler.feed(ecu, frame.data, frame.timestamp)
-        if payload is None or payload[:1] not in (b"\x41", b"\x7f"):
+        if payload is None:
             return []
-        answer = EcuAnswer(ecu, payload, frame.timestamp)
-        if answer.is_negative:
+        if payload[:1] == b"\x7f" and payload[1:2] == b"\x01":
             self._rejected["negative_response"] += 1
             return []
+        if payload[:1] != b"\x41":  # VIN, DTCs, other services: no live values
+            return []
+        answer = EcuAnswer(ecu, payload, frame.timestamp)
         try:
             return samples_from_answer(answer)
         except MalformedResponseError as exc:

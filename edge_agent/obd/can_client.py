@@ -32,14 +32,15 @@ PENDING_TIMEOUT_S = 5.0
 #: Hard cap on one request, multi-frame answers included: no request ever blocks longer.
 MAX_REQUEST_S = 6.0
 
+_DETECT = bytes([0x01, 0x00])
 _PROTOCOL = {False: "ISO 15765-4 CAN (11 bit ID)", True: "ISO 15765-4 CAN (29 bit ID)"}
 
 
 class IsoTpTransport:
     """OBD-II requests on a python-can bus the caller opened (and closes, unless ``own_bus``).
 
-    With ``addressing="auto"`` the first request (``01 00``) goes out on 11-bit 0x7DF and,
-    when nobody answers, on 29-bit 0x18DB33F1; the ECUs that answered are remembered, so later
+    Before the first request, ``01 00`` finds the ECUs (with ``addressing="auto"`` on 11-bit
+    0x7DF and, when nobody answers, on 29-bit 0x18DB33F1); they are remembered, so later
     requests return as soon as each of them has answered. Several ECUs answering is normal and
     each answer is kept. Raises NoResponseError when no ECU answers on either addressing.
     """
@@ -66,14 +67,18 @@ class IsoTpTransport:
 
     def detect(self) -> tuple[str, ...]:
         """Find the addressing and the ECUs that answer ``01 00``; return the ECU names."""
+        self._detect()
+        return self.ecus
+
+    def _detect(self) -> list[EcuAnswer]:
         candidates = [False, True] if self._extended is None else [self._extended]
         for extended in candidates:
-            answers = self._exchange(bytes([0x01, 0x00]), extended)
+            answers = self._exchange(_DETECT, extended)
             if answers:
                 self._extended = extended
                 self.ecus = tuple(sorted({a.ecu for a in answers}))
                 log.info("OBD on %s: ECUs %s", _PROTOCOL[extended], ", ".join(self.ecus))
-                return self.ecus
+                return answers
         tried = " nor ".join(f"{'29' if e else '11'}-bit" for e in candidates)
         raise NoResponseError(f"no ECU answered 01 00 on {tried} functional addressing")
 
@@ -83,8 +88,10 @@ class IsoTpTransport:
         Returns early once every ECU in ``expect`` (default: every ECU found by
         :meth:`detect`) has answered.
         """
-        if self._extended is None:
-            self.detect()
+        if not self.ecus:
+            answers = self._detect()
+            if payload == _DETECT:
+                return answers
         assert self._extended is not None
         return self._exchange(payload, self._extended, expect)
 

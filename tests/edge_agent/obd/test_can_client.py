@@ -61,7 +61,9 @@ def test_values_decode_to_canonical_samples(channel: str, bus: can.BusABC) -> No
         assert 0 <= by_name["Vehicle.Speed"].value <= 85
         assert by_name["Vehicle.TraveledDistance"].value == pytest.approx(12345.6, abs=0.2)
         # one request carries 6 PIDs: the 7th arrives in a second answer, later
-        assert by_name["Vehicle.OBD.CoolantTemperature"].timestamp > by_name["Vehicle.Speed"].timestamp
+        assert (
+            by_name["Vehicle.OBD.CoolantTemperature"].timestamp > by_name["Vehicle.Speed"].timestamp
+        )
         assert all(s.source == "obd:7E8" for s in samples)
 
 
@@ -80,9 +82,11 @@ def test_nobody_answers(channel: str, bus: can.BusABC) -> None:
 
 
 def test_wrong_fixed_addressing_finds_nobody(channel: str, bus: can.BusABC) -> None:
-    with EcuSimulator([ENGINE], channel=channel, extended=True):
-        with pytest.raises(NoResponseError, match="on 11-bit functional"):
-            IsoTpTransport(bus, addressing="11bit", timeout=0.05).detect()
+    with (
+        EcuSimulator([ENGINE], channel=channel, extended=True),
+        pytest.raises(NoResponseError, match="on 11-bit functional"),
+    ):
+        IsoTpTransport(bus, addressing="11bit", timeout=0.05).detect()
 
 
 def test_negative_ecu_is_counted_and_others_kept(channel: str, bus: can.BusABC) -> None:

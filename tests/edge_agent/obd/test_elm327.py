@@ -35,9 +35,7 @@ def test_initialisation_sequence_despite_echo() -> None:
         (True, ["18DAF1E8", "18DAF1E9"], "ISO 15765-4 CAN (29 bit ID, 500 kbaud)"),
     ],
 )
-def test_reads_everything_from_several_ecus(
-    extended: bool, ecus: list[str], protocol: str
-) -> None:
+def test_reads_everything_from_several_ecus(extended: bool, ecus: list[str], protocol: str) -> None:
     with Elm327Simulator([ENGINE, GEARBOX], extended=extended) as sim:
         transport = Elm327Transport(sim.port, timeout=2.0)
         reader = ObdReader(transport)

@@ -110,15 +110,17 @@ def test_truncated_multi_frame_is_reported() -> None:
 
 def test_silent_adapter_times_out() -> None:
     with Elm327Simulator([ENGINE], silent=True) as sim:
-        with pytest.raises(AdapterTimeoutError, match="no '>' prompt within 0.3 s after ATZ"):
+        with pytest.raises(AdapterTimeoutError, match=r"no '>' prompt within 0\.3 s after ATZ"):
             Elm327Transport(sim.port, at_timeout=0.3)
         assert sim.commands == ["ATZ"]
 
 
 def test_not_an_elm327() -> None:
-    with Elm327Simulator([ENGINE], version="OBDLink-ish v2") as sim:
-        with pytest.raises(AdapterError, match="no ELM327 banner after ATZ"):
-            Elm327Transport(sim.port, at_timeout=1.0)
+    with (
+        Elm327Simulator([ENGINE], version="OBDLink-ish v2") as sim,
+        pytest.raises(AdapterError, match="no ELM327 banner after ATZ"),
+    ):
+        Elm327Transport(sim.port, at_timeout=1.0)
 
 
 def test_missing_port_is_a_clear_error() -> None:

@@ -1,7 +1,7 @@
 """Exception tree of the edge agent.
 
 AgentError
- ├── ConfigError        a configuration, signal map or DBC that cannot be used (names file and entry)
+ ├── ConfigError        an unusable configuration, signal map or DBC (names file and entry)
  ├── IngestError        a CAN interface or log file that cannot be opened or read
  ├── ObdError           an OBD-II request that failed (no answer, negative response, adapter error)
  ├── CardError          the driver card or its reader failed (see edge_agent.card for the subtree)

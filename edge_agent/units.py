@@ -49,7 +49,9 @@ def factor(source: str, target: str) -> float:
     """
     src_dim, dst_dim = dimension(source), dimension(target)
     if src_dim != dst_dim:
-        raise ConfigError(f"unit {source!r} ({src_dim}) cannot be converted to {target!r} ({dst_dim})")
+        raise ConfigError(
+            f"unit {source!r} ({src_dim}) cannot be converted to {target!r} ({dst_dim})"
+        )
     return _UNITS[source][1] / _UNITS[target][1]
 
 

@@ -1,0 +1,118 @@
+"""Live CAN buses through python-can: any interface by name, several at once, each named.
+
+Each bus is read by its own thread into one bounded queue; a full queue drops the frame and
+counts it (never unbounded memory). Filters built from the decoders' IDs are handed to
+python-can, which installs them in the kernel on socketcan and applies them in software
+elsewhere, so unwanted frames cost nothing further up.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import can
+
+from .errors import IngestError
+from .frames import Frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BusSpec:
+    """A bus to open: a name of ours and python-can's interface, channel and options."""
+
+    name: str
+    interface: str
+    channel: str
+    bitrate: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def can_filters(ids: frozenset[int]) -> list[can.typechecking.CanFilter]:
+    """Exact-match python-can filters for ``ids`` (standard IDs ≤ 0x7FF, else extended)."""
+    return [{"can_id": i, "can_mask": 0x7FF if i <= 0x7FF else 0x1FFFFFFF} for i in sorted(ids)]
+
+
+class LiveBuses:
+    """Reads several python-can buses at once into one bounded queue of frames."""
+
+    def __init__(
+        self, specs: Sequence[BusSpec], wanted: frozenset[int] | None, maxsize: int = 10_000
+    ) -> None:
+        self.counts: Counter[str] = Counter()
+        self._queue: queue.Queue[Frame] = queue.Queue(maxsize)
+        self._stop = threading.Event()
+        self._buses: list[tuple[BusSpec, can.BusABC]] = []
+        filters = can_filters(wanted) if wanted is not None else None
+        try:
+            for spec in specs:
+                kwargs = dict(spec.options)
+                if spec.bitrate is not None:
+                    kwargs["bitrate"] = spec.bitrate
+                bus = can.Bus(
+                    interface=spec.interface, channel=spec.channel, can_filters=filters, **kwargs
+                )
+                self._buses.append((spec, bus))
+        except (can.CanError, ValueError, OSError, ImportError) as exc:
+            self.close()
+            raise IngestError(
+                f"bus {spec.name!r} ({spec.interface} {spec.channel}): {exc}"
+            ) from exc
+        self._threads = [
+            threading.Thread(
+                target=self._read, args=(spec, bus), name=f"can-{spec.name}", daemon=True
+            )
+            for spec, bus in self._buses
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _read(self, spec: BusSpec, bus: can.BusABC) -> None:
+        while not self._stop.is_set():
+            try:
+                msg = bus.recv(timeout=0.2)
+            except can.CanError as exc:
+                self.counts[f"{spec.name}.read_error"] += 1
+                log.warning("bus %s: read failed: %s", spec.name, exc)
+                self._stop.wait(1.0)
+                continue
+            if msg is None or msg.is_error_frame:
+                continue
+            self.counts[f"{spec.name}.frames"] += 1
+            frame = Frame(
+                msg.timestamp, msg.arbitration_id, bytes(msg.data), msg.is_extended_id, spec.name
+            )
+            try:
+                self._queue.put_nowait(frame)
+            except queue.Full:
+                self.counts[f"{spec.name}.dropped"] += 1
+
+    def frames(self, idle_timeout: float | None = None) -> Iterator[Frame]:
+        """Yield frames as they arrive, until :meth:`close` or ``idle_timeout`` s of silence."""
+        while not self._stop.is_set():
+            try:
+                yield self._queue.get(timeout=idle_timeout if idle_timeout is not None else 0.5)
+            except queue.Empty:
+                if idle_timeout is not None:
+                    return
+
+    def close(self) -> None:
+        """Stop the reader threads and shut the buses down."""
+        self._stop.set()
+        for thread in getattr(self, "_threads", []):
+            thread.join(timeout=2.0)
+        for _, bus in self._buses:
+            bus.shutdown()
+
+    def __enter__(self) -> LiveBuses:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

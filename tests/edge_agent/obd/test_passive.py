@@ -16,7 +16,10 @@ from edge_agent.obd.passive import PassiveObdDecoder
 from edge_agent.obd.polling import Poller, Schedule
 from edge_agent.obd.reader import ObdReader
 from edge_agent.obd.sim_ecu import EcuSimulator, SimulatedEcu
+from edge_agent.replay import Replay
 from edge_agent.samples import Sample
+
+DEMO_MAP = Path(__file__).parents[3] / "dbc" / "msp_demo.toml"
 
 RATES = {0x0C: 10.0, 0x0D: 10.0, 0x10: 5.0, 0x5E: 5.0, 0xA6: 1.0, 0x05: 1.0, 0x5A: 5.0}
 
@@ -71,6 +74,19 @@ def test_candump_replay_gives_the_live_samples(
     # candump keeps microseconds: the source clock survives the round trip
     assert all(abs(r.timestamp - s.timestamp) < 1e-5 for r, s in zip(replayed, live, strict=True))
     assert decoder.rejected == {}  # the gearbox's refusal of 09 02 is not about live data
+
+
+def test_msp_agent_replay_path_gives_the_live_samples(channel: str, tmp_path: Path) -> None:
+    log_path = tmp_path / "obd.log"
+    live = record_live_poll(channel, log_path, extended=False)
+    replay = Replay(log_path, DEMO_MAP, extra_decoders=[PassiveObdDecoder()])
+    replayed = [s for s in replay.samples() if s.source.startswith("obd:")]
+    assert [(s.name, s.value, s.source) for s in replayed] == [
+        (s.name, s.value, s.source) for s in live
+    ]
+    assert replay.report.signals["Vehicle.Speed"].count == sum(
+        s.name == "Vehicle.Speed" for s in live
+    )
 
 
 def frame(data: str, arbitration_id: int = 0x7E8, extended: bool = False, t: float = 0.0) -> Frame:

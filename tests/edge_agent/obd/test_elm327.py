@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import select
+import socket
+import threading
+
 import pytest
 
 from edge_agent.obd.elm327 import INIT_COMMANDS, UNKNOWN_ECU, Elm327Transport
@@ -126,3 +131,44 @@ def test_not_an_elm327() -> None:
 def test_missing_port_is_a_clear_error() -> None:
     with pytest.raises(AdapterError, match="cannot open ELM327 port /nonexistent/ttyOBD"):
         Elm327Transport("/nonexistent/ttyOBD")
+
+
+def bridge_tcp_to_pty(port: str) -> tuple[socket.socket, threading.Thread]:
+    """A one-connection TCP server relaying to the simulator's pty, like a Wi-Fi dongle."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def relay() -> None:
+        conn, _ = server.accept()
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
+        try:
+            while True:
+                ready, _, _ = select.select([conn, fd], [], [], 5.0)
+                if not ready:
+                    return
+                if conn in ready:
+                    data = conn.recv(1024)
+                    if not data:
+                        return
+                    os.write(fd, data)
+                if fd in ready:
+                    conn.sendall(os.read(fd, 1024))
+        finally:
+            os.close(fd)
+            conn.close()
+            server.close()
+
+    thread = threading.Thread(target=relay, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def test_wifi_dongle_over_socket_url() -> None:
+    with Elm327Simulator([ENGINE]) as sim:
+        server, relay = bridge_tcp_to_pty(sim.port)
+        host, tcp_port = server.getsockname()
+        transport = Elm327Transport(f"socket://{host}:{tcp_port}", timeout=2.0)
+        reader = ObdReader(transport)
+        assert reader.read_vin().vin == DEMO_VIN
+        transport.close()
+        relay.join(timeout=5)
+        assert not relay.is_alive()

@@ -11,7 +11,7 @@ from typing import Any
 
 import can
 
-from ..obd.can_client import IsoTpTransport
+from ..obd.can_client import RESPONSE_FILTERS, IsoTpTransport
 from ..obd.elm327 import DEFAULT_BAUD, Elm327Transport
 from ..obd.errors import ObdError
 from ..obd.pids import PIDS
@@ -64,7 +64,7 @@ def _open(args: argparse.Namespace) -> ObdTransport:
             return Elm327Transport(args.serial, baudrate=args.baud)
         return Elm327Transport(args.serial, baudrate=args.baud, timeout=args.timeout)
     try:
-        bus = can.Bus(interface=args.interface, channel=args.can)
+        bus = can.Bus(interface=args.interface, channel=args.can, can_filters=RESPONSE_FILTERS)
     except (can.CanError, OSError, ValueError, ImportError) as exc:
         raise ObdError(f"cannot open CAN {args.interface} channel {args.can}: {exc}") from exc
     if args.timeout is None:

@@ -32,6 +32,12 @@ PENDING_TIMEOUT_S = 5.0
 #: Hard cap on one request, multi-frame answers included: no request ever blocks longer.
 MAX_REQUEST_S = 6.0
 
+#: Kernel/driver receive filters for a bus used only for OBD: the ECUs' response IDs.
+RESPONSE_FILTERS: list[dict[str, int | bool]] = [
+    {"can_id": 0x7E8, "can_mask": 0x7F8, "extended": False},
+    {"can_id": 0x18DAF100, "can_mask": 0x1FFFFF00, "extended": True},
+]
+
 _DETECT = bytes([0x01, 0x00])
 _PROTOCOL = {False: "ISO 15765-4 CAN (11 bit ID)", True: "ISO 15765-4 CAN (29 bit ID)"}
 
@@ -43,6 +49,8 @@ class IsoTpTransport:
     0x7DF and, when nobody answers, on 29-bit 0x18DB33F1); they are remembered, so later
     requests return as soon as each of them has answered. Several ECUs answering is normal and
     each answer is kept. Raises NoResponseError when no ECU answers on either addressing.
+    A bus opened only for OBD should carry :data:`RESPONSE_FILTERS`, so the rest of the
+    vehicle's traffic never reaches Python.
     """
 
     def __init__(

@@ -69,7 +69,6 @@ class Elm327Transport:
             raise
 
     def _initialise(self) -> None:
-        self._serial.reset_input_buffer()
         banner = self.command("ATZ", self._at_timeout)
         self.version = next((line for line in banner if "ELM327" in line.upper()), "")
         if not self.version:
@@ -99,6 +98,8 @@ class Elm327Transport:
         AdapterTimeoutError when no prompt arrives within ``deadline_s``.
         """
         try:
+            # whatever is still pending belongs to an earlier, failed exchange
+            self._serial.reset_input_buffer()
             self._serial.write(text.encode("ascii") + b"\r")
             self._serial.flush()
         except serial.SerialException as exc:

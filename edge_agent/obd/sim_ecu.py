@@ -107,7 +107,6 @@ class EcuSimulator:
         extended: bool = False,
         interface: str = "virtual",
     ) -> None:
-        self._ecus = ecus
         self._extended = extended
         self._bus = can.Bus(interface=interface, channel=channel)
         self._stop = threading.Event()

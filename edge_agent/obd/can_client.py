@@ -24,9 +24,12 @@ log = logging.getLogger(__name__)
 
 Addressing = Literal["auto", "11bit", "29bit"]
 
-#: How long to wait for the first frame of an answer. ISO 15765-4 P2max is 50 ms; a gateway
-#: sharing a loaded CPU needs slack, and a silent ECU costs this once per request.
-DEFAULT_TIMEOUT_S = 0.25
+#: How long to wait for a first answer. ISO 15765-4 P2max is 50 ms; a gateway sharing a
+#: loaded CPU needs slack. A request nobody answers costs this much.
+DEFAULT_TIMEOUT_S = 1.0
+#: After an answer, how long other ECUs still get: all ECUs answer within P2 of the request,
+#: so the rest arrive together; this bounds a request some expected ECU leaves unanswered.
+SETTLE_S = 0.1
 #: ECUs answering 0x78 (response pending) may take this long (ISO 15765-4 P2*max).
 PENDING_TIMEOUT_S = 5.0
 #: Hard cap on one request, multi-frame answers included: no request ever blocks longer.
@@ -137,32 +140,7 @@ class IsoTpTransport:
             )
         except can.CanError as exc:
             raise ObdError(f"cannot send OBD request {payload.hex()}: {exc}") from exc
-        start = time.monotonic()
-        deadline = start + self._timeout
-        answers: list[EcuAnswer] = []
-        answered: set[str] = set()
-        while True:
-            now = time.monotonic()
-            busy = any(link.busy for link in self._links.values())
-            if now - start > MAX_REQUEST_S or (now >= deadline and not busy):
-                break
-            if expected and answered >= expected and not busy:
-                break
-            msg = self._bus.recv(timeout=min(max(deadline - now, 0.0), 0.01) if not busy else 0.005)
-            if msg is None:
-                for link in self._links.values():
-                    link.poll()
-                continue
-            if msg.is_error_frame or not is_response_id(msg.arbitration_id, msg.is_extended_id):
-                continue
-            link = self._link(msg)
-            name = ecu_name(msg.arbitration_id, msg.is_extended_id)
-            for data, timestamp in link.feed(msg):
-                if data[:1] == b"\x7f" and data[2:3] == b"\x78":
-                    deadline = max(deadline, time.monotonic() + PENDING_TIMEOUT_S)
-                    continue
-                answers.append(EcuAnswer(name, data, timestamp))
-                answered.add(name)
+        answers = self._collect(expected)
         errors = [f"ECU {name}: {err}" for name, link in self._links.items() for err in link.errors]
         for link in self._links.values():
             link.errors.clear()
@@ -172,3 +150,41 @@ class IsoTpTransport:
         for err in errors:
             log.warning("ISO-TP during request %s: %s", payload.hex(), err)
         return answers
+
+    def _collect(self, expected: set[str]) -> list[EcuAnswer]:
+        """Receive answers until the expected ECUs answered or the deadline passed.
+
+        The deadline is the timeout for a first answer, then at most :data:`SETTLE_S` after
+        the first answer, except while an ECU that said "response pending" has not answered.
+        """
+        start = time.monotonic()
+        deadline = start + self._timeout
+        pending_until = 0.0
+        pending: set[str] = set()
+        answers: list[EcuAnswer] = []
+        answered: set[str] = set()
+        while True:
+            now = time.monotonic()
+            busy = any(link.busy for link in self._links.values())
+            limit = max(deadline, pending_until) if pending else deadline
+            if now - start > MAX_REQUEST_S or (now >= limit and not busy):
+                return answers
+            if expected and answered >= expected and not busy:
+                return answers
+            msg = self._bus.recv(timeout=0.005 if busy else min(max(limit - now, 0.0), 0.01))
+            if msg is None:
+                for link in self._links.values():
+                    link.poll()
+                continue
+            if msg.is_error_frame or not is_response_id(msg.arbitration_id, msg.is_extended_id):
+                continue
+            name = ecu_name(msg.arbitration_id, msg.is_extended_id)
+            for data, timestamp in self._link(msg).feed(msg):
+                if data[:1] == b"\x7f" and data[2:3] == b"\x78":
+                    pending.add(name)
+                    pending_until = time.monotonic() + PENDING_TIMEOUT_S
+                    continue
+                pending.discard(name)
+                answers.append(EcuAnswer(name, data, timestamp))
+                answered.add(name)
+                deadline = min(deadline, time.monotonic() + SETTLE_S)

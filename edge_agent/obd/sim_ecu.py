@@ -3,7 +3,8 @@
 Each ECU answers supported-PID bitmaps, live values that follow a repeating drive, the VIN
 over multi-frame ISO-TP and its stored and pending DTCs. Misbehaviour on request: ``silent``
 never answers, ``negative`` refuses every request with 0x7F, ``truncated`` stops a multi-frame
-answer after its first consecutive frame.
+answer after its first consecutive frame, ``pending`` says "response pending" (NRC 0x78) and
+answers :data:`PENDING_DELAY_S` later.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from .reassembly import FUNCTIONAL_11BIT, FUNCTIONAL_29BIT, physical_request_id,
 
 log = logging.getLogger(__name__)
 
-Behaviour = Literal["normal", "silent", "negative", "truncated"]
+Behaviour = Literal["normal", "silent", "negative", "truncated", "pending"]
+
+#: How late a ``pending`` ECU sends its real answer, after ``7F sid 78``.
+PENDING_DELAY_S = 0.3
 
 DEMO_VIN = "1HGCM82633A004352"  # a VIN with a valid check digit
 
@@ -120,6 +124,7 @@ class EcuSimulator:
             tx = physical_request_id(rx, extended)
             self._links[tx] = (ecu, IsoTpLink(self._bus, txid=rx, rxid=tx, extended=extended), rx)
         self._t0 = 0.0
+        self._delayed: list[tuple[float, IsoTpLink, bytes]] = []
         self.requests = 0
 
     def __enter__(self) -> EcuSimulator:
@@ -144,6 +149,10 @@ class EcuSimulator:
         self.requests += 1
         answer = ecu.answer(request, time.monotonic() - self._t0)
         if answer is None:
+            return
+        if ecu.behaviour == "pending" and answer[:1] != b"\x7f":
+            link.send(bytes([0x7F, request[0], 0x78]))
+            self._delayed.append((time.monotonic() + PENDING_DELAY_S, link, answer))
             return
         if ecu.behaviour == "truncated" and len(answer) > 7:
             for data in segment(answer)[:2]:
@@ -172,5 +181,9 @@ class EcuSimulator:
                     ecu, link, rx_id = self._links[msg.arbitration_id]
                     for request, _ in link.feed(msg):
                         self._respond(ecu, link, rx_id, request)
+            now = time.monotonic()
+            for due in [d for d in self._delayed if d[0] <= now]:
+                self._delayed.remove(due)
+                due[1].send(due[2])
             for _, link, _ in self._links.values():
                 link.poll()

@@ -129,7 +129,7 @@ def test_non_live_answers_give_no_samples_and_no_rejection() -> None:
     assert not decoder.rejected
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     st.lists(
         st.tuples(st.sampled_from([0x7E8, 0x7E9, 0x18DAF110]), st.binary(max_size=8)),

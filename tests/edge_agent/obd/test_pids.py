@@ -72,13 +72,13 @@ def test_every_raw_value_round_trips(pid: int) -> None:
         assert spec.encode(spec.decode(data)) == data
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(min_size=4, max_size=4))
 def test_odometer_round_trips(data: bytes) -> None:
     assert PIDS[0xA6].encode(PIDS[0xA6].decode(data)) == data
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(sorted(PIDS)), st.floats(allow_nan=False, allow_infinity=False))
 def test_encode_clamps_to_the_pid_range(pid: int, value: float) -> None:
     spec = PIDS[pid]
@@ -86,7 +86,7 @@ def test_encode_clamps_to_the_pid_range(pid: int, value: float) -> None:
     assert spec.minimum <= decoded <= spec.maximum
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from([0x00, 0x20, 0x40, 0xA0]), st.binary(min_size=4, max_size=4))
 def test_supported_bitmap_round_trips(base: int, data: bytes) -> None:
     assert encode_supported(base, decode_supported(base, data)) == data

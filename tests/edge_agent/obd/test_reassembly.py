@@ -91,7 +91,7 @@ def test_flow_control_frames_carry_nothing() -> None:
     assert not r.rejected
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(min_size=1, max_size=300))
 def test_segmented_payload_reassembles(payload: bytes) -> None:
     frames = segment(payload)
@@ -101,7 +101,7 @@ def test_segmented_payload_reassembles(payload: bytes) -> None:
     assert not r.rejected
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.binary(max_size=8), max_size=40))
 def test_arbitrary_frames_never_raise(frames: list[bytes]) -> None:
     r = Reassembler()

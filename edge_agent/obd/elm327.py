@@ -34,7 +34,8 @@ UNKNOWN_ECU = "elm327"
 class Elm327Transport:
     """An initialised ELM327 adapter on ``port`` (a device path or a pyserial URL).
 
-    Opening resets the adapter and runs :data:`INIT_COMMANDS`; an adapter that refuses ATH1
+    Opening resets the adapter and runs :data:`INIT_COMMANDS` (a refused setting is logged;
+    the parser copes with echo, spaces and linefeeds); an adapter that refuses ATH1
     is used with headers off (answers then carry the ECU name :data:`UNKNOWN_ECU`). Raises
     AdapterError when the port cannot be opened or the adapter is not an ELM327, and
     AdapterTimeoutError when it gives no ``>`` prompt before a deadline. Lines that are not
@@ -75,13 +76,11 @@ class Elm327Transport:
             raise AdapterError(f"{self._port_name}: no ELM327 banner after ATZ (got {banner!r})")
         for cmd in INIT_COMMANDS:
             reply = self.command(cmd, self._at_timeout)
-            if "OK" in reply:
-                continue
-            if cmd == "ATH1":
-                log.warning("%s refuses ATH1 (%s); using headers off", self.version, reply)
-                self._headers = False
-                continue
-            raise AdapterError(f"{self._port_name}: {cmd} answered {reply!r}, expected OK")
+            if "OK" not in reply:
+                # clones lack some settings; echo, spaces and linefeeds are parsed either way
+                log.warning("%s refuses %s (%s); carrying on", self.version, cmd, reply)
+                if cmd == "ATH1":
+                    self._headers = False
         log.info("ELM327 on %s: %s", self._port_name, self.version)
 
     @property

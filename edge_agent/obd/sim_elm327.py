@@ -3,8 +3,8 @@
 Point any serial client at :attr:`Elm327Simulator.port`. It speaks the ELM327 text protocol
 (AT commands, echo, linefeeds, spaces, headers, ``SEARCHING...``, ``NO DATA``, ``0:``/``1:``
 segments with headers off) and can misbehave: print garbage before answers, answer every OBD
-request with a fixed error text (``STOPPED``, ``BUS INIT: ...ERROR``, ``?``), refuse ATH1, or
-stay silent.
+request with a fixed error text (``STOPPED``, ``BUS INIT: ...ERROR``, ``?``), refuse
+AT commands, or stay silent.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ class Elm327Simulator:
     """An ELM327 on a pty answering for ``ecus`` (CAN 11-bit, or 29-bit with ``extended``).
 
     ``garbage`` is written before every OBD answer; ``reply`` replaces every OBD answer;
-    ``silent`` reads commands and never answers; ``headers_supported=False`` answers ``?`` to
-    ATH1 like some clones. Use as a context manager, or start()/stop().
+    ``silent`` reads commands and never answers; AT commands in ``refuse`` get ``?``, as some
+    clones answer settings they lack. Use as a context manager, or start()/stop().
     """
 
     def __init__(
@@ -40,7 +40,7 @@ class Elm327Simulator:
         garbage: bytes = b"",
         reply: str | None = None,
         silent: bool = False,
-        headers_supported: bool = True,
+        refuse: frozenset[str] = frozenset(),
         version: str = "ELM327 v1.5",
     ) -> None:
         self._ecus = ecus
@@ -48,7 +48,7 @@ class Elm327Simulator:
         self._garbage = garbage
         self._reply = reply
         self._silent = silent
-        self._headers_supported = headers_supported
+        self._refuse = refuse
         self._version = version
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
@@ -119,7 +119,7 @@ class Elm327Simulator:
         if cmd == "ATI":
             return [self._version]
         if cmd[:2] == "AT" and len(cmd) == 4 and cmd[2] in _SETTINGS and cmd[3] in "01":
-            if cmd == "ATH1" and not self._headers_supported:
+            if cmd in self._refuse:
                 return ["?"]
             self._flags[_SETTINGS[cmd[2]]] = cmd[3] == "1"
             return ["OK"]

@@ -59,8 +59,10 @@ def test_reads_everything_from_several_ecus(extended: bool, ecus: list[str], pro
         transport.close()
 
 
-def test_headers_refused_falls_back_to_segments() -> None:
-    with Elm327Simulator([ENGINE], headers_supported=False) as sim:
+def test_clone_refusing_settings_still_works() -> None:
+    # echo, spaces and linefeeds stay on, headers off: answers come as 0: 1: segments
+    refused = frozenset({"ATE0", "ATL0", "ATS0", "ATH1"})
+    with Elm327Simulator([ENGINE], refuse=refused) as sim:
         reader = ObdReader(Elm327Transport(sim.port, timeout=2.0))
         assert reader.read_vin().vin == DEMO_VIN  # from the 0: 1: 2: segment lines
         samples = reader.read_values([0x0D])

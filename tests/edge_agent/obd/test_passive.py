@@ -10,12 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_agent.buses import BusSpec, LiveBuses
 from edge_agent.frames import Frame
 from edge_agent.obd.can_client import IsoTpTransport
 from edge_agent.obd.passive import PassiveObdDecoder
 from edge_agent.obd.polling import Poller, Schedule
 from edge_agent.obd.reader import ObdReader
 from edge_agent.obd.sim_ecu import EcuSimulator, SimulatedEcu
+from edge_agent.pipeline import DecodeStage
 from edge_agent.replay import Replay
 from edge_agent.samples import Sample
 
@@ -24,27 +26,34 @@ DEMO_MAP = Path(__file__).parents[3] / "dbc" / "msp_demo.toml"
 RATES = {0x0C: 10.0, 0x0D: 10.0, 0x10: 5.0, 0x5E: 5.0, 0xA6: 1.0, 0x05: 1.0, 0x5A: 5.0}
 
 
-def record_live_poll(channel: str, log_path: Path, extended: bool) -> list[Sample]:
-    """Poll two simulated ECUs while a third bus node writes every frame to a candump log."""
+def poll_simulated_car(channel: str, extended: bool) -> list[Sample]:
+    """Discover, read the VIN and poll values from two simulated ECUs; return the samples."""
     ecus = [SimulatedEcu(0x7E8), SimulatedEcu(0x7E9, pids=frozenset({0x0D, 0x05}), vin=None)]
     live: list[Sample] = []
     with EcuSimulator(ecus, channel=channel, extended=extended):
-        sniffer = can.Bus(interface="virtual", channel=channel)
-        writer = can.Logger(str(log_path))
-        notifier = can.Notifier(sniffer, [writer])
         tester = can.Bus(interface="virtual", channel=channel)
         try:
             reader = ObdReader(IsoTpTransport(tester))
             reader.discover()
-            reader.read_vin()  # multi-frame traffic in the log, no samples
+            reader.read_vin()  # multi-frame traffic, no samples
             poller = Poller(reader, Schedule(RATES, reader.all_supported()), live.extend)
             poller.run(threading.Event(), max_requests=12)
         finally:
             tester.shutdown()
-            notifier.stop()
-            writer.stop()
-            sniffer.shutdown()
     return live
+
+
+def record_live_poll(channel: str, log_path: Path, extended: bool) -> list[Sample]:
+    """Poll while a third bus node writes every frame on the channel to a candump log."""
+    sniffer = can.Bus(interface="virtual", channel=channel)
+    writer = can.Logger(str(log_path))
+    notifier = can.Notifier(sniffer, [writer])
+    try:
+        return poll_simulated_car(channel, extended)
+    finally:
+        notifier.stop()
+        writer.stop()
+        sniffer.shutdown()
 
 
 def replay(log_path: Path, decoder: PassiveObdDecoder) -> list[Sample]:
@@ -87,6 +96,17 @@ def test_msp_agent_replay_path_gives_the_live_samples(channel: str, tmp_path: Pa
     assert replay.report.signals["Vehicle.Speed"].count == sum(
         s.name == "Vehicle.Speed" for s in live
     )
+
+
+def test_live_ingest_of_our_own_polling_gives_the_polled_samples(channel: str) -> None:
+    """The agent's live CAN path, listening beside the poller, sees what the poller sees."""
+    decoder = PassiveObdDecoder()
+    stage = DecodeStage([decoder])
+    with LiveBuses([BusSpec("obd", "virtual", channel)], stage.wanted) as live_buses:
+        polled = poll_simulated_car(channel, extended=False)
+        ingested = list(stage.run(live_buses.frames(idle_timeout=0.5)))
+    assert ingested == polled  # timestamps included: both read the same frames
+    assert stage.unmapped == 0  # requests and flow control never got past the filters
 
 
 def frame(data: str, arbitration_id: int = 0x7E8, extended: bool = False, t: float = 0.0) -> Frame:

@@ -11,6 +11,7 @@ from typing import Any
 
 import can
 
+from ..errors import ConfigError
 from ..obd.can_client import RESPONSE_FILTERS, IsoTpTransport
 from ..obd.elm327 import DEFAULT_BAUD, Elm327Transport
 from ..obd.errors import ObdError
@@ -55,7 +56,33 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         metavar="S",
         help="afterwards poll live values for S seconds, one JSON sample per line",
     )
+    parser.add_argument(
+        "--rate",
+        action="append",
+        default=[],
+        metavar="PID=HZ",
+        help="polling rate of a mode 01 PID in hex, e.g. 0D=20 (repeatable; 0 stops it)",
+    )
     parser.set_defaults(func=_do_obd)
+
+
+def poll_rates(specs: list[str]) -> dict[int, float]:
+    """Return the default rates overridden by ``PID=HZ`` specs; ConfigError names a bad one."""
+    rates = dict(DEFAULT_RATES)
+    for spec in specs:
+        pid_text, sep, hz_text = spec.partition("=")
+        try:
+            pid, hz = int(pid_text, 16), float(hz_text)
+        except ValueError:
+            pid, hz = -1, 0.0
+        if not sep or not 0 <= pid <= 0xFF:
+            raise ConfigError(f"--rate {spec!r}: expected PID=HZ with a hex PID, e.g. 0D=10")
+        if hz == 0:
+            rates.pop(pid, None)
+        else:
+            rates[pid] = hz
+    Schedule(rates)  # raises ConfigError naming an unknown PID or a rate out of range
+    return rates
 
 
 def _open(args: argparse.Namespace) -> ObdTransport:
@@ -125,6 +152,7 @@ def _print_sample_lines(samples: list[Sample]) -> None:
 
 
 def _do_obd(args: argparse.Namespace) -> int:
+    rates = poll_rates(args.rate)
     transport = _open(args)
     try:
         reader = ObdReader(transport)
@@ -135,7 +163,7 @@ def _do_obd(args: argparse.Namespace) -> int:
             _print_text(report)
         sys.stdout.flush()
         if args.poll > 0:
-            schedule = Schedule(DEFAULT_RATES, reader.all_supported())
+            schedule = Schedule(rates, reader.all_supported())
             poller = Poller(reader, schedule, _print_sample_lines)
             stop = threading.Event()
             timer = threading.Timer(args.poll, stop.set)

@@ -9,7 +9,7 @@ from typing import Literal
 import can
 
 from .errors import MalformedResponseError, NoResponseError, ObdError
-from .isotp_link import IsoTpLink
+from .isotp_link import SEND_TIMEOUT_S, IsoTpLink
 from .reassembly import (
     FUNCTIONAL_11BIT,
     FUNCTIONAL_29BIT,
@@ -125,8 +125,11 @@ class IsoTpTransport:
         self, payload: bytes, extended: bool, expect: frozenset[str] | None = None
     ) -> list[EcuAnswer]:
         expected = set(self.ecus if expect is None else expect)
-        while self._bus.recv(timeout=0) is not None:  # answers to earlier requests, too late
-            pass
+        for _ in range(
+            10_000
+        ):  # drop answers to earlier requests (too late); bounded on a busy bus
+            if self._bus.recv(timeout=0) is None:
+                break
         for link in self._links.values():
             link.reset()
         arbitration_id = FUNCTIONAL_29BIT if extended else FUNCTIONAL_11BIT
@@ -136,7 +139,8 @@ class IsoTpTransport:
                     arbitration_id=arbitration_id,
                     data=single_frame(payload),
                     is_extended_id=extended,
-                )
+                ),
+                timeout=SEND_TIMEOUT_S,
             )
         except can.CanError as exc:
             raise ObdError(f"cannot send OBD request {payload.hex()}: {exc}") from exc

@@ -60,7 +60,9 @@ class Elm327Transport:
         self.reassembler = Reassembler()
         self.version = ""
         try:
-            self._serial = serial.serial_for_url(port, baudrate=baudrate, timeout=0.05)
+            self._serial = serial.serial_for_url(
+                port, baudrate=baudrate, timeout=0.05, write_timeout=at_timeout
+            )
         except (serial.SerialException, ValueError, OSError) as exc:
             raise AdapterError(f"cannot open ELM327 port {port}: {exc}") from exc
         try:
@@ -100,8 +102,7 @@ class Elm327Transport:
             # whatever is still pending belongs to an earlier, failed exchange
             self._serial.reset_input_buffer()
             self._serial.write(text.encode("ascii") + b"\r")
-            self._serial.flush()
-        except serial.SerialException as exc:
+        except serial.SerialException as exc:  # SerialTimeoutException included
             raise AdapterError(f"{self._port_name}: cannot write {text}: {exc}") from exc
         deadline = time.monotonic() + deadline_s
         buffer = bytearray()

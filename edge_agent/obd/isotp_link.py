@@ -15,6 +15,9 @@ import isotp
 
 log = logging.getLogger(__name__)
 
+#: A frame that cannot be queued this fast (bus off, unplugged) fails instead of blocking.
+SEND_TIMEOUT_S = 0.2
+
 _PARAMS = {
     "stmin": 0,
     "blocksize": 0,
@@ -60,7 +63,8 @@ class IsoTpLink:
                     arbitration_id=msg.arbitration_id,
                     data=msg.data,
                     is_extended_id=msg.is_extended_id,
-                )
+                ),
+                timeout=SEND_TIMEOUT_S,
             )
         except can.CanError as exc:
             self.errors.append(f"send failed: {exc}")

@@ -8,6 +8,9 @@ import uuid
 import pytest
 
 from edge_agent.cli import main
+from edge_agent.cli.obd import poll_rates
+from edge_agent.errors import ConfigError
+from edge_agent.obd.polling import DEFAULT_RATES
 from edge_agent.obd.sim_ecu import DEMO_VIN, EcuSimulator, SimulatedEcu
 from edge_agent.obd.sim_elm327 import Elm327Simulator
 
@@ -58,7 +61,7 @@ def test_json_over_elm327(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_text_report_and_polling(capsys: pytest.CaptureFixture[str]) -> None:
     with Elm327Simulator(ECUS) as sim:
-        code = main(["obd", "--serial", sim.port, "--poll", "0.3"])
+        code = main(["obd", "--serial", sim.port, "--poll", "0.3", "--rate", "0C=0"])
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
     assert f"VIN:            {DEMO_VIN} (check digit ok)" in lines
@@ -67,6 +70,7 @@ def test_text_report_and_polling(capsys: pytest.CaptureFixture[str]) -> None:
     assert polled, "no samples polled"
     assert {p["source"] for p in polled} <= {"obd:7E8", "obd:7E9"}
     assert "Vehicle.Speed" in {p["name"] for p in polled}
+    assert "Vehicle.Powertrain.CombustionEngine.Speed" not in {p["name"] for p in polled}
 
 
 def test_nothing_answering_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,3 +90,29 @@ def test_serial_and_can_are_exclusive() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["obd", "--serial", "/dev/null", "--can", "can0"])
     assert exc.value.code == 2
+
+
+def test_rate_overrides() -> None:
+    rates = poll_rates(["0d=20", "2F=0.5", "46=0"])
+    assert rates[0x0D] == 20.0 and rates[0x2F] == 0.5
+    assert 0x46 not in rates
+    assert rates[0x0C] == DEFAULT_RATES[0x0C]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("0D", "expected PID=HZ"),
+        ("speed=10", "expected PID=HZ"),
+        ("0D=fast", "expected PID=HZ"),
+        ("0D=50", "PID 0x0D: 50.0 Hz is outside"),
+        ("99=1", "PID 0x99: not a PID this agent decodes"),
+    ],
+)
+def test_bad_rate_exits_2_before_touching_the_car(
+    spec: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        poll_rates([spec])
+    assert main(["obd", "--serial", "/nonexistent/ttyOBD", "--rate", spec]) == 2
+    assert message.split(":", maxsplit=1)[0] in capsys.readouterr().err

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
 
 from ..samples import Sample
 from .diagnostics import PENDING_DTCS, STORED_DTCS, VIN_PID, Vin, parse_dtcs, parse_vin
@@ -13,6 +16,8 @@ from .pids import MAX_PIDS_PER_REQUEST, PIDS, SUPPORT_PIDS, decode_supported, sp
 from .transport import EcuAnswer, ObdTransport
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def source_name(ecu: str) -> str:
@@ -33,6 +38,10 @@ def samples_from_answer(answer: EcuAnswer) -> list[Sample]:
         for pid, data in split_mode01(answer.payload, answer.ecu)
         if pid in PIDS
     ]
+
+
+def _dtcs_of(answer: EcuAnswer, service: int) -> tuple[str, ...]:
+    return tuple(parse_dtcs(answer.payload, service, answer.ecu))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,17 @@ class ObdReader:
                 good.append(answer)
         return good
 
+    def _parsed(
+        self, answers: list[EcuAnswer], parse: Callable[[EcuAnswer], T]
+    ) -> Iterator[tuple[str, T]]:
+        """Yield ``(ecu, parse(answer))`` for the positive answers; count the malformed ones."""
+        for answer in self._positive(answers):
+            try:
+                yield answer.ecu, parse(answer)
+            except MalformedResponseError as exc:
+                log.warning("%s", exc)
+                self.rejected["malformed"] += 1
+
     def discover(self) -> dict[str, frozenset[int]]:
         """Walk the supported-PID bitmaps (01 00, 01 20, ...) of every ECU; return PIDs per ECU."""
         supported: dict[str, set[int]] = {}
@@ -79,16 +99,11 @@ class ObdReader:
             expect = frozenset(ecu for ecu, pids in supported.items() if base in pids)
             if base and not expect:
                 break
-            for answer in self._positive(self._ask(bytes([0x01, base]), expect or None)):
-                try:
-                    pairs = split_mode01(answer.payload, answer.ecu)
-                except MalformedResponseError as exc:
-                    log.warning("%s", exc)
-                    self.rejected["malformed"] += 1
-                    continue
+            answers = self._ask(bytes([0x01, base]), expect or None)
+            for ecu, pairs in self._parsed(answers, lambda a: split_mode01(a.payload, a.ecu)):
                 for pid, data in pairs:
                     if pid in SUPPORT_PIDS:
-                        supported.setdefault(answer.ecu, set()).update(decode_supported(pid, data))
+                        supported.setdefault(ecu, set()).update(decode_supported(pid, data))
         self.supported = {ecu: frozenset(pids) for ecu, pids in sorted(supported.items())}
         return self.supported
 
@@ -112,15 +127,11 @@ class ObdReader:
         found: dict[int, dict[str, tuple[str, ...]]] = {}
         for service in (STORED_DTCS, PENDING_DTCS):
             found[service] = {}
-            for answer in self._positive(self._ask(bytes([service]))):
-                try:
-                    codes = parse_dtcs(answer.payload, service, answer.ecu)
-                except MalformedResponseError as exc:
-                    log.warning("%s", exc)
-                    self.rejected["malformed"] += 1
-                    continue
+            answers = self._ask(bytes([service]))
+            parse = partial(_dtcs_of, service=service)
+            for ecu, codes in self._parsed(answers, parse):
                 # += keeps every code when answers share a name (ELM327 with headers off)
-                found[service][answer.ecu] = found[service].get(answer.ecu, ()) + tuple(codes)
+                found[service][ecu] = found[service].get(ecu, ()) + codes
         return DtcReport(stored=found[STORED_DTCS], pending=found[PENDING_DTCS])
 
     def read_values(self, pids: list[int] | tuple[int, ...]) -> list[Sample]:
@@ -132,15 +143,11 @@ class ObdReader:
         answered = False
         for i in range(0, len(pids), MAX_PIDS_PER_REQUEST):
             chunk = tuple(pids[i : i + MAX_PIDS_PER_REQUEST])
-            expect = frozenset(e for e, pids in self.supported.items() if pids & set(chunk))
+            expect = frozenset(e for e, known in self.supported.items() if known & set(chunk))
             answers = self.transport.request(bytes([0x01, *chunk]), expect or None)
             answered = answered or bool(answers)
-            for answer in self._positive(answers):
-                try:
-                    samples.extend(samples_from_answer(answer))
-                except MalformedResponseError as exc:
-                    log.warning("%s", exc)
-                    self.rejected["malformed"] += 1
+            for _, found in self._parsed(answers, samples_from_answer):
+                samples.extend(found)
         if pids and not answered:
             raise NoResponseError(f"no ECU answered mode 01 PIDs {[f'{p:02X}' for p in pids]}")
         return samples

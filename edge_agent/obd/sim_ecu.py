@@ -4,7 +4,7 @@ Each ECU answers supported-PID bitmaps, live values that follow a repeating driv
 over multi-frame ISO-TP and its stored and pending DTCs. Misbehaviour on request: ``silent``
 never answers, ``negative`` refuses every request with 0x7F, ``truncated`` stops a multi-frame
 answer after its first consecutive frame, ``pending`` says "response pending" (NRC 0x78) and
-answers :data:`PENDING_DELAY_S` later.
+answers :data:`PENDING_DELAY_S` later, ``malformed`` drops the last byte of every answer.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .reassembly import FUNCTIONAL_11BIT, FUNCTIONAL_29BIT, physical_request_id,
 
 log = logging.getLogger(__name__)
 
-Behaviour = Literal["normal", "silent", "negative", "truncated", "pending"]
+Behaviour = Literal["normal", "silent", "negative", "truncated", "pending", "malformed"]
 
 #: How late a ``pending`` ECU sends its real answer, after ``7F sid 78``.
 PENDING_DELAY_S = 0.3
@@ -76,6 +76,9 @@ class SimulatedEcu:
         service = request[0]
         if self.behaviour == "negative":
             return bytes([0x7F, service, 0x11])
+        if self.behaviour == "malformed":
+            answer = SimulatedEcu(self.response_id, self.pids, self.vin).answer(request, t)
+            return answer[:-1] if answer else None
         if service == 0x01:
             return self._mode01(request[1:], t)
         if service == 0x09 and request[1:2] == bytes([VIN_PID]):

@@ -127,3 +127,15 @@ def test_response_pending_extends_the_wait(channel: str, bus: can.BusABC) -> Non
         answers = transport.request(bytes([0x01, 0x0D]), frozenset({"7E8", "7E9"}))
         assert sorted(a.ecu for a in answers) == ["7E8", "7E9"]
         assert all(not a.is_negative for a in answers)
+
+
+def test_malformed_answers_are_counted_and_others_kept(channel: str, bus: can.BusABC) -> None:
+    broken = SimulatedEcu(0x7EB, behaviour="malformed")
+    with EcuSimulator([ENGINE, broken], channel=channel):
+        reader = ObdReader(IsoTpTransport(bus))
+        assert list(reader.discover()) == ["7E8"]  # 7EB's bitmap is 3 bytes
+        assert reader.read_vin().vin == DEMO_VIN  # 7EB's VIN has 16 characters
+        assert list(reader.read_dtcs().stored) == ["7E8"]  # 7EB's codes end mid-pair
+        samples = reader.read_values([0x0C, 0x0D])
+        assert {s.source for s in samples} == {"obd:7E8"}
+        assert reader.rejected["malformed"] >= 3  # bitmap, stored and pending DTCs

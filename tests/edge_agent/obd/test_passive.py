@@ -48,7 +48,7 @@ def record_live_poll(channel: str, log_path: Path, extended: bool) -> list[Sampl
     """Poll while a third bus node writes every frame on the channel to a candump log."""
     sniffer = can.Bus(interface="virtual", channel=channel)
     writer = can.Logger(str(log_path))
-    notifier = can.Notifier(sniffer, [writer])
+    notifier = can.Notifier(sniffer, [writer], timeout=0.05)
     try:
         return poll_simulated_car(channel, extended)
     finally:

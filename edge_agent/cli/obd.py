@@ -18,6 +18,8 @@ from ..obd.errors import ObdError
 from ..obd.pids import PIDS
 from ..obd.polling import DEFAULT_RATES, Poller, Schedule
 from ..obd.reader import ObdReader
+from ..obd.sim_ecu import EcuSimulator, SimulatedEcu
+from ..obd.sim_elm327 import Elm327Simulator
 from ..obd.transport import ObdTransport
 from ..samples import Sample
 
@@ -38,6 +40,12 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     link = parser.add_mutually_exclusive_group(required=True)
     link.add_argument("--serial", metavar="PORT", help="ELM327 port or pyserial URL")
     link.add_argument("--can", metavar="CHANNEL", help="CAN channel (e.g. can0)")
+    link.add_argument(
+        "--simulate",
+        choices=("can", "can29", "elm327"),
+        help="no car: run against the built-in ECU simulator (engine + gearbox) over ISO-TP"
+        " on a virtual bus (11 or 29-bit) or behind the ELM327 simulator on a pty",
+    )
     parser.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="ELM327 baud rate")
     parser.add_argument(
         "--interface", default="socketcan", help="python-can interface for --can (socketcan)"
@@ -153,6 +161,19 @@ def _print_sample_lines(samples: list[Sample]) -> None:
 
 def _do_obd(args: argparse.Namespace) -> int:
     rates = poll_rates(args.rate)
+    if args.simulate is None:
+        return _run(args, rates)
+    ecus = [SimulatedEcu(0x7E8), SimulatedEcu(0x7E9, pids=frozenset({0x0D, 0x05}), vin=None)]
+    extended = args.simulate == "can29"
+    if args.simulate == "elm327":
+        with Elm327Simulator(ecus) as elm:
+            return _run(argparse.Namespace(**{**vars(args), "serial": elm.port}), rates)
+    with EcuSimulator(ecus, channel="msp-obd-sim", extended=extended):
+        overrides = {"can": "msp-obd-sim", "interface": "virtual"}
+        return _run(argparse.Namespace(**{**vars(args), **overrides}), rates)
+
+
+def _run(args: argparse.Namespace, rates: dict[int, float]) -> int:
     transport = _open(args)
     try:
         reader = ObdReader(transport)

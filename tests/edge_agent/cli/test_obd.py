@@ -116,3 +116,16 @@ def test_bad_rate_exits_2_before_touching_the_car(
         poll_rates([spec])
     assert main(["obd", "--serial", "/nonexistent/ttyOBD", "--rate", spec]) == 2
     assert message.split(":", maxsplit=1)[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("mode", "ecus"),
+    [("can", ["7E8", "7E9"]), ("can29", ["18DAF1E8", "18DAF1E9"]), ("elm327", ["7E8", "7E9"])],
+)
+def test_simulate_needs_no_car(
+    mode: str, ecus: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["obd", "--simulate", mode, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ecus"] == ecus
+    assert report["vin"] == DEMO_VIN

@@ -107,40 +107,7 @@ def _open(args: argparse.Namespace) -> ObdTransport:
     return IsoTpTransport(bus, addressing=args.addressing, timeout=args.timeout, own_bus=True)
 
 
-def _unique(codes: dict[str, tuple[str, ...]]) -> list[str]:
-    return list(dict.fromkeys(code for ecu in sorted(codes) for code in codes[ecu]))
-
-
-def read_report(reader: ObdReader) -> dict[str, Any]:
-    """Return what ``msp-agent obd --json`` prints; a VIN or DTC failure leaves null/empty."""
-    supported = reader.discover()
-    report: dict[str, Any] = {
-        "vin": None,
-        "vin_check_digit_ok": None,
-        "protocol": reader.transport.protocol,
-        "ecus": sorted(supported),
-        "supported_pids": [f"{pid:02X}" for pid in sorted(reader.all_supported())],
-        "dtcs": {"stored": [], "pending": []},
-        "values": {},
-    }
-    try:
-        vin = reader.read_vin()
-        report["vin"], report["vin_check_digit_ok"] = vin.vin, vin.check_digit_ok
-    except ObdError as exc:
-        log.warning("VIN: %s", exc)
-    try:
-        dtcs = reader.read_dtcs()
-        report["dtcs"] = {"stored": _unique(dtcs.stored), "pending": _unique(dtcs.pending)}
-    except ObdError as exc:
-        log.warning("DTCs: %s", exc)
-    pids = sorted(p for p in reader.all_supported() if p in PIDS)
-    samples = reader.read_values(pids) if pids else []
-    for sample in sorted(samples, key=lambda s: s.source):  # lowest ECU (engine) first
-        report["values"].setdefault(sample.name, sample.value)
-    return report
-
-
-def _print_text(report: dict[str, Any]) -> None:
+def _print_text(report: dict[str, Any]) -> None:  # the JSON form, as text
     check = {True: "check digit ok", False: "CHECK DIGIT FAILS", None: "no check digit"}
     print(f"protocol:       {report['protocol']}")
     print(f"ECUs:           {', '.join(report['ecus'])}")
@@ -177,7 +144,7 @@ def _run(args: argparse.Namespace, rates: dict[int, float]) -> int:
     transport = _open(args)
     try:
         reader = ObdReader(transport)
-        report = read_report(reader)
+        report = reader.snapshot().to_json()
         if args.json:
             print(json.dumps(report, indent=2))
         else:

@@ -7,11 +7,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..samples import Sample
 from .diagnostics import PENDING_DTCS, STORED_DTCS, VIN_PID, Vin, parse_dtcs, parse_vin
-from .errors import MalformedResponseError, NegativeResponseError, NoResponseError
+from .errors import MalformedResponseError, NegativeResponseError, NoResponseError, ObdError
 from .pids import MAX_PIDS_PER_REQUEST, PIDS, SUPPORT_PIDS, decode_supported, split_mode01
 from .transport import EcuAnswer, ObdTransport
 
@@ -50,6 +50,41 @@ class DtcReport:
 
     stored: dict[str, tuple[str, ...]]
     pending: dict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class ObdSnapshot:
+    """Everything ``msp-agent obd`` reports: identity, capabilities, trouble codes, values.
+
+    ``vin`` and ``dtcs`` are None when they could not be read (the reason is logged);
+    ``values`` holds one value per signal, from the lowest-named ECU that answered.
+    """
+
+    protocol: str
+    ecus: tuple[str, ...]
+    supported_pids: frozenset[int]
+    vin: Vin | None
+    dtcs: DtcReport | None
+    values: tuple[Sample, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``msp-agent obd --json`` object (see docs/obd.md)."""
+
+        def merged(codes: dict[str, tuple[str, ...]]) -> list[str]:
+            return list(dict.fromkeys(code for ecu in sorted(codes) for code in codes[ecu]))
+
+        return {
+            "vin": self.vin.vin if self.vin else None,
+            "vin_check_digit_ok": self.vin.check_digit_ok if self.vin else None,
+            "protocol": self.protocol,
+            "ecus": list(self.ecus),
+            "supported_pids": [f"{pid:02X}" for pid in sorted(self.supported_pids)],
+            "dtcs": {
+                "stored": merged(self.dtcs.stored) if self.dtcs else [],
+                "pending": merged(self.dtcs.pending) if self.dtcs else [],
+            },
+            "values": {s.name: s.value for s in self.values},
+        }
 
 
 @dataclass(slots=True)
@@ -133,6 +168,36 @@ class ObdReader:
                 # += keeps every code when answers share a name (ELM327 with headers off)
                 found[service][ecu] = found[service].get(ecu, ()) + codes
         return DtcReport(stored=found[STORED_DTCS], pending=found[PENDING_DTCS])
+
+    def snapshot(self) -> ObdSnapshot:
+        """Discover, then read VIN, DTCs and every supported value once.
+
+        Raises NoResponseError when no ECU answers discovery; a VIN or DTC failure is logged
+        and leaves that field None.
+        """
+        supported = self.discover()
+        vin: Vin | None = None
+        dtcs: DtcReport | None = None
+        try:
+            vin = self.read_vin()
+        except ObdError as exc:
+            log.warning("VIN: %s", exc)
+        try:
+            dtcs = self.read_dtcs()
+        except ObdError as exc:
+            log.warning("DTCs: %s", exc)
+        pids = sorted(p for p in self.all_supported() if p in PIDS)
+        first: dict[str, Sample] = {}
+        for sample in sorted(self.read_values(pids), key=lambda s: s.source):
+            first.setdefault(sample.name, sample)
+        return ObdSnapshot(
+            protocol=self.transport.protocol,
+            ecus=tuple(supported),
+            supported_pids=self.all_supported(),
+            vin=vin,
+            dtcs=dtcs,
+            values=tuple(first.values()),
+        )
 
     def read_values(self, pids: list[int] | tuple[int, ...]) -> list[Sample]:
         """Return samples for ``pids`` (requested at most 6 at a time) from every ECU answering.

@@ -1,4 +1,4 @@
-"""Diagnostic answers: mode 03/07 trouble codes (``P0133``) and the mode 09 PID 02 VIN."""
+"""Diagnostic answers: mode 03/07/0A trouble codes (``P0133``) and the mode 09 PID 02 VIN."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 
 STORED_DTCS = 0x03
 PENDING_DTCS = 0x07
+PERMANENT_DTCS = 0x0A
 VEHICLE_INFO = 0x09
 VIN_PID = 0x02
 
@@ -37,7 +38,7 @@ def encode_dtc(code: str) -> bytes:
 
 
 def parse_dtcs(payload: bytes, service: int, ecu: str = "?") -> list[str]:
-    """Return the codes in a mode 03/07 answer on CAN: ``43|47 count (hi lo)*``.
+    """Return the codes in a mode 03/07/0A answer on CAN: ``43|47|4A count (hi lo)*``.
 
     ``00 00`` pairs are padding and skipped. A count that disagrees with the pairs present is
     logged and the pairs present are kept (they are the data); an odd byte count or a wrong
@@ -67,7 +68,7 @@ def parse_dtcs(payload: bytes, service: int, ecu: str = "?") -> list[str]:
 
 
 def dtc_answer(service: int, codes: list[str]) -> bytes:
-    """Return the mode 03/07 answer an ECU sends for ``codes`` (used by the simulators)."""
+    """Return the mode 03/07/0A answer an ECU sends for ``codes`` (used by the simulators)."""
     return bytes([service + 0x40, len(codes)]) + b"".join(encode_dtc(c) for c in codes)
 
 

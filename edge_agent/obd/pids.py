@@ -11,6 +11,9 @@ from .errors import MalformedResponseError
 #: Mode 01 PIDs whose answer is a 32-bit bitmap of the next 32 supported PIDs.
 SUPPORT_PIDS: tuple[int, ...] = (0x00, 0x20, 0x40, 0x60, 0x80, 0xA0, 0xC0, 0xE0)
 
+#: Mode 01 PID 01: MIL (check-engine lamp) state and stored-DTC count, then monitor bits.
+MONITOR_STATUS = 0x01
+
 #: At most this many PIDs in one mode 01 request (ISO 15765-4 allows 6; older ECUs reject more).
 MAX_PIDS_PER_REQUEST = 6
 
@@ -101,9 +104,21 @@ def encode_supported(base: int, pids: frozenset[int] | set[int]) -> bytes:
     return bits.to_bytes(4, "big")
 
 
+def decode_monitor_status(data: bytes) -> tuple[bool, int]:
+    """Return ``(MIL on, number of stored DTCs)`` from PID 01's 4 bytes (byte A)."""
+    if len(data) != 4:
+        raise ValueError(f"PID 0x01 needs 4 data bytes, got {len(data)}")
+    return bool(data[0] & 0x80), data[0] & 0x7F
+
+
+def encode_monitor_status(mil: bool, dtc_count: int) -> bytes:
+    """Return PID 01's 4 bytes for a MIL state and DTC count (monitor bits all clear)."""
+    return bytes([(0x80 if mil else 0) | min(dtc_count, 0x7F), 0, 0, 0])
+
+
 def data_length(pid: int) -> int | None:
     """Return how many data bytes PID ``pid`` carries, or None for a PID not in the table."""
-    if pid in SUPPORT_PIDS:
+    if pid in SUPPORT_PIDS or pid == MONITOR_STATUS:
         return 4
     spec = PIDS.get(pid)
     return spec.length if spec else None

@@ -9,15 +9,36 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+from msp_protocol import bodies
+
 from ..samples import Sample
-from .diagnostics import PENDING_DTCS, STORED_DTCS, VIN_PID, Vin, parse_dtcs, parse_vin
+from .diagnostics import (
+    PENDING_DTCS,
+    PERMANENT_DTCS,
+    STORED_DTCS,
+    VIN_PID,
+    Vin,
+    parse_dtcs,
+    parse_vin,
+)
 from .errors import MalformedResponseError, NegativeResponseError, NoResponseError, ObdError
-from .pids import MAX_PIDS_PER_REQUEST, PIDS, SUPPORT_PIDS, decode_supported, split_mode01
+from .pids import (
+    MAX_PIDS_PER_REQUEST,
+    MONITOR_STATUS,
+    PIDS,
+    SUPPORT_PIDS,
+    decode_monitor_status,
+    decode_supported,
+    split_mode01,
+)
 from .transport import EcuAnswer, ObdTransport
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: PID 0xA6, the odometer, for the ``dtc`` record.
+ODOMETER_PID = 0xA6
 
 
 def source_name(ecu: str) -> str:
@@ -46,10 +67,30 @@ def _dtcs_of(answer: EcuAnswer, service: int) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class DtcReport:
-    """Trouble codes per ECU: ``stored`` (mode 03) and ``pending`` (mode 07)."""
+    """Trouble codes per ECU: ``stored`` (mode 03), ``pending`` (07), ``permanent`` (0A).
+
+    ``mil`` is the check-engine lamp (PID 01) of any ECU, None when none reported it.
+    """
 
     stored: dict[str, tuple[str, ...]]
     pending: dict[str, tuple[str, ...]]
+    permanent: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    mil: bool | None = None
+
+    def codes(self, status: str) -> list[str]:
+        """The codes of one status (``stored``, ``pending``, ``permanent``) over all ECUs."""
+        by_ecu: dict[str, tuple[str, ...]] = getattr(self, status)
+        return list(dict.fromkeys(code for ecu in sorted(by_ecu) for code in by_ecu[ecu]))
+
+    def body(self, odometer_km: float | None) -> bodies.Dtc:
+        """The ``dtc`` record body; with no MIL reading, MIL is taken as on iff codes are stored."""
+        codes = tuple(
+            bodies.TroubleCode(code, status)
+            for status in ("stored", "pending", "permanent")
+            for code in self.codes(status)
+        )
+        mil = self.mil if self.mil is not None else bool(self.codes("stored"))
+        return bodies.Dtc(codes=codes, mil=mil, odometer_km=odometer_km)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +111,6 @@ class ObdSnapshot:
     def to_json(self) -> dict[str, Any]:
         """The ``msp-agent obd --json`` object (see docs/obd.md)."""
 
-        def merged(codes: dict[str, tuple[str, ...]]) -> list[str]:
-            return list(dict.fromkeys(code for ecu in sorted(codes) for code in codes[ecu]))
-
         return {
             "vin": self.vin.vin if self.vin else None,
             "vin_check_digit_ok": self.vin.check_digit_ok if self.vin else None,
@@ -80,9 +118,10 @@ class ObdSnapshot:
             "ecus": list(self.ecus),
             "supported_pids": [f"{pid:02X}" for pid in sorted(self.supported_pids)],
             "dtcs": {
-                "stored": merged(self.dtcs.stored) if self.dtcs else [],
-                "pending": merged(self.dtcs.pending) if self.dtcs else [],
+                status: self.dtcs.codes(status) if self.dtcs else []
+                for status in ("stored", "pending", "permanent")
             },
+            "mil": self.dtcs.mil if self.dtcs else None,
             "values": {s.name: s.value for s in self.values},
         }
 
@@ -157,17 +196,48 @@ class ObdReader:
                 problems.append(str(exc))
         raise MalformedResponseError("; ".join(problems) or "every ECU refused the VIN request")
 
+    def read_mil(self) -> bool | None:
+        """Return whether any ECU has the check-engine lamp on (PID 01); None if none says."""
+        answers = self.transport.request(bytes([0x01, MONITOR_STATUS]))
+        states = [
+            decode_monitor_status(data)[0]
+            for _, pairs in self._parsed(answers, lambda a: split_mode01(a.payload, a.ecu))
+            for pid, data in pairs
+            if pid == MONITOR_STATUS
+        ]
+        return any(states) if states else None
+
     def read_dtcs(self) -> DtcReport:
-        """Return stored (mode 03) and pending (mode 07) codes of every ECU that answers."""
+        """Return stored (03), pending (07) and permanent (0A) codes and the MIL state.
+
+        Raises NoResponseError when no ECU answers mode 03 or 07; cars without mode 0A
+        (before 2010) or PID 01 just leave those empty.
+        """
         found: dict[int, dict[str, tuple[str, ...]]] = {}
-        for service in (STORED_DTCS, PENDING_DTCS):
+        for service in (STORED_DTCS, PENDING_DTCS, PERMANENT_DTCS):
             found[service] = {}
-            answers = self._ask(bytes([service]))
+            answers = self.transport.request(bytes([service]))
+            if not answers and service != PERMANENT_DTCS:
+                raise NoResponseError(f"no ECU answered {service:02X}")
             parse = partial(_dtcs_of, service=service)
             for ecu, codes in self._parsed(answers, parse):
                 # += keeps every code when answers share a name (ELM327 with headers off)
                 found[service][ecu] = found[service].get(ecu, ()) + codes
-        return DtcReport(stored=found[STORED_DTCS], pending=found[PENDING_DTCS])
+        return DtcReport(
+            stored=found[STORED_DTCS],
+            pending=found[PENDING_DTCS],
+            permanent=found[PERMANENT_DTCS],
+            mil=self.read_mil(),
+        )
+
+    def dtc_body(self) -> bodies.Dtc:
+        """Read trouble codes, MIL and (when supported) the odometer: a ``dtc`` record body."""
+        report = self.read_dtcs()
+        odometer = None
+        if ODOMETER_PID in self.all_supported():
+            readings = [s.value for s in self.read_values([ODOMETER_PID])]
+            odometer = float(readings[0]) if readings else None
+        return report.body(odometer)
 
     def snapshot(self) -> ObdSnapshot:
         """Discover, then read VIN, DTCs and every supported value once.

@@ -18,9 +18,16 @@ from typing import Literal
 
 import can
 
-from .diagnostics import PENDING_DTCS, STORED_DTCS, VIN_PID, dtc_answer, vin_answer
+from .diagnostics import (
+    PENDING_DTCS,
+    PERMANENT_DTCS,
+    STORED_DTCS,
+    VIN_PID,
+    dtc_answer,
+    vin_answer,
+)
 from .isotp_link import IsoTpLink
-from .pids import PIDS, SUPPORT_PIDS, encode_supported
+from .pids import MONITOR_STATUS, PIDS, SUPPORT_PIDS, encode_monitor_status, encode_supported
 from .reassembly import FUNCTIONAL_11BIT, FUNCTIONAL_29BIT, physical_request_id, segment
 
 log = logging.getLogger(__name__)
@@ -63,10 +70,11 @@ class SimulatedEcu:
     """One simulated ECU: where it answers, what it supports and how it behaves."""
 
     response_id: int = 0x7E8
-    pids: frozenset[int] = frozenset(PIDS)
+    pids: frozenset[int] = frozenset(PIDS) | {MONITOR_STATUS}
     vin: str | None = DEMO_VIN
     stored_dtcs: tuple[str, ...] = ("P0133", "C0035")
     pending_dtcs: tuple[str, ...] = ("P0420",)
+    permanent_dtcs: tuple[str, ...] = ()
     behaviour: Behaviour = "normal"
 
     def answer(self, request: bytes, t: float) -> bytes | None:
@@ -87,6 +95,8 @@ class SimulatedEcu:
             return dtc_answer(service, list(self.stored_dtcs))
         if service == PENDING_DTCS:
             return dtc_answer(service, list(self.pending_dtcs))
+        if service == PERMANENT_DTCS:
+            return dtc_answer(service, list(self.permanent_dtcs))
         return bytes([0x7F, service, 0x11])
 
     def _mode01(self, pids: bytes, t: float) -> bytes | None:
@@ -95,6 +105,10 @@ class SimulatedEcu:
         for pid in pids:
             if pid in SUPPORT_PIDS and (pid == 0 or pid in advertised):
                 out += bytes([pid]) + encode_supported(pid, advertised)
+            elif pid == MONITOR_STATUS and pid in self.pids:
+                out += bytes([pid]) + encode_monitor_status(
+                    bool(self.stored_dtcs), len(self.stored_dtcs)
+                )
             elif pid in self.pids and pid in PIDS:
                 out += bytes([pid]) + PIDS[pid].encode(drive_value(pid, t))
         return bytes(out) if len(out) > 1 else None  # unsupported PIDs get silence, per J1979

@@ -25,6 +25,7 @@ def check_report(report: dict[str, object], ecus: list[str], protocol: str) -> N
         "ecus",
         "supported_pids",
         "dtcs",
+        "mil",
         "values",
     }
     assert report["vin"] == DEMO_VIN
@@ -32,7 +33,8 @@ def check_report(report: dict[str, object], ecus: list[str], protocol: str) -> N
     assert report["protocol"] == protocol
     assert report["ecus"] == ecus
     assert {"0C", "0D", "5E", "A6"} <= set(report["supported_pids"])  # type: ignore[arg-type]
-    assert report["dtcs"] == {"stored": ["P0133", "C0035"], "pending": ["P0420"]}
+    assert report["dtcs"] == {"stored": ["P0133", "C0035"], "pending": ["P0420"], "permanent": []}
+    assert report["mil"] is True
     values = report["values"]
     assert isinstance(values, dict)
     assert 0 <= values["Vehicle.Speed"] <= 85

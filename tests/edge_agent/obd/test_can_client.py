@@ -10,6 +10,8 @@ from edge_agent.obd.errors import MalformedResponseError, NoResponseError
 from edge_agent.obd.pids import PIDS
 from edge_agent.obd.reader import ObdReader
 from edge_agent.obd.sim_ecu import DEMO_VIN, EcuSimulator, SimulatedEcu, drive_value
+from msp_protocol.codec import to_json
+from msp_protocol.records import body_from_json
 
 ENGINE = SimulatedEcu(0x7E8)
 GEARBOX = SimulatedEcu(0x7E9, pids=frozenset({0x0D, 0x05}), vin=None, stored_dtcs=("P0700",))
@@ -139,3 +141,35 @@ def test_malformed_answers_are_counted_and_others_kept(channel: str, bus: can.Bu
         samples = reader.read_values([0x0C, 0x0D])
         assert {s.source for s in samples} == {"obd:7E8"}
         assert reader.rejected["malformed"] >= 3  # bitmap, stored and pending DTCs
+
+
+def test_dtc_record_body(channel: str, bus: can.BusABC) -> None:
+    engine = SimulatedEcu(0x7E8, permanent_dtcs=("P0133",))
+    with EcuSimulator([engine, GEARBOX], channel=channel):
+        reader = ObdReader(IsoTpTransport(bus))
+        reader.discover()
+        report = reader.read_dtcs()
+        assert report.permanent == {"7E8": ("P0133",), "7E9": ()}
+        assert report.mil is True  # the engine has stored codes and says so in PID 01
+        body = reader.dtc_body()
+    statuses = [(c.code, c.status) for c in body.codes]
+    assert statuses == [
+        ("P0133", "stored"),
+        ("C0035", "stored"),
+        ("P0700", "stored"),
+        ("P0420", "pending"),
+        ("P0133", "permanent"),
+    ]
+    assert body.mil is True
+    assert body.odometer_km == pytest.approx(12345.6, abs=0.2)
+    assert body_from_json("dtc", to_json(body)) == body  # valid against the shipped schema
+
+
+def test_clean_car_has_mil_off(channel: str, bus: can.BusABC) -> None:
+    clean = SimulatedEcu(0x7E8, stored_dtcs=(), pending_dtcs=(), pids=frozenset({0x0D, 0x01}))
+    with EcuSimulator([clean], channel=channel):
+        reader = ObdReader(IsoTpTransport(bus))
+        reader.discover()
+        body = reader.dtc_body()
+    assert body.codes == () and body.mil is False
+    assert body.odometer_km is None  # no PID A6 on this car

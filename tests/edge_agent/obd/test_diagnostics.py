@@ -52,6 +52,7 @@ def test_parse_dtcs_skips_padding_and_keeps_codes() -> None:
     assert parse_dtcs(bytes.fromhex("4303013340350000"), 0x03) == ["P0133", "C0035"]
     assert parse_dtcs(dtc_answer(0x07, ["P0420"]), 0x07) == ["P0420"]
     assert parse_dtcs(bytes.fromhex("4300"), 0x03) == []
+    assert parse_dtcs(bytes.fromhex("4A01D123"), 0x0A) == ["U1123"]  # permanent
 
 
 def test_parse_dtcs_keeps_codes_when_the_count_disagrees(caplog: pytest.LogCaptureFixture) -> None:

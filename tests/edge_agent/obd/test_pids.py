@@ -10,7 +10,9 @@ from edge_agent import signals
 from edge_agent.obd.errors import MalformedResponseError
 from edge_agent.obd.pids import (
     PIDS,
+    decode_monitor_status,
     decode_supported,
+    encode_monitor_status,
     encode_supported,
     mode01_request,
     split_mode01,
@@ -124,3 +126,12 @@ def test_request_carries_at_most_six_pids() -> None:
     assert mode01_request([0x0C, 0x0D]) == b"\x01\x0c\x0d"
     with pytest.raises(ValueError, match="1 to 6 PIDs, got 7"):
         mode01_request(list(range(1, 8)))
+
+
+def test_monitor_status_by_hand_and_round_trip() -> None:
+    assert decode_monitor_status(bytes.fromhex("83076500")) == (True, 3)  # A = 1000 0011
+    assert decode_monitor_status(bytes.fromhex("00076500")) == (False, 0)
+    for mil in (False, True):
+        for count in range(0x80):
+            assert decode_monitor_status(encode_monitor_status(mil, count)) == (mil, count)
+    assert split_mode01(bytes.fromhex("410183076500"))[0] == (0x01, bytes.fromhex("83076500"))

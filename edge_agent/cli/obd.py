@@ -115,6 +115,8 @@ def _print_text(report: dict[str, Any]) -> None:  # the JSON form, as text
     print(f"supported PIDs: {' '.join(report['supported_pids'])}")
     print(f"stored DTCs:    {' '.join(report['dtcs']['stored']) or '-'}")
     print(f"pending DTCs:   {' '.join(report['dtcs']['pending']) or '-'}")
+    print(f"permanent DTCs: {' '.join(report['dtcs']['permanent']) or '-'}")
+    print(f"MIL:            {({True: 'on', False: 'off', None: 'unknown'})[report['mil']]}")
     units = {p.signal: p.unit for p in PIDS.values()}
     for name, value in report["values"].items():
         print(f"{name} = {value:g} {units.get(name, '')}")

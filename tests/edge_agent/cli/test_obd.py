@@ -68,6 +68,7 @@ def test_text_report_and_polling(capsys: pytest.CaptureFixture[str]) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert f"VIN:            {DEMO_VIN} (check digit ok)" in lines
     assert "stored DTCs:    P0133 C0035" in lines
+    assert "MIL:            on" in lines
     polled = [json.loads(line) for line in lines if line.startswith("{")]
     assert polled, "no samples polled"
     assert {p["source"] for p in polled} <= {"obd:7E8", "obd:7E9"}

@@ -243,6 +243,10 @@ class Ingestor:
         waiting = self._waiting.get(device, {})
         declared = self._declared.get(device, {})
         head = self._head(state, device)
+        for stale in [s for s in waiting if s <= head.seq]:
+            del waiting[stale]  # committed meanwhile by another worker
+        for stale in [s for s in declared if s <= head.seq]:
+            del declared[stale]
         while True:
             eviction = declared.pop(head.seq + 1, None)
             if eviction is not None:

@@ -234,6 +234,17 @@ def test_two_workers_sharing_one_store_pass_the_chain_between_them(store, device
     assert send(b, gw, t2, t4) == [Ack("gw-1", 2)]
     assert a.process([]) == [Ack("gw-1", 3)]  # a's waiting seq 3 now follows b's seq 2
     assert b.process([]) == [Ack("gw-1", 4)]
+    assert a.waiting == 0 and b.waiting == 0
+
+
+def test_a_record_committed_by_another_worker_stops_waiting(store, device_ca, card_issuer):
+    gw = enrolled(store, device_ca)
+    a, b = Ingestor(store, card_issuer.anchors()), Ingestor(store, card_issuer.anchors())
+    t1, t2, t3, t4 = (gw.sign(trip(), "trip") for _ in range(4))
+    send(a, gw, t1, t3)
+    assert a.waiting == 1
+    assert send(b, gw, t2, t3, t4) == [Ack("gw-1", 4)]  # b got 3 again (a re-send)
+    assert a.process([]) == [] and a.waiting == 0
 
 
 _FUZZ_KEY = ed25519.Ed25519PrivateKey.generate()

@@ -171,3 +171,20 @@ def test_two_registry_workers_share_the_load(deployment: Deployment) -> None:
         first.terminate()
         first.wait(10)
     assert deployment.verify(gw, 80).records == 80
+
+
+def test_gateway_started_before_the_broker(deployment: Deployment) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    broker = deployment.broker
+    assert broker is not None
+    broker.stop()
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 10)
+    uplink = MqttUplink(deployment.uplink_config(gw), outbox)
+    with UplinkThread(uplink):
+        time.sleep(1.5)  # the first connection attempts fail; paho keeps retrying, backing off
+        assert not uplink.connected and outbox.stats().rows == 10
+        broker.start()
+        deployment.start_registry()
+        wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain")
+    assert deployment.verify(gw, 10).records == 10

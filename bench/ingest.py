@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from cloud_sync.registry import enroll_device
 from cloud_sync.sqlite_store import SqliteStore
 from msp_protocol import bodies
 from msp_protocol.jws import Signer, record_hash, split
-from msp_protocol.records import Record, format_ts
+from msp_protocol.records import Record, format_ts, parse_ts
 from msp_protocol.topics import ack_topic, parse_ack, rec_topic
 
 T0 = 1_795_000_000.0
@@ -71,6 +72,8 @@ class Gateway:
         self.client.tls_set(ca_certs=str(ca), certfile=str(cert), keyfile=str(key))
         self.client.max_inflight_messages_set(1000)
         self.client.on_message = self._on_message
+        self.client.on_socket_open = lambda _c, _u, sock: sock.setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as edge_agent.uplink does
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(ack_topic("gw-bench"), qos=1)
         self.client.loop_start()
@@ -84,6 +87,18 @@ class Gateway:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def commit_span(db: Path) -> float:
+    """Seconds between the first and the last commit of the registry (its own clock)."""
+    store = SqliteStore(db)
+    try:
+        first, last = store._conn.execute(  # the bench reads the registry's own timestamps
+            "SELECT min(received_at), max(received_at) FROM records"
+        ).fetchone()
+    finally:
+        store.close()
+    return (parse_ts(last) - parse_ts(first)).total_seconds()
 
 
 def head(db: Path) -> int:
@@ -148,6 +163,7 @@ def main() -> None:
         reg = subprocess.Popen(registry_cmd)
         wait_head(root / "registry.db", args.records)
         drained = time.perf_counter() - began  # includes the worker's start-up
+        span = commit_span(root / "registry.db")
         # 2. ack latency at a fixed offered rate, registry running
         sent: list[float] = []
         period = 1.0 / args.rate
@@ -173,10 +189,12 @@ def main() -> None:
         if j < len(acks):
             latencies.append((acks[j][0] - at) * 1000)
     rate = args.records / drained
+    steady = (args.records - 1) / span
     q = statistics.quantiles(latencies, n=100)
     print(f"bare Ed25519 verify, one core:        {bare:10.0f} records/s (baseline)")
-    print(f"registry worker via mosquitto:        {rate:10.0f} records/s "
-          f"= {rate / bare:.3f} x baseline ({args.records} records, incl. start-up)")  # fmt: skip
+    print(f"registry worker via mosquitto:        {steady:10.0f} records/s "
+          f"= {steady / bare:.3f} x baseline (first to last commit of {args.records})")
+    print(f"  the same, with the worker's start-up: {rate:10.0f} records/s")
     print(f"ack latency at {args.rate:.0f} records/s offered:  p50 {q[49]:.1f} ms,"
           f" p99 {q[98]:.1f} ms ({len(latencies)} records)")  # fmt: skip
     print(f"(work files in {root})", file=sys.stderr)

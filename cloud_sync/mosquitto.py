@@ -94,6 +94,8 @@ def config_text(outdir: Path, layout: BrokerLayout) -> str:
             "persistence true",
             f"persistence_location {d}/data/",
             f"max_queued_messages {layout.max_queued_messages}",
+            "# records and acks are small and latency-bound: no Nagle delay",
+            "set_tcp_nodelay true",
             "",
             "# gateways: mutual TLS against the device CA; the certificate CN is the user name",
             f"listener {layout.device_port} {layout.device_bind}",

@@ -37,6 +37,7 @@ def test_mosquitto_config_files_and_modes(capsys, tmp_path):
     conf = (tmp_path / "b" / "mosquitto.conf").read_text()
     assert "listener 18883 0.0.0.0" in conf and "listener 11883 127.0.0.1" in conf
     assert "use_identity_as_username true" in conf and "require_certificate true" in conf
+    assert "set_tcp_nodelay true" in conf.splitlines()
     acl = (tmp_path / "b" / "acl").read_text().splitlines()
     assert "pattern write msp/v1/dev/%u/rec" in acl and "pattern read msp/v1/dev/%u/ack" in acl
     for secret in ("server.key", "registry.secret", "passwd"):

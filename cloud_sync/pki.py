@@ -95,11 +95,6 @@ class DeviceCa:
         self.cert = cert
         self._key = key
 
-    @property
-    def cert_path(self) -> Path:
-        """Path of the CA certificate (the ``cafile`` of the broker's device listener)."""
-        return self.directory / _CA_CERT
-
     @classmethod
     def open(cls, directory: Path, *, create: bool = True, name: str = "MSP device CA") -> DeviceCa:
         """Load the CA in ``directory``; create it there (P-256, 10 years) if absent and allowed."""

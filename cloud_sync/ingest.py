@@ -29,7 +29,7 @@ from msp_protocol.records import MAX_RECORD_BYTES, Record, parse_record
 from msp_protocol.topics import device_of_rec_topic
 
 from .cards import CardRejected, TrustAnchors, verify_session_start
-from .store import Accepted, Batch, CardIdentity, ChainHead, Eviction, Store
+from .store import Accepted, Batch, CardIdentity, ChainHead, Eviction, Fanout, Store
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,10 @@ class Ingestor:
         *,
         max_payload: int = MAX_RECORD_BYTES,
         max_waiting: int = 256,
+        fanout: Fanout | None = None,
     ) -> None:
         self.store = store
+        self.fanout = fanout
         self.anchors = anchors
         self.max_payload = max_payload
         self.max_waiting = max_waiting
@@ -129,7 +131,8 @@ class Ingestor:
                 self._drain(state, device)
                 if state.heads[device].seq > before:
                     state.touched.add(device)
-        self.store.commit(Batch(state.accepted, state.evictions, dict(state.rejections)))
+        batch = Batch(state.accepted, state.evictions, dict(state.rejections))
+        self.store.commit(batch, self.fanout)
         acks = []
         for device in sorted(state.touched):
             head = state.heads.get(device) or self.store.chain_head(device)

@@ -21,6 +21,7 @@ from .config import RegistryConfig
 from .errors import EnrolmentError, RegistryError
 from .ingest import Ingestor
 from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
+from .republish import Republisher
 from .sqlite_store import SqliteStore
 from .store import Device, Store
 from .worker import BrokerConfig, RegistryWorker
@@ -82,7 +83,8 @@ def serve(config: RegistryConfig, stop: threading.Event) -> None:
     anchors = TrustAnchors.load(config.anchors)
     store = SqliteStore(config.db)
     try:
-        ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting)
+        fanout = Republisher(store).publications
+        ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout)
         RegistryWorker(ingestor, broker_config(config)).run(stop)
     finally:
         store.close()

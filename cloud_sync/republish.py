@@ -22,7 +22,6 @@ import hmac
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from msp_protocol.codec import to_json
 from msp_protocol.errors import ProtocolError
@@ -30,17 +29,9 @@ from msp_protocol.jws import b64url
 from msp_protocol.records import Tier, kind_info, parse_ts
 from msp_protocol.topics import PUBLIC_STATS, fleet_topic
 
-from .store import Accepted, Store
+from .store import Accepted, Publication, Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Publication:
-    """One message to publish (QoS 1) once its record is committed."""
-
-    topic: str
-    payload: bytes
 
 
 def fleet_pseudonym(secret: bytes, fleet: str, person_id: str) -> str:

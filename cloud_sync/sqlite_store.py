@@ -28,7 +28,9 @@ from .store import (
     ChainHead,
     Device,
     Eviction,
+    Fanout,
     Person,
+    Publication,
     SessionRow,
     TripRow,
     VehicleRow,
@@ -72,6 +74,8 @@ CREATE TABLE IF NOT EXISTS emergencies (device TEXT NOT NULL, seq INTEGER NOT NU
   lon REAL, PRIMARY KEY (device, seq));
 CREATE TABLE IF NOT EXISTS rejections (reason TEXT PRIMARY KEY, count INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS fanout (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,
+  payload BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS trips_person ON trips (person_id, "end");
 CREATE INDEX IF NOT EXISTS sessions_person ON sessions (person_id, started_at);
 """
@@ -112,6 +116,9 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.executescript(_SCHEMA)
+            conn.execute(
+                "INSERT OR IGNORE INTO secrets VALUES ('pseudonym', ?)", (secrets.token_bytes(32),)
+            )
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open registry database: {exc}") from exc
         self._conn = conn
@@ -192,17 +199,15 @@ class SqliteStore:
                 for c in json.loads(row[0])]  # fmt: skip
 
     def pseudonym_secret(self) -> bytes:
-        """The registry's secret for per-fleet pseudonyms (made once, kept in the store)."""
+        """The registry's secret for per-fleet pseudonyms (made with the database)."""
         if self._secret is None:
-            self._conn.execute(
-                "INSERT OR IGNORE INTO secrets VALUES ('pseudonym', ?)", (secrets.token_bytes(32),)
-            )
             self._secret = bytes(self._one("SELECT value FROM secrets WHERE name = 'pseudonym'")[0])
         return self._secret
 
     # writing -----------------------------------------------------------------------------
-    def commit(self, batch: Batch) -> None:
-        """Commit the whole batch in one transaction; records already stored stay as they are."""
+    def commit(self, batch: Batch, fanout: Fanout | None = None) -> None:
+        """Commit the whole batch, and what ``fanout`` derives from its new records, in one
+        transaction; records already stored stay as they are."""
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -210,9 +215,13 @@ class SqliteStore:
                 for eviction in batch.evictions:
                     self._evict(eviction)
                     touched.add(eviction.device)
-                for accepted in batch.accepted:
-                    if self._insert(accepted):
-                        touched.add(accepted.record.device)
+                inserted = [acc for acc in batch.accepted if self._insert(acc)]
+                touched.update(acc.record.device for acc in inserted)
+                if fanout is not None and inserted:
+                    self._conn.executemany(
+                        "INSERT INTO fanout (topic, payload) VALUES (?, ?)",
+                        [(pub.topic, pub.payload) for pub in fanout(inserted)],
+                    )
                 for device in touched:
                     self._advance_head(device)
                 for reason, count in batch.rejections.items():
@@ -227,6 +236,17 @@ class SqliteStore:
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: commit failed: {exc}") from exc
+
+    def fanout_pending(self, limit: int) -> Sequence[tuple[int, Publication]]:
+        """Committed publications not yet taken by the broker, oldest first, with their ids."""
+        rows = self._conn.execute(
+            "SELECT id, topic, payload FROM fanout ORDER BY id LIMIT ?", (limit,)
+        )
+        return [(int(i), Publication(str(t), bytes(p))) for i, t, p in rows]
+
+    def fanout_done(self, ids: Sequence[int]) -> None:
+        """Forget publications the broker has acknowledged."""
+        self._conn.executemany("DELETE FROM fanout WHERE id = ?", [(i,) for i in ids])
 
     def _evict(self, ev: Eviction) -> None:
         self._conn.execute(
@@ -356,5 +376,5 @@ class SqliteStore:
     def counts(self) -> Mapping[str, int]:
         """Row counts per table."""
         tables = ("devices", "vehicles", "persons", "sessions", "records", "trips", "events",
-                  "dtcs", "emergencies", "evictions")  # fmt: skip
+                  "dtcs", "emergencies", "evictions", "fanout")  # fmt: skip
         return {t: int(self._one(f"SELECT count(*) FROM {t}")[0]) for t in tables}  # noqa: S608

@@ -9,7 +9,7 @@ implements the same protocol (and runs the same contract tests).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -84,6 +84,18 @@ class Eviction:
     first: int
     last: int
     last_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One message for fleets or the public, kept until the broker has taken it (QoS 1)."""
+
+    topic: str
+    payload: bytes
+
+
+#: Computes, inside the commit's transaction, what the committed records fan out to.
+Fanout = Callable[[Sequence[Accepted]], Sequence[Publication]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +177,16 @@ class Store(Protocol):
     def pseudonym_secret(self) -> bytes:
         """The registry's secret for per-fleet pseudonyms (made once, kept in the store)."""
 
-    def commit(self, batch: Batch) -> None:
-        """Commit the whole batch atomically; records already stored are left as they are."""
+    def commit(self, batch: Batch, fanout: Fanout | None = None) -> None:
+        """Commit the whole batch atomically; records already stored are left as they are.
+        ``fanout`` runs inside the transaction (it sees the batch's sessions and persons);
+        its publications are committed with the records, so none is lost to a crash."""
+
+    def fanout_pending(self, limit: int) -> Sequence[tuple[int, Publication]]:
+        """Committed publications not yet taken by the broker, oldest first, with their ids."""
+
+    def fanout_done(self, ids: Sequence[int]) -> None:
+        """Forget publications the broker has acknowledged."""
 
     def rejections(self) -> Mapping[str, int]:
         """Rejection counts by reason since the store was created."""

@@ -1,9 +1,11 @@
 """The registry worker: subscribes to every gateway's records, ingests them, acks after commit.
 
 paho's callbacks only put messages on a queue; the worker's own thread takes them in batches,
-runs :class:`cloud_sync.ingest.Ingestor` (one transaction per batch), publishes the acks and
-the fleets' copies (``cloud_sync.republish``), and only then acknowledges the messages to
-the broker (``manual_ack``), so a message the broker considers delivered is committed. The
+runs :class:`cloud_sync.ingest.Ingestor` (one transaction per batch, which also stores the
+fleets' copies from ``cloud_sync.republish``), publishes the acks, and only then acknowledges
+the messages to the broker (``manual_ack``), so a message the broker considers delivered is
+committed. The fleets' copies are published from the store and deleted once the broker
+acknowledges them, so they survive a registry crash too. The
 session is persistent (MQTT 5 ``clean_start`` false with a session expiry; 3.1.1
 ``clean_session`` false), so records published while the registry was down are delivered
 when it returns.
@@ -31,11 +33,11 @@ from msp_protocol.topics import REC_FILTER, REC_SHARED_FILTER, ack_topic, encode
 
 from .errors import BrokerError
 from .ingest import Ingestor
-from .republish import Republisher
 
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
+_DISCONNECTED = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,18 +108,26 @@ class RegistryWorker:
     """One registry worker on one broker connection; :meth:`run` blocks until ``stop`` is set."""
 
     def __init__(
-        self, ingestor: Ingestor, broker: BrokerConfig, *, batch_max: int = 500
+        self,
+        ingestor: Ingestor,
+        broker: BrokerConfig,
+        *,
+        batch_max: int = 500,
+        fanout_window: int = 200,
     ) -> None:
         self.ingestor = ingestor
-        self.republisher = Republisher(ingestor.store)
         self.broker = broker
         self.batch_max = batch_max
+        self.fanout_window = fanout_window
         self.connected = threading.Event()
         self._inbox: queue.Queue[_Message] = queue.Queue()
+        self._pubacks: queue.Queue[int] = queue.Queue()  # mids; _DISCONNECTED on a disconnect
+        self._fanout_mids: dict[int, int] = {}  # MQTT mid -> fanout row id, in flight
         self._client = make_client(broker, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
 
     # paho callbacks: network thread, paho's locks held; hand over and return
     def _on_connect(
@@ -133,10 +143,15 @@ class RegistryWorker:
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         self.connected.clear()
+        self._pubacks.put(_DISCONNECTED)
         log.warning("registry disconnected from the broker: %s", rc)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self._inbox.put(_Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
+        if not rc.is_failure:
+            self._pubacks.put(mid)
 
     def _connect(self) -> None:
         host, port, _tls = self.broker.endpoint()
@@ -172,6 +187,7 @@ class RegistryWorker:
     def step(self, timeout: float) -> int:
         """Ingest one batch of what arrived (waiting up to ``timeout`` for the first message);
         returns how many messages it handled."""
+        self._flush_fanout()
         try:
             batch = [self._inbox.get(timeout=timeout)]
         except queue.Empty:
@@ -187,9 +203,37 @@ class RegistryWorker:
         outcome = self.ingestor.ingest([(m.topic, m.payload) for m in batch])
         for ack in outcome.acks:
             self._client.publish(ack_topic(ack.device), encode_ack(ack.seq), qos=1)
-        for pub in self.republisher.publications(outcome.accepted):
-            self._client.publish(pub.topic, pub.payload, qos=1)
         for m in batch:
             if m.qos > 0:
                 self._client.ack(m.mid, m.qos)
+        self._flush_fanout()
         return len(batch)
+
+    def _flush_fanout(self) -> None:
+        """Publish committed fleet/public copies (QoS 1); forget each once the broker acks it.
+        Unacknowledged ones go out again after a reconnect or a restart: at least once."""
+        done: list[int] = []
+        while True:
+            try:
+                mid = self._pubacks.get_nowait()
+            except queue.Empty:
+                break
+            if mid == _DISCONNECTED:
+                self._fanout_mids.clear()
+            elif mid in self._fanout_mids:
+                done.append(self._fanout_mids.pop(mid))
+        store = self.ingestor.store
+        if done:
+            store.fanout_done(done)
+        room = self.fanout_window - len(self._fanout_mids)
+        if not self.connected.is_set() or room <= 0:
+            return
+        in_flight = set(self._fanout_mids.values())
+        for row_id, pub in store.fanout_pending(self.fanout_window):
+            if row_id in in_flight:
+                continue
+            info = self._client.publish(pub.topic, pub.payload, qos=1)
+            self._fanout_mids[info.mid] = row_id
+            room -= 1
+            if room == 0:
+                break

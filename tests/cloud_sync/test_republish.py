@@ -10,8 +10,11 @@ import threading
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa, cert_pem, key_pem, write_private
-from cloud_sync.republish import Publication, Republisher
+from cloud_sync.republish import Republisher
+from cloud_sync.sqlite_store import SqliteStore
+from cloud_sync.store import Publication
 from edge_agent.uplink import MqttUplink
 from msp_protocol import bodies
 from msp_protocol.records import format_ts
@@ -88,7 +91,11 @@ def test_fleet_operator_receives_only_its_fleet(deployment: Deployment, card_iss
     assert deployment.broker is not None
     deployment.broker.stop()  # regenerate the ACL now that fleets exist, as an operator would
     deployment.configure()
-    deployment.start()
+    left = SqliteStore(deployment.db)  # a copy committed just before a registry crash
+    left._conn.execute("INSERT INTO fanout (topic, payload) VALUES (?, ?)",
+                       ("msp/v1/fleet/acme/dtc", b"{}"))  # fmt: skip
+    left.close()
+    deployment.broker.start()
     ca = DeviceCa.open(deployment.root / "ca", create=False)
     got: dict[str, list[str]] = {"acme": [], "other": []}
     ready = threading.Barrier(3)
@@ -109,16 +116,33 @@ def test_fleet_operator_receives_only_its_fleet(deployment: Deployment, card_iss
         client.loop_start()
         clients.append(client)
     ready.wait(10)
+    deployment.start_registry()
     outbox = gw.open_outbox()
     gw.fill(outbox, 3)  # trips without a driver: the vehicle's own fleet receives them
     try:
         uplink = MqttUplink(deployment.uplink_config(gw), outbox)
         with UplinkThread(uplink):
-            wait_for(lambda: len(got["acme"]) == 3, "acme's three trips")
+            wait_for(lambda: len(got["acme"]) == 4, "acme's dtc and three trips")
+            wait_for(lambda: deployment.stats()["counts"]["fanout"] == 0, "fan-out acked")
         assert uplink.stats().acked == 3
     finally:
         for client in clients:
             client.disconnect()
             client.loop_stop()
-    assert got == {"acme": ["msp/v1/fleet/acme/trip"] * 3, "other": []}
+    assert got == {"acme": ["msp/v1/fleet/acme/dtc"] + ["msp/v1/fleet/acme/trip"] * 3,
+                   "other": []}  # fmt: skip
 
+
+
+def test_fanout_is_committed_with_the_records(store, device_ca, card_issuer):
+    gw = Gateway("gw-1", "JTCAR00001")
+    store.enroll(gw.device_row(device_ca, fleet="acme"))
+    ingestor = Ingestor(store, card_issuer.anchors(), fanout=Republisher(store).publications)
+    tokens = [gw.sign(trip(), "trip"), gw.sign(trip(), "trip")]
+    ingestor.process([(rec_topic("gw-1"), t.encode()) for t in tokens])
+    ingestor.process([(rec_topic("gw-1"), tokens[0].encode())])  # a duplicate fans out nothing
+    pending = store.fanout_pending(10)
+    assert [p.topic for _, p in pending] == ["msp/v1/fleet/acme/trip"] * 2
+    assert [json.loads(p.payload)["seq"] for _, p in pending] == [1, 2]
+    store.fanout_done([pending[0][0]])
+    assert [i for i, _ in store.fanout_pending(10)] == [pending[1][0]]

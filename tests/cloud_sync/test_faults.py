@@ -8,6 +8,7 @@ import os
 import signal
 import ssl
 import subprocess
+import sys
 import time
 
 import paho.mqtt.client as mqtt
@@ -188,3 +189,24 @@ def test_gateway_started_before_the_broker(deployment: Deployment) -> None:
         deployment.start_registry()
         wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain")
     assert deployment.verify(gw, 10).records == 10
+
+
+def test_registry_over_mutual_tls(deployment: Deployment) -> None:
+    """A registry on another host than the broker: mTLS with a CN=registry certificate."""
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    issued = DeviceCa.open(deployment.root / "ca", create=False).issue_client("registry")
+    cert, key = deployment.root / "registry.pem", deployment.root / "registry.key"
+    cert.write_bytes(cert_pem(issued.cert))
+    write_private(key, key_pem(issued.key))
+    assert deployment.embedded is None and deployment.files is not None
+    deployment.registry_proc = subprocess.Popen(
+        [sys.executable, "-m", "cloud_sync.cli", "serve",
+         "--broker", f"mqtts://127.0.0.1:{deployment.device_port}",
+         "--tls-ca", str(deployment.files.ca_cert), "--tls-cert", str(cert),
+         "--tls-key", str(key), "--anchors", str(deployment.anchors), "--db", str(deployment.db)],
+    )  # fmt: skip
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 5)
+    with UplinkThread(MqttUplink(deployment.uplink_config(gw), outbox)):
+        wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain")
+    assert deployment.verify(gw, 5).records == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent.buses import BusSpec, LiveBuses
+from edge_agent.cli import main
 from edge_agent.frames import Frame
 from edge_agent.obd.can_client import IsoTpTransport
 from edge_agent.obd.passive import PassiveObdDecoder
@@ -166,3 +168,18 @@ def test_arbitrary_frames_never_raise(frames: list[tuple[int, bytes]]) -> None:
         for sample in decoder.decode(Frame(float(i), arbitration_id, data, arbitration_id > 0x7FF)):
             assert sample.source.startswith("obd:")
             assert isinstance(sample.value, float)
+
+
+def test_replay_cli_obd_flag_decodes_the_recorded_answers(
+    channel: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_path = tmp_path / "obd.log"
+    live = record_live_poll(channel, log_path, extended=False)
+    assert main(["replay", str(log_path), "--map", str(DEMO_MAP), "--json"]) == 0
+    without = json.loads(capsys.readouterr().out)
+    assert "Vehicle.Speed" not in without["signals"]
+    assert main(["replay", str(log_path), "--map", str(DEMO_MAP), "--obd", "--json"]) == 0
+    with_obd = json.loads(capsys.readouterr().out)
+    assert with_obd["signals"]["Vehicle.Speed"]["count"] == sum(
+        s.name == "Vehicle.Speed" for s in live
+    )

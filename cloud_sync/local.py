@@ -9,7 +9,7 @@ cloud meet only over MQTT, as in the field::
 
     with LocalDeployment(Path("demo"), anchors=Path("anchors")) as site:
         cert = site.enroll("gw-0001", csr_path, vin="JT123456789", fleet="acme")
-        subprocess.run(site.uplink_command("gw-0001", outbox, key, "JT123456789"), check=True)
+        site.drain("gw-0001", outbox, key, "JT123456789")   # msp-agent uplink until empty
 """
 
 from __future__ import annotations
@@ -152,6 +152,17 @@ class LocalDeployment:
         return [*base, "--broker", f"mqtts://127.0.0.1:{self.device_port}",
                 "--ca", str(self.files.ca_cert),
                 "--cert", str(self.root / "devices" / f"{device}.pem")]  # fmt: skip
+
+    def drain(self, device: str, outbox: Path, key: Path, vin: str, timeout: float = 120) -> None:
+        """Run :meth:`uplink_command` until the outbox is empty; raises ``BrokerError`` if it
+        is not empty within ``timeout`` seconds (see ``registry.log`` and the agent's output)."""
+        cmd = [*self.uplink_command(device, outbox, key, vin), "--timeout", str(timeout)]
+        try:
+            done = subprocess.run(cmd, check=False, timeout=timeout + 30)
+        except subprocess.TimeoutExpired:
+            raise BrokerError(f"{device}: msp-agent uplink hung") from None
+        if done.returncode != 0:
+            raise BrokerError(f"{device}: msp-agent uplink exited {done.returncode}")
 
     def __enter__(self) -> LocalDeployment:
         self.start()

@@ -67,19 +67,19 @@ def test_gateway_killed_and_restarted(deployment: Deployment) -> None:
     gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
     deployment.start_registry()
     outbox = gw.open_outbox()
-    gw.fill(outbox, 150)
+    gw.fill(outbox, 400)
     outbox.close()
     cmd = [*deployment.uplink_command(gw.device, gw.outbox_path, gw.key, gw.vin),
-           "--window", "4", "--timeout", "60", "--resend-after", "2"]
+           "--window", "2", "--timeout", "60", "--resend-after", "2"]
     first = subprocess.Popen(cmd)
     try:
         wait_for(lambda: len(deployment.stored("gw-1")) >= 10, "the first commits")
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    assert len(deployment.stored("gw-1")) < 150  # it really died mid-stream
+    assert len(deployment.stored("gw-1")) < 400  # it really died mid-stream
     assert subprocess.run(cmd, check=False, timeout=90).returncode == 0
-    assert deployment.verify(gw, 150).records == 150
+    assert deployment.verify(gw, 400).records == 400
     outbox = gw.open_outbox()
     assert outbox.stats().rows == 0
     outbox.close()

@@ -11,6 +11,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_sync.ingest import Ingestor
 from cloud_sync.sqlite_store import SqliteStore
+from edge_agent import cli as agent_cli
 from edge_agent.keys import load_signer
 from edge_agent.outbox import Outbox, OutboxLimits
 from edge_agent.uplink import MemoryUplink, MqttUplink
@@ -116,3 +117,13 @@ def test_evicted_records_do_not_stall_the_chain(deployment: Deployment) -> None:
     key = load_public_key(signer.public_pem().encode())
     report = verify_chain([jws for _, jws in rows], lambda _kid: key)
     assert report.last_seq == last and report.records + report.evicted == last
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--broker", "mqtts://127.0.0.1:8883"], "needs --ca and --cert"),
+    (["--broker", "http://x"], "expected mqtts://HOST:PORT"),
+])  # fmt: skip
+def test_uplink_command_line_errors(tmp_path, capsys, args, message) -> None:
+    files = ["--outbox", str(tmp_path / "o.db"), "--key", str(tmp_path / "k")]
+    code = agent_cli.main(["uplink", *files, "--device", "gw-1", "--vin", "JT1234567", *args])
+    assert code == 2 and message in capsys.readouterr().err

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from .errors import RegistryError
 
 #: Subcommand modules under cloud_sync.commands; each offers ``add_subparser(subparsers)``.
-SUBCOMMANDS: tuple[str, ...] = ("serve", "enroll", "revoke", "mosquitto_config", "queries")
+SUBCOMMANDS: tuple[str, ...] = (
+    "serve", "enroll", "revoke", "mosquitto_config", "queries", "audit"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -180,6 +180,13 @@ class SqliteStore:
         row = self._one("SELECT hash FROM records WHERE device = ? AND seq = ?", (device_id, seq))
         return str(row[0]) if row else None
 
+    def chain_records(self, device_id: str) -> Sequence[str]:
+        """Every stored JWS of a device, in seq order (for independent verification)."""
+        rows = self._conn.execute(
+            "SELECT jws FROM records WHERE device = ? ORDER BY seq", (device_id,)
+        )
+        return [str(row[0]) for row in rows]
+
     def card_certificate(self, sha256: str) -> bytes | None:
         """The DER of a card certificate seen before, by its base64url SHA-256."""
         row = self._one("SELECT der FROM card_certificates WHERE sha256 = ?", (sha256,))

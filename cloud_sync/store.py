@@ -165,6 +165,9 @@ class Store(Protocol):
     def record_hash(self, device_id: str, seq: int) -> str | None:
         """The stored chain hash of ``(device, seq)``, ``None`` if not stored."""
 
+    def chain_records(self, device_id: str) -> Sequence[str]:
+        """Every stored JWS of a device, in seq order (for independent verification)."""
+
     def card_certificate(self, sha256: str) -> bytes | None:
         """The DER of a card certificate seen before, by its base64url SHA-256."""
 

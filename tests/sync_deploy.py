@@ -117,6 +117,7 @@ class Deployment(LocalDeployment):
         rows = self.stored(gw.device)
         assert [s for s, _ in rows] == list(range(1, count + 1))
         key = load_public_key(load_signer(gw.key, gw.device).public_pem().encode())
+        assert self.registry("audit", "--device", gw.device) == 0
         return verify_chain([j for _, j in rows], lambda _kid: key)
 
     def stats(self) -> dict[str, dict[str, int]]:

@@ -170,3 +170,18 @@ def test_config_precedence(tmp_path):
         load_config(args, {})
     with pytest.raises(RegistryError, match="MSP_REGISTRY_MAX_WAITING"):
         load_config(argparse.Namespace(), {"MSP_REGISTRY_MAX_WAITING": "many"})
+
+
+def test_audit_reverifies_stored_chains(capsys, tmp_path, device_ca, card_issuer):
+    _two_people_three_vehicles(tmp_path, device_ca, card_issuer)
+    code, out, _ = run(capsys, tmp_path, "audit", "--json")
+    report = {row["device"]: row for row in json.loads(out)}
+    assert code == 0 and set(report) == {"gw-car", "gw-truck", "gw-van"}
+    assert report["gw-car"]["records"] == 2 and report["gw-car"]["verdict"].startswith("ok")
+    store = SqliteStore(tmp_path / "registry.db")  # tamper with the kept evidence
+    other = store.chain_records("gw-van")[1]
+    store._conn.execute("UPDATE records SET jws = ? WHERE device = 'gw-car' AND seq = 2", (other,))
+    store.close()
+    code, out, _ = run(capsys, tmp_path, "audit", "--device", "gw-car")
+    assert code == 1 and [line.split()[0] for line in out.splitlines()[1:]] == ["gw-car"]
+    assert "BROKEN: seq 2" in out

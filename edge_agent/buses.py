@@ -38,7 +38,7 @@ class BusSpec:
 def can_filters(ids: frozenset[int]) -> list[can.typechecking.CanFilter]:
     """python-can filters that pass exactly ``ids`` (standard IDs ≤ 0x7FF, else extended).
 
-    Aligned runs of consecutive IDs (0x18DAF100–0x18DAF1FF for OBD-II answers, say) become
+    Aligned runs of consecutive IDs (0x18DAF100-0x18DAF1FF for OBD-II answers, say) become
     one mask filter each, keeping the kernel's filter list short.
     """
     filters: list[can.typechecking.CanFilter] = []

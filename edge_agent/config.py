@@ -1,0 +1,416 @@
+"""The agent's one configuration: a frozen dataclass and the loader that builds it.
+
+Precedence, one rule for every key: command line (``--set KEY=VALUE`` and the named flags)
+> environment (``MSP_KEY`` with dots as underscores, e.g. ``MSP_OUTBOX_PATH``) > the TOML
+file > defaults. Every error names the key (and the file) and what was expected, and is
+raised before anything starts. The keys are documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, get_args
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .scoring.config import FuelType, ScoringConfig, VehicleClass, config_from_mapping
+
+#: scoring's vehicle class → the licence policy's class it needs at least (docs/configuration.md).
+LICENCE_CLASS_FOR: Final[dict[str, str]] = {
+    "car": "car",
+    "light_truck": "truck_semi_medium",
+    "heavy_truck": "truck_large",
+}
+LICENCE_CLASSES: Final = ("car", "truck_semi_medium", "truck_medium", "truck_large")
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
+_DEVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{11,17}$")
+
+
+@dataclass(frozen=True, slots=True)
+class BusConfig:
+    """One CAN bus: our name for it, python-can's interface and channel, its signal map, and
+    whether OBD-II answers seen on it are decoded passively."""
+
+    name: str
+    interface: str
+    channel: str
+    bitrate: int | None
+    signal_map: Path | None
+    obd: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentConfig:
+    """A consent offered to the driver at login: recipient, data categories, expiry (ISO)."""
+
+    recipient: str
+    categories: tuple[str, ...]
+    until: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """Everything ``msp-agent run`` needs; built only by :func:`load_config`, so every value
+    in it has been checked."""
+
+    device: str
+    key: Path
+    vin: str
+    vehicle_class: VehicleClass
+    licence_class: str
+    fuel_type: FuelType
+    buses: tuple[BusConfig, ...]
+    replay_log: Path | None
+    replay_speed: float
+    replay_exit_at_end: bool
+    card_enabled: bool
+    card_reader: str | None
+    card_poll_s: float
+    pin_socket: Path
+    pin_timeout_s: float
+    trust_anchors: tuple[Path, ...]
+    consents: tuple[ConsentConfig, ...]
+    max_session_s: float | None
+    outbox_path: Path
+    outbox_max_bytes: int
+    outbox_max_rows: int
+    broker: str
+    broker_ca: Path | None
+    broker_cert: Path | None
+    mqtt311: bool
+    queue_size: int
+    health_interval_s: float
+    no_frames_s: float
+    stop_flush_s: float
+    scoring: ScoringConfig
+
+    @property
+    def broker_host_port(self) -> tuple[str, int, bool]:
+        """Host, port and whether TLS is used, from :attr:`broker`."""
+        url = urlsplit(self.broker)
+        tls = url.scheme == "mqtts"
+        return url.hostname or "", url.port or (8883 if tls else 1883), tls
+
+
+# -- scalar keys: (type parser, default); "" default means required ---------------------------
+
+Parser = Callable[[str, Any], Any]
+
+
+def _str(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _opt_str(key: str, value: Any) -> str | None:
+    return None if value in (None, "") else _str(key, value)
+
+
+def _path(key: str, value: Any) -> Path:
+    return Path(_str(key, value))
+
+
+def _opt_path(key: str, value: Any) -> Path | None:
+    return None if value in (None, "") else _path(key, value)
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
+        return False
+    raise ConfigError(f"{key}: expected true or false, got {value!r}")
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _positive(key: str, value: Any) -> float:
+    number = _number(key, value)
+    if number <= 0:
+        raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+    return number
+
+
+def _opt_positive(key: str, value: Any) -> float | None:
+    return None if value in (None, "", 0) else _positive(key, value)
+
+
+def _count(key: str, value: Any) -> int:
+    number = _positive(key, value)
+    if number != int(number):
+        raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+    return int(number)
+
+
+def _choice(choices: tuple[str, ...]) -> Parser:
+    def parse(key: str, value: Any) -> str:
+        if value not in choices:
+            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> Parser:
+    def parse(key: str, value: Any) -> str:
+        if not isinstance(value, str) or not regex.match(value):
+            raise ConfigError(f"{key}: expected {what}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _broker(key: str, value: Any) -> str:
+    url = urlsplit(_str(key, value))
+    if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
+        raise ConfigError(f"{key}: expected mqtts://HOST:PORT (or mqtt:// on loopback), "
+                          f"got {value!r}")  # fmt: skip
+    return str(value)
+
+
+#: Every scalar key: its parser and default (``...`` = required). Tables and arrays
+#: (``[[bus]]``, ``[[card.consent]]``, ``card.anchors``, ``[scoring]``) are handled apart.
+SCALARS: Final[dict[str, tuple[Parser, Any]]] = {
+    "device": (_pattern(_DEVICE, "a device id such as gw-0001"), ...),
+    "key": (_path, Path("/etc/msp/device.key")),
+    "vin": (_pattern(_VIN, "a VIN: 11-17 of A-Z (no I, O, Q) and 0-9"), ...),
+    "vehicle_class": (_choice(get_args(VehicleClass)), "car"),
+    "licence_class": (_choice(LICENCE_CLASSES), None),
+    "fuel_type": (_choice(get_args(FuelType)), "gasoline"),
+    "replay.log": (_opt_path, None),
+    "replay.speed": (_positive, 1.0),
+    "replay.exit_at_end": (_bool, False),
+    "card.enabled": (_bool, True),
+    "card.reader": (_opt_str, None),
+    "card.poll_s": (_positive, 0.25),
+    "card.pin_socket": (_path, Path("/run/msp-agent/pin.sock")),
+    "card.pin_timeout_s": (_positive, 60.0),
+    "card.max_session_s": (_opt_positive, None),
+    "outbox.path": (_path, Path("/var/lib/msp-agent/outbox.db")),
+    "outbox.max_bytes": (_count, 256 * 1024 * 1024),
+    "outbox.max_rows": (_count, 1_000_000),
+    "uplink.broker": (_broker, "mqtts://127.0.0.1:8883"),
+    "uplink.ca": (_opt_path, None),
+    "uplink.cert": (_opt_path, None),
+    "uplink.mqtt311": (_bool, False),
+    "agent.queue_size": (_count, 10_000),
+    "agent.health_interval_s": (_positive, 300.0),
+    "agent.no_frames_s": (_positive, 30.0),
+    "agent.stop_flush_s": (_positive, 5.0),
+}
+
+
+def env_name(key: str) -> str:
+    """The environment variable of a key: ``outbox.path`` → ``MSP_OUTBOX_PATH``."""
+    return "MSP_" + key.replace(".", "_").upper()
+
+
+def _lookup(document: Mapping[str, Any], key: str) -> Any:
+    node: Any = document
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+
+_TOP = frozenset({"device", "key", "vin", "vehicle_class", "licence_class", "fuel_type", "bus",
+                  "replay", "card", "outbox", "uplink", "agent", "scoring"})  # fmt: skip
+_TABLE_KEYS = {
+    "replay": {"log", "speed", "exit_at_end"},
+    "card": {"enabled", "reader", "poll_s", "pin_socket", "pin_timeout_s", "max_session_s",
+             "anchors", "consent"},
+    "outbox": {"path", "max_bytes", "max_rows"},
+    "uplink": {"broker", "ca", "cert", "mqtt311"},
+    "agent": {"queue_size", "health_interval_s", "no_frames_s", "stop_flush_s"},
+}
+
+
+def _check_unknown(document: Mapping[str, Any]) -> None:
+    for name, value in document.items():
+        if name not in _TOP:
+            raise ConfigError(f"{name}: unknown key (known: {', '.join(sorted(_TOP))})")
+        allowed = _TABLE_KEYS.get(name)
+        if allowed is None:
+            continue
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name}: expected a table [{name}]")
+        for sub in value:
+            if sub not in allowed:
+                raise ConfigError(f"{name}.{sub}: unknown key (known in [{name}]: "
+                                  f"{', '.join(sorted(allowed))})")  # fmt: skip
+
+
+def _relative(base: Path, path: Path | None) -> Path | None:
+    return None if path is None or path.is_absolute() else base / path
+
+
+def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
+    raw = document.get("bus", [])
+    if not isinstance(raw, list):
+        raise ConfigError("bus: expected an array of tables [[bus]]")
+    buses: list[BusConfig] = []
+    allowed = {"name", "interface", "channel", "bitrate", "signal_map", "obd"}
+    for i, table in enumerate(raw):
+        where = f"bus[{i}]"
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where}: expected a table")
+        for sub in table:
+            if sub not in allowed:
+                known = ", ".join(sorted(allowed))
+                raise ConfigError(f"{where}.{sub}: unknown key (known: {known})")
+        name = _pattern(_NAME, "a lower-case name such as can0")(f"{where}.name",
+                                                                 table.get("name", f"can{i}"))
+        if any(b.name == name for b in buses):
+            raise ConfigError(f"{where}.name: {name!r} names two buses")
+        signal_map = _opt_path(f"{where}.signal_map", table.get("signal_map"))
+        if signal_map is not None and not signal_map.is_absolute():
+            signal_map = base / signal_map
+        obd = _bool(f"{where}.obd", table.get("obd", False))
+        if signal_map is None and not obd:
+            raise ConfigError(f"{where}: needs a signal_map, obd = true, or both")
+        bitrate = table.get("bitrate")
+        buses.append(BusConfig(
+            name, _str(f"{where}.interface", table.get("interface", "socketcan")),
+            _str(f"{where}.channel", table.get("channel", name)),
+            None if bitrate is None else _count(f"{where}.bitrate", bitrate), signal_map, obd,
+        ))  # fmt: skip
+    return tuple(buses)
+
+
+def _consents(document: Mapping[str, Any]) -> tuple[ConsentConfig, ...]:
+    raw = _lookup(document, "card.consent") or []
+    if not isinstance(raw, list):
+        raise ConfigError("card.consent: expected an array of tables [[card.consent]]")
+    out = []
+    for i, table in enumerate(raw):
+        where = f"card.consent[{i}]"
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where}: expected a table")
+        categories = table.get("categories")
+        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+            raise ConfigError(f"{where}.categories: expected a list of record kinds")
+        until = _pattern(re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$"),
+                         "an ISO 8601 UTC instant such as 2027-03-31T00:00:00.000Z")(
+            f"{where}.until", table.get("until"))  # fmt: skip
+        out.append(ConsentConfig(_str(f"{where}.recipient", table.get("recipient")),
+                                 tuple(categories), until))  # fmt: skip
+    return tuple(out)
+
+
+def load_config(
+    path: Path | None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> AgentConfig:
+    """Build the configuration from ``path`` (TOML, optional), ``env`` (``MSP_*``) and
+    ``overrides`` (``KEY=VALUE`` of the command line), in that rising precedence.
+
+    Relative paths in the file are taken relative to the file. Raises ConfigError naming the
+    key, its source and what was expected.
+    """
+    env = env or {}
+    overrides = dict(overrides or {})
+    document = _read_toml(path) if path is not None else {}
+    source = str(path) if path is not None else "configuration"
+    base = path.parent if path is not None else Path.cwd()
+    try:
+        _check_unknown(document)
+        for key in overrides:
+            if key not in SCALARS:
+                raise ConfigError(f"--set {key}: unknown key (see docs/configuration.md)")
+        values: dict[str, Any] = {}
+        for key, (parse, default) in SCALARS.items():
+            where, raw = key, _lookup(document, key)
+            if key in overrides:
+                where, raw = f"--set {key}", overrides[key]
+            elif env_name(key) in env:
+                where, raw = env_name(key), env[env_name(key)]
+            if raw is None:
+                if default is ...:
+                    raise ConfigError(f"{key}: required (set it in the file, {env_name(key)} "
+                                      f"or --set {key}=...)")  # fmt: skip
+                values[key] = default
+                continue
+            values[key] = parse(where, raw)
+            if where == key and isinstance(values[key], Path):
+                values[key] = _relative(base, values[key]) or values[key]
+        config = _build(document, values, base)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return config
+
+
+def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentConfig:
+    buses = _buses(document, base)
+    if not buses:
+        raise ConfigError("bus: no [[bus]]: the agent needs at least one bus (with replay.log, "
+                          "the one bus whose signal map the log was recorded with)")
+    if v["replay.log"] is not None and len(buses) > 1:
+        raise ConfigError("replay.log: replays through exactly one [[bus]]; found several")
+    anchors_raw = _lookup(document, "card.anchors") or []
+    if not isinstance(anchors_raw, list) or not all(isinstance(a, str) for a in anchors_raw):
+        raise ConfigError("card.anchors: expected a list of certificate files")
+    anchors = tuple(_relative(base, Path(a)) or Path(a) for a in anchors_raw)
+    if v["card.enabled"] and not anchors:
+        raise ConfigError("card.anchors: the card reader is enabled but no trust anchors are "
+                          "given (JPKI CA certificates), or set card.enabled = false")  # fmt: skip
+    if urlsplit(v["uplink.broker"]).scheme == "mqtts" and (
+        v["uplink.ca"] is None or v["uplink.cert"] is None
+    ):
+        raise ConfigError("uplink.broker: mqtts:// needs uplink.ca and uplink.cert")
+    scoring_table = document.get("scoring", {})
+    if not isinstance(scoring_table, Mapping):
+        raise ConfigError("scoring: expected a table [scoring]")
+    if "vehicle_class" in scoring_table or "fuel_type" in scoring_table:
+        raise ConfigError("scoring: vehicle_class and fuel_type are top-level keys")
+    scoring = config_from_mapping(
+        {**scoring_table, "vehicle_class": v["vehicle_class"], "fuel_type": v["fuel_type"]},
+        "scoring",
+    )
+    return AgentConfig(
+        device=v["device"], key=v["key"], vin=v["vin"], vehicle_class=v["vehicle_class"],
+        licence_class=v["licence_class"] or LICENCE_CLASS_FOR[v["vehicle_class"]],
+        fuel_type=v["fuel_type"], buses=buses,
+        replay_log=v["replay.log"], replay_speed=v["replay.speed"],
+        replay_exit_at_end=v["replay.exit_at_end"],
+        card_enabled=v["card.enabled"], card_reader=v["card.reader"],
+        card_poll_s=v["card.poll_s"], pin_socket=v["card.pin_socket"],
+        pin_timeout_s=v["card.pin_timeout_s"], trust_anchors=anchors,
+        consents=_consents(document), max_session_s=v["card.max_session_s"],
+        outbox_path=v["outbox.path"], outbox_max_bytes=v["outbox.max_bytes"],
+        outbox_max_rows=v["outbox.max_rows"], broker=v["uplink.broker"],
+        broker_ca=v["uplink.ca"], broker_cert=v["uplink.cert"], mqtt311=v["uplink.mqtt311"],
+        queue_size=v["agent.queue_size"], health_interval_s=v["agent.health_interval_s"],
+        no_frames_s=v["agent.no_frames_s"], stop_flush_s=v["agent.stop_flush_s"],
+        scoring=scoring,
+    )  # fmt: skip

@@ -295,6 +295,8 @@ def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
         signal_map = _opt_path(f"{where}.signal_map", table.get("signal_map"))
         if signal_map is not None and not signal_map.is_absolute():
             signal_map = base / signal_map
+        if signal_map is not None and not signal_map.is_file():
+            raise ConfigError(f"{where}.signal_map: no such file {signal_map}")
         obd = _bool(f"{where}.obd", table.get("obd", False))
         if signal_map is None and not obd:
             raise ConfigError(f"{where}: needs a signal_map, obd = true, or both")
@@ -382,8 +384,10 @@ def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentC
         raise ConfigError("card.anchors: expected a list of certificate files")
     anchors = tuple(_relative(base, Path(a)) or Path(a) for a in anchors_raw)
     if v["card.enabled"] and not anchors:
-        raise ConfigError("card.anchors: the card reader is enabled but no trust anchors are "
-                          "given (JPKI CA certificates), or set card.enabled = false")  # fmt: skip
+        raise ConfigError("card.anchors: card.enabled is true but no trust anchors are given "
+                          "(JPKI CA certificates); or set card.enabled = false")  # fmt: skip
+    if v["replay.log"] is not None and not v["replay.log"].is_file():
+        raise ConfigError(f"replay.log: no such file {v['replay.log']}")
     if urlsplit(v["uplink.broker"]).scheme == "mqtts" and (
         v["uplink.ca"] is None or v["uplink.cert"] is None
     ):

@@ -80,12 +80,12 @@ class CardThread:
                 if ended is not None:
                     self._put(ended)
             try:
-                event = watcher.poll()
+                watcher.transport.card_present()  # the watcher hides a missing reader
                 self.reader_present = True
-            except ReaderError as exc:
-                self._failed("reader", exc)
+            except ReaderError:
                 self.reader_present = False
-                event = None
+            try:
+                event = watcher.poll()
             except (CardError, IdentityError, OSError) as exc:
                 self._failed("login", exc)
                 event = None

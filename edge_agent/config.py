@@ -30,7 +30,7 @@ LICENCE_CLASSES: Final = ("car", "truck_semi_medium", "truck_medium", "truck_lar
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
 _DEVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{11,17}$")
+_VIN = re.compile(r"^([A-HJ-NPR-Z0-9]{11,17}|obd)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,20 @@ class BusConfig:
     bitrate: int | None
     signal_map: Path | None
     obd: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ObdConfig:
+    """Active OBD-II polling: an ELM327 on ``serial`` (a port or pyserial URL) or ISO-TP on
+    the CAN ``channel`` of python-can ``interface``; per-PID rates over the defaults (Hz, 0
+    stops a PID); whether trouble codes are read at start-up."""
+
+    serial: str | None
+    baud: int
+    can: str | None
+    interface: str
+    rates: tuple[tuple[int, float], ...]
+    dtc: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +76,12 @@ class AgentConfig:
 
     device: str
     key: Path
-    vin: str
+    vin: str  # "obd": read over OBD-II at start-up
     vehicle_class: VehicleClass
     licence_class: str
     fuel_type: FuelType
     buses: tuple[BusConfig, ...]
+    obd: ObdConfig | None
     replay_log: Path | None
     replay_speed: float
     replay_exit_at_end: bool
@@ -192,7 +207,7 @@ def _broker(key: str, value: Any) -> str:
 SCALARS: Final[dict[str, tuple[Parser, Any]]] = {
     "device": (_pattern(_DEVICE, "a device id such as gw-0001"), ...),
     "key": (_path, Path("/etc/msp/device.key")),
-    "vin": (_pattern(_VIN, "a VIN: 11-17 of A-Z (no I, O, Q) and 0-9"), ...),
+    "vin": (_pattern(_VIN, "a VIN (11-17 of A-Z but I, O, Q, and 0-9) or obd"), ...),
     "vehicle_class": (_choice(get_args(VehicleClass)), "car"),
     "licence_class": (_choice(LICENCE_CLASSES), None),
     "fuel_type": (_choice(get_args(FuelType)), "gasoline"),
@@ -212,6 +227,11 @@ SCALARS: Final[dict[str, tuple[Parser, Any]]] = {
     "uplink.ca": (_opt_path, None),
     "uplink.cert": (_opt_path, None),
     "uplink.mqtt311": (_bool, False),
+    "obd.serial": (_opt_str, None),
+    "obd.baud": (_count, 38400),
+    "obd.can": (_opt_str, None),
+    "obd.interface": (_str, "socketcan"),
+    "obd.dtc": (_bool, True),
     "agent.queue_size": (_count, 10_000),
     "agent.health_interval_s": (_positive, 300.0),
     "agent.no_frames_s": (_positive, 30.0),
@@ -244,13 +264,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 _TOP = frozenset({"device", "key", "vin", "vehicle_class", "licence_class", "fuel_type", "bus",
-                  "replay", "card", "outbox", "uplink", "agent", "scoring"})  # fmt: skip
+                  "obd", "replay", "card", "outbox", "uplink", "agent", "scoring"})  # fmt: skip
 _TABLE_KEYS = {
     "replay": {"log", "speed", "exit_at_end"},
     "card": {"enabled", "reader", "poll_s", "pin_socket", "pin_timeout_s", "max_session_s",
              "anchors", "consent"},
     "outbox": {"path", "max_bytes", "max_rows"},
     "uplink": {"broker", "ca", "cert", "mqtt311"},
+    "obd": {"serial", "baud", "can", "interface", "dtc", "rates"},
     "agent": {"queue_size", "health_interval_s", "no_frames_s", "stop_flush_s"},
 }
 
@@ -307,6 +328,33 @@ def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
             None if bitrate is None else _count(f"{where}.bitrate", bitrate), signal_map, obd,
         ))  # fmt: skip
     return tuple(buses)
+
+
+def _obd(document: Mapping[str, Any], v: dict[str, Any]) -> ObdConfig | None:
+    serial, channel = v["obd.serial"], v["obd.can"]
+    if serial is None and channel is None:
+        if _lookup(document, "obd.rates") is not None:
+            raise ConfigError("obd.rates: set obd.serial or obd.can to poll")
+        return None
+    if serial is not None and channel is not None:
+        raise ConfigError("obd: set one of obd.serial (ELM327) and obd.can (ISO-TP), not both")
+    raw = _lookup(document, "obd.rates") or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError('obd.rates: expected a table of PID = Hz, e.g. { "0D" = 10 }')
+    rates = []
+    for pid_text, hz in raw.items():
+        try:
+            pid = int(pid_text, 16)
+        except ValueError:
+            pid = -1
+        if not 0 <= pid <= 0xFF:
+            raise ConfigError(f"obd.rates.{pid_text}: expected a PID in hex, e.g. 0D")
+        rate = _number(f"obd.rates.{pid_text}", hz)
+        if rate < 0:
+            raise ConfigError(f"obd.rates.{pid_text}: expected Hz >= 0, got {hz!r}")
+        rates.append((pid, rate))
+    return ObdConfig(serial, v["obd.baud"], channel, v["obd.interface"], tuple(rates),
+                     v["obd.dtc"])  # fmt: skip
 
 
 def _consents(document: Mapping[str, Any]) -> tuple[ConsentConfig, ...]:
@@ -374,9 +422,15 @@ def load_config(
 
 def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentConfig:
     buses = _buses(document, base)
-    if not buses:
-        raise ConfigError("bus: no [[bus]]: the agent needs at least one bus (with replay.log, "
-                          "the one bus whose signal map the log was recorded with)")
+    obd = _obd(document, v)
+    if not buses and obd is None:
+        raise ConfigError("bus: no [[bus]] and no [obd]: the agent needs a source (with "
+                          "replay.log, the one bus whose signal map the log was recorded with)")
+    if v["vin"] == "obd" and obd is None:
+        raise ConfigError("vin: 'obd' reads the VIN over OBD-II, but no [obd] is configured")
+    if v["replay.log"] is not None and not buses:
+        raise ConfigError("replay.log: needs the [[bus]] whose signal map the log was "
+                          "recorded with")  # fmt: skip
     if v["replay.log"] is not None and len(buses) > 1:
         raise ConfigError("replay.log: replays through exactly one [[bus]]; found several")
     anchors_raw = _lookup(document, "card.anchors") or []
@@ -404,7 +458,7 @@ def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentC
     return AgentConfig(
         device=v["device"], key=v["key"], vin=v["vin"], vehicle_class=v["vehicle_class"],
         licence_class=v["licence_class"] or LICENCE_CLASS_FOR[v["vehicle_class"]],
-        fuel_type=v["fuel_type"], buses=buses,
+        fuel_type=v["fuel_type"], buses=buses, obd=obd,
         replay_log=v["replay.log"], replay_speed=v["replay.speed"],
         replay_exit_at_end=v["replay.exit_at_end"],
         card_enabled=v["card.enabled"], card_reader=v["card.reader"],

@@ -43,6 +43,7 @@ from ..signalmap import load_signal_map
 from ..uplink import MqttUplink, UplinkConfig
 from .driver import AgentStopped, CardThread
 from .health import HealthClock, RateWindow, bounded, process_usage
+from .obd_source import ObdSource
 from .sources import FrameSource, LiveSource, ReplaySource
 from .writer import RecordWriter
 
@@ -85,6 +86,8 @@ class Agent:
         self._next_ping: float | None = None
         self.stages: dict[str, DecodeStage] = {}
         self.source: FrameSource | None = None
+        self.obd: ObdSource | None = None
+        self.vin = config.vin
         self.outbox: Outbox | None = None
         self.writer: RecordWriter | None = None
         self.card: CardThread | None = None
@@ -113,16 +116,25 @@ class Agent:
     def _open(self) -> None:
         cfg = self.config
         signer = load_signer(cfg.key, cfg.device)
+        if cfg.obd is not None:
+            self.obd = ObdSource(cfg.obd)
+            if cfg.vin == "obd":
+                self.vin = self.obd.read_vin()
+                log.info("VIN %s read over OBD-II", self.vin)
         cfg.outbox_path.parent.mkdir(parents=True, exist_ok=True)
         limits = OutboxLimits(max_bytes=cfg.outbox_max_bytes, max_rows=cfg.outbox_max_rows)
-        self.outbox = Outbox.open(cfg.outbox_path, signer, cfg.vin, limits)
+        self.outbox = Outbox.open(cfg.outbox_path, signer, self.vin, limits)
         self.writer = RecordWriter(self.outbox)
+        if self.obd is not None and cfg.obd is not None and cfg.obd.dtc:
+            dtc = self.obd.read_dtc()
+            if dtc is not None:
+                self.writer.dtc(dtc)
         self.stages = build_stages(cfg)
         wanted = frozenset().union(*(stage.wanted for stage in self.stages.values()))
         if cfg.replay_log is not None:
             self.source = ReplaySource(cfg.replay_log, cfg.buses[0].name, wanted,
                                        cfg.replay_speed, cfg.queue_size)  # fmt: skip
-        else:
+        elif cfg.buses:
             self.source = LiveSource(cfg.buses, wanted, cfg.queue_size)
         if cfg.card_enabled:
             self.card = self._open_card()
@@ -138,7 +150,7 @@ class Agent:
         cfg = self.config
         trust = TrustStore.load(cfg.trust_anchors)
         consents = tuple(Consent(c.recipient, c.categories, c.until) for c in cfg.consents)
-        login = LoginConfig(cfg.vin, cfg.device, cfg.licence_class, trust, consents,
+        login = LoginConfig(self.vin, cfg.device, cfg.licence_class, trust, consents,
                             cfg.max_session_s)  # fmt: skip
         cfg.pin_socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
@@ -154,26 +166,29 @@ class Agent:
         """Open everything, notify readiness, loop until stopped, shut down cleanly."""
         try:
             self._open()
-            assert self.source is not None and self.uplink is not None
+            assert self.uplink is not None
             self._uplink_thread = threading.Thread(
                 target=self.uplink.run, args=(self._uplink_stop,), name="uplink", daemon=True
             )
             self._uplink_thread.start()
             if self.card is not None:
                 self.card.start()
+            if self.obd is not None:
+                self.obd.start()
             self.notifier.ready(f"running: {len(self.stages)} bus(es), outbox open")
-            log.info("agent %s running (vin %s, %s)", self.config.device, self.config.vin,
+            log.info("agent %s running (vin %s, %s)", self.config.device, self.vin,
                      self.config.vehicle_class)  # fmt: skip
             self._loop(self.source)
         finally:
             self._shutdown()
         return 0
 
-    def _loop(self, source: FrameSource) -> None:
+    def _loop(self, source: FrameSource | None) -> None:
         self._next_ping = time.monotonic()
         self._tick()
         while not self._stop.is_set():
-            for n, sample in enumerate(self._decode(source.frames(idle_timeout=0.2)), 1):
+            frames = source.frames(idle_timeout=0.2) if source is not None else self._idle(0.2)
+            for n, sample in enumerate(self._decode(frames), 1):
                 self._on_sample(sample)
                 if n % _TICK_EVERY == 0:
                     self._tick()
@@ -184,6 +199,11 @@ class Agent:
                     and source.finished.is_set() and source.depth() == 0):  # fmt: skip
                 log.info("replay finished: stopping (replay.exit_at_end)")
                 self._stop.set()
+
+    def _idle(self, seconds: float) -> Iterator[Frame]:
+        """No bus (OBD polling only): wait, yield nothing."""
+        self._stop.wait(seconds)
+        return iter(())
 
     def _decode(self, frames: Iterable[Frame]) -> Iterator[Sample]:
         if len(self.stages) == 1:
@@ -222,6 +242,10 @@ class Agent:
                 self.notifier.watchdog()
                 self._next_ping = now + interval
         self._drain_card()
+        if self.obd is not None:
+            while not self.obd.samples.empty():
+                for sample in self.obd.samples.get_nowait():
+                    self._on_sample(sample)
         self._check_silence(now)
         if self._health.due(now):
             self._write_health(now)
@@ -247,8 +271,9 @@ class Agent:
     def _check_silence(self, now: float) -> None:
         """Ignition off without a word on the bus: after ``no_frames_s`` of silence the trip
         ends (where the data ended) and so does the driver's session; the agent keeps going."""
-        assert self.source is not None and self.writer is not None
-        seen = sum(v for k, v in self.source.counts.items() if k.endswith(".frames"))
+        assert self.writer is not None
+        seen = sum(v for k, v in self._input_counts().items() if k.endswith((".frames",
+                                                                              ".samples")))
         if seen != self._frames_seen:
             self._frames_seen, self._last_frame_at, self._idle_handled = seen, now, False
             return
@@ -262,11 +287,18 @@ class Agent:
         if self.card is not None:
             self.card.ignition_off()
 
+    def _input_counts(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        if self.source is not None:
+            counts.update({f"bus.{k}": v for k, v in self.source.counts.items()})
+        if self.obd is not None:
+            counts.update(self.obd.counts)
+        return counts
+
     def _write_health(self, now: float) -> None:
-        assert self.source is not None and self.outbox is not None and self.writer is not None
+        assert self.outbox is not None and self.writer is not None
         elapsed = self._health.mark(now)
-        totals: Counter[str] = Counter()
-        totals.update({f"bus.{k}": v for k, v in self.source.counts.items()})
+        totals = self._input_counts()
         for name, stage in self.stages.items():
             totals.update({f"decode.{name}.{k}": v for k, v in stage.rejected().items()})
         totals.update({f"scoring.{k}": v for k, v in self.scorer.rejected.items()})
@@ -279,7 +311,7 @@ class Agent:
         up = self.uplink.stats()
         stats = self.outbox.stats()
         counters.update({
-            "queue.frames": self.source.depth(),
+            "queue.frames": self.source.depth() if self.source is not None else 0,
             "uplink.connected": int(self.uplink.connected), "uplink.published": up.published,
             "uplink.acked": up.acked, "uplink.acked_seq": stats.acked_seq,
             "process.rss_kib": usage.rss_kib, "process.max_rss_kib": usage.max_rss_kib,
@@ -325,6 +357,8 @@ class Agent:
         log.info("stopping")
         if self.source is not None:
             self.source.close()
+        if self.obd is not None:
+            self.obd.close()
         if self.writer is not None:
             self.writer.events(self.scorer.close())
             self.writer.trips(self.scorer.pop_trips())

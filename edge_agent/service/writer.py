@@ -94,6 +94,10 @@ class RecordWriter:
         if self.session == ended.body.session:
             self.session, self._trips = None, []
 
+    def dtc(self, body: bodies.Dtc) -> None:
+        """Append a ``dtc`` record (trouble codes read at start-up), stamped now."""
+        self._append([NewRecord(body, time.time(), self.session)])
+
     def health(self, body: bodies.Health) -> None:
         """Append a ``health`` record, stamped with the host clock."""
         self._append([NewRecord(body, time.time(), None)])

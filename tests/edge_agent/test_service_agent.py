@@ -19,6 +19,8 @@ from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import AgentError
 from edge_agent.ingest import LogSource
 from edge_agent.keys import init_device_key
+from edge_agent.obd.sim_ecu import DEMO_VIN, SimulatedEcu
+from edge_agent.obd.sim_elm327 import Elm327Simulator
 from edge_agent.replay import paced
 from edge_agent.sdnotify import Notifier
 from edge_agent.service import Agent, build_stages
@@ -267,3 +269,28 @@ def test_run_check_prints_the_configuration_and_errors_exit_2(
     assert "--set agent.health_interval_s: expected a positive number" in capsys.readouterr().err
     assert cli.main(["run", "--config", str(path), "--set", "nonsense"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_obd_only_through_an_elm327_reads_vin_dtcs_and_polls(tmp_path: Path, key: Path) -> None:
+    with Elm327Simulator([SimulatedEcu(0x7E8)]) as elm:
+        path = config_file(tmp_path, key, "unused", agent="health_interval_s = 0.3")
+        text = path.read_text().replace('vin = "JTDKB20U093456789"', 'vin = "obd"')
+        text = text.split("[[bus]]")[0] + "[card]" + text.split("[card]")[1]
+        path.write_text(text + f'\n[obd]\nserial = "{elm.port}"\nrates = {{ "0D" = 10 }}\n')
+        config = load_config(path)
+        assert config.buses == () and config.obd is not None
+        running = Running(config, path)
+
+        def obd_samples() -> int:
+            return sum(
+                r["body"]["errors"].get("obd.samples", 0)  # type: ignore[index]
+                for r in of_kind(tmp_path / "outbox.db", "health")
+            )
+
+        wait_for(lambda: obd_samples() >= 5 or running.error is not None, "polled samples")
+        assert running.stop() == 0
+    outbox = tmp_path / "outbox.db"
+    [dtc] = of_kind(outbox, "dtc")
+    assert dtc["vin"] == DEMO_VIN
+    codes = {c["code"] for c in dtc["body"]["codes"]}  # type: ignore[index]
+    assert {"P0133", "C0035", "P0420"} <= codes

@@ -34,8 +34,11 @@ DATA = Path(__file__).parent.parent / "data"
 def records(outbox: Path) -> list[dict[str, object]]:
     if not outbox.exists():
         return []
-    with sqlite3.connect(f"file:{outbox}?mode=ro", uri=True) as conn:
-        rows = conn.execute("SELECT jws FROM records ORDER BY seq").fetchall()
+    try:
+        with sqlite3.connect(f"file:{outbox}?mode=ro", uri=True) as conn:
+            rows = conn.execute("SELECT jws FROM records ORDER BY seq").fetchall()
+    except sqlite3.OperationalError:  # the agent is still creating the file
+        return []
     out = []
     for (jws,) in rows:
         part = str(jws).split(".")[1]

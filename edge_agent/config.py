@@ -8,15 +8,15 @@ raised before anything starts. The keys are documented in docs/configuration.md.
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, get_args
 from urllib.parse import urlsplit
 
+from . import config_values as values
 from .errors import ConfigError
 from .scoring.config import FuelType, ScoringConfig, VehicleClass, config_from_mapping
 
@@ -114,128 +114,39 @@ class AgentConfig:
         return url.hostname or "", url.port or (8883 if tls else 1883), tls
 
 
-# -- scalar keys: (type parser, default); "" default means required ---------------------------
-
-Parser = Callable[[str, Any], Any]
-
-
-def _str(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
-    return value
-
-
-def _opt_str(key: str, value: Any) -> str | None:
-    return None if value in (None, "") else _str(key, value)
-
-
-def _path(key: str, value: Any) -> Path:
-    return Path(_str(key, value))
-
-
-def _opt_path(key: str, value: Any) -> Path | None:
-    return None if value in (None, "") else _path(key, value)
-
-
-def _bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
-        return True
-    if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
-        return False
-    raise ConfigError(f"{key}: expected true or false, got {value!r}")
-
-
-def _number(key: str, value: Any) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    return float(value)
-
-
-def _positive(key: str, value: Any) -> float:
-    number = _number(key, value)
-    if number <= 0:
-        raise ConfigError(f"{key}: expected a positive number, got {value!r}")
-    return number
-
-
-def _opt_positive(key: str, value: Any) -> float | None:
-    return None if value in (None, "", 0) else _positive(key, value)
-
-
-def _count(key: str, value: Any) -> int:
-    number = _positive(key, value)
-    if number != int(number):
-        raise ConfigError(f"{key}: expected a whole number, got {value!r}")
-    return int(number)
-
-
-def _choice(choices: tuple[str, ...]) -> Parser:
-    def parse(key: str, value: Any) -> str:
-        if value not in choices:
-            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
-        return str(value)
-
-    return parse
-
-
-def _pattern(regex: re.Pattern[str], what: str) -> Parser:
-    def parse(key: str, value: Any) -> str:
-        if not isinstance(value, str) or not regex.match(value):
-            raise ConfigError(f"{key}: expected {what}, got {value!r}")
-        return value
-
-    return parse
-
-
-def _broker(key: str, value: Any) -> str:
-    url = urlsplit(_str(key, value))
-    if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
-        raise ConfigError(f"{key}: expected mqtts://HOST:PORT (or mqtt:// on loopback), "
-                          f"got {value!r}")  # fmt: skip
-    return str(value)
-
-
-#: Every scalar key: its parser and default (``...`` = required). Tables and arrays
 #: (``[[bus]]``, ``[[card.consent]]``, ``card.anchors``, ``[scoring]``) are handled apart.
-SCALARS: Final[dict[str, tuple[Parser, Any]]] = {
-    "device": (_pattern(_DEVICE, "a device id such as gw-0001"), ...),
-    "key": (_path, Path("/etc/msp/device.key")),
-    "vin": (_pattern(_VIN, "a VIN (11-17 of A-Z but I, O, Q, and 0-9) or obd"), ...),
-    "vehicle_class": (_choice(get_args(VehicleClass)), "car"),
-    "licence_class": (_choice(LICENCE_CLASSES), None),
-    "fuel_type": (_choice(get_args(FuelType)), "gasoline"),
-    "replay.log": (_opt_path, None),
-    "replay.speed": (_positive, 1.0),
-    "replay.exit_at_end": (_bool, False),
-    "card.enabled": (_bool, True),
-    "card.reader": (_opt_str, None),
-    "card.poll_s": (_positive, 0.25),
-    "card.pin_socket": (_path, Path("/run/msp-agent/pin.sock")),
-    "card.pin_timeout_s": (_positive, 60.0),
-    "card.max_session_s": (_opt_positive, None),
-    "outbox.path": (_path, Path("/var/lib/msp-agent/outbox.db")),
-    "outbox.max_bytes": (_count, 256 * 1024 * 1024),
-    "outbox.max_rows": (_count, 1_000_000),
-    "uplink.broker": (_broker, "mqtts://127.0.0.1:8883"),
-    "uplink.ca": (_opt_path, None),
-    "uplink.cert": (_opt_path, None),
-    "uplink.mqtt311": (_bool, False),
-    "obd.serial": (_opt_str, None),
-    "obd.baud": (_count, 38400),
-    "obd.can": (_opt_str, None),
-    "obd.interface": (_str, "socketcan"),
-    "obd.dtc": (_bool, True),
-    "agent.queue_size": (_count, 10_000),
-    "agent.health_interval_s": (_positive, 300.0),
-    "agent.no_frames_s": (_positive, 30.0),
-    "agent.stop_flush_s": (_positive, 5.0),
+SCALARS: Final[dict[str, tuple[values.Parser, Any]]] = {
+    "device": (values.pattern(_DEVICE, "a device id such as gw-0001"), ...),
+    "key": (values.path, Path("/etc/msp/device.key")),
+    "vin": (values.pattern(_VIN, "a VIN (11-17 of A-Z but I, O, Q, and 0-9) or obd"), ...),
+    "vehicle_class": (values.choice(get_args(VehicleClass)), "car"),
+    "licence_class": (values.choice(LICENCE_CLASSES), None),
+    "fuel_type": (values.choice(get_args(FuelType)), "gasoline"),
+    "replay.log": (values.opt_path, None),
+    "replay.speed": (values.positive, 1.0),
+    "replay.exit_at_end": (values.flag, False),
+    "card.enabled": (values.flag, True),
+    "card.reader": (values.opt_text, None),
+    "card.poll_s": (values.positive, 0.25),
+    "card.pin_socket": (values.path, Path("/run/msp-agent/pin.sock")),
+    "card.pin_timeout_s": (values.positive, 60.0),
+    "card.max_session_s": (values.opt_positive, None),
+    "outbox.path": (values.path, Path("/var/lib/msp-agent/outbox.db")),
+    "outbox.max_bytes": (values.count, 256 * 1024 * 1024),
+    "outbox.max_rows": (values.count, 1_000_000),
+    "uplink.broker": (values.broker, "mqtts://127.0.0.1:8883"),
+    "uplink.ca": (values.opt_path, None),
+    "uplink.cert": (values.opt_path, None),
+    "uplink.mqtt311": (values.flag, False),
+    "obd.serial": (values.opt_text, None),
+    "obd.baud": (values.count, 38400),
+    "obd.can": (values.opt_text, None),
+    "obd.interface": (values.text, "socketcan"),
+    "obd.dtc": (values.flag, True),
+    "agent.queue_size": (values.count, 10_000),
+    "agent.health_interval_s": (values.positive, 300.0),
+    "agent.no_frames_s": (values.positive, 30.0),
+    "agent.stop_flush_s": (values.positive, 5.0),
 }
 
 
@@ -309,23 +220,23 @@ def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
             if sub not in allowed:
                 known = ", ".join(sorted(allowed))
                 raise ConfigError(f"{where}.{sub}: unknown key (known: {known})")
-        name = _pattern(_NAME, "a lower-case name such as can0")(f"{where}.name",
+        name = values.pattern(_NAME, "a lower-case name such as can0")(f"{where}.name",
                                                                  table.get("name", f"can{i}"))
         if any(b.name == name for b in buses):
             raise ConfigError(f"{where}.name: {name!r} names two buses")
-        signal_map = _opt_path(f"{where}.signal_map", table.get("signal_map"))
+        signal_map = values.opt_path(f"{where}.signal_map", table.get("signal_map"))
         if signal_map is not None and not signal_map.is_absolute():
             signal_map = base / signal_map
         if signal_map is not None and not signal_map.is_file():
             raise ConfigError(f"{where}.signal_map: no such file {signal_map}")
-        obd = _bool(f"{where}.obd", table.get("obd", False))
+        obd = values.flag(f"{where}.obd", table.get("obd", False))
         if signal_map is None and not obd:
             raise ConfigError(f"{where}: needs a signal_map, obd = true, or both")
         bitrate = table.get("bitrate")
         buses.append(BusConfig(
-            name, _str(f"{where}.interface", table.get("interface", "socketcan")),
-            _str(f"{where}.channel", table.get("channel", name)),
-            None if bitrate is None else _count(f"{where}.bitrate", bitrate), signal_map, obd,
+            name, values.text(f"{where}.interface", table.get("interface", "socketcan")),
+            values.text(f"{where}.channel", table.get("channel", name)),
+            None if bitrate is None else values.count(f"{where}.bitrate", bitrate), signal_map, obd,
         ))  # fmt: skip
     return tuple(buses)
 
@@ -349,7 +260,7 @@ def _obd(document: Mapping[str, Any], v: dict[str, Any]) -> ObdConfig | None:
             pid = -1
         if not 0 <= pid <= 0xFF:
             raise ConfigError(f"obd.rates.{pid_text}: expected a PID in hex, e.g. 0D")
-        rate = _number(f"obd.rates.{pid_text}", hz)
+        rate = values.number(f"obd.rates.{pid_text}", hz)
         if rate < 0:
             raise ConfigError(f"obd.rates.{pid_text}: expected Hz >= 0, got {hz!r}")
         rates.append((pid, rate))
@@ -369,10 +280,10 @@ def _consents(document: Mapping[str, Any]) -> tuple[ConsentConfig, ...]:
         categories = table.get("categories")
         if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
             raise ConfigError(f"{where}.categories: expected a list of record kinds")
-        until = _pattern(re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$"),
+        until = values.pattern(re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$"),
                          "an ISO 8601 UTC instant such as 2027-03-31T00:00:00.000Z")(
             f"{where}.until", table.get("until"))  # fmt: skip
-        out.append(ConsentConfig(_str(f"{where}.recipient", table.get("recipient")),
+        out.append(ConsentConfig(values.text(f"{where}.recipient", table.get("recipient")),
                                  tuple(categories), until))  # fmt: skip
     return tuple(out)
 

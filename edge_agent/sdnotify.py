@@ -48,7 +48,11 @@ class Notifier:
         if self._sock is None or self.address is None:
             return False
         try:
-            self._sock.sendto("\n".join(lines).encode(), self.address)
+            # Never wait: a listener that stopped reading must not stall the main loop.
+            self._sock.sendto("\n".join(lines).encode(), socket.MSG_DONTWAIT, self.address)
+        except BlockingIOError:
+            log.debug("sd_notify %s dropped: the listener's queue is full", lines[0])
+            return False
         except OSError as exc:
             log.warning("sd_notify %s failed: %s", lines[0] if lines else "", exc)
             return False

@@ -82,3 +82,13 @@ def test_unsupported_address_disables_notification() -> None:
 )
 def test_watchdog_interval_is_half_of_watchdog_usec(env: dict[str, str], interval: float | None):
     assert Notifier(env).watchdog_interval_s == interval
+
+
+def test_a_listener_that_stops_reading_never_blocks_the_agent(
+    path_socket: tuple[str, socket.socket],
+) -> None:
+    address, sock = path_socket
+    notifier = Notifier({"NOTIFY_SOCKET": address})
+    sent = [notifier.watchdog() for _ in range(2000)]  # far beyond the datagram queue
+    assert sent[0] is True and sent[-1] is False
+    assert sock.recv(4096) == b"WATCHDOG=1"

@@ -60,13 +60,12 @@ def overrides_of(args: argparse.Namespace) -> dict[str, str]:
 
 def _do_run(args: argparse.Namespace) -> int:
     overrides = overrides_of(args)
-    env = {k: v for k, v in os.environ.items() if k.startswith("MSP_")}
-    config = load_config(args.config, env, overrides)
+    config = load_config(args.config, os.environ, overrides)
     if args.check:
         for name in config.__dataclass_fields__:
             print(f"{name} = {getattr(config, name)!r}")
         return 0
-    agent = Agent(config, config_path=args.config, env=env, overrides=overrides)
+    agent = Agent(config, config_path=args.config, overrides=overrides)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         agent.stop()

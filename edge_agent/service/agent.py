@@ -69,16 +69,19 @@ def build_stages(config: AgentConfig) -> dict[str, DecodeStage]:
 class Agent:
     """``Agent(config).run()`` until :meth:`stop`; returns 0 after a clean shutdown.
 
+    ``config_path`` and ``overrides`` (the command line's) are what :meth:`reload` re-reads,
+    with the environment as it is then.
+
     Everything that can be refused (keys, outbox, signal maps, buses, trust anchors) is
     opened in :meth:`run` before ``READY=1``; errors there raise ``AgentError``.
     """
 
     def __init__(self, config: AgentConfig, *, notifier: Notifier | None = None,
-                 config_path: Path | None = None, env: Mapping[str, str] | None = None,
+                 config_path: Path | None = None,
                  overrides: Mapping[str, str] | None = None) -> None:  # fmt: skip
         self.config = config
         self.notifier = notifier if notifier is not None else Notifier()
-        self._reload_from = (config_path, dict(env or {}), dict(overrides or {}))
+        self._reload_from = (config_path, dict(overrides or {}))
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.scorer = Scorer(config.scoring)
@@ -326,10 +329,10 @@ class Agent:
         self.writer.health(body)
 
     def _apply_reload(self) -> None:
-        path, env, overrides = self._reload_from
+        path, overrides = self._reload_from
         self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
-            new = load_config(path, env | dict(os.environ), overrides)
+            new = load_config(path, os.environ, overrides)
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             self.notifier.ready("reload refused: see the journal")

@@ -263,6 +263,10 @@ def test_ignition_off_ends_trip_and_session_and_the_agent_keeps_running(site, ca
     assert end_rec["body"]["totals"]["trips"] == 1  # type: ignore[index]
     assert end_rec["body"]["totals"]["distance_km"] == trip["body"]["distance_km"]  # type: ignore[index]
     assert trip["session"] == end_rec["session"]
+    # every event the trip counts arrived as its own record, in the session
+    events = [r for r in records if r["kind"] == "event"]
+    assert len(events) == sum(trip["body"]["events"].values()) >= 1  # type: ignore[index]
+    assert {e["session"] for e in events} == {end_rec["session"]}
 
 
 def deploy_sessions(deploy: Deployment) -> list[tuple[str, str | None]]:

@@ -34,7 +34,7 @@ from edge_agent.card.vpcd import VpcdCard
 from edge_agent.simulate import simulate
 from tests.sync_deploy import Deployment, GatewaySetup, wait_for
 
-REPO = Path(__file__).parent.parent.parent
+REPO = Path(__file__).parent.parent.parent.parent
 PIN = "1234"
 VIN = "JTDKB20U093456789"
 
@@ -144,7 +144,7 @@ def start(tmp: Path, config: Path, drive: Path, channel: str, hold_at: float,
     log = tmp / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.edge_agent.service_harness", str(drive), channel,
+            [sys.executable, "-m", "tests.edge_agent.service.harness", str(drive), channel,
              "10", str(hold_at), str(marker), "--", "-v", "run", "--config", str(config)],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
         )  # fmt: skip

@@ -1,7 +1,7 @@
 """Test harness: ``msp-agent run`` in this process with a python-can virtual bus fed from a
 CAN log by a thread, as a CAN transceiver would feed a live bus.
 
-    python -m tests.edge_agent.service_harness LOG CHANNEL SPEED HOLD_AT MARKER -- ARGS...
+    python -m tests.edge_agent.service.harness LOG CHANNEL SPEED HOLD_AT MARKER -- ARGS...
 
 The feeder waits until the agent has opened its bus on CHANNEL, then sends the log's frames
 at SPEED times their own pace, keeping their timestamps, up to HOLD_AT seconds into the log

@@ -27,8 +27,8 @@ from edge_agent.service import Agent, build_stages
 from edge_agent.simulate import simulate
 from tests.sync_deploy import wait_for
 
-REPO = Path(__file__).parent.parent.parent
-DATA = Path(__file__).parent.parent / "data"
+REPO = Path(__file__).parent.parent.parent.parent
+DATA = Path(__file__).parent.parent.parent / "data"
 
 
 def records(outbox: Path) -> list[dict[str, object]]:

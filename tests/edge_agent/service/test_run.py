@@ -17,7 +17,6 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -72,22 +71,33 @@ def drive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@dataclass
 class Harness:
-    """One ``msp-agent run`` under the harness, and what the test watches it through."""
+    """One ``msp-agent run`` under the harness, and what the test watches it through: its
+    output, and every line it sends to its NOTIFY_SOCKET (read as systemd would, at once)."""
 
-    proc: subprocess.Popen[bytes]
-    notify: socket.socket
-    marker: Path
-    log: Path
+    def __init__(self, proc: subprocess.Popen[bytes], notify: socket.socket, marker: Path,
+                 log: Path) -> None:  # fmt: skip
+        self.proc, self.notify, self.marker, self.log = proc, notify, marker, log
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-    def notifications(self) -> list[str]:
-        lines: list[str] = []
+    def _read(self) -> None:
+        self.notify.settimeout(0.2)
         while True:
             try:
-                lines.extend(self.notify.recv(4096).decode().split("\n"))
-            except BlockingIOError:
-                return lines
+                self.lines.extend(self.notify.recv(4096).decode().split("\n"))
+            except TimeoutError:
+                if self.proc.poll() is not None:
+                    return
+            except OSError:
+                return
+
+    def notifications(self) -> list[str]:
+        """Every line received so far (after the agent exits: every line it sent)."""
+        if self.proc.poll() is not None:
+            self._reader.join(timeout=5)
+        return list(self.lines)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
@@ -138,7 +148,6 @@ def start(tmp: Path, config: Path, drive: Path, channel: str, hold_at: float,
           name: str = "agent") -> Harness:  # fmt: skip
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp / f"{name}.notify"))
-    notify.setblocking(False)
     marker = tmp / f"{name}.sent"
     env = dict(os.environ, NOTIFY_SOCKET=str(tmp / f"{name}.notify"), WATCHDOG_USEC="1000000")
     log = tmp / f"{name}.log"
@@ -220,10 +229,13 @@ def test_run_drive_card_sigterm_mid_trip(site, card_run) -> None:
     wait_for(lambda: any(n == "WATCHDOG=1" for n in harness.notifications()),
              "a watchdog ping", 10)  # fmt: skip
     assert harness.proc.poll() is None, harness.output()
+    harness.proc.send_signal(signal.SIGHUP)  # systemctl reload: the same file, re-read
+    wait(harness, lambda: "configuration reloaded" in harness.output(), "the reload", 30)
     harness.proc.send_signal(signal.SIGTERM)
     assert harness.proc.wait(timeout=60) == 0, harness.output()
     notes = harness.notifications()
-    assert "STOPPING=1" in notes
+    assert "READY=1" in notes and "RELOADING=1" in notes and "STOPPING=1" in notes
+    assert notes.index("READY=1") < notes.index("WATCHDOG=1") < notes.index("STOPPING=1")
     rows = deploy.stored(gw.device)
     records = [payload(jws) for _, jws in rows]
     deploy.verify(gw, len(rows))  # seq 1..N, each once, chained, audited

@@ -25,7 +25,7 @@ from .. import signals as sig
 from ..card.pcsc import PcscTransport
 from ..config import AgentConfig, load_config
 from ..decode import DbcDecoder
-from ..errors import ConfigError
+from ..errors import AgentError, ConfigError, OutboxError
 from ..frames import Frame, FrameDecoder
 from ..identity.binding import Consent
 from ..identity.pin_entry import SocketPinEntry
@@ -97,6 +97,9 @@ class Agent:
         self.uplink: MqttUplink | None = None
         self._uplink_stop = threading.Event()
         self._uplink_thread: threading.Thread | None = None
+        self._fatal: AgentError | None = None
+        self._acked_seq = -1
+        self._last_ack_at: float | None = None
         self._pin_entry: SocketPinEntry | None = None
         self._ignition: bool | None = None
         self._idle_handled = False
@@ -171,7 +174,7 @@ class Agent:
             self._open()
             assert self.uplink is not None
             self._uplink_thread = threading.Thread(
-                target=self.uplink.run, args=(self._uplink_stop,), name="uplink", daemon=True
+                target=self._run_uplink, args=(self.uplink,), name="uplink", daemon=True
             )
             self._uplink_thread.start()
             if self.card is not None:
@@ -185,6 +188,13 @@ class Agent:
         finally:
             self._shutdown()
         return 0
+
+    def _run_uplink(self, uplink: MqttUplink) -> None:
+        try:
+            uplink.run(self._uplink_stop)
+        except OutboxError as exc:  # the outbox cannot be read: nothing would ever be sent
+            log.error("uplink stopped: %s", exc)
+            self._fatal = exc
 
     def _loop(self, source: FrameSource | None) -> None:
         self._next_ping = time.monotonic()
@@ -236,6 +246,8 @@ class Agent:
             self.writer.trips(scorer.pop_trips())
 
     def _tick(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal  # exit non-zero: systemd restarts the agent
         now = time.monotonic()
         if self._next_ping is not None and now >= self._next_ping:
             interval = self.notifier.watchdog_interval_s
@@ -313,6 +325,10 @@ class Agent:
         assert self.uplink is not None
         up = self.uplink.stats()
         stats = self.outbox.stats()
+        if stats.acked_seq != self._acked_seq:
+            self._acked_seq, self._last_ack_at = stats.acked_seq, now
+        if self._last_ack_at is not None and stats.acked_seq > 0:
+            counters["uplink.last_ack_age_s"] = round(now - self._last_ack_at)
         counters.update({
             "queue.frames": self.source.depth() if self.source is not None else 0,
             "uplink.connected": int(self.uplink.connected), "uplink.published": up.published,

@@ -8,7 +8,7 @@ needs goes there under dotted names (docs/configuration.md lists them):
 * ``decode.<reason>``, ``scoring.<reason>``: rejections since the previous health record
 * ``queue.frames``, ``queue.card``: queue depths now
 * ``uplink.connected`` (0/1), ``uplink.published``, ``uplink.acked``, ``uplink.acked_seq``,
-  ``uplink.last_ack_age_s`` (-1 before the first ack)
+  ``uplink.last_ack_age_s`` (after the first ack)
 * ``card.reader`` (0/1), ``card.errors``
 * ``process.rss_kib``, ``process.max_rss_kib``, ``process.cpu_ms``
 """

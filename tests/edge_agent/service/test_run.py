@@ -256,6 +256,9 @@ def test_run_drive_card_sigterm_mid_trip(site, card_run) -> None:
     assert 10 < body["duration_s"] <= 51 and body["distance_km"] > 0
     [stored] = [s for s in deploy_sessions(deploy) if s[0] == session]
     assert stored[1] == "agent_stop"
+    health = [r["body"]["errors"] for r in records if r["kind"] == "health"]  # type: ignore[index]
+    assert health[-1]["uplink.connected"] == 1 and health[-1]["card.reader"] == 1
+    assert any(h.get("uplink.acked_seq", 0) > 0 and "uplink.last_ack_age_s" in h for h in health)
 
 
 def test_ignition_off_ends_trip_and_session_and_the_agent_keeps_running(site, card_run) -> None:

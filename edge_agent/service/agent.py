@@ -42,7 +42,7 @@ from ..sdnotify import Notifier
 from ..signalmap import load_signal_map
 from ..uplink import MqttUplink, UplinkConfig
 from .driver import AgentStopped, CardThread
-from .health import HealthClock, RateWindow, bounded, process_usage
+from .health import HealthClock, RateWindow, bounded, interval_counters, process_usage
 from .obd_source import ObdSource
 from .sources import FrameSource, LiveSource, ReplaySource
 from .writer import RecordWriter
@@ -318,9 +318,7 @@ class Agent:
             totals.update({f"decode.{name}.{k}": v for k, v in stage.rejected().items()})
         totals.update({f"scoring.{k}": v for k, v in self.scorer.rejected.items()})
         totals.update(self.writer.counts)
-        delta = self._rates.delta(totals)
-        frames = sum(v for k, v in delta.items() if k.endswith(".frames"))
-        counters = {k: v for k, v in delta.items() if v or k.endswith(".frames")}
+        frames, counters = interval_counters(self._rates.delta(totals), elapsed)
         usage = process_usage()
         assert self.uplink is not None
         up = self.uplink.stats()

@@ -4,7 +4,8 @@ The contract's ``health`` body has fixed fields (uptime, outbox depth, frames/s,
 refused) and one open map of integer counters, ``errors``; everything else the operator
 needs goes there under dotted names (docs/configuration.md lists them):
 
-* ``bus.<name>.frames`` / ``.dropped`` / ``.read_error``: since the previous health record
+* ``bus.<name>.frames_per_s``; ``bus.<name>.frames`` / ``.dropped`` / ``.read_error``: since
+  the previous health record
 * ``decode.<reason>``, ``scoring.<reason>``: rejections since the previous health record
 * ``queue.frames``, ``queue.card``: queue depths now
 * ``uplink.connected`` (0/1), ``uplink.published``, ``uplink.acked``, ``uplink.acked_seq``,
@@ -70,6 +71,16 @@ class RateWindow:
         out = {name: max(0, value - self._last.get(name, 0)) for name, value in totals.items()}
         self._last = Counter(totals)
         return out
+
+
+def interval_counters(delta: Mapping[str, int], elapsed_s: float) -> tuple[int, dict[str, int]]:
+    """From the counters' rise over ``elapsed_s``: the frames of every bus together, and the
+    counters to report: those that moved, every frame count, and each bus's frames/s."""
+    frames = sum(v for k, v in delta.items() if k.endswith(".frames"))
+    counters = {k: v for k, v in delta.items() if v or k.endswith(".frames")}
+    counters.update({f"{k}_per_s": round(v / elapsed_s) for k, v in delta.items()
+                     if k.startswith("bus.") and k.endswith(".frames")})  # fmt: skip
+    return frames, counters
 
 
 def bounded(counters: Mapping[str, int]) -> dict[str, int]:

@@ -204,6 +204,7 @@ def test_health_records_count_frames_and_bad_frames(
     assert isinstance(last, dict)
     errors = last["errors"]
     assert errors["process.rss_kib"] > 10_000 and errors["uplink.connected"] == 0
+    assert "bus.can0.frames_per_s" in errors
     # nothing is acked (no broker): the outbox holds every record before this one
     assert "queue.frames" in errors and last["queue_depth"] == record["seq"] - 1  # type: ignore[operator]
     assert last["uptime_s"] > 0

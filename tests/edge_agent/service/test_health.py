@@ -8,7 +8,13 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.service.health import MAX_COUNTERS, RateWindow, bounded, counter_key
+from edge_agent.service.health import (
+    MAX_COUNTERS,
+    RateWindow,
+    bounded,
+    counter_key,
+    interval_counters,
+)
 from msp_protocol.records import body_from_json
 
 KEY = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
@@ -36,3 +42,12 @@ def test_rate_window_reports_the_rise_since_the_previous_call() -> None:
     window = RateWindow()
     assert window.delta({"a": 5, "b": 1}) == {"a": 5, "b": 1}
     assert window.delta({"a": 7, "b": 1, "c": 2}) == {"a": 2, "b": 0, "c": 2}
+
+
+def test_interval_counters_give_rates_per_bus_and_leave_out_what_did_not_move() -> None:
+    delta = {"bus.can0.frames": 500, "bus.can1.frames": 0, "decode.can0.bad_length": 0,
+             "scoring.nan": 3}  # fmt: skip
+    frames, counters = interval_counters(delta, 2.0)
+    assert frames == 500
+    assert counters == {"bus.can0.frames": 500, "bus.can1.frames": 0, "scoring.nan": 3,
+                        "bus.can0.frames_per_s": 250, "bus.can1.frames_per_s": 0}  # fmt: skip

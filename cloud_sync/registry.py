@@ -13,9 +13,6 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from msp_protocol.records import parse_ts
-from msp_protocol.scoring import TripTotals, person_score
-
 from .cards import TrustAnchors
 from .config import RegistryConfig
 from .errors import EnrolmentError, RegistryError
@@ -50,16 +47,6 @@ def enroll_device(
     return cert
 
 
-def score_of(store: Store, person_id: str, at: datetime | None = None) -> float | None:
-    """The person's portable score (``msp_protocol.scoring.person_score``) over every trip of
-    theirs in every vehicle, decayed to ``at`` (default now); ``None`` with too little driving."""
-    trips = [
-        TripTotals(parse_ts(t.end), t.distance_km, t.penalty_points)
-        for t in store.trips(person_id)
-    ]
-    return person_score(trips, at or datetime.now(UTC))
-
-
 def broker_config(config: RegistryConfig) -> BrokerConfig:
     """The broker connection of a registry configuration (reads the password file)."""
     password = None
@@ -83,7 +70,7 @@ def serve(config: RegistryConfig, stop: threading.Event) -> None:
     anchors = TrustAnchors.load(config.anchors)
     store = SqliteStore(config.db)
     try:
-        fanout = Republisher(store).publications
+        fanout = Republisher(store).fanout
         ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout)
         RegistryWorker(ingestor, broker_config(config)).run(stop)
     finally:

@@ -232,7 +232,7 @@ class RegistryWorker:
         for row_id, pub in store.fanout_pending(self.fanout_window):
             if row_id in in_flight:
                 continue
-            info = self._client.publish(pub.topic, pub.payload, qos=1)
+            info = self._client.publish(pub.topic, pub.payload, qos=1, retain=pub.retain)
             self._fanout_mids[info.mid] = row_id
             room -= 1
             if room == 0:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from ..config import add_common, load_config
 from ..errors import RegistryError
-from ..registry import score_of
+from ..republish import score_of
 from ..sqlite_store import SqliteStore
 from . import emit
 

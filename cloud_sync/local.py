@@ -47,6 +47,7 @@ class LocalDeployment:
         self.anchors = anchors
         self.device_port = free_port()
         self.registry_port = free_port()
+        self.fleet_port = free_port()
         self.config = RegistryConfig(db=root / "registry.db", ca_dir=root / "ca", anchors=anchors)
         self.files: BrokerFiles | None = None
         self.broker: MosquittoProcess | None = None
@@ -57,15 +58,21 @@ class LocalDeployment:
         """Where the mosquitto configuration, certificates and the registry password are."""
         return self.root / "broker"
 
+    @property
+    def ports(self) -> tuple[int, int, int]:
+        """The broker's listeners: gateways and fleets (mTLS), registry, fleets (password)."""
+        return (self.device_port, self.registry_port, self.fleet_port)
+
     def configure(self) -> BrokerFiles:
         """Write the broker configuration (mosquitto runs as the current user)."""
         layout = BrokerLayout(
             device_port=self.device_port, device_bind="127.0.0.1",
-            registry_port=self.registry_port, run_as=getpass.getuser(),
+            registry_port=self.registry_port, fleet_port=self.fleet_port,
+            run_as=getpass.getuser(),
         )  # fmt: skip
         self.root.mkdir(parents=True, exist_ok=True)
         self.files = write_config(self.brokerdir, DeviceCa.open(self.config.ca_path), layout)
-        self.broker = MosquittoProcess(self.files.config, (self.device_port, self.registry_port))
+        self.broker = MosquittoProcess(self.files.config, self.ports)
         return self.files
 
     def enroll(self, device: str, csr: Path, *, vin: str, fleet: str) -> Path:

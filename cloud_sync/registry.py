@@ -16,11 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from .cards import TrustAnchors
 from .config import RegistryConfig
 from .errors import EnrolmentError, RegistryError
+from .fleets import key_publication
 from .ingest import Ingestor
 from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
 from .republish import Republisher
 from .sqlite_store import SqliteStore
-from .store import Device, Store
+from .store import Batch, Device, Store
 from .worker import BrokerConfig, RegistryWorker
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def enroll_device(
     row = Device(device, vin, fleet, public_key_pem(key), jws_alg(key),
                  cert_pem(cert).decode("ascii"), utc_now())  # fmt: skip
     store.enroll(row)
+    store.commit(Batch(publications=[key_publication(fleet, row)]))  # for the fleet to verify
     log.info("enrolled %s (vehicle %s, fleet %s)", device, vin, fleet)
     return cert
 

@@ -224,15 +224,17 @@ def test_fleet_operator_receives_only_its_fleet(deployment: Deployment, card_iss
     try:
         uplink = MqttUplink(deployment.uplink_config(gw), outbox)
         with UplinkThread(uplink):
-            wait_for(lambda: len(got["acme"]) == 4, "acme's dtc and three trips")
+            wait_for(lambda: len(got["acme"]) == 5, "acme's key, dtc and three trips")
             wait_for(lambda: deployment.stats()["counts"]["fanout"] == 0, "fan-out acked")
         assert uplink.stats().acked == 3
     finally:
         for client in clients:
             client.disconnect()
             client.loop_stop()
-    assert got == {"acme": ["msp/v1/fleet/acme/dtc"] + ["msp/v1/fleet/acme/trip"] * 3,
-                   "other": []}  # fmt: skip
+    # each fleet also gets its devices' keys (retained, queued at enrolment)
+    assert sorted(got["acme"]) == ["msp/v1/fleet/acme/dtc", "msp/v1/fleet/acme/keys/gw-1"] \
+        + ["msp/v1/fleet/acme/trip"] * 3
+    assert got["other"] == ["msp/v1/fleet/other/keys/gw-2"]
 
 
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud_sync import cli as registry_cli
 from cloud_sync.fleet_watch import FleetChecker
 from cloud_sync.republish import fleet_pseudonym, score_of
 from cloud_sync.sqlite_store import SqliteStore
@@ -111,8 +113,8 @@ def identifying_strings(card: Card, store: SqliteStore) -> list[bytes]:
     return out
 
 
-def test_two_fleets_consent_score_and_acl(deployment: Deployment, card_issuer,
-                                          tmp_path: Path) -> None:  # fmt: skip
+def test_two_fleets_consent_score_and_acl(deployment: Deployment, card_issuer, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     van1 = deployment.enroll_gateway("gw-van1", "JTVAN000001", fleet="haul")
     van2 = deployment.enroll_gateway("gw-van2", "JTVAN000002", fleet="haul")
     car = deployment.enroll_gateway("gw-rent1", "JTRENT00001", fleet="rental")
@@ -232,6 +234,31 @@ def test_two_fleets_consent_score_and_acl(deployment: Deployment, card_issuer,
     for _topic, payload in haul.received + rental.received:
         for secret_bytes in secrets:
             assert secret_bytes not in payload
+
+    # the reference subscriber: both fleets side by side, every JWS checked; a late
+    # subscriber gets what is retained: the device keys and rental's score of alice
+    capsys.readouterr()
+    tls = ["--broker", f"mqtts://127.0.0.1:{deployment.device_port}", "--tls-ca", str(ca)]
+    assert registry_cli.main(["fleet", "watch", "haul", "rental", "--creds", str(creds), *tls,
+                              "--timeout", "2", "--json"]) == 0  # fmt: skip
+    seen = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {(m["fleet"], m["kind"], m["check"]) for m in seen} == {
+        ("haul", "keys", "registry"), ("rental", "keys", "registry"),
+        ("rental", "score", "registry")}
+    assert [m["message"]["score"] for m in seen if m["kind"] == "score"] == [expected_score]
+    # with the password instead of a certificate, on the fleet listener; --count stops it
+    assert registry_cli.main([
+        "fleet", "watch", "rental", "--password-file", str(creds / "fleet.rental.secret"),
+        "--broker", f"mqtts://127.0.0.1:{deployment.fleet_port}", "--tls-ca", str(ca),
+        "--count", "1", "--timeout", "10"]) == 0  # fmt: skip
+    assert f"score {alice_rental} = {expected_score}" in capsys.readouterr().out
+    # a wrong password is refused by the broker, and said so
+    (tmp_path / "wrong").write_text("not-the-password\n")
+    assert registry_cli.main([
+        "fleet", "watch", "rental", "--password-file", str(tmp_path / "wrong"),
+        "--broker", f"mqtts://127.0.0.1:{deployment.fleet_port}", "--tls-ca", str(ca),
+        "--timeout", "10"]) == 2  # fmt: skip
+    assert "refused fleet.rental" in capsys.readouterr().err
 
     # the registry answers the rental company's score question, and only with consent
     out = subprocess.run([sys.executable, "-m", "cloud_sync.cli", "score", alice_rental,

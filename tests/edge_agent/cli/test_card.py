@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -125,10 +126,10 @@ def test_login_json_is_a_verified_binding(
             "truck_semi_medium",
             "--trust-anchor",
             str(card_dir / "msp-test-ca.pem"),
+            "--consent-request",
+            str(request_file(card_dir)),
             "--consent",
-            "fleet-acme",
-            "trip,event",
-            "2027-01-01T09:00:00+09:00",
+            "score,driving",
         ]
     )
     assert code == 0
@@ -136,13 +137,11 @@ def test_login_json_is_a_verified_binding(
     statement = body["statement"]
     assert statement["vin"] == "JT1234567890ABCDE"
     assert statement["vehicle_class"] == "truck_semi_medium"
-    assert statement["consents"] == [
-        {
-            "recipient": "fleet-acme",
-            "categories": ["trip", "event"],
-            "until": "2027-01-01T00:00:00Z",
-        }
-    ]
+    [consent] = statement["consents"]
+    assert consent["recipient"] == "fleet-acme"
+    assert consent["categories"] == ["driving", "score"]  # what was accepted, canonical order
+    until = datetime.fromisoformat(consent["until"].replace("Z", "+00:00"))
+    assert timedelta(days=29) < until - datetime.now(UTC) <= timedelta(days=30)
     key = x509.load_der_x509_certificate(base64.b64decode(body["card_certificate"])).public_key()
     assert isinstance(key, rsa.RSAPublicKey)
     key.verify(
@@ -197,29 +196,39 @@ def test_login_without_trust_anchor_is_a_usage_error(
     assert "needs at least one --trust-anchor" in capsys.readouterr().err
 
 
-def test_bad_consent_time_is_named(
-    served: subprocess.Popen[bytes], card_dir: Path, capsys: pytest.CaptureFixture[str]
+def request_file(directory: Path, body: str | None = None) -> Path:
+    """The operator's consent request, as a gateway's configuration holds it."""
+    path = directory / "consent.toml"
+    path.write_text(body if body is not None else
+                    '[consent]\nrecipient = "fleet-acme"\n'
+                    'categories = ["driving", "maintenance", "score"]\ndays = 30\n')
+    return path
+
+
+@pytest.mark.parametrize(
+    ("request_body", "answer", "message"),
+    [
+        (None, "driving,location", "fleet-acme did not ask for location (it asks for driving, "
+                                   "maintenance, score)"),
+        (None, "trip", "unknown consent category 'trip' (known: driving, maintenance, score, "
+                       "location)"),
+        (None, None, "fleet-acme asks for consent: give --consent CATEGORIES (or none)"),
+        ('[consent]\nrecipient = "acme"\ncategories = ["trips"]\n', "none",
+         "consent.toml: consent request: categories: unknown consent category 'trips'"),
+        ('[consent]\nrecipient = "acme"\n', "none",
+         "consent.toml: [consent] categories: expected a list of strings"),
+        ("[consent\n", "none", "consent.toml: Expected ']'"),
+    ],
+)
+def test_bad_consent_is_named(
+    served: subprocess.Popen[bytes], card_dir: Path, capsys: pytest.CaptureFixture[str],
+    request_body: str | None, answer: str | None, message: str,
 ) -> None:
-    assert (
-        main(
-            [
-                "card",
-                "login",
-                "--reader",
-                READER_NAME,
-                "--pin",
-                "2468",
-                "--trust-anchor",
-                str(card_dir / "msp-test-ca.pem"),
-                "--consent",
-                "fleet-acme",
-                "trip",
-                "next week",
-            ]
-        )
-        == 2
-    )
-    assert "--consent fleet-acme: UNTIL 'next week' is not ISO 8601" in capsys.readouterr().err
+    args = ["card", "login", "--reader", READER_NAME, "--pin", "2468", "--trust-anchor",
+            str(card_dir / "msp-test-ca.pem"), "--consent-request",
+            str(request_file(card_dir, request_body))]  # fmt: skip
+    assert main(args + (["--consent", answer] if answer is not None else [])) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_an_empty_reader(

@@ -70,6 +70,7 @@ class FleetChecker:
     def __init__(self, fleet: str) -> None:
         self.fleet = fleet
         self.keys: dict[str, PublicKey] = {}
+        self._key_messages: dict[str, dict[str, Any]] = {}
         self.waiting: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
     def feed(self, topic: str, payload: bytes) -> list[FleetMessage]:
@@ -99,10 +100,13 @@ class FleetChecker:
 
     def _key(self, topic: str, value: dict[str, Any]) -> list[FleetMessage]:
         device = str(value.get("device"))
+        if self._key_messages.get(device) == value:
+            return []  # the same key again (retained, and re-sent): no news
         try:
             self.keys[device] = load_public_key(str(value.get("public_key_pem")).encode())
         except ProtocolError as exc:
             return [self._bad(topic, "keys", f"device {device}: {exc}")]
+        self._key_messages[device] = value
         out = [FleetMessage(self.fleet, topic, "keys", "registry", describe("keys", value), value)]
         for held_topic, held in self.waiting.pop(device, []):
             out.append(self._check(held_topic, held_topic.split("/")[4], held))

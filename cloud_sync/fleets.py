@@ -108,6 +108,18 @@ def add_fleet(store: Store, ca: DeviceCa, fleet: str, out: Path, *, password: bo
     return FleetCredentials(user, ca_file, cert_file, key_file, password_file)
 
 
+def broker_users(store: Store) -> tuple[set[str], dict[str, str]]:
+    """The fleets the broker's ACL must know (of enrolled devices and registered operators)
+    and the password hashes of those that log in with a password."""
+    fleets = {device.fleet for device in store.devices()}
+    passwords: dict[str, str] = {}
+    for fleet in store.fleets():
+        fleets.add(fleet.id)
+        if fleet.password_hash:
+            passwords[fleet.id] = fleet.password_hash
+    return fleets, passwords
+
+
 def person_of(store: Store, fleet: str, pseudonym: str) -> str:
     """The internal person id behind ``fleet``'s pseudonym; raises ``FleetError``."""
     secret = store.pseudonym_secret()

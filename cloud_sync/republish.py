@@ -93,10 +93,6 @@ class Republisher:
                 log.warning("not republishing %s/%d: %s", acc.record.device, acc.record.seq, exc)
         return Fanned(pubs, dict(withheld))
 
-    def publications(self, accepted: Sequence[Accepted]) -> list[Publication]:
-        """Only the messages of :meth:`fanout`."""
-        return list(self.fanout(accepted).publications)
-
     def _for(self, acc: Accepted, withheld: Counter[Withheld]) -> list[Publication]:
         rec = acc.record
         info = kind_info(rec.kind)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..config import add_common, load_config
+from ..fleets import broker_users
 from ..mosquitto import BrokerLayout, write_config
 from ..pki import DeviceCa
 from ..sqlite_store import SqliteStore
@@ -39,11 +40,7 @@ def _do_config(args: argparse.Namespace) -> int:
     if config.db.exists():
         store = SqliteStore(config.db)
         try:
-            fleets = {device.fleet for device in store.devices()}
-            for fleet in store.fleets():
-                fleets.add(fleet.id)
-                if fleet.password_hash:
-                    passwords[fleet.id] = fleet.password_hash
+            fleets, passwords = broker_users(store)
         finally:
             store.close()
     layout = BrokerLayout(

@@ -235,6 +235,14 @@ def test_two_fleets_consent_score_and_acl(deployment: Deployment, card_issuer, t
         for secret_bytes in secrets:
             assert secret_bytes not in payload
 
+    # the operator's view of what was withheld
+    assert {"fleet": "haul", "kind": "trip", "reason": "expired", "count": 1} in \
+        deployment.stats()["withheld"]
+    capsys.readouterr()
+    assert deployment.registry("fleet", "list", "--json") == 0
+    assert [(f["fleet"], f["login"], f["withheld"]) for f in json.loads(capsys.readouterr().out)] \
+        == [("haul", "certificate", 3), ("rental", "certificate+password", 0)]
+
     # the reference subscriber: both fleets side by side, every JWS checked; a late
     # subscriber gets what is retained: the device keys and rental's score of alice
     capsys.readouterr()

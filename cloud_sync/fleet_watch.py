@@ -79,6 +79,10 @@ class FleetChecker:
         if parts[:3] != [*PREFIX.split("/"), "fleet"] or len(parts) < 5 or parts[3] != self.fleet:
             return [self._bad(topic, "?", f"not a topic of fleet {self.fleet}")]
         kind = parts[4]
+        if kind == "score" and payload == b"" and len(parts) == 6:
+            gone = {"person": parts[5]}  # the registry withdrew it: the consent ended
+            return [FleetMessage(self.fleet, topic, kind, "registry",
+                                 f"score {parts[5]} withdrawn (consent ended)", gone)]
         try:
             value = json.loads(payload)
             if not isinstance(value, dict):

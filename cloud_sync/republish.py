@@ -14,7 +14,8 @@
   both received one session's records could join them on the session id and link their
   pseudonyms. What crosses fleets is the score: after a trip, each fleet the person
   consented ``score`` to (in any session, valid at the trip's time) gets the person's
-  portable score, pooled over every vehicle, retained on ``msp/v1/fleet/{f}/score/{p}``.
+  portable score, pooled over every vehicle, retained on ``msp/v1/fleet/{f}/score/{p}``
+  until the consent ends (then the store clears it: ``Store.clear_expired``).
 * public tier (``stats``): the body alone on ``msp/v1/public/stats``; private tier (health,
   gap) never leaves the registry.
 
@@ -62,17 +63,24 @@ def score_of(store: Store, person_id: str, at: datetime | None = None) -> float 
     return person_score(trips, at or datetime.now(UTC))
 
 
-def score_recipients(store: Store, person_id: str, at: datetime) -> list[str]:
-    """The fleets the person has consented ``score`` to, valid at ``at``, sorted."""
-    return sorted({c.recipient for c in store.person_consents(person_id)
-                   if cats.grants(c, c.recipient, cats.SCORE, at)})  # fmt: skip
+def score_recipients(store: Store, person_id: str, at: datetime) -> dict[str, str]:
+    """The fleets the person has consented ``score`` to, valid at ``at``, each with the end
+    of its longest such consent."""
+    ends: dict[str, str] = {}
+    for c in store.person_consents(person_id):
+        longer = c.recipient not in ends or parse_ts(c.until) > parse_ts(ends[c.recipient])
+        if longer and cats.grants(c, c.recipient, cats.SCORE, at):
+            ends[c.recipient] = c.until
+    return ends
 
 
-def score_payload(fleet: str, pseudonym: str, score: float | None, at: datetime) -> bytes:
-    """The score message: the pseudonym, the score (``null`` below 20 km) and its instant."""
+def score_payload(fleet: str, pseudonym: str, score: float | None, at: datetime,
+                  until: str) -> bytes:  # fmt: skip
+    """The score message: the pseudonym, the score (``null`` below 20 km), its instant, and
+    when the consent to show it ends (the registry then withdraws it)."""
     rounded = None if score is None else round(score, 1)
     value = {"fleet": fleet, "person": pseudonym, "score": rounded,
-             "at": format_ts(at.timestamp())}  # fmt: skip
+             "at": format_ts(at.timestamp()), "until": until}  # fmt: skip
     return json.dumps(value, sort_keys=True).encode()
 
 
@@ -155,10 +163,12 @@ class Republisher:
         score = score_of(self.store, person, at)
         secret = self.store.pseudonym_secret()
         pubs = []
-        for fleet in fleets:
+        for fleet, until in sorted(fleets.items()):
             name = fleet_pseudonym(secret, fleet, person)
             pubs.append(Publication(fleet_score_topic(fleet, name),
-                                    score_payload(fleet, name, score, at), retain=True))
+                                    score_payload(fleet, name, score, at, until),
+                                    retain=True,  # expiry in one format: the store compares text
+                                    expires=format_ts(parse_ts(until).timestamp())))  # fmt: skip
         return pubs
 
 

@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS fanout (id INTEGER PRIMARY KEY AUTOINCREMENT, topic T
   payload BLOB NOT NULL, retain INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS fleets (id TEXT PRIMARY KEY, added_at TEXT NOT NULL,
   password_hash TEXT);
+CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, expires TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS withheld (fleet TEXT NOT NULL, kind TEXT NOT NULL,
   reason TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (fleet, kind, reason));
 CREATE INDEX IF NOT EXISTS trips_person ON trips (person_id, "end");
@@ -244,6 +245,28 @@ class SqliteStore:
         rows = self._conn.execute("SELECT fleet, kind, reason, count FROM withheld")
         return {Withheld(f, k, r): int(c) for f, k, r, c in rows}
 
+    def clear_expired(self, now: str) -> int:
+        """Queue an empty retained message for every retained publication expired at ``now``."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                topics = [str(t) for (t,) in self._conn.execute(
+                    "SELECT topic FROM retained WHERE expires <= ?", (now,))]  # fmt: skip
+                self._conn.executemany(
+                    "INSERT INTO fanout (topic, payload, retain) VALUES (?, x'', 1)",
+                    [(t,) for t in topics],
+                )
+                self._conn.executemany(
+                    "DELETE FROM retained WHERE topic = ?", [(t,) for t in topics]
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot clear expired messages: {exc}") from exc
+        return len(topics)
+
     def pseudonym_secret(self) -> bytes:
         """The registry's secret for per-fleet pseudonyms (made with the database)."""
         if self._secret is None:
@@ -269,6 +292,11 @@ class SqliteStore:
                     [(p.topic, p.payload, int(p.retain))
                      for p in (*batch.publications, *fanned.publications)],
                 )  # fmt: skip
+                self._conn.executemany(
+                    "INSERT INTO retained VALUES (?, ?) ON CONFLICT (topic)"
+                    " DO UPDATE SET expires = excluded.expires",
+                    [(p.topic, p.expires) for p in fanned.publications if p.retain and p.expires],
+                )
                 self._conn.executemany(
                     "INSERT INTO withheld VALUES (?, ?, ?, ?) ON CONFLICT (fleet, kind, reason)"
                     " DO UPDATE SET count = count + excluded.count",

@@ -94,6 +94,9 @@ class Publication:
     topic: str
     payload: bytes
     retain: bool = False
+    #: for a retained message: the instant (wire form) after which the broker must forget it
+    #: (the consent it was published under ends); the store then clears it
+    expires: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +227,10 @@ class Store(Protocol):
 
     def withheld(self) -> Mapping[Withheld, int]:
         """How much data was withheld from fleets, by fleet, kind and reason."""
+
+    def clear_expired(self, now: str) -> int:
+        """Queue an empty retained message (which makes the broker forget the topic) for every
+        retained publication whose ``expires`` is before ``now``; returns how many."""
 
     def commit(self, batch: Batch, fanout: Fanout | None = None) -> None:
         """Commit the whole batch atomically; records already stored are left as they are.

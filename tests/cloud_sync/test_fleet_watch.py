@@ -68,3 +68,9 @@ def test_bad_messages_are_named(ingestor, store, device_ca, card_issuer):
     bad_key = json.dumps({**json.loads(key.payload), "public_key_pem": "junk"}).encode()
     [msg] = checker.feed(key.topic, bad_key)
     assert msg.check.startswith("REJECTED: device gw-1: key: not a usable PEM public key")
+
+
+def test_a_withdrawn_score_is_said_so() -> None:
+    [msg] = FleetChecker("rental").feed("msp/v1/fleet/rental/score/fp-abc", b"")
+    assert (msg.kind, msg.check, msg.text) == ("score", "registry",
+                                               "score fp-abc withdrawn (consent ended)")

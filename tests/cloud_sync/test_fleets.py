@@ -77,7 +77,7 @@ class Subscriber:
         return [t for t, _ in self.received]
 
     def values(self, kind: str) -> list[dict[str, object]]:
-        return [json.loads(p) for t, p in self.received if t.split("/")[4] == kind]
+        return [json.loads(p) for t, p in self.received if t.split("/")[4] == kind and p]
 
     def close(self) -> None:
         if self.client is not None:
@@ -174,6 +174,15 @@ def test_two_fleets_consent_score_and_acl(deployment: Deployment, card_issuer, t
             NewRecord(trip(25.0, 0.0, day=1), T0 + 86400 + 900, "s-a2"),
         ])  # fmt: skip
         wait_for(lambda: any("/score/" in t for t in rental.topics()), "rental's score")
+        # bob rents the car too, letting rental see his score only until a past instant: the
+        # score goes out (his trip is within the consent), then the registry withdraws it
+        drive(deployment, car, [
+            login(bob, car, "s-b2", bodies.Consent("rental", ("driving", "score"),
+                                                   format_ts(T0 + 2 * 86400)), at=T0 + 86400),
+            NewRecord(trip(25.0, 5.0, day=1), T0 + 86400 + 900, "s-b2"),
+        ])  # fmt: skip
+        wait_for(lambda: any(p == b"" for t, p in rental.received if "/score/" in t),
+                 "bob's score withdrawn")  # fmt: skip
         wait_for(lambda: deployment.stats()["counts"]["fanout"] == 0, "fan-out delivered")
     finally:
         for s in (haul, rental, nosy):
@@ -199,12 +208,13 @@ def test_two_fleets_consent_score_and_acl(deployment: Deployment, card_issuer, t
     assert {v["vin"] for k in ("dtc", "trip", "event") for v in haul.values(k)} == {
         "JTVAN000001", "JTVAN000002"}
     assert {v["vin"] for v in rental.values("trip")} == {"JTRENT00001"}
+    assert len(rental.values("trip")) == 2  # alice's and bob's
     assert {v["device"] for v in rental.values("keys")} == {"gw-rent1"}
     # a different pseudonym for alice in each fleet, the same within a fleet
     alice_haul = fleet_pseudonym(secret, "haul", alice_id)
     alice_rental = fleet_pseudonym(secret, "rental", alice_id)
     assert {v["person"] for v in haul.values("trip") if v["vin"] == "JTVAN000001"} == {alice_haul}
-    assert {v["person"] for v in rental.values("trip")} == {alice_rental} != {alice_haul}
+    assert rental.values("trip")[0]["person"] == alice_rental != alice_haul
     # only consented categories: alice's in-session dtc withheld, the vehicle's own one not
     assert [v["person"] for v in haul.values("dtc")] == [None]
     assert withheld[Withheld("haul", "dtc", "not_consented")] == 1
@@ -217,8 +227,12 @@ def test_two_fleets_consent_score_and_acl(deployment: Deployment, card_issuer, t
     assert events["JTVAN000001"]["redacted"] == ["body.location"]
     assert events["JTVAN000002"]["body"]["location"] == {"lat": 35.68, "lon": 139.76}
     # the rental company sees alice's score pooled with the trip in haul's van
-    [score] = rental.values("score")
-    assert score["person"] == alice_rental and score["score"] == expected_score < 100.0
+    alice_score, bob_score = rental.values("score")
+    assert alice_score["person"] == alice_rental and alice_score["score"] == expected_score < 100
+    bob_rental = fleet_pseudonym(secret, "rental", bob_id)
+    assert bob_score["person"] == bob_rental and bob_score["until"] == format_ts(T0 + 2 * 86400)
+    withdrawn = [t for t, p in rental.received if p == b""]
+    assert withdrawn == [f"msp/v1/fleet/rental/score/{bob_rental}"]
     assert haul.values("score") == []
     # the fleet can check every signed copy itself against the keys it was sent
     for sub, fleet in ((haul, "haul"), (rental, "rental")):
@@ -226,7 +240,7 @@ def test_two_fleets_consent_score_and_acl(deployment: Deployment, card_issuer, t
         checks = [m.check for t, p in sub.received for m in checker.feed(t, p)]
         assert not [c for c in checks if c.startswith("REJECTED")]
         assert checks.count("verified") == sum(
-            1 for _, p in sub.received if json.loads(p).get("jws"))
+            1 for _, p in sub.received if p and json.loads(p).get("jws"))
     # the broker gave haul's credentials nothing outside haul's feed, though rental's feed,
     # the gateways' records and acks all flowed meanwhile
     assert rental.received and nosy.received == []

@@ -162,12 +162,30 @@ def test_score_reaches_a_second_fleet_only_after_consent(ingestor, store, device
     at = parse_ts(trip(20.0, 0.0, 3).end)
     # pooled over the van's trips in the other fleet too: 18 points over 110 km
     assert value == {"fleet": "rental", "person": name, "at": format_ts(at.timestamp()),
-                     "score": round(score_of(store, person.id, at), 1)}  # fmt: skip
+                     "score": round(score_of(store, person.id, at), 1),
+                     "until": "2027-01-01T00:00:00Z"}  # fmt: skip
+    assert score[0].expires == "2027-01-01T00:00:00.000Z"
     assert value["score"] < 100.0 and len(store.trips(person.id)) == 4
     # and now a trip in the other fleet's van updates rental's score as well
     pubs = publish(ingestor, van, (trip(30.0, 0.0, 4), "trip", "s-1"))
     assert [p.topic for p in pubs] == ["msp/v1/fleet/haul/trip",
                                        f"msp/v1/fleet/rental/score/{name}"]
+
+
+def test_a_retained_score_is_withdrawn_when_its_consent_ends(store, device_ca, card_issuer):
+    gw = Gateway("gw-1", "JTCAR00001")
+    store.enroll(gw.device_row(device_ca, fleet="rental"))
+    ingestor = Ingestor(store, card_issuer.anchors(), fanout=Republisher(store).fanout)
+    consents = (consent("rental", "driving", "score", until="2026-12-01T00:00:00Z"),)
+    start = card_issuer.card().session_start(gw, "s-1", consents=consents)
+    ingestor.process([(rec_topic(gw.device), gw.sign(*item).encode())
+                      for item in ((start, "session.start", "s-1"), (trip(), "trip", "s-1"))])
+    [score] = [p for _, p in store.fanout_pending(10) if "/score/" in p.topic]
+    store.fanout_done([i for i, _ in store.fanout_pending(10)])
+    assert store.clear_expired("2026-11-30T23:59:59.999Z") == 0
+    assert store.clear_expired("2026-12-01T00:00:00.000Z") == 1
+    assert [p for _, p in store.fanout_pending(10)] == [Publication(score.topic, b"", True)]
+    assert store.clear_expired("2027-01-01T00:00:00.000Z") == 0  # withdrawn once
 
 
 def test_tiers_without_a_driver(ingestor, store, device_ca):

@@ -119,6 +119,17 @@ class Republisher:
             return []
         if info.pre_consented:
             return [self._copy(acc, fleet, person, redact=False)[0]]
+        out = self._consented_copy(acc, fleet, person, withheld)
+        if rec.kind == "trip":  # the score changes whether or not this fleet sees the trip
+            out.extend(self._scores(person, cats.data_time(rec)))
+        return out
+
+    def _consented_copy(self, acc: Accepted, fleet: str, person: str,
+                        withheld: Counter[Withheld]) -> list[Publication]:  # fmt: skip
+        """The fleet's copy of a record inside a driver session, if the session's consents
+        cover it; otherwise nothing, counted."""
+        rec = acc.record
+        assert rec.session is not None
         at = cats.data_time(rec)
         consents = [c for c in self.store.session_consents(rec.session) if c.recipient == fleet]
         category = cats.category_of(rec.kind)
@@ -130,10 +141,7 @@ class Republisher:
         copy, stripped = self._copy(acc, fleet, person, redact=redact)
         if stripped:
             withheld[Withheld(fleet, rec.kind, "location")] += 1
-        out = [copy]
-        if rec.kind == "trip":
-            out.extend(self._scores(person, at))
-        return out
+        return [copy]
 
     def _copy(self, acc: Accepted, fleet: str, person: str | None, *, redact: bool
               ) -> tuple[Publication, bool]:  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import os
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -103,7 +103,8 @@ def broker_for(args: argparse.Namespace, fleet: str) -> BrokerConfig:
             raise RegistryError(f"{args.password_file}: cannot read password: {exc}") from None
         cert = key = None
     return BrokerConfig(url=args.broker, username=fleet_user(fleet), password=password,
-                        client_id=f"{fleet_user(fleet)}-watch", mqtt5=not args.mqtt311,
+                        client_id=f"{fleet_user(fleet)}-watch-{os.getpid()}",
+                        mqtt5=not args.mqtt311,
                         ca_file=args.tls_ca, cert_file=cert, key_file=key)  # fmt: skip
 
 
@@ -146,4 +147,4 @@ def _print(message: FleetMessage, column: int, args: argparse.Namespace) -> None
         text += f" [{message.check}]"
     if len(args.fleets) > 1:
         text = " " * (args.width * column) + text[: args.width - 1]
-    print(text, file=sys.stdout, flush=True)
+    print(text, flush=True)

@@ -265,3 +265,36 @@ def test_serve_virtual_names_a_bad_image(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert f"{bad}: format is not 'msp-virtual-card/1'" in result.stderr
+
+
+def test_the_driver_is_asked_at_a_terminal(
+    served: subprocess.Popen[bytes], card_dir: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[str] = []
+
+    def reply(question: str) -> str:
+        asked.append(question)
+        return "y" if "trouble codes" in question or "score" in question else ""
+
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", reply)
+    args = ["card", "login", "--reader", READER_NAME, "--pin", "2468", "--json",
+            "--trust-anchor", str(card_dir / "msp-test-ca.pem"),
+            "--consent-request", str(request_file(card_dir))]  # fmt: skip
+    assert main(args) == 0
+    [consent] = json.loads(capsys.readouterr().out)["statement"]["consents"]
+    assert consent["categories"] == ["maintenance", "score"]
+    assert [q.split(" with ")[0] for q in asked] == [
+        "Share your trips and driving events (harsh braking, speeding, ...)",
+        "Share the vehicle's diagnostic trouble codes while you drive",
+        "Share your portable safe-driving score, from every vehicle you drive"]
+
+
+def test_an_answer_without_a_request_is_refused(
+    served: subprocess.Popen[bytes], card_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["card", "login", "--reader", READER_NAME, "--pin", "2468", "--trust-anchor",
+            str(card_dir / "msp-test-ca.pem"), "--consent", "driving"]  # fmt: skip
+    assert main(args) == 2
+    assert "--consent answers a request: give --consent-request FILE" in capsys.readouterr().err

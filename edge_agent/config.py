@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import Any, Final, get_args
 from urllib.parse import urlsplit
 
+from msp_protocol.consent import CATEGORIES as CONSENT_CATEGORIES
+from msp_protocol.consent import parse_categories
+from msp_protocol.errors import ProtocolError
+from msp_protocol.topics import check_id
+
 from . import config_values as values
 from .errors import ConfigError
 from .scoring.config import FuelType, ScoringConfig, VehicleClass, config_from_mapping
@@ -62,11 +67,13 @@ class ObdConfig:
 
 @dataclass(frozen=True, slots=True)
 class ConsentConfig:
-    """A consent offered to the driver at login: recipient, data categories, expiry (ISO)."""
+    """The operator's consent request (``edge_agent.identity.consent.ConsentRequest``): the
+    categories of ``msp_protocol.consent`` offered to ``recipient`` at every login, each
+    consent lasting ``days`` from that login."""
 
     recipient: str
     categories: tuple[str, ...]
-    until: str
+    days: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +98,7 @@ class AgentConfig:
     pin_socket: Path
     pin_timeout_s: float
     trust_anchors: tuple[Path, ...]
-    consents: tuple[ConsentConfig, ...]
+    consent: ConsentConfig | None
     max_session_s: float | None
     outbox_path: Path
     outbox_max_bytes: int
@@ -114,7 +121,7 @@ class AgentConfig:
         return url.hostname or "", url.port or (8883 if tls else 1883), tls
 
 
-#: (``[[bus]]``, ``[[card.consent]]``, ``card.anchors``, ``[scoring]``) are handled apart.
+#: (``[[bus]]``, ``[card.consent]``, ``card.anchors``, ``[scoring]``) are handled apart.
 SCALARS: Final[dict[str, tuple[values.Parser, Any]]] = {
     "device": (values.pattern(_DEVICE, "a device id such as gw-0001"), ...),
     "key": (values.path, Path("/etc/msp/device.key")),
@@ -268,24 +275,30 @@ def _obd(document: Mapping[str, Any], v: dict[str, Any]) -> ObdConfig | None:
                      v["obd.dtc"])  # fmt: skip
 
 
-def _consents(document: Mapping[str, Any]) -> tuple[ConsentConfig, ...]:
-    raw = _lookup(document, "card.consent") or []
-    if not isinstance(raw, list):
-        raise ConfigError("card.consent: expected an array of tables [[card.consent]]")
-    out = []
-    for i, table in enumerate(raw):
-        where = f"card.consent[{i}]"
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"{where}: expected a table")
-        categories = table.get("categories")
-        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
-            raise ConfigError(f"{where}.categories: expected a list of record kinds")
-        until = values.pattern(re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$"),
-                         "an ISO 8601 UTC instant such as 2027-03-31T00:00:00.000Z")(
-            f"{where}.until", table.get("until"))  # fmt: skip
-        out.append(ConsentConfig(values.text(f"{where}.recipient", table.get("recipient")),
-                                 tuple(categories), until))  # fmt: skip
-    return tuple(out)
+def _consent(document: Mapping[str, Any]) -> ConsentConfig | None:
+    table = _lookup(document, "card.consent")
+    if table is None:
+        return None
+    if not isinstance(table, Mapping):
+        raise ConfigError("card.consent: expected a table [card.consent]")
+    for sub in table:
+        if sub not in ("recipient", "categories", "days"):
+            raise ConfigError(f"card.consent.{sub}: unknown key (known: categories, days, "
+                              "recipient)")  # fmt: skip
+    recipient = values.text("card.consent.recipient", table.get("recipient"))
+    categories = table.get("categories")
+    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+        raise ConfigError("card.consent.categories: expected a list such as "
+                          f"{list(CONSENT_CATEGORIES)}")  # fmt: skip
+    try:
+        parse_categories(categories)
+        check_id(recipient, "recipient")
+    except ProtocolError as exc:
+        raise ConfigError(f"card.consent: {exc}") from None
+    days = values.positive("card.consent.days", table.get("days", 90))
+    if days > 3660:
+        raise ConfigError(f"card.consent.days: expected at most 3660, got {days:g}")
+    return ConsentConfig(recipient, tuple(categories), days)
 
 
 def load_config(
@@ -375,7 +388,7 @@ def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentC
         card_enabled=v["card.enabled"], card_reader=v["card.reader"],
         card_poll_s=v["card.poll_s"], pin_socket=v["card.pin_socket"],
         pin_timeout_s=v["card.pin_timeout_s"], trust_anchors=anchors,
-        consents=_consents(document), max_session_s=v["card.max_session_s"],
+        consent=_consent(document), max_session_s=v["card.max_session_s"],
         outbox_path=v["outbox.path"], outbox_max_bytes=v["outbox.max_bytes"],
         outbox_max_rows=v["outbox.max_rows"], broker=v["uplink.broker"],
         broker_ca=v["uplink.ca"], broker_cert=v["uplink.cert"], mqtt311=v["uplink.mqtt311"],

@@ -27,7 +27,7 @@ from ..config import AgentConfig, load_config
 from ..decode import DbcDecoder
 from ..errors import AgentError, ConfigError, OutboxError
 from ..frames import Frame, FrameDecoder
-from ..identity.binding import Consent
+from ..identity.consent import ConsentRequest
 from ..identity.pin_entry import SocketPinEntry
 from ..identity.session import LoginConfig, SessionManager
 from ..identity.trust import TrustStore
@@ -155,8 +155,11 @@ class Agent:
     def _open_card(self) -> CardThread:
         cfg = self.config
         trust = TrustStore.load(cfg.trust_anchors)
-        consents = tuple(Consent(c.recipient, c.categories, c.until) for c in cfg.consents)
-        login = LoginConfig(self.vin, cfg.device, cfg.licence_class, trust, consents,
+        request = None
+        if cfg.consent is not None:
+            c = cfg.consent
+            request = ConsentRequest(c.recipient, c.categories, c.days)
+        login = LoginConfig(self.vin, cfg.device, cfg.licence_class, trust, (),
                             cfg.max_session_s)  # fmt: skip
         cfg.pin_socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
@@ -165,7 +168,7 @@ class Agent:
             raise ConfigError(f"card.pin_socket: cannot listen on {cfg.pin_socket}: {exc}") from exc
         self._pin_entry = pin_entry
         watcher = CardWatcher(SessionManager(login, pin_entry), PcscTransport(cfg.card_reader))
-        return CardThread(watcher, cfg.card_poll_s)
+        return CardThread(watcher, cfg.card_poll_s, request)
 
     # -- the main loop ---------------------------------------------------------------------
     def run(self) -> int:

@@ -8,6 +8,7 @@ else in the agent waits with it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from ..card.errors import ReaderError
 from ..errors import AgentError, CardError
 from ..identity.binding import EndReason
+from ..identity.consent import ConsentRequest
 from ..identity.errors import IdentityError
 from ..identity.watcher import CardWatcher, LoginRefused, SessionEnded, WatchEvent
 
@@ -37,8 +39,10 @@ class CardThread:
     :attr:`events` (bounded; the main loop drains it every pass, so a put only waits if the
     main loop is stuck, and is then counted as ``card.events_waited``)."""
 
-    def __init__(self, watcher: CardWatcher, poll_s: float, maxsize: int = 64) -> None:
+    def __init__(self, watcher: CardWatcher, poll_s: float,
+                 consent: ConsentRequest | None = None, maxsize: int = 64) -> None:  # fmt: skip
         self.watcher = watcher
+        self.consent = consent
         self.poll_s = poll_s
         self.events: queue.Queue[CardEvent] = queue.Queue(maxsize)
         self.errors = 0
@@ -84,6 +88,8 @@ class CardThread:
                 self.reader_present = True
             except ReaderError:
                 self.reader_present = False
+            if watcher.manager.session is None:
+                self._offer_consent()
             try:
                 event = watcher.poll()
             except (CardError, IdentityError, OSError) as exc:
@@ -95,6 +101,17 @@ class CardThread:
                 self._put(event)
             self._stop.wait(self.poll_s)
         self._end_for_stop()
+
+    def _offer_consent(self) -> None:
+        """The next login signs the operator's request, valid ``days`` from now. The HMI shows
+        the request with the PIN prompt: entering the PIN accepts it (the PIN socket has no
+        per-category question yet)."""
+        request = self.consent
+        if request is None:
+            return
+        manager = self.watcher.manager
+        consents = request.accept(request.categories, manager.clock())
+        manager.config = dataclasses.replace(manager.config, consents=consents)
 
     def _failed(self, what: str, exc: AgentError | OSError) -> None:
         self.errors += 1

@@ -45,7 +45,8 @@ def test_the_example_configuration_loads(tmp_path: Path) -> None:
     assert config.vehicle_class == "heavy_truck" and config.licence_class == "truck_large"
     assert config.scoring.max_speed_kmh == 80.0
     assert config.buses[0].bitrate == 500_000
-    assert config.consents[0].recipient == "fleet-acme"
+    assert config.consent is not None and config.consent.recipient == "fleet-acme"
+    assert config.consent.categories == ("driving", "maintenance", "score")
 
 
 def test_precedence_cli_over_env_over_file_over_default(tmp_path: Path) -> None:
@@ -105,8 +106,12 @@ def test_scoring_overrides_apply_over_the_class_defaults(tmp_path: Path) -> None
         (BASE.replace("msp_demo.toml", "nothere.toml"), {}, "bus[0].signal_map: no such file"),
         (BASE, {"MSP_REPLAY_LOG": "/nothere.log"}, "replay.log: no such file /nothere.log"),
         (BASE.split("[[bus]]")[0] + "[card]\nenabled = false\n", {}, "bus: no [[bus]]"),
-        (BASE + "\n[[card.consent]]\nrecipient = 'x'\ncategories = ['trip']\nuntil = 'soon'\n",
-         {}, "card.consent[0].until: expected an ISO 8601"),
+        (BASE + "\n[card.consent]\nrecipient = 'x'\ncategories = ['trip']\n", {},
+         "card.consent: "),
+        (BASE + "\n[card.consent]\nrecipient = 'x'\ncategories = ['driving']\ndays = 0\n",
+         {}, "card.consent.days: expected a positive number"),
+        (BASE + "\n[card.consent]\nrecipient = 'x'\ncategories = ['driving']\nuntil = 1\n",
+         {}, "card.consent.until: unknown key"),
     ],
 )  # fmt: skip
 def test_errors_name_the_key_and_what_was_expected(

@@ -109,8 +109,8 @@ def write_config(tmp: Path, site: Deployment, gw: GatewaySetup, channel: str, *,
     if card:
         card_table = (
             f'[card]\nanchors = ["{anchors}"]\npin_socket = "{tmp / "pin.sock"}"\n'
-            "poll_s = 0.1\npin_timeout_s = 20\n\n[[card.consent]]\nrecipient = \"acme\"\n"
-            'categories = ["trip", "event"]\nuntil = "2027-03-31T00:00:00.000Z"\n'
+            "poll_s = 0.1\npin_timeout_s = 20\n\n[card.consent]\nrecipient = \"acme\"\n"
+            'categories = ["driving", "score"]\ndays = 30\n'
         )
     path = tmp / "agent.toml"
     path.write_text(f"""
@@ -247,6 +247,8 @@ def test_run_drive_card_sigterm_mid_trip(site, card_run) -> None:
     trip = next(r for r in records if r["kind"] == "trip")
     session = start_rec["session"]
     assert end_rec["session"] == session and trip["session"] == session
+    [consent] = start_rec["body"]["statement"]["consents"]  # type: ignore[index]
+    assert consent["recipient"] == "acme" and consent["categories"] == ["driving", "score"]
     end_body = end_rec["body"]
     assert isinstance(end_body, dict) and end_body["reason"] == "agent_stop"
     assert end_body["totals"]["trips"] == 1

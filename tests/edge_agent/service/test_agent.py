@@ -298,3 +298,29 @@ def test_obd_only_through_an_elm327_reads_vin_dtcs_and_polls(tmp_path: Path, key
     assert dtc["vin"] == DEMO_VIN
     codes = {c["code"] for c in dtc["body"]["codes"]}  # type: ignore[index]
     assert {"P0133", "C0035", "P0420"} <= codes
+
+
+def test_two_buses_each_decode_through_their_own_stage(
+    tmp_path: Path, key: Path, drive: Path, sender
+) -> None:
+    path = config_file(tmp_path, key, "two-a", agent="health_interval_s = 0.3")
+    text = path.read_text()
+    second = text[text.index("[[bus]]"):text.index("[card]")]
+    second = second.replace('name = "can0"', 'name = "body"').replace("two-a", "two-b")
+    path.write_text(text.replace("[card]", second + "[card]"))
+    config = load_config(path)
+    assert [b.name for b in config.buses] == ["can0", "body"]
+    running = Running(config, path)
+    wait_open(running)
+    wanted = build_stages(config)["body"].wanted
+    sent = send(sender("two-b"), drive, until_s=3, wanted=wanted)
+
+    def total(name: str) -> int:
+        return sum(r["body"]["errors"].get(name, 0)  # type: ignore[index]
+                   for r in of_kind(tmp_path / "outbox.db", "health"))  # fmt: skip
+
+    wait_for(lambda: total("bus.body.frames") == sent, "the second bus's frames in health")
+    assert running.stop() == 0
+    assert total("bus.can0.frames") == 0
+    assert running.agent.stages["body"].decoded_frames == sent
+    assert running.agent.stages["can0"].frames == 0

@@ -8,6 +8,7 @@ raised before anything starts. The keys are documented in docs/configuration.md.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping
@@ -155,6 +156,19 @@ SCALARS: Final[dict[str, tuple[values.Parser, Any]]] = {
     "agent.no_frames_s": (values.positive, 30.0),
     "agent.stop_flush_s": (values.positive, 5.0),
 }
+
+
+#: What a reload (SIGHUP) applies at once; the rest needs a restart.
+RELOADABLE: Final = ("health_interval_s", "no_frames_s", "scoring")
+
+
+def reloaded(old: AgentConfig, new: AgentConfig) -> tuple[AgentConfig, list[str]]:
+    """``old`` with the :data:`RELOADABLE` fields of ``new``, and the names of the other
+    fields that differ (they take effect at the next start)."""
+    restart = [f for f in old.__dataclass_fields__
+               if f not in RELOADABLE and getattr(old, f) != getattr(new, f)]  # fmt: skip
+    applied = dataclasses.replace(old, **{f: getattr(new, f) for f in RELOADABLE})
+    return applied, restart
 
 
 def env_name(key: str) -> str:

@@ -4,6 +4,7 @@ See :mod:`.agent` for the threads and their ownership, docs/configuration.md for
 configuration and docs/install-raspberry-pi.md for running it under systemd.
 """
 
-from .agent import Agent, build_stages
+from .agent import Agent
+from .sources import build_stages
 
 __all__ = ["Agent", "build_stages"]

@@ -12,7 +12,6 @@ Threads and what each owns:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -23,47 +22,31 @@ from pathlib import Path
 
 from .. import signals as sig
 from ..card.pcsc import PcscTransport
-from ..config import AgentConfig, load_config
-from ..decode import DbcDecoder
+from ..config import AgentConfig, load_config, reloaded
 from ..errors import AgentError, ConfigError, OutboxError
-from ..frames import Frame, FrameDecoder
+from ..frames import Frame
 from ..identity.consent import ConsentRequest
 from ..identity.pin_entry import SocketPinEntry
 from ..identity.session import LoginConfig, SessionManager
 from ..identity.trust import TrustStore
 from ..identity.watcher import CardWatcher, SessionEnded, SessionStarted
 from ..keys import load_signer
-from ..obd.passive import PassiveObdDecoder
 from ..outbox import Outbox, OutboxLimits
 from ..pipeline import DecodeStage
 from ..samples import Sample
 from ..scoring import Scorer, ScoringConfig
 from ..sdnotify import Notifier
-from ..signalmap import load_signal_map
 from ..uplink import MqttUplink, UplinkConfig
 from .driver import AgentStopped, CardThread
 from .health import HealthClock, RateWindow, bounded, interval_counters, process_usage
 from .obd_source import ObdSource
-from .sources import FrameSource, LiveSource, ReplaySource
+from .sources import FrameSource, LiveSource, ReplaySource, build_stages, naming
 from .writer import RecordWriter
 
 log = logging.getLogger(__name__)
 
 #: Samples handled between two looks at the clock (watchdog, card events, signals).
 _TICK_EVERY = 256
-
-
-def build_stages(config: AgentConfig) -> dict[str, DecodeStage]:
-    """One decode stage per bus, from its signal map and (``obd = true``) passive OBD-II."""
-    stages: dict[str, DecodeStage] = {}
-    for bus in config.buses:
-        decoders: list[FrameDecoder] = []
-        if bus.signal_map is not None:
-            decoders.append(DbcDecoder(load_signal_map(bus.signal_map)))
-        if bus.obd:
-            decoders.append(PassiveObdDecoder())
-        stages[bus.name] = DecodeStage(decoders)
-    return stages
 
 
 class Agent:
@@ -121,15 +104,18 @@ class Agent:
     # -- start-up --------------------------------------------------------------------------
     def _open(self) -> None:
         cfg = self.config
-        signer = load_signer(cfg.key, cfg.device)
+        with naming("key"):
+            signer = load_signer(cfg.key, cfg.device)
         if cfg.obd is not None:
-            self.obd = ObdSource(cfg.obd)
+            with naming("obd"):
+                self.obd = ObdSource(cfg.obd)
             if cfg.vin == "obd":
                 self.vin = self.obd.read_vin()
                 log.info("VIN %s read over OBD-II", self.vin)
         cfg.outbox_path.parent.mkdir(parents=True, exist_ok=True)
         limits = OutboxLimits(max_bytes=cfg.outbox_max_bytes, max_rows=cfg.outbox_max_rows)
-        self.outbox = Outbox.open(cfg.outbox_path, signer, self.vin, limits)
+        with naming("outbox.path"):
+            self.outbox = Outbox.open(cfg.outbox_path, signer, self.vin, limits)
         self.writer = RecordWriter(self.outbox)
         if self.obd is not None and cfg.obd is not None and cfg.obd.dtc:
             dtc = self.obd.read_dtc()
@@ -141,7 +127,8 @@ class Agent:
             self.source = ReplaySource(cfg.replay_log, cfg.buses[0].name, wanted,
                                        cfg.replay_speed, cfg.queue_size)  # fmt: skip
         elif cfg.buses:
-            self.source = LiveSource(cfg.buses, wanted, cfg.queue_size)
+            with naming("bus"):
+                self.source = LiveSource(cfg.buses, wanted, cfg.queue_size)
         if cfg.card_enabled:
             self.card = self._open_card()
         host, port, tls = cfg.broker_host_port
@@ -154,7 +141,8 @@ class Agent:
 
     def _open_card(self) -> CardThread:
         cfg = self.config
-        trust = TrustStore.load(cfg.trust_anchors)
+        with naming("card.anchors"):
+            trust = TrustStore.load(cfg.trust_anchors)
         request = None
         if cfg.consent is not None:
             c = cfg.consent
@@ -354,20 +342,13 @@ class Agent:
             log.error("reload refused, keeping the running configuration: %s", exc)
             self.notifier.ready("reload refused: see the journal")
             return
-        old = self.config
-        self._health.reschedule(new.health_interval_s)
-        if new.scoring != old.scoring:
+        if new.scoring != self.config.scoring:
             self._pending_scoring = new.scoring
-        live = ("health_interval_s", "no_frames_s", "scoring")
-        restart = [f for f in old.__dataclass_fields__ if f not in live
-                   and getattr(old, f) != getattr(new, f)]  # fmt: skip
+        self.config, restart = reloaded(self.config, new)
+        self._health.reschedule(self.config.health_interval_s)
         if restart:
             log.warning("reload: %s changed and take effect at the next restart",
                         ", ".join(restart))  # fmt: skip
-        self.config = dataclasses.replace(
-            old, health_interval_s=new.health_interval_s, no_frames_s=new.no_frames_s,
-            scoring=new.scoring,
-        )
         log.info("configuration reloaded")
         self.notifier.ready("running (reloaded)")
 

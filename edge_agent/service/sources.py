@@ -1,4 +1,5 @@
-"""Where the running agent's frames come from: live buses, or a log replayed at its own pace.
+"""Where the running agent's frames come from (live buses, or a log replayed at its own
+pace) and the decode stage each bus feeds.
 
 Both offer ``frames(idle_timeout)`` and ``counts`` (``<bus>.frames``, ``<bus>.dropped``,
 ``<bus>.read_error``) so the main loop treats them alike. A live bus drops and counts frames
@@ -12,14 +13,20 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
 from ..buses import BusSpec, LiveBuses
-from ..config import BusConfig
-from ..frames import Frame
+from ..config import AgentConfig, BusConfig
+from ..decode import DbcDecoder
+from ..errors import AgentError, ConfigError
+from ..frames import Frame, FrameDecoder
 from ..ingest import LogSource
+from ..obd.passive import PassiveObdDecoder
+from ..pipeline import DecodeStage
 from ..replay import paced
+from ..signalmap import load_signal_map
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +124,26 @@ class ReplaySource:
         """Stop reading the log."""
         self._stop.set()
         self._thread.join(timeout=2.0)
+
+
+@contextmanager
+def naming(key: str) -> Iterator[None]:
+    """Refusals while opening what ``key`` configures are configuration errors naming it."""
+    try:
+        yield
+    except AgentError as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
+
+
+def build_stages(config: AgentConfig) -> dict[str, DecodeStage]:
+    """One decode stage per bus, from its signal map and (``obd = true``) passive OBD-II."""
+    stages: dict[str, DecodeStage] = {}
+    for i, bus in enumerate(config.buses):
+        decoders: list[FrameDecoder] = []
+        if bus.signal_map is not None:
+            with naming(f"bus[{i}].signal_map"):
+                decoders.append(DbcDecoder(load_signal_map(bus.signal_map)))
+        if bus.obd:
+            decoders.append(PassiveObdDecoder())
+        stages[bus.name] = DecodeStage(decoders)
+    return stages

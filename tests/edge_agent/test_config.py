@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.config import LICENCE_CLASS_FOR, SCALARS, env_name, load_config
+from edge_agent.config import LICENCE_CLASS_FOR, SCALARS, env_name, load_config, reloaded
 from edge_agent.errors import ConfigError
 
 DATA = Path(__file__).parent.parent / "data" / "service"
@@ -154,3 +154,12 @@ def test_any_environment_value_loads_or_names_its_variable(key: str, value: str)
         load_config(MINIMAL, env)
     except ConfigError as exc:
         assert env_name(key) in str(exc) or key in str(exc)
+
+
+def test_reload_applies_only_what_is_reloadable(tmp_path: Path) -> None:
+    old = load_config(write(tmp_path, BASE))
+    new = load_config(write(tmp_path, BASE.replace("gw-0001", "gw-0002")
+                            + "\n[agent]\nhealth_interval_s = 7\n[scoring]\nmax_speed_kmh = 90\n"))
+    applied, restart = reloaded(old, new)
+    assert applied.health_interval_s == 7.0 and applied.scoring.max_speed_kmh == 90.0
+    assert applied.device == "gw-0001" and restart == ["device"]

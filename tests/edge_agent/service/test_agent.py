@@ -254,8 +254,19 @@ def test_an_outbox_of_another_device_is_refused_before_start(
     running.stop()
     config = load_config(path, {"MSP_KEY": str(other)})
     agent = Agent(config, notifier=Notifier({}))
-    with pytest.raises(AgentError, match="another key"):
+    with pytest.raises(AgentError, match=r"outbox\.path: .*another key"):
         agent.run()
+
+
+def test_what_cannot_be_opened_is_refused_naming_its_key(tmp_path: Path, key: Path) -> None:
+    bad_key = tmp_path / "nokey.pem"
+    path = config_file(tmp_path, key, "refuse2")
+    with pytest.raises(AgentError, match=r"^key: .*nokey\.pem"):
+        Agent(load_config(path, {"MSP_KEY": str(bad_key)}), notifier=Notifier({})).run()
+    text = path.read_text().replace("[card]\nenabled = false", f'[card]\nanchors = ["{bad_key}"]')
+    path.write_text(text)
+    with pytest.raises(AgentError, match=r"^card\.anchors: .*nokey\.pem"):
+        Agent(load_config(path), notifier=Notifier({})).run()
 
 
 def test_run_check_prints_the_configuration_and_errors_exit_2(

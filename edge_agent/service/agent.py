@@ -37,7 +37,7 @@ from ..samples import Sample
 from ..scoring import Scorer, ScoringConfig
 from ..sdnotify import Notifier
 from ..uplink import MqttUplink, UplinkConfig
-from .driver import AgentStopped, CardThread
+from .driver import CardThread
 from .health import HealthClock, RateWindow, bounded, interval_counters, process_usage
 from .obd_source import ObdSource
 from .sources import FrameSource, LiveSource, ReplaySource, build_stages, naming
@@ -271,8 +271,6 @@ class Agent:
                 self.writer.session_started(event.session)
             elif isinstance(event, SessionEnded):
                 self.writer.session_ended(event)
-            elif isinstance(event, AgentStopped):
-                self.writer.session_ended(event.ended, reason="agent_stop")
 
     def _check_silence(self, now: float) -> None:
         """Ignition off without a word on the bus: after ``no_frames_s`` of silence the trip

@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import queue
 import threading
-from dataclasses import dataclass
 
 from ..card.errors import ReaderError
 from ..errors import AgentError, CardError
@@ -24,14 +23,7 @@ from ..identity.watcher import CardWatcher, LoginRefused, SessionEnded, WatchEve
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class AgentStopped:
-    """The session ended because the agent is stopping (``session.end`` reason agent_stop)."""
-
-    ended: SessionEnded
-
-
-CardEvent = WatchEvent | AgentStopped
+CardEvent = WatchEvent
 
 
 class CardThread:
@@ -126,6 +118,6 @@ class CardThread:
             self.watcher.transport.disconnect()
         except ReaderError as exc:
             log.debug("disconnect at stop: %s", exc)
-        body = manager.end(EndReason.LOGOUT)
+        body = manager.end(EndReason.AGENT_STOP)
         if body is not None:
-            self._put(AgentStopped(SessionEnded(body)))
+            self._put(SessionEnded(body))

@@ -63,7 +63,7 @@ class LiveSource:
 
     def depth(self) -> int:
         """Frames read but not yet decoded."""
-        return self._buses._queue.qsize()  # LiveBuses keeps its queue private
+        return self._buses.depth()
 
     def close(self) -> None:
         """Stop reading and shut the buses down."""

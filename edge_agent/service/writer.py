@@ -7,7 +7,6 @@ logged, never fatal: the agent keeps scoring and retries with the next record.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections import Counter
@@ -84,12 +83,9 @@ class RecordWriter:
         body = session_start_body(session.start)
         self._append([NewRecord(body, session.started.timestamp(), session.id)])
 
-    def session_ended(self, ended: SessionEnded, reason: str | None = None) -> None:
-        """Append ``session.end`` with the totals of the session's trips; ``reason`` replaces
-        the watcher's (``agent_stop`` on shutdown)."""
+    def session_ended(self, ended: SessionEnded) -> None:
+        """Append ``session.end`` with the totals of the session's trips."""
         body = session_end_body(ended.body, self._trips)
-        if reason is not None:
-            body = dataclasses.replace(body, reason=reason)
         self._append([NewRecord(body, body.ended_at, ended.body.session)])
         if self.session == ended.body.session:
             self.session, self._trips = None, []

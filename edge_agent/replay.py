@@ -15,7 +15,9 @@ from .frames import Frame, FrameDecoder
 from .ingest import LogSource
 from .pipeline import DecodeStage
 from .samples import Sample
+from .scoring import Event, Scorer, ScoringConfig, Trip
 from .signalmap import load_signal_map
+from .writer import RecordWriter
 
 #: Rejection reasons every report lists, even at zero, so consumers can rely on the keys.
 REJECTION_REASONS = ("bad_length", "decode_error", "out_of_range", "corrupt_line")
@@ -82,7 +84,12 @@ def paced(frames: Iterable[Frame], speed: float) -> Iterator[Frame]:
 
 
 class Replay:
-    """Replays one log through a decode stage built from a signal map (plus extra decoders)."""
+    """Replays one log through a decode stage built from a signal map (plus extra decoders).
+
+    :meth:`run` also scores the drive (``scoring``; by default the map's vehicle class) and,
+    given a ``writer``, appends its event and trip records to that writer's outbox through
+    the code the live agent uses.
+    """
 
     def __init__(
         self,
@@ -91,10 +98,15 @@ class Replay:
         *,
         speed: float | None = None,
         extra_decoders: Sequence[FrameDecoder] = (),
+        scoring: ScoringConfig | None = None,
+        writer: RecordWriter | None = None,
     ) -> None:
         self.source = LogSource(log)
-        self.stage = DecodeStage([DbcDecoder(load_signal_map(map_path)), *extra_decoders])
+        signal_map = load_signal_map(map_path)
+        self.stage = DecodeStage([DbcDecoder(signal_map), *extra_decoders])
         self.speed = speed
+        self.scoring = scoring or ScoringConfig.for_class(signal_map.vehicle_class or "car")
+        self.writer = writer
         self.report = ReplayReport(source=self.source.path.name)
 
     def samples(self, progress: Callable[[int], None] | None = None) -> Iterator[Sample]:
@@ -123,7 +135,31 @@ class Replay:
         report.rejected.update(counts.corrupt)
 
     def run(self, progress: Callable[[int], None] | None = None) -> ReplayReport:
-        """Replay the whole log and return the report."""
-        for _ in self.samples(progress):
-            pass
+        """Replay and score the whole log; return the report with its trips and events."""
+        scorer = Scorer(self.scoring)
+        events: list[Event] = []
+        trips: list[Trip] = []
+        for sample in self.samples(progress):
+            closed = scorer.feed(sample)
+            if closed:
+                self._record(events, closed, trips, [])
+            if not scorer.in_trip:
+                self._record(events, [], trips, scorer.pop_trips())
+        self._record(events, scorer.close(), trips, scorer.pop_trips())
+        self.report.extra["trips"] = [trip.to_json() for trip in trips]
+        self.report.extra["events"] = [
+            {key: value for key, value in event.to_json().items() if key != "location"}
+            for event in events
+        ]
+        if scorer.rejected:
+            self.report.extra["scoring_rejected"] = dict(scorer.rejected)
         return self.report
+
+    def _record(
+        self, events: list[Event], new_events: list[Event], trips: list[Trip], new_trips: list[Trip]
+    ) -> None:
+        events.extend(new_events)
+        trips.extend(new_trips)
+        if self.writer is not None:
+            self.writer.events(new_events)
+            self.writer.trips(new_trips)

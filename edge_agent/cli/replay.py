@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from ..keys import load_signer
 from ..obd.passive import PassiveObdDecoder
+from ..outbox import Outbox
 from ..replay import Replay, ReplayReport
+from ..scoring import ScoringConfig
+from ..scoring.config import CLASS_DEFAULTS, CO2_KG_PER_L
+from ..signalmap import load_signal_map
+from ..writer import RecordWriter
 
 
 def add_subparser(subparsers: Any) -> None:
@@ -29,9 +37,23 @@ def add_subparser(subparsers: Any) -> None:
         help="pace at X times real time (default: as fast as possible)",
     )
     parser.add_argument(
-        "--obd", action="store_true",
+        "--obd",
+        action="store_true",
         help="also decode OBD-II answers (0x7E8-0x7EF, 0x18DAF1xx) recorded in the log",
     )
+    parser.add_argument(
+        "--vehicle-class",
+        choices=tuple(CLASS_DEFAULTS),
+        help="scoring thresholds (default: the map's vehicle_class, else car)",
+    )
+    parser.add_argument("--fuel-type", choices=tuple(CO2_KG_PER_L), default="gasoline")
+    records = parser.add_argument_group(
+        "records", "append the drive's event and trip records to an outbox (all four together)"
+    )
+    records.add_argument("--outbox", metavar="DB", help="outbox database (created if missing)")
+    records.add_argument("--key", metavar="PATH", help="device key (msp-agent keys init)")
+    records.add_argument("--device", metavar="ID", help="device id (the key's kid)")
+    records.add_argument("--vin", metavar="VIN", help="the vehicle's VIN")
     parser.set_defaults(func=_do_replay)
 
 
@@ -39,8 +61,38 @@ def _do_replay(args: argparse.Namespace) -> int:
     if args.speed is not None and args.speed <= 0:
         print("msp-agent replay: --speed must be positive", file=sys.stderr)
         return 2
+    wanted = [args.outbox, args.key, args.device, args.vin]
+    if any(wanted) and not all(wanted):
+        print("msp-agent replay: --outbox, --key, --device and --vin go together", file=sys.stderr)
+        return 2
     extra = [PassiveObdDecoder()] if args.obd else []
-    replay = Replay(args.log, args.map, speed=args.speed, extra_decoders=extra)
+    scoring = None
+    if args.vehicle_class or args.fuel_type != "gasoline":
+        cls = args.vehicle_class or load_signal_map(args.map).vehicle_class or "car"
+        scoring = ScoringConfig.for_class(cls, fuel_type=args.fuel_type)
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if args.outbox:
+            outbox = Outbox.open(
+                Path(args.outbox), load_signer(Path(args.key), args.device), args.vin
+            )
+            stack.callback(outbox.close)
+            writer = RecordWriter(outbox)
+        replay = Replay(args.log, args.map, speed=args.speed, extra_decoders=extra,
+                        scoring=scoring, writer=writer)  # fmt: skip
+        report = _run(replay)
+        if writer is not None:
+            report.extra["records"] = {
+                key.removeprefix("records."): n for key, n in sorted(writer.counts.items())
+            }
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(_summary(report))
+    return 0
+
+
+def _run(replay: Replay) -> ReplayReport:
     size = replay.source.path.stat().st_size
     progress = None
     if sys.stdout.isatty() and size > 20_000_000:
@@ -51,11 +103,7 @@ def _do_replay(args: argparse.Namespace) -> int:
     report = replay.run(progress)
     if progress is not None:
         print(file=sys.stderr)
-    if args.json:
-        print(json.dumps(report.to_json()))
-    else:
-        print(_summary(report))
-    return 0
+    return report
 
 
 def _summary(report: ReplayReport) -> str:
@@ -69,4 +117,20 @@ def _summary(report: ReplayReport) -> str:
     width = max((len(n) for n in data["signals"]), default=0)
     for name, s in data["signals"].items():
         lines.append(f"  {name:<{width}}  {s['count']:>9,}  {s['min']:>12.3f} .. {s['max']:.3f}")
+    for trip in data.get("trips", []):
+        score = "no score (< 1 km)" if trip["score"] is None else f"score {trip['score']:.1f}"
+        events = ", ".join(f"{n} {k}" for k, n in trip["events"].items() if n) or "no events"
+        lines.append(
+            f"trip {trip['start']} .. {trip['end']}: {trip['distance_km']:.2f} km, "
+            f"{trip['duration_s'] / 60:.1f} min, {events}, {score}"
+        )
+    for event in data.get("events", []):
+        lines.append(
+            f"  {event['start']}  {event['type']:<20} {event['severity']:<8} "
+            f"peak {event['peak']:g} at {event['speed_kmh']:.0f} km/h"
+        )
+    if "records" in data:
+        lines.append(
+            "records appended: " + ", ".join(f"{k} {n}" for k, n in data["records"].items())
+        )
     return "\n".join(lines)

@@ -37,11 +37,11 @@ from ..samples import Sample
 from ..scoring import Scorer, ScoringConfig
 from ..sdnotify import Notifier
 from ..uplink import MqttUplink, UplinkConfig
+from ..writer import RecordWriter
 from .driver import CardThread
 from .health import HealthClock, RateWindow, bounded, interval_counters, process_usage
 from .obd_source import ObdSource
 from .sources import FrameSource, LiveSource, ReplaySource, build_stages, naming
-from .writer import RecordWriter
 
 log = logging.getLogger(__name__)
 

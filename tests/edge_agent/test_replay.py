@@ -13,11 +13,14 @@ import pytest
 from edge_agent.buses import BusSpec, LiveBuses
 from edge_agent.cli import main
 from edge_agent.decode import DbcDecoder
+from edge_agent.keys import init_device_key, load_signer
+from edge_agent.outbox import Outbox
 from edge_agent.pipeline import DecodeStage
 from edge_agent.replay import Replay
 from edge_agent.signalmap import load_signal_map
 from edge_agent.signals import CANONICAL
 from edge_agent.simulate import SimulationResult, simulate
+from msp_protocol.records import parse_ts
 from tests.conftest import DATA, DEMO_MAP
 
 # Plausible ranges per canonical signal for a simulated car drive.
@@ -170,3 +173,62 @@ def test_live_virtual_buses_take_the_same_path_as_file_replay(
     mapped = sum(m.arbitration_id in stage.wanted for m in messages)
     assert counts["powertrain.frames"] + counts["chassis.frames"] == mapped
     assert stage.unmapped == 0
+
+
+def test_replay_scores_the_drive_against_its_truth(drive: SimulationResult) -> None:
+    report = Replay(drive.path, DEMO_MAP).run().to_json()
+    (trip,) = report["trips"]
+    assert trip["distance_km"] == pytest.approx(drive.truth["distance_km"], rel=0.01)
+    truth_events = drive.truth["events"]
+    assert isinstance(truth_events, list)
+    found = [(e["type"], e["start"]) for e in report["events"]]
+    assert [e["type"] for e in truth_events] == [t for t, _ in found]
+    for truth, (_, start) in zip(truth_events, found, strict=True):
+        assert abs(parse_ts(start).timestamp() - parse_ts(truth["start"]).timestamp()) <= 1.0
+    assert trip["events"]["crash"] == 1
+    assert all("location" not in e for e in report["events"])
+
+
+def test_replay_appends_signed_records_to_an_outbox(
+    drive: SimulationResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = init_device_key(tmp_path / "device.key", "gw-0007")
+    db = tmp_path / "outbox.db"
+    args = [
+        "replay",
+        str(drive.path),
+        "--map",
+        str(DEMO_MAP),
+        "--json",
+        "--outbox",
+        str(db),
+        "--key",
+        str(key.key_path),
+        "--device",
+        "gw-0007",
+        "--vin",
+        "JT1234567890ABCDE",
+    ]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    outbox = Outbox.open(db, load_signer(key.key_path, "gw-0007"), "JT1234567890ABCDE")
+    try:
+        records = list(outbox.records())
+    finally:
+        outbox.close()
+    kinds = [r.kind for r in records]
+    # A crash gets its emergency record ahead of its event record.
+    assert kinds.count("trip") == len(report["trips"]) == 1
+    assert kinds.count("event") == len(report["events"])
+    assert kinds.count("emergency") == 1
+    assert kinds[kinds.index("emergency") + 1] == "event"
+    assert report["records"] == {"emergency": 1, "event": len(report["events"]), "trip": 1}
+    assert [r.seq for r in records] == list(range(1, len(records) + 1))
+    assert main(["outbox", "verify", str(db), "--key", str(key.key_path)]) == 0
+
+
+def test_replay_outbox_options_go_together(
+    drive: SimulationResult, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["replay", str(drive.path), "--map", str(DEMO_MAP), "--outbox", "x.db"]) == 2
+    assert "go together" in capsys.readouterr().err

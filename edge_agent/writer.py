@@ -15,19 +15,19 @@ from collections.abc import Sequence
 from msp_protocol import bodies
 from msp_protocol.errors import ProtocolError
 
-from ..errors import OutboxError
-from ..identity.session import DriverSession
-from ..identity.watcher import SessionEnded
-from ..outbox import NewRecord, Outbox
-from ..ratelimit import RateLimitedLog
-from ..records import (
+from .errors import OutboxError
+from .identity.session import DriverSession
+from .identity.watcher import SessionEnded
+from .outbox import NewRecord, Outbox
+from .ratelimit import RateLimitedLog
+from .records import (
     emergency_body,
     event_body,
     session_end_body,
     session_start_body,
     trip_body,
 )
-from ..scoring import Event, Trip
+from .scoring import Event, Trip
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,11 @@ from .trip import TripAccumulator
 
 log = logging.getLogger(__name__)
 
+#: Event types a collision's own pulse produces.
+_IMPACT_TYPES = frozenset({"harsh_braking", "harsh_acceleration", "harsh_cornering"})
+#: How far before the detected crash an impact-made event may start (sensor skew, smoothing).
+_IMPACT_LEAD_S = 0.5
+
 
 class Scorer:
     """Turns a time-ordered stream of canonical samples into events and trips.
@@ -34,7 +39,8 @@ class Scorer:
     Bad samples (non-finite, out of range, running backwards in time, an odometer running
     backwards) never raise: each is counted in :attr:`rejected` by reason and logged
     (WARNING for the first of each reason, DEBUG after). Samples of names scoring does
-    not read are counted in :attr:`ignored`.
+    not read are counted in :attr:`ignored`. Harsh events made by a crash's own impact
+    pulse are dropped: the crash event stands for them.
     """
 
     def __init__(self, config: ScoringConfig | None = None) -> None:
@@ -63,6 +69,7 @@ class Scorer:
         self._stopped_since: float | None = None
         self._ignition: bool | None = None
         self._done: list[Trip] = []
+        self._last_crash: float | None = None
 
     @property
     def in_trip(self) -> bool:
@@ -116,9 +123,26 @@ class Scorer:
         )
 
     def _attach(self, events: Sequence[Event]) -> list[Event]:
+        kept: list[Event] = []
+        for event in events:
+            if event.type == "crash":
+                self._last_crash = event.start
+            elif event.type in _IMPACT_TYPES and self._explained_by_crash(event):
+                log.info("%s at t=%.3f is the crash's impact, not driving", event.type, event.start)
+                continue
+            kept.append(event)
         if self._trip is not None:
-            self._trip.events.extend(events)
-        return list(events)
+            self._trip.events.extend(kept)
+        return kept
+
+    def _explained_by_crash(self, event: Event) -> bool:
+        # The impact pulse itself trips the harsh detectors; an event that began with the
+        # impact (or after it, while the vehicle comes to rest) is not a driving event.
+        # Harsh braking that began earlier (braking before the collision) is kept.
+        crash = self._last_crash
+        return crash is not None and (
+            crash - _IMPACT_LEAD_S <= event.start <= crash + self.config.crash_rearm_s
+        )
 
     def _segment(self, name: str, ts: float) -> list[Event]:
         state = self.state

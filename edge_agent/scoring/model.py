@@ -112,7 +112,7 @@ class Trip:
     @property
     def penalty_points(self) -> float:
         """Sum of the events' penalty points."""
-        return sum(event.points for event in self.events)
+        return sum((event.points for event in self.events), 0.0)
 
     @property
     def score(self) -> float | None:

@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from .. import signals as sig
 from ..samples import Sample
 from .config import ScoringConfig
+from .controls import PedalMisapplicationDetector, SeatbeltDetector
 from .crash import CrashDetector
 from .driving_time import ContinuousDrivingDetector, IdlingDetector
-from .harsh import CorneringDetector, Detector, LongitudinalDetector, SeatbeltDetector
+from .harsh import CorneringDetector, LongitudinalDetector
+from .level import Detector
 from .model import Event, Trip
-from .pedal import PedalMisapplicationDetector
 from .speeding import SpeedingDetector
 from .state import VehicleState, check_sample
 from .trip import TripAccumulator

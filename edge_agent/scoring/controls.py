@@ -1,4 +1,4 @@
-"""Pedal misapplication (踏み間違い): a sudden full accelerator at crawl speed, or both pedals."""
+"""The driver's use of the controls: pedal misapplication (踏み間違い) and the seatbelt."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import enum
 
 from .. import signals as sig
 from .config import ScoringConfig
-from .level import LevelDetector, LevelRule
+from .level import LevelDetector, LevelRule, closed
 from .model import Event, Location
 from .state import VehicleState
 
@@ -129,3 +129,37 @@ class PedalMisapplicationDetector:
         self._released_at = None
         overlap = self._overlap.finish(timestamp)
         return events + ([overlap] if overlap is not None else [])
+
+
+class SeatbeltDetector:
+    """Driver unbelted for ``seatbelt_s`` above ``seatbelt_min_speed_kmh``; peak is km/h."""
+
+    signals = frozenset({sig.BELTED, sig.SPEED})
+
+    def __init__(self, config: ScoringConfig) -> None:
+        self._level = LevelDetector(
+            LevelRule(
+                "seatbelt",
+                config.seatbelt_min_speed_kmh,
+                config.seatbelt_s,
+                config.hysteresis,
+                config.rearm_s,
+                inclusive=False,
+                fixed_severity="major",
+            )
+        )
+
+    def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
+        """Watch the speed while the belt is known to be open (0 while belted)."""
+        if state.speed is None or state.belted is None:
+            return []
+        value = 0.0 if state.belted else state.speed
+        return closed(
+            self._level.update(
+                timestamp, value, speed_kmh=state.speed, location=state.location(timestamp)
+            )
+        )
+
+    def close(self, timestamp: float) -> list[Event]:
+        """Close an open event at ``timestamp``."""
+        return closed(self._level.finish(timestamp))

@@ -74,13 +74,18 @@ class Stream:
         return [sample for _, _, sample in out]
 
 
-def car(duration: float, speed: Profile, *, accel: Profile | None = None) -> Stream:
-    """A running, belted car on a CAN bus: ignition, speed at 50 Hz, IMU at 100 Hz, rpm."""
+def car(
+    duration: float, speed: Profile, *, accel: Profile | None = None, period: float = 0.01
+) -> Stream:
+    """A running, belted car on a CAN bus: ignition, speed at 50 Hz, IMU at 100 Hz, rpm.
+
+    A longer ``period`` thins speed and IMU to that period (tests that need no IMU detail).
+    """
     stream = Stream(duration)
     stream.add(sig.IGNITION, 0.1, const(True))
-    stream.add(sig.SPEED, 0.02, speed)
-    stream.add(sig.ACCEL_LON, 0.01, accel if accel is not None else const(0.0))
-    stream.add(sig.ACCEL_LAT, 0.01, const(0.0))
+    stream.add(sig.SPEED, max(period, 0.02), speed)
+    stream.add(sig.ACCEL_LON, period, accel if accel is not None else const(0.0))
+    stream.add(sig.ACCEL_LAT, period, const(0.0))
     stream.add(sig.ENGINE_SPEED, 0.1, const(1500.0))
     stream.add(sig.BELTED, 0.1, const(True))
     return stream

@@ -124,7 +124,7 @@ def test_steady_cruising_yields_no_events_and_a_full_score(
 def test_adding_a_harsh_braking_never_raises_the_score(distance_speed: float, level: float) -> None:
     calm = car(120, const(distance_speed), period=0.02)
     slowed = distance_speed - level * 3.6
-    harsh = car(120, ramp((40, distance_speed), (41, slowed)), period=0.02)
+    harsh = car(120, ramp((40, distance_speed), (41, slowed), (51, distance_speed)), period=0.02)
     harsh.add(sig.ACCEL_LON, 0.02, steps((0, 0.0), (40, -level), (41, 0.0)))
     calm_trip, harsh_trip = score(calm).trips[0], score(harsh).trips[0]
     assert len(score(harsh).of("harsh_braking")) == 1

@@ -37,8 +37,12 @@ def main() -> None:
                 crash = seed % 3 == 0
                 log = Path(tmp) / f"{scenario}-{seed}.log"
                 result = simulate(
-                    log, scenario=scenario, seed=seed, duration=args.duration,
-                    crash=crash, background=False,
+                    log,
+                    scenario=scenario,
+                    seed=seed,
+                    duration=args.duration,
+                    crash=crash,
+                    background=False,
                 )
                 t0 = time.perf_counter()
                 samples = list(Replay(log, MAP).samples())
@@ -61,7 +65,9 @@ def main() -> None:
                     print(f"  missed   {scenario} seed {seed}: {label.type} at {label.start:.2f}")
                 for event in matching.spurious:
                     print(f"  spurious {scenario} seed {seed}: {event.type} at {event.start:.2f}")
-    print(f"{drives} drives: {len(SCENARIOS)} scenarios x {args.seeds} seeds, {args.duration:.0f} s")
+    print(
+        f"{drives} drives: {len(SCENARIOS)} scenarios x {args.seeds} seeds, {args.duration:.0f} s"
+    )
     header = ("labelled", 9), ("found", 7), ("false", 7), ("precision", 11), ("recall", 8)
     print(f"{'event type':<22}" + "".join(f"{name:>{width}}" for name, width in header))
     for kind in tally.types():

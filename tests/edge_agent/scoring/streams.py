@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +41,7 @@ def ramp(*points: tuple[float, float]) -> Profile:
     def profile(t: float) -> Value:
         if t <= points[0][0]:
             return points[0][1]
-        for (t1, v1), (t2, v2) in zip(points, points[1:], strict=False):
+        for (t1, v1), (t2, v2) in itertools.pairwise(points):
             if t <= t2:
                 return v1 + (v2 - v1) * (t - t1) / (t2 - t1)
         return points[-1][1]

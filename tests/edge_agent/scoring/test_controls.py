@@ -12,7 +12,9 @@ def stomp(
     *, rise_s: float = 0.4, speed: float = 5.0, lunge: float = 4.0, gear: float = 1.0
 ) -> list[Event]:
     """Crawling, accelerator 0 → 90 % in ``rise_s`` from t=5, the car lunges at ``lunge``."""
-    stream = car(12, steps((0, speed), (6, speed + 8)), accel=steps((0, 0.0), (5.2, lunge), (6.5, 0.0)))
+    stream = car(
+        12, steps((0, speed), (6, speed + 8)), accel=steps((0, 0.0), (5.2, lunge), (6.5, 0.0))
+    )
     stream.add(sig.ACCEL_PEDAL, 0.02, ramp((5, 0.0), (5 + rise_s, 90.0), (7, 90.0), (7.2, 0.0)))
     stream.add(sig.BRAKE_PEDAL, 0.02, const(0.0))
     stream.add(sig.GEAR, 0.05, const(gear))

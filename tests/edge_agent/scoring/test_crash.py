@@ -24,12 +24,18 @@ def feed_until_crash(stream: Stream) -> tuple[Sample, list[str]]:
 def test_crash_flag_raises_at_once() -> None:
     stream = car(20, const(40.0)).add(sig.CRASH, 0.1, steps((0, False), (10, True)))
     sample, types = feed_until_crash(stream)
-    assert (sample.name, sample.timestamp - T0, types) == (sig.CRASH, pytest.approx(10.0), ["crash"])
+    assert (sample.name, sample.timestamp - T0, types) == (
+        sig.CRASH,
+        pytest.approx(10.0),
+        ["crash"],
+    )
 
 
 def test_horizontal_shock_of_2_5_g_raises_at_once() -> None:
     shock = steps((0, 0.0), (10, -20.0), (10.01, 0.0))
-    stream = car(20, const(40.0), accel=shock).add(sig.ACCEL_LAT, 0.01, steps((0, 0.0), (10, 15.0), (10.01, 0.0)))
+    stream = car(20, const(40.0), accel=shock).add(
+        sig.ACCEL_LAT, 0.01, steps((0, 0.0), (10, 15.0), (10.01, 0.0))
+    )
     sample, _ = feed_until_crash(stream)  # hypot(20, 15) = 25 m/s^2 >= 24.5
     assert sample.timestamp - T0 == pytest.approx(10.0)
     [crash] = [e for e in score(stream).events if e.type == "crash"]
@@ -61,7 +67,11 @@ def test_one_collision_is_one_crash_and_no_harsh_braking() -> None:
 
 
 def test_crash_while_parked_is_still_raised() -> None:
-    stream = Stream(20).add(sig.IGNITION, 0.1, const(False)).add(sig.CRASH, 0.1, steps((0, False), (5, True)))
+    stream = (
+        Stream(20)
+        .add(sig.IGNITION, 0.1, const(False))
+        .add(sig.CRASH, 0.1, steps((0, False), (5, True)))
+    )
     outcome = score(stream)
     assert outcome.trips == []
     assert [e.type for e in outcome.fed] == ["crash"]

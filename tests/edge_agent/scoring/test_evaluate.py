@@ -14,8 +14,16 @@ def event(kind: str, start: float) -> Event:
 
 
 def test_match_pairs_same_type_within_tolerance() -> None:
-    truth = [TruthEvent("harsh_braking", 100.0), TruthEvent("speeding", 200.0), TruthEvent("harsh_braking", 300.0)]
-    found = [event("harsh_braking", 100.6), event("harsh_acceleration", 200.2), event("harsh_braking", 301.5)]
+    truth = [
+        TruthEvent("harsh_braking", 100.0),
+        TruthEvent("speeding", 200.0),
+        TruthEvent("harsh_braking", 300.0),
+    ]
+    found = [
+        event("harsh_braking", 100.6),
+        event("harsh_acceleration", 200.2),
+        event("harsh_braking", 301.5),
+    ]
     matching = match_events(found, truth)
     assert [(label.start, e.start) for label, e in matching.matched] == [(100.0, 100.6)]
     assert [label.start for label in matching.missed] == [200.0, 300.0]
@@ -34,7 +42,9 @@ def test_one_detection_serves_one_label() -> None:
 
 
 def test_truth_document_is_read_with_clear_errors() -> None:
-    doc = {"events": [{"type": "speeding", "start": "2026-11-26T01:00:10.500Z", "severity": "major"}]}
+    doc = {
+        "events": [{"type": "speeding", "start": "2026-11-26T01:00:10.500Z", "severity": "major"}]
+    }
     assert truth_events(doc) == [TruthEvent("speeding", 1795654810.5, "major")]
     with pytest.raises(ConfigError, match=r"truth: events\[0\]\.start: 'yesterday' is not an ISO"):
         truth_events({"events": [{"type": "speeding", "start": "yesterday"}]})

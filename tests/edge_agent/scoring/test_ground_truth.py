@@ -16,8 +16,6 @@ from edge_agent.scoring import Scorer, ScoringConfig, Trip
 from edge_agent.scoring.evaluate import match_events, truth_events
 from edge_agent.simulate import SCENARIOS, simulate
 
-
-
 MAP = Path(__file__).resolve().parents[3] / "dbc" / "msp_demo.toml"
 DURATION_S = 120.0
 

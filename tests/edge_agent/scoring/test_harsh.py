@@ -26,9 +26,7 @@ def braking(level: float, length: float = 1.0, speed: float = 60.0) -> Stream:
     )
 
 
-@pytest.mark.parametrize(
-    ("level", "expected"), [(3.45, 0), (3.5, 1), (3.55, 1), (6.0, 1)]
-)
+@pytest.mark.parametrize(("level", "expected"), [(3.45, 0), (3.5, 1), (3.55, 1), (6.0, 1)])
 def test_harsh_braking_threshold_for_a_car(level: float, expected: int) -> None:
     events = score(braking(level)).of("harsh_braking")
     assert len(events) == expected
@@ -66,7 +64,8 @@ def test_a_long_braking_is_one_event() -> None:
 
 def test_a_wavering_braking_is_one_event() -> None:
     # 4.5 m/s^2 with a 2 Hz wobble of +-1.2: dips below the threshold, never below release.
-    wobble = lambda t: -(4.5 + 1.2 * math.sin(2 * math.pi * 2 * t)) if 10 <= t < 14 else 0.0
+    def wobble(t):
+        return -(4.5 + 1.2 * math.sin(2 * math.pi * 2 * t)) if 10 <= t < 14 else 0.0
     stream = car(20, ramp((10, 90.0), (14, 25.0)), accel=wobble)
     assert len(score(stream).of("harsh_braking")) == 1
 
@@ -76,7 +75,9 @@ def test_imu_spikes_on_a_calm_road_do_not_fire() -> None:
     spikes = {round(rng.uniform(1, 59), 2) for _ in range(40)}
 
     def imu(t: float) -> float:
-        return rng.gauss(0, 0.08) + (rng.choice((-1, 1)) * 0.45 * 9.81 if round(t, 2) in spikes else 0)
+        return rng.gauss(0, 0.08) + (
+            rng.choice((-1, 1)) * 0.45 * 9.81 if round(t, 2) in spikes else 0
+        )
 
     stream = car(60, const(80.0), accel=imu).add(sig.ACCEL_LAT, 0.01, imu)
     outcome = score(stream)
@@ -86,12 +87,17 @@ def test_imu_spikes_on_a_calm_road_do_not_fire() -> None:
 
 def test_harsh_acceleration_threshold() -> None:
     def launch(level: float) -> Stream:
-        return car(10, ramp((2, 0.0), (4, level * 2 * 3.6)), accel=steps((0, 0.0), (2, level), (4, 0.0)))
+        return car(
+            10, ramp((2, 0.0), (4, level * 2 * 3.6)), accel=steps((0, 0.0), (2, level), (4, 0.0))
+        )
 
     assert score(launch(3.45)).of("harsh_acceleration") == []
     events = score(launch(3.6)).of("harsh_acceleration")
     assert len(events) == 1 and 2.0 <= events[0].start - T0 <= 2.31
-    assert len(score(launch(3.0), ScoringConfig.for_class("heavy_truck")).of("harsh_acceleration")) == 1
+    assert (
+        len(score(launch(3.0), ScoringConfig.for_class("heavy_truck")).of("harsh_acceleration"))
+        == 1
+    )
 
 
 def test_braking_derived_from_speed_without_an_accelerometer() -> None:

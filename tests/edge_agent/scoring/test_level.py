@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +21,9 @@ def run(values: list[tuple[float, float]], rule: LevelRule = RULE, **kw: bool) -
     return closed + ([last] if last else [])
 
 
-def plateau(level: float, start: float, length: float, total: float = 10.0) -> list[tuple[float, float]]:
+def plateau(
+    level: float, start: float, length: float, total: float = 10.0
+) -> list[tuple[float, float]]:
     """0 except ``level`` during [start, start+length), sampled at 100 Hz."""
     return [
         (n / 100, level if start <= n / 100 < start + length else 0.0)
@@ -106,7 +110,7 @@ def test_events_are_ordered_disjoint_and_above_threshold(values: list[float]) ->
     for event in events:
         assert event.peak >= RULE.threshold
         assert event.duration_s >= RULE.sustain_s - 1e-9
-    for first, second in zip(events, events[1:], strict=False):
+    for first, second in itertools.pairwise(events):
         assert second.start >= first.end + RULE.rearm_s - 1e-9
     if max(values) < RULE.threshold:
         assert events == []

@@ -18,14 +18,18 @@ from .streams import T0, Stream, car, const, ramp, score, steps
 
 def test_ignition_bounds_trips_and_periodic_ignition_frames_do_not_restart_one() -> None:
     stream = Stream(200)
-    stream.add(sig.IGNITION, 0.1, steps((0, False), (10, True), (80, False), (120, True), (190, False)))
+    stream.add(
+        sig.IGNITION, 0.1, steps((0, False), (10, True), (80, False), (120, True), (190, False))
+    )
     stream.add(sig.SPEED, 0.1, steps((0, 0.0), (15, 50.0), (75, 0.0), (125, 40.0), (185, 0.0)))
     trips = score(stream).trips
     assert [(t.start - T0, t.end - T0) for t in trips] == [(10.0, 80.0), (120.0, 190.0)]
 
 
 def test_without_ignition_a_trip_starts_at_first_motion_and_ends_after_5_min_stopped() -> None:
-    stream = Stream(1000).add(sig.SPEED, 1.0, steps((0, 0.0), (20, 50.0), (100, 0.0), (700, 30.0), (760, 0.0)))
+    stream = Stream(1000).add(
+        sig.SPEED, 1.0, steps((0, 0.0), (20, 50.0), (100, 0.0), (700, 30.0), (760, 0.0))
+    )
     trips = score(stream).trips
     # The first trip ends where its 5-minute stop began; the second at the end of data
     # (a stop of 240 s is not long enough to end it).
@@ -68,7 +72,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("bad", "reason"), BAD, ids=[reason + str(i) for i, (_, reason) in enumerate(BAD)])
+@pytest.mark.parametrize(
+    ("bad", "reason"), BAD, ids=[reason + str(i) for i, (_, reason) in enumerate(BAD)]
+)
 def test_bad_samples_are_counted_logged_and_do_not_disturb(
     bad: Sample, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:

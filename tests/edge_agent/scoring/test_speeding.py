@@ -24,7 +24,9 @@ def over(kmh: float, seconds: float, *, base: float = 45.0, at: float = 10.0) ->
 
 
 def speeding(outcome: Outcome) -> list[tuple[str, float, float]]:
-    return [(e.severity, round(e.start - T0, 2), round(e.duration_s, 2)) for e in outcome.of("speeding")]
+    return [
+        (e.severity, round(e.start - T0, 2), round(e.duration_s, 2)) for e in outcome.of("speeding")
+    ]
 
 
 def test_minor_needs_more_than_10_over_for_10_s() -> None:
@@ -61,7 +63,9 @@ def test_without_limit_signal_the_class_maximum_applies() -> None:
     assert speeding(score(drive(over(109, 30, base=90), limit=None))) == []
     assert speeding(score(drive(over(111, 12, base=90), limit=None))) == [("minor", 10.0, 12.0)]
     truck = ScoringConfig.for_class("heavy_truck")
-    assert speeding(score(drive(over(91, 12, base=75), limit=None), truck)) == [("minor", 10.0, 12.0)]
+    assert speeding(score(drive(over(91, 12, base=75), limit=None), truck)) == [
+        ("minor", 10.0, 12.0)
+    ]
 
 
 def test_zero_limit_means_unknown() -> None:

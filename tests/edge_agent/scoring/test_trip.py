@@ -29,7 +29,9 @@ def cruise(duration: float = 360.0, speed: float = 60.0) -> Stream:
 
 
 def test_distance_integrates_speed_by_trapezoid() -> None:
-    trip = trip_of(Stream(100).add(sig.IGNITION, 1, const(True)).add(sig.SPEED, 1, ramp((0, 0.0), (100, 72.0))))
+    trip = trip_of(
+        Stream(100).add(sig.IGNITION, 1, const(True)).add(sig.SPEED, 1, ramp((0, 0.0), (100, 72.0)))
+    )
     assert trip.distance_km == pytest.approx(1.0)  # mean 10 m/s for 100 s
     assert trip.max_speed_kmh == 72.0
     assert trip.duration_s == 100.0
@@ -52,7 +54,9 @@ def test_odometer_agrees(caplog: pytest.LogCaptureFixture) -> None:
     assert "differ" not in caplog.text
 
 
-def test_odometer_disagreeing_by_more_than_5_percent_is_flagged(caplog: pytest.LogCaptureFixture) -> None:
+def test_odometer_disagreeing_by_more_than_5_percent_is_flagged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     stream = cruise().add(sig.ODOMETER, 1.0, lambda t: 12_000 + 1.06 * 60 * t / 3600)
     trip = trip_of(stream)
     assert trip.odometer_km == pytest.approx(6.36)
@@ -61,7 +65,9 @@ def test_odometer_disagreeing_by_more_than_5_percent_is_flagged(caplog: pytest.L
 
 
 def test_odometer_running_backwards_is_rejected() -> None:
-    stream = cruise().add(sig.ODOMETER, 1.0, lambda t: 12_000 + 60 * t / 3600 - (5 if 100 <= t < 110 else 0))
+    stream = cruise().add(
+        sig.ODOMETER, 1.0, lambda t: 12_000 + 60 * t / 3600 - (5 if 100 <= t < 110 else 0)
+    )
     outcome = score(stream)
     assert outcome.scorer.rejected["odometer_backwards"] == 10
     assert outcome.trips[0].odometer_km == pytest.approx(6.0)
@@ -110,12 +116,30 @@ def test_night_share_follows_the_configured_offset() -> None:
 def test_trip_json_matches_the_contract() -> None:
     body = trip_of(cruise().add(sig.FUEL_RATE, 0.1, const(10.0))).to_json()
     assert list(body) == [
-        "start", "end", "distance_km", "odometer_km", "duration_s", "max_speed_kmh", "fuel_l",
-        "co2_kg", "idle_s", "night_share", "events", "penalty_points", "score",
+        "start",
+        "end",
+        "distance_km",
+        "odometer_km",
+        "duration_s",
+        "max_speed_kmh",
+        "fuel_l",
+        "co2_kg",
+        "idle_s",
+        "night_share",
+        "events",
+        "penalty_points",
+        "score",
     ]
     assert body["start"] == "2026-11-26T01:00:00.000Z" and body["end"] == "2026-11-26T01:06:00.000Z"
     assert body["events"] == {
-        "harsh_braking": 0, "harsh_acceleration": 0, "harsh_cornering": 0, "speeding": 0,
-        "idling": 0, "continuous_driving": 0, "pedal_misapplication": 0, "seatbelt": 0, "crash": 0,
+        "harsh_braking": 0,
+        "harsh_acceleration": 0,
+        "harsh_cornering": 0,
+        "speeding": 0,
+        "idling": 0,
+        "continuous_driving": 0,
+        "pedal_misapplication": 0,
+        "seatbelt": 0,
+        "crash": 0,
     }
     assert (body["distance_km"], body["penalty_points"], body["score"]) == (6.0, 0.0, 100.0)

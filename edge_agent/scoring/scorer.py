@@ -60,10 +60,12 @@ class Scorer:
             SeatbeltDetector(self.config),
         )
         self._always: tuple[Detector, ...] = (self._crash, self._continuous)
-        self._by_signal: dict[str, list[Detector]] = {}
+        # signal name -> [(detector, runs outside trips too)], so a sample wakes only its own
+        self._by_signal: dict[str, list[tuple[Detector, bool]]] = {}
         for detector in self._always + self._trip_detectors:
             for name in detector.signals:
-                self._by_signal.setdefault(name, []).append(detector)
+                entry = (detector, detector in self._always)
+                self._by_signal.setdefault(name, []).append(entry)
         self._last_ts: dict[str, float] = {}
         self._clock: float | None = None
         self._trip: TripAccumulator | None = None
@@ -103,10 +105,11 @@ class Scorer:
                 trip.add_fuel_rate(ts, self.state)
             elif name == sig.MAF:
                 trip.add_maf(ts, self.state)
-        for detector in self._by_signal.get(name, ()):
-            if trip is None and detector not in self._always:
-                continue
-            events.extend(self._attach(detector.update(name, ts, self.state)))
+        for detector, always in self._by_signal.get(name, ()):
+            if always or trip is not None:
+                produced = detector.update(name, ts, self.state)
+                if produced:
+                    events.extend(self._attach(produced))
         return events
 
     def _reject(self, sample: Sample, reason: str) -> None:

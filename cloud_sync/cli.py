@@ -8,8 +8,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .errors import RegistryError
+
 #: Subcommand modules under cloud_sync.commands; each offers ``add_subparser(subparsers)``.
-SUBCOMMANDS: tuple[str, ...] = ()
+SUBCOMMANDS: tuple[str, ...] = (
+    "serve", "enroll", "revoke", "mosquitto_config", "queries", "audit"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except RegistryError as exc:
+        print(f"msp-registry: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
     return code
 
 

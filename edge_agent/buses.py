@@ -36,8 +36,28 @@ class BusSpec:
 
 
 def can_filters(ids: frozenset[int]) -> list[can.typechecking.CanFilter]:
-    """Exact-match python-can filters for ``ids`` (standard IDs ≤ 0x7FF, else extended)."""
-    return [{"can_id": i, "can_mask": 0x7FF if i <= 0x7FF else 0x1FFFFFFF} for i in sorted(ids)]
+    """python-can filters that pass exactly ``ids`` (standard IDs ≤ 0x7FF, else extended).
+
+    Aligned runs of consecutive IDs (0x18DAF100-0x18DAF1FF for OBD-II answers, say) become
+    one mask filter each, keeping the kernel's filter list short.
+    """
+    filters: list[can.typechecking.CanFilter] = []
+    ordered = sorted(ids)
+    i = 0
+    while i < len(ordered):
+        start = ordered[i]
+        full = 0x7FF if start <= 0x7FF else 0x1FFFFFFF
+        size = 1
+        # Double the block while it stays aligned and every ID in it is wanted.
+        while (
+            start % (size * 2) == 0
+            and i + size * 2 <= len(ordered)
+            and ordered[i + size * 2 - 1] == start + size * 2 - 1
+        ):
+            size *= 2
+        filters.append({"can_id": start, "can_mask": full & ~(size - 1)})
+        i += size
+    return filters
 
 
 class LiveBuses:

@@ -62,8 +62,9 @@ class DbcDecoder:
             return []
         samples = []
         for rule in entry.rules:
-            raw = values[rule.signal]
-            assert isinstance(raw, int | float)
+            raw = values.get(rule.signal)
+            if not isinstance(raw, int | float):
+                continue  # a multiplexed signal this frame's page does not carry
             if (rule.minimum is not None and raw < rule.minimum) or (
                 rule.maximum is not None and raw > rule.maximum
             ):

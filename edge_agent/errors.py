@@ -5,6 +5,7 @@ AgentError
  ├── IngestError        a CAN interface or log file that cannot be opened or read
  ├── ObdError           an OBD-II request that failed (no answer, negative response, adapter error)
  ├── CardError          the driver card or its reader failed (see edge_agent.card for the subtree)
+ ├── IdentityError      no driver binding: certificate, licence, PIN entry (edge_agent.identity)
  └── OutboxError        the durable outbox cannot store or read records
 """
 

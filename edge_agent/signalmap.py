@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cantools
-from cantools.database.errors import UnsupportedDatabaseFormatError
 from cantools.database.can import Database, Message, Signal
+from cantools.database.errors import UnsupportedDatabaseFormatError
 
 from .errors import ConfigError
 from .signals import CANONICAL
@@ -68,15 +68,15 @@ class SignalMap:
         return frozenset(r.canonical for m in self.messages.values() for r in m.rules)
 
 
-def _load_dbc(path: Path, warnings: list[str]) -> Database:
+def _load_dbc(map_path: Path, path: Path, warnings: list[str]) -> Database:
     try:
         db = cantools.database.load_file(str(path), strict=False)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: DBC file not found") from None
+        raise ConfigError(f"{map_path}: DBC file {path} not found") from None
     except (UnsupportedDatabaseFormatError, ValueError, OSError) as exc:
-        raise ConfigError(f"{path}: cannot parse DBC: {exc}") from exc
+        raise ConfigError(f"{map_path}: cannot parse DBC {path}: {exc}") from exc
     if not isinstance(db, Database):
-        raise ConfigError(f"{path}: not a CAN database")
+        raise ConfigError(f"{map_path}: {path} is not a CAN database")
     try:
         cantools.database.load_file(str(path), strict=True)
     except (UnsupportedDatabaseFormatError, ValueError) as exc:
@@ -138,7 +138,7 @@ def load_signal_map(path: str | Path) -> SignalMap:
     warnings: list[str] = []
     by_name: dict[str, Message] = {}
     for name in dbc_names:
-        for message in _load_dbc(path.parent / name, warnings).messages:
+        for message in _load_dbc(path, path.parent / name, warnings).messages:
             by_name.setdefault(message.name, message)
 
     signals = doc.get("signals")
@@ -147,7 +147,7 @@ def load_signal_map(path: str | Path) -> SignalMap:
     grouped: dict[str, list[SignalRule]] = {}
     for canonical, entry in signals.items():
         where = f"{path}: [signals.{canonical!r}]"
-        message_name, rule = _rule(canonical, entry, by_name, where)
+        message_name, rule = _rule(canonical, entry, by_name, where, dbc_names)
         grouped.setdefault(message_name, []).append(rule)
 
     messages: dict[int, MessageRule] = {}
@@ -164,7 +164,7 @@ def load_signal_map(path: str | Path) -> SignalMap:
 
 
 def _rule(
-    canonical: str, entry: object, by_name: dict[str, Message], where: str
+    canonical: str, entry: object, by_name: dict[str, Message], where: str, dbcs: list[str]
 ) -> tuple[str, SignalRule]:
     """Validate one map entry; return its message name and its rule."""
     spec = CANONICAL.get(canonical)
@@ -180,7 +180,7 @@ def _rule(
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     message = by_name.get(entry["message"])
     if message is None:
-        raise ConfigError(f"{where}: message {entry['message']!r} is not in the DBC")
+        raise ConfigError(f"{where}: message {entry['message']!r} is not in {', '.join(dbcs)}")
     try:
         signal = message.get_signal_by_name(entry["signal"])
     except KeyError:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
+from json.encoder import encode_basestring
 from typing import Any
 
 
@@ -30,8 +30,16 @@ def _number(value: float) -> str:
 
 
 def _encode(value: Any, out: list[str]) -> None:
-    if value is None or value is True or value is False or isinstance(value, str):
-        out.append(json.dumps(value, ensure_ascii=False))
+    # encode_basestring is what json.dumps(ensure_ascii=False) uses for strings, minus its
+    # per-call overhead; its escapes are RFC 8785's (\", \\, \b\f\n\r\t, \u00xx).
+    if isinstance(value, str):
+        out.append(encode_basestring(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
     elif isinstance(value, int):
         out.append(str(value))
     elif isinstance(value, float):
@@ -40,12 +48,16 @@ def _encode(value: Any, out: list[str]) -> None:
         if not all(isinstance(key, str) for key in value):
             raise CanonicalJsonError("object keys must be strings")
         # Keys sort by their UTF-16 code units (RFC 8785 §3.2.3).
-        keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
+        # For ASCII keys (all of ours) UTF-16 order is plain string order: skip the encoding.
+        if all(key.isascii() for key in value):
+            keys = sorted(value)
+        else:
+            keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
         out.append("{")
         for i, key in enumerate(keys):
             if i:
                 out.append(",")
-            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(encode_basestring(key))
             out.append(":")
             _encode(value[key], out)
         out.append("}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -13,7 +14,7 @@ from ..errors import AgentError
 
 #: Subcommand modules under edge_agent.cli; each offers ``add_subparser(subparsers)``, which
 #: registers its parser with ``set_defaults(func=...)``; ``func(args)`` returns the exit code.
-SUBCOMMANDS: tuple[str, ...] = ("simulate", "replay")
+SUBCOMMANDS: tuple[str, ...] = ("simulate", "replay", "obd", "card", "keys", "outbox", "uplink")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``| head``): silence the interpreter's flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return code
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from ..obd.passive import PassiveObdDecoder
 from ..replay import Replay, ReplayReport
 
 
@@ -27,6 +28,10 @@ def add_subparser(subparsers: Any) -> None:
         metavar="X",
         help="pace at X times real time (default: as fast as possible)",
     )
+    parser.add_argument(
+        "--obd", action="store_true",
+        help="also decode OBD-II answers (0x7E8-0x7EF, 0x18DAF1xx) recorded in the log",
+    )
     parser.set_defaults(func=_do_replay)
 
 
@@ -34,7 +39,8 @@ def _do_replay(args: argparse.Namespace) -> int:
     if args.speed is not None and args.speed <= 0:
         print("msp-agent replay: --speed must be positive", file=sys.stderr)
         return 2
-    replay = Replay(args.log, args.map, speed=args.speed)
+    extra = [PassiveObdDecoder()] if args.obd else []
+    replay = Replay(args.log, args.map, speed=args.speed, extra_decoders=extra)
     size = replay.source.path.stat().st_size
     progress = None
     if sys.stdout.isatty() and size > 20_000_000:

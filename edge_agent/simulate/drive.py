@@ -30,11 +30,13 @@ class Drive:
         self.phases = phases
         self.episodes = episodes
         self.tracks = [_Track() for _ in episodes]
+        self.phase: Phase | None = None  # the phase being executed
 
     def ticks(self) -> Iterator[VehicleState]:
         """Advance the drive by TICK_S per iteration, yielding the (mutable) state each tick."""
         s = self.vehicle.state
         for phase in self.phases:
+            self.phase = phase
             if phase.limit_kmh is not None:
                 s.speed_limit_kmh = phase.limit_kmh
             if phase.kind == "ignition":

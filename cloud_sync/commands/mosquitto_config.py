@@ -1,0 +1,52 @@
+"""``msp-registry mosquitto-config``: write a mosquitto 2.0 configuration for this registry."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import add_common, load_config
+from ..mosquitto import BrokerLayout, write_config
+from ..pki import DeviceCa
+from ..sqlite_store import SqliteStore
+
+
+def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``mosquitto-config``."""
+    d = BrokerLayout()
+    p = subparsers.add_parser(
+        "mosquitto-config",
+        help="write mosquitto.conf, ACL, certificates and the registry's password into OUTDIR",
+    )
+    p.add_argument("outdir", type=Path)
+    p.add_argument("--port", type=int, default=d.device_port, help="mTLS port for gateways")
+    p.add_argument("--bind", default=d.device_bind, help="address of the gateway listener")
+    p.add_argument("--registry-port", type=int, default=d.registry_port,
+                   help="loopback port for the registry")  # fmt: skip
+    p.add_argument("--host", action="append", dest="hosts",
+                   help="server certificate host name or IP (repeatable)")  # fmt: skip
+    p.add_argument("--run-as", default=d.run_as, help="user mosquitto drops privileges to")
+    add_common(p)
+    p.set_defaults(func=_do_config)
+
+
+def _do_config(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    fleets: set[str] = set()
+    if config.db.exists():
+        store = SqliteStore(config.db)
+        try:
+            fleets = {device.fleet for device in store.devices()}
+        finally:
+            store.close()
+    layout = BrokerLayout(
+        device_port=args.port,
+        device_bind=args.bind,
+        registry_port=args.registry_port,
+        hosts=tuple(args.hosts) if args.hosts else BrokerLayout().hosts,
+        run_as=args.run_as,
+    )
+    files = write_config(args.outdir, DeviceCa.open(config.ca_path), layout, fleets)
+    print(f"wrote {files.config}; start it with: mosquitto -c {files.config}")
+    print(f"the registry logs in with --password-file {files.registry_secret}")
+    return 0

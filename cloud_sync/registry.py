@@ -1,0 +1,90 @@
+"""The registry's operations as functions: enrol a gateway, score a person, serve the broker.
+
+The CLI subcommands and the demo call these; they raise ``RegistryError`` subclasses and
+never exit the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from msp_protocol.records import parse_ts
+from msp_protocol.scoring import TripTotals, person_score
+
+from .cards import TrustAnchors
+from .config import RegistryConfig
+from .errors import EnrolmentError, RegistryError
+from .ingest import Ingestor
+from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
+from .republish import Republisher
+from .sqlite_store import SqliteStore
+from .store import Device, Store
+from .worker import BrokerConfig, RegistryWorker
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> str:
+    """The current instant in the wire format of records."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def enroll_device(
+    store: Store, ca: DeviceCa, device: str, csr_pem: bytes, *, vin: str, fleet: str
+) -> x509.Certificate:
+    """Issue ``device``'s certificate for the key in its CSR and register the device with
+    that key as its record-signing key. Raises ``EnrolmentError``."""
+    cert = ca.issue_device(device, csr_pem)
+    key = cert.public_key()
+    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
+        raise EnrolmentError(f"{device}: unsupported key {type(key).__name__}")
+    row = Device(device, vin, fleet, public_key_pem(key), jws_alg(key),
+                 cert_pem(cert).decode("ascii"), utc_now())  # fmt: skip
+    store.enroll(row)
+    log.info("enrolled %s (vehicle %s, fleet %s)", device, vin, fleet)
+    return cert
+
+
+def score_of(store: Store, person_id: str, at: datetime | None = None) -> float | None:
+    """The person's portable score (``msp_protocol.scoring.person_score``) over every trip of
+    theirs in every vehicle, decayed to ``at`` (default now); ``None`` with too little driving."""
+    trips = [
+        TripTotals(parse_ts(t.end), t.distance_km, t.penalty_points)
+        for t in store.trips(person_id)
+    ]
+    return person_score(trips, at or datetime.now(UTC))
+
+
+def broker_config(config: RegistryConfig) -> BrokerConfig:
+    """The broker connection of a registry configuration (reads the password file)."""
+    password = None
+    if config.password_file is not None:
+        try:
+            password = config.password_file.read_text().strip()
+        except OSError as exc:
+            raise RegistryError(f"{config.password_file}: cannot read password: {exc}") from None
+    return BrokerConfig(
+        url=config.broker, username=config.username or None, password=password,
+        client_id=config.client_id, mqtt5=not config.mqtt311, shared=config.shared,
+        ca_file=config.tls_ca, cert_file=config.tls_cert, key_file=config.tls_key,
+    )  # fmt: skip
+
+
+def serve(config: RegistryConfig, stop: threading.Event) -> None:
+    """Run one registry worker until ``stop`` is set. Raises ``RegistryError`` (no trust
+    anchors, unreadable files) or ``StoreError`` (the database failed)."""
+    if config.anchors is None:
+        raise RegistryError("no trust anchors for driver cards: give --anchors DIR")
+    anchors = TrustAnchors.load(config.anchors)
+    store = SqliteStore(config.db)
+    try:
+        fanout = Republisher(store).publications
+        ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout)
+        RegistryWorker(ingestor, broker_config(config)).run(stop)
+    finally:
+        store.close()

@@ -1,0 +1,387 @@
+"""The registry store in one SQLite file (WAL) through sqlite-utils, readable by any SQLite tool.
+
+Plain tables with plain columns (JSON only for small maps), so a fleet analyst can open the
+file in Datasette or the sqlite3 shell: devices, vehicles, persons, card_certificates,
+sessions (the N:N person ↔ vehicle bindings), trips, events, dtcs, emergencies, records (the
+signed JWS of everything accepted, the chain), evictions, chain heads and rejection counts.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from msp_protocol import bodies
+from msp_protocol.records import Record
+
+from .errors import EnrolmentError, StoreError
+from .store import (
+    Accepted,
+    Batch,
+    ChainHead,
+    Device,
+    Eviction,
+    Fanout,
+    Person,
+    Publication,
+    SessionRow,
+    TripRow,
+    VehicleRow,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, vin TEXT NOT NULL, fleet TEXT NOT NULL,
+  public_key_pem TEXT NOT NULL, alg TEXT NOT NULL, certificate_pem TEXT NOT NULL,
+  enrolled_at TEXT NOT NULL, revoked_at TEXT);
+CREATE TABLE IF NOT EXISTS vehicles (vin TEXT PRIMARY KEY, fleet TEXT NOT NULL, vehicle_class TEXT);
+CREATE TABLE IF NOT EXISTS records (device TEXT NOT NULL, seq INTEGER NOT NULL,
+  hash TEXT NOT NULL, kind TEXT NOT NULL, ts TEXT NOT NULL, session TEXT, jws TEXT NOT NULL,
+  received_at TEXT NOT NULL, PRIMARY KEY (device, seq));
+CREATE TABLE IF NOT EXISTS evictions (device TEXT NOT NULL, first INTEGER NOT NULL,
+  last INTEGER NOT NULL, last_hash TEXT NOT NULL, PRIMARY KEY (device, first));
+CREATE TABLE IF NOT EXISTS chain (device TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT);
+CREATE TABLE IF NOT EXISTS persons (id TEXT PRIMARY KEY, key_sha256 TEXT NOT NULL UNIQUE,
+  first_seen TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS card_certificates (sha256 TEXT PRIMARY KEY,
+  person_id TEXT NOT NULL REFERENCES persons(id), der BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, person_id TEXT NOT NULL
+  REFERENCES persons(id), device TEXT NOT NULL, vin TEXT NOT NULL, vehicle_class TEXT NOT NULL,
+  started_at TEXT NOT NULL, ended_at TEXT, end_reason TEXT, licence_expiry TEXT NOT NULL,
+  licence_categories TEXT NOT NULL, consents TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trips (device TEXT NOT NULL, seq INTEGER NOT NULL, session TEXT,
+  person_id TEXT, vin TEXT NOT NULL, start TEXT NOT NULL, "end" TEXT NOT NULL,
+  distance_km REAL NOT NULL, odometer_km REAL, duration_s REAL NOT NULL,
+  max_speed_kmh REAL NOT NULL, fuel_l REAL, co2_kg REAL, idle_s REAL NOT NULL,
+  night_share REAL NOT NULL, events TEXT NOT NULL, penalty_points REAL NOT NULL, score REAL,
+  PRIMARY KEY (device, seq));
+CREATE TABLE IF NOT EXISTS events (device TEXT NOT NULL, seq INTEGER NOT NULL, session TEXT,
+  person_id TEXT, vin TEXT NOT NULL, type TEXT NOT NULL, start TEXT NOT NULL,
+  duration_s REAL NOT NULL, peak REAL NOT NULL, speed_kmh REAL NOT NULL, severity TEXT NOT NULL,
+  lat REAL, lon REAL, PRIMARY KEY (device, seq));
+CREATE TABLE IF NOT EXISTS dtcs (device TEXT NOT NULL, seq INTEGER NOT NULL, session TEXT,
+  person_id TEXT, vin TEXT NOT NULL, ts TEXT NOT NULL, code TEXT NOT NULL, status TEXT NOT NULL,
+  mil INTEGER NOT NULL, odometer_km REAL, PRIMARY KEY (device, seq, code));
+CREATE TABLE IF NOT EXISTS emergencies (device TEXT NOT NULL, seq INTEGER NOT NULL,
+  session TEXT, person_id TEXT, vin TEXT NOT NULL, detected_at TEXT NOT NULL,
+  trigger TEXT NOT NULL, peak_decel_ms2 REAL NOT NULL, speed_kmh REAL NOT NULL, lat REAL,
+  lon REAL, PRIMARY KEY (device, seq));
+CREATE TABLE IF NOT EXISTS rejections (reason TEXT PRIMARY KEY, count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS fanout (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,
+  payload BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS trips_person ON trips (person_id, "end");
+CREATE INDEX IF NOT EXISTS sessions_person ON sessions (person_id, started_at);
+"""
+
+
+_DEVICE_COLUMNS = ", ".join(Device.__dataclass_fields__)
+
+
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    names = ", ".join(f'"{c}"' for c in columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
+
+
+_TRIP_FIELDS = tuple(bodies.Trip.__dataclass_fields__)
+_COMMON = ("device", "seq", "session", "person_id", "vin")
+_SQL = {
+    "trips": _insert_sql("trips", (*_COMMON, *_TRIP_FIELDS)),
+    "events": _insert_sql("events", (*_COMMON, "type", "start", "duration_s", "peak",
+                                     "speed_kmh", "severity", "lat", "lon")),
+    "dtcs": _insert_sql("dtcs", (*_COMMON, "ts", "code", "status", "mil", "odometer_km")),
+    "emergencies": _insert_sql("emergencies", (*_COMMON, "detected_at", "trigger",
+                                               "peak_decel_ms2", "speed_kmh", "lat", "lon")),
+}  # fmt: skip
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class SqliteStore:
+    """A :class:`cloud_sync.store.Store` in one SQLite file; safe for one writer process."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db = sqlite_utils.Database(conn)
+            self._db.enable_wal()
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(_SCHEMA)
+            conn.execute(
+                "INSERT OR IGNORE INTO secrets VALUES ('pseudonym', ?)", (secrets.token_bytes(32),)
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open registry database: {exc}") from exc
+        self._conn = conn
+        self._secret: bytes | None = None
+        self.path = path
+
+    def close(self) -> None:
+        """Close the database file."""
+        self._conn.close()
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(sql, params).fetchone()
+
+    # devices -----------------------------------------------------------------------------
+    def device(self, device_id: str) -> Device | None:
+        """The enrolled device, revoked or not; ``None`` if never enrolled."""
+        row = self._one(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device_id,))  # noqa: S608
+        return Device(*row) if row else None
+
+    def enroll(self, device: Device) -> None:
+        """Add a device and its vehicle; raises ``EnrolmentError`` if the id is taken."""
+        if self.device(device.id) is not None:
+            raise EnrolmentError(f"{device.id}: already enrolled (revoke it and use a new id)")
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.table("devices").insert(
+                {k: getattr(device, k) for k in Device.__dataclass_fields__}
+            )
+            self._conn.execute(
+                "INSERT INTO vehicles (vin, fleet) VALUES (?, ?) ON CONFLICT (vin) DO UPDATE"
+                " SET fleet = excluded.fleet",
+                (device.vin, device.fleet),
+            )
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._conn.execute("ROLLBACK")
+            raise StoreError(f"enrolling {device.id}: {exc}") from exc
+
+    def revoke(self, device_id: str, at: str) -> None:
+        """Mark a device revoked; raises ``EnrolmentError`` if it is unknown."""
+        cur = self._conn.execute(
+            "UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?", (at, device_id)
+        )
+        if cur.rowcount == 0:
+            raise EnrolmentError(f"{device_id}: no such device")
+
+    def devices(self) -> Sequence[Device]:
+        """Every enrolled device, by id."""
+        return [Device(**row) for row in self._db["devices"].rows_where(order_by="id")]
+
+    # chain -------------------------------------------------------------------------------
+    def chain_head(self, device_id: str) -> ChainHead:
+        """Where the device's committed chain ends (seq 0, hash ``None`` before any record)."""
+        row = self._one("SELECT seq, hash FROM chain WHERE device = ?", (device_id,))
+        return ChainHead(row[0], row[1]) if row else ChainHead(0, None)
+
+    def record_hash(self, device_id: str, seq: int) -> str | None:
+        """The stored chain hash of ``(device, seq)``, ``None`` if not stored."""
+        row = self._one("SELECT hash FROM records WHERE device = ? AND seq = ?", (device_id, seq))
+        return str(row[0]) if row else None
+
+    def chain_records(self, device_id: str) -> Sequence[str]:
+        """Every stored JWS of a device, in seq order (for independent verification)."""
+        rows = self._conn.execute(
+            "SELECT jws FROM records WHERE device = ? ORDER BY seq", (device_id,)
+        )
+        return [str(row[0]) for row in rows]
+
+    def card_certificate(self, sha256: str) -> bytes | None:
+        """The DER of a card certificate seen before, by its base64url SHA-256."""
+        row = self._one("SELECT der FROM card_certificates WHERE sha256 = ?", (sha256,))
+        return bytes(row[0]) if row else None
+
+    def session_person(self, session_id: str) -> str | None:
+        """The person of a driver session, ``None`` if the session is unknown."""
+        row = self._one("SELECT person_id FROM sessions WHERE id = ?", (session_id,))
+        return str(row[0]) if row else None
+
+    def session_consents(self, session_id: str) -> Sequence[bodies.Consent]:
+        """The consents the driver signed for a session (none if the session is unknown)."""
+        row = self._one("SELECT consents FROM sessions WHERE id = ?", (session_id,))
+        if row is None:
+            return []
+        return [bodies.Consent(c["recipient"], tuple(c["categories"]), c["until"])
+                for c in json.loads(row[0])]  # fmt: skip
+
+    def pseudonym_secret(self) -> bytes:
+        """The registry's secret for per-fleet pseudonyms (made with the database)."""
+        if self._secret is None:
+            self._secret = bytes(self._one("SELECT value FROM secrets WHERE name = 'pseudonym'")[0])
+        return self._secret
+
+    # writing -----------------------------------------------------------------------------
+    def commit(self, batch: Batch, fanout: Fanout | None = None) -> None:
+        """Commit the whole batch, and what ``fanout`` derives from its new records, in one
+        transaction; records already stored stay as they are."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                touched: set[str] = set()
+                for eviction in batch.evictions:
+                    self._evict(eviction)
+                    touched.add(eviction.device)
+                inserted = [acc for acc in batch.accepted if self._insert(acc)]
+                touched.update(acc.record.device for acc in inserted)
+                if fanout is not None and inserted:
+                    self._conn.executemany(
+                        "INSERT INTO fanout (topic, payload) VALUES (?, ?)",
+                        [(pub.topic, pub.payload) for pub in fanout(inserted)],
+                    )
+                for device in touched:
+                    self._advance_head(device)
+                for reason, count in batch.rejections.items():
+                    self._conn.execute(
+                        "INSERT INTO rejections VALUES (?, ?) ON CONFLICT (reason)"
+                        " DO UPDATE SET count = count + excluded.count",
+                        (reason, count),
+                    )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: commit failed: {exc}") from exc
+
+    def fanout_pending(self, limit: int) -> Sequence[tuple[int, Publication]]:
+        """Committed publications not yet taken by the broker, oldest first, with their ids."""
+        rows = self._conn.execute(
+            "SELECT id, topic, payload FROM fanout ORDER BY id LIMIT ?", (limit,)
+        )
+        return [(int(i), Publication(str(t), bytes(p))) for i, t, p in rows]
+
+    def fanout_done(self, ids: Sequence[int]) -> None:
+        """Forget publications the broker has acknowledged."""
+        self._conn.executemany("DELETE FROM fanout WHERE id = ?", [(i,) for i in ids])
+
+    def _evict(self, ev: Eviction) -> None:
+        self._conn.execute(
+            "INSERT OR IGNORE INTO evictions VALUES (?, ?, ?, ?)",
+            (ev.device, ev.first, ev.last, ev.last_hash),
+        )
+
+    def _advance_head(self, device: str) -> None:
+        head = self.chain_head(device)
+        seq, hash_ = head.seq, head.hash
+        while True:
+            found = self.record_hash(device, seq + 1)
+            if found is not None:
+                seq, hash_ = seq + 1, found
+                continue
+            row = self._one(
+                "SELECT last, last_hash FROM evictions WHERE device = ? AND first = ?",
+                (device, seq + 1),
+            )
+            if row is None:
+                break
+            seq, hash_ = row[0], row[1]
+        self._conn.execute(
+            "INSERT INTO chain VALUES (?, ?, ?) ON CONFLICT (device)"
+            " DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            (device, seq, hash_),
+        )
+
+    def _insert(self, acc: Accepted) -> bool:
+        rec = acc.record
+        cur = self._conn.execute(
+            "INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (rec.device, rec.seq, acc.hash, rec.kind, rec.ts, rec.session, acc.jws, _now()),
+        )
+        if cur.rowcount == 0:
+            return False  # a duplicate: the first copy is kept, nothing derived twice
+        body = rec.body
+        if isinstance(body, bodies.SessionStart) and acc.card is not None:
+            self._session_start(rec, body, acc)
+            return True
+        person = self.session_person(rec.session) if rec.session else None
+        common = (rec.device, rec.seq, rec.session, person, rec.vin)
+        run = self._conn.execute
+        if isinstance(body, bodies.SessionEnd) and rec.session:
+            run("UPDATE sessions SET ended_at = ?, end_reason = ? WHERE id = ?",
+                (body.ended_at, body.reason, rec.session))  # fmt: skip
+        elif isinstance(body, bodies.Trip):
+            values = [getattr(body, f) for f in _TRIP_FIELDS]
+            values[_TRIP_FIELDS.index("events")] = json.dumps(dict(body.events), sort_keys=True)
+            run(_SQL["trips"], (*common, *values))
+        elif isinstance(body, bodies.Event):
+            lat, lon = (body.location.lat, body.location.lon) if body.location else (None, None)
+            run(_SQL["events"], (*common, body.type, body.start, body.duration_s, body.peak,
+                                 body.speed_kmh, body.severity, lat, lon))  # fmt: skip
+        elif isinstance(body, bodies.Dtc):
+            for code in body.codes:
+                run(_SQL["dtcs"], (*common, rec.ts, code.code, code.status, int(body.mil),
+                                   body.odometer_km))  # fmt: skip
+        elif isinstance(body, bodies.Emergency):
+            lat, lon = (body.location.lat, body.location.lon) if body.location else (None, None)
+            run(_SQL["emergencies"], (*common, body.detected_at, body.trigger,
+                                      body.peak_decel_ms2, body.speed_kmh, lat, lon))  # fmt: skip
+        return True
+
+    def _session_start(self, rec: Record, body: bodies.SessionStart, acc: Accepted) -> None:
+        card = acc.card
+        assert card is not None
+        st = body.statement
+        self._conn.execute(
+            "INSERT OR IGNORE INTO persons VALUES (?, ?, ?)",
+            (card.person_id, card.key_sha256, rec.ts),
+        )
+        self._conn.execute(
+            "INSERT OR IGNORE INTO card_certificates VALUES (?, ?, ?)",
+            (card.certificate_sha256, card.person_id, card.certificate_der),
+        )
+        consents = [
+            {"recipient": c.recipient, "categories": list(c.categories), "until": c.until}
+            for c in st.consents
+        ]
+        self._conn.execute(
+            "INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)",
+            (st.session, card.person_id, rec.device, st.vin, st.vehicle_class, st.started_at,
+             st.licence.expiry, json.dumps(list(st.licence.categories)), json.dumps(consents)),
+        )  # fmt: skip
+        self._conn.execute(
+            "UPDATE vehicles SET vehicle_class = ? WHERE vin = ?", (st.vehicle_class, st.vin)
+        )
+
+    # reading -----------------------------------------------------------------------------
+    def rejections(self) -> Mapping[str, int]:
+        """Rejection counts by reason since the store was created."""
+        return {r: c for r, c in self._conn.execute("SELECT reason, count FROM rejections")}
+
+    def persons(self) -> Sequence[Person]:
+        """Every person, by id."""
+        return [Person(**row) for row in self._db["persons"].rows_where(order_by="id")]
+
+    def sessions(self, person_id: str | None = None) -> Sequence[SessionRow]:
+        """Driver sessions (all, or one person's), by start time."""
+        where, params = ("person_id = ?", [person_id]) if person_id else (None, [])
+        fields = list(SessionRow.__dataclass_fields__)
+        return [
+            SessionRow(**{k: row[k] for k in fields})
+            for row in self._db["sessions"].rows_where(where, params, order_by="started_at, id")
+        ]
+
+    def vehicles(self) -> Sequence[VehicleRow]:
+        """Every vehicle, by VIN, with how many devices and persons it has seen."""
+        rows = self._conn.execute(
+            "SELECT v.vin, v.fleet, v.vehicle_class,"
+            " (SELECT count(*) FROM devices d WHERE d.vin = v.vin),"
+            " (SELECT count(DISTINCT s.person_id) FROM sessions s WHERE s.vin = v.vin)"
+            " FROM vehicles v ORDER BY v.vin"
+        )
+        return [VehicleRow(*row) for row in rows]
+
+    def trips(self, person_id: str) -> Sequence[TripRow]:
+        """The trips attributed to a person, in every vehicle, by end time."""
+        rows = self._conn.execute(
+            'SELECT person_id, vin, "end", distance_km, penalty_points, score FROM trips'
+            ' WHERE person_id = ? ORDER BY "end", device, seq',
+            (person_id,),
+        )
+        return [TripRow(*row) for row in rows]
+
+    def counts(self) -> Mapping[str, int]:
+        """Row counts per table."""
+        tables = ("devices", "vehicles", "persons", "sessions", "records", "trips", "events",
+                  "dtcs", "emergencies", "evictions", "fanout")  # fmt: skip
+        return {t: int(self._one(f"SELECT count(*) FROM {t}")[0]) for t in tables}  # noqa: S608

@@ -1,0 +1,256 @@
+"""MQTT uplink of the gateway: sends outbox records to the registry, prunes them on its acks.
+
+paho-mqtt 2.x (callback API v2), MQTT 5 by default or 3.1.1, mutual TLS with the device
+certificate. paho's network thread only puts events on a queue (its callbacks run under its
+locks); the agent's thread calls :meth:`MqttUplink.step`, which publishes, re-sends and
+applies acks. Delivery: records go out in seq order, at most ``window`` unacked at a time;
+the registry's ack ``{"seq": N}`` deletes every record ≤ N from the outbox; anything unacked
+is re-sent after ``resend_after_s`` and after every reconnect. A broker refusal (MQTT 5
+reason code) keeps the record and is logged once per cause. Reconnects back off
+exponentially from ``backoff_min_s`` to ``backoff_max_s`` (paho's reconnect delay).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from msp_protocol.errors import ProtocolError
+from msp_protocol.topics import ack_topic, parse_ack, rec_topic
+
+from ..errors import OutboxError
+from .base import Outbox, OutboxRecord, UplinkError, UplinkStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkConfig:
+    """How the gateway reaches the broker; without ``ca_file`` the connection is plain TCP
+    (loopback tests and the embedded demo broker only)."""
+
+    device: str
+    host: str = "127.0.0.1"
+    port: int = 8883
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    mqtt5: bool = True
+    window: int = 64
+    resend_after_s: float = 10.0
+    backoff_min_s: int = 1
+    backoff_max_s: int = 60
+    keepalive_s: int = 30
+
+
+def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+    # Records and acks are small: without this, Nagle's algorithm holds a publish until the
+    # previous one is TCP-acked, which delayed acks stretch to ~40 ms.
+    if hasattr(sock, "setsockopt"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    kind: str  # connected | disconnected | ack | published
+    seq: int = 0
+    mid: int = 0
+    reason: str = ""
+    failed: bool = False
+
+
+class MqttUplink:
+    """Drains one :class:`Outbox` to the broker; call :meth:`start`, then :meth:`step` in a loop."""
+
+    def __init__(
+        self, config: UplinkConfig, outbox: Outbox, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self._clock = clock
+        self._events: queue.Queue[_Event] = queue.Queue()
+        self._window: dict[int, tuple[OutboxRecord, float]] = {}
+        self._mids: dict[int, int] = {}
+        self._causes: set[str] = set()
+        self._connected = False
+        self._evicted_seen = -1
+        self._stats = UplinkStats()
+        self._topic = rec_topic(config.device)
+        self._client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.config
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.device,
+            protocol=mqtt.MQTTv5 if cfg.mqtt5 else mqtt.MQTTv311,
+            clean_session=None if cfg.mqtt5 else True,
+        )
+        if cfg.ca_file is not None:
+            client.tls_set(
+                ca_certs=str(cfg.ca_file),
+                certfile=str(cfg.cert_file) if cfg.cert_file else None,
+                keyfile=str(cfg.key_file) if cfg.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        client.reconnect_delay_set(min_delay=cfg.backoff_min_s, max_delay=cfg.backoff_max_s)
+        client.max_inflight_messages_set(cfg.window)
+        client.on_socket_open = _no_delay
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
+
+    # paho callbacks: on paho's network thread; they only queue events -----------------------
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if rc.is_failure:
+            self._events.put(_Event("refused_connect", reason=str(rc)))
+            return
+        client.subscribe(ack_topic(self.config.device), qos=1)
+        self._events.put(_Event("connected"))
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        self._events.put(_Event("disconnected", reason=str(rc)))
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._events.put(_Event("ack", seq=parse_ack(bytes(msg.payload))))
+        except ProtocolError as exc:
+            self._events.put(_Event("bad_ack", reason=str(exc)))
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
+        self._events.put(_Event("published", mid=mid, reason=str(rc), failed=rc.is_failure))
+
+    # the agent's thread ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start connecting in the background (retries with back-off until :meth:`stop`)."""
+        try:
+            self._client.connect_async(
+                self.config.host, self.config.port, keepalive=self.config.keepalive_s
+            )
+        except (OSError, ValueError) as exc:
+            raise UplinkError(f"{self.config.host}:{self.config.port}: {exc}") from exc
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect and stop paho's thread; unacked records stay in the outbox."""
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        """True between a CONNACK and the next disconnect, as seen by :meth:`step`."""
+        return self._connected
+
+    def stats(self) -> UplinkStats:
+        """Counters since start: published, re-sent, acked, refused, reconnects."""
+        return self._stats
+
+    def step(self, timeout: float = 0.1) -> None:
+        """Handle what paho reported (waiting up to ``timeout`` for it), then send what is due.
+
+        Raises ``OutboxError`` if the outbox cannot be read or pruned.
+        """
+        try:
+            self._handle(self._events.get(timeout=timeout))
+            while True:
+                self._handle(self._events.get_nowait())
+        except queue.Empty:
+            pass
+        if self._connected:
+            self._send_due()
+
+    def run(self, stop: threading.Event, idle_s: float = 0.1) -> None:
+        """Call :meth:`step` until ``stop`` is set (for an agent that has nothing else to do)."""
+        self.start()
+        try:
+            while not stop.is_set():
+                self.step(idle_s)
+        finally:
+            self.stop()
+
+    def _handle(self, event: _Event) -> None:
+        if event.kind == "connected":
+            self._connected = True
+            self._stats = self._stats.bump(connects=1)
+            log.info("uplink connected to %s:%d", self.config.host, self.config.port)
+            self._resend(list(self._window))
+        elif event.kind == "disconnected":
+            if self._connected:
+                log.warning("uplink disconnected: %s", event.reason)
+            self._connected = False
+            self._mids.clear()
+        elif event.kind == "ack":
+            self._apply_ack(event.seq)
+        elif event.kind == "published":
+            seq = self._mids.pop(event.mid, None)
+            if event.failed and seq is not None:
+                self._stats = self._stats.bump(refused=1)
+                self._log_cause(f"broker refused seq {seq}: {event.reason}", event.reason)
+        else:  # refused_connect, bad_ack
+            self._log_cause(f"{event.kind}: {event.reason}", event.kind + event.reason)
+
+    def _log_cause(self, message: str, cause: str) -> None:
+        if cause in self._causes:
+            log.debug("%s", message)
+        else:
+            self._causes.add(cause)
+            log.warning("%s (logged once per cause)", message)
+
+    def _apply_ack(self, seq: int) -> None:
+        try:
+            pruned = self.outbox.ack(seq)
+        except OutboxError as exc:
+            self._log_cause(f"ignored ack {seq}: {exc}", "bad_ack_seq")
+            return
+        for done in [s for s in self._window if s <= seq]:
+            del self._window[done]
+        self._stats = self._stats.bump(acked=pruned)
+
+    def _publish(self, record: OutboxRecord) -> None:
+        info = self._client.publish(self._topic, record.jws.encode("ascii"), qos=1)
+        self._mids[info.mid] = record.seq
+        self._window[record.seq] = (record, self._clock())
+
+    def _resend(self, seqs: list[int]) -> None:
+        for seq in sorted(seqs):
+            self._publish(self._window[seq][0])
+        self._stats = self._stats.bump(resent=len(seqs))
+
+    def _send_gaps(self) -> None:
+        """Send gap records out of turn after an eviction: the registry cannot pass the evicted
+        seqs before it sees the gap record, which may sit beyond the in-flight window."""
+        evicted = self.outbox.stats().evicted_total
+        if evicted == self._evicted_seen:
+            return
+        self._evicted_seen = evicted
+        for record in self.outbox.records():
+            if record.kind == "gap" and record.seq not in self._window:
+                self._publish(record)
+
+    def _send_due(self) -> None:
+        now = self._clock()
+        late = [s for s, (_r, at) in self._window.items() if now - at >= self.config.resend_after_s]
+        if late:
+            self._resend(late)
+            self._send_gaps()
+        room = self.config.window - len(self._window)
+        if room <= 0:
+            return
+        fresh = [r for r in self.outbox.pending(room) if r.seq not in self._window]
+        for record in fresh:
+            self._publish(record)
+        self._stats = self._stats.bump(published=len(fresh))

@@ -1,0 +1,188 @@
+"""One frozen dataclass per record kind's body; field names are the JSON keys of the schema.
+
+Timestamps are kept as the ISO 8601 UTC strings of the wire (``2026-11-26T10:15:30.123Z``) so a
+parsed record re-serialises to exactly the bytes that were signed; ``records.format_ts`` makes
+them. Counts keyed by name (``Trip.events``, ``Health.errors``) are read-only mappings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A WGS84 position in degrees."""
+
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True, slots=True)
+class Licence:
+    """The driving-licence check read from the card: expiry date and licence categories."""
+
+    expiry: str
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """Data ``categories`` the driver lets ``recipient`` receive, ``until`` an instant."""
+
+    recipient: str
+    categories: tuple[str, ...]
+    until: str
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """The binding statement the driver's card signs: who drives which vehicle, with consents."""
+
+    session: str
+    vin: str
+    device: str
+    started_at: str
+    nonce: str
+    vehicle_class: str
+    licence: Licence
+    consents: tuple[Consent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStart:
+    """``session.start``: the statement, the card's signature over its canonical JSON, and the
+    card certificate (base64 DER; ``None`` when the registry already has it by its SHA-256)."""
+
+    statement: Statement
+    card_signature: str
+    card_certificate: str | None
+    card_certificate_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTotals:
+    """What a driver session added up to."""
+
+    trips: int
+    distance_km: float
+    duration_s: float
+    events: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    """``session.end``: why the session ended (card_removed, ignition_off, timeout, agent_stop)."""
+
+    reason: str
+    ended_at: str
+    totals: SessionTotals
+
+
+@dataclass(frozen=True, slots=True)
+class Trip:
+    """``trip``: one ignition-on to ignition-off drive and its score."""
+
+    start: str
+    end: str
+    distance_km: float
+    odometer_km: float | None
+    duration_s: float
+    max_speed_kmh: float
+    fuel_l: float | None
+    co2_kg: float | None
+    idle_s: float
+    night_share: float
+    events: Mapping[str, int]
+    penalty_points: float
+    score: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """``event``: one driving event (harsh_braking, speeding, ...) with its peak and severity."""
+
+    type: str
+    start: str
+    duration_s: float
+    peak: float
+    speed_kmh: float
+    severity: str
+    location: Location | None
+
+
+@dataclass(frozen=True, slots=True)
+class TroubleCode:
+    """One diagnostic trouble code (``P0301``) and whether it is stored, pending or permanent."""
+
+    code: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dtc:
+    """``dtc``: the trouble codes read from the vehicle, the MIL state and the odometer."""
+
+    codes: tuple[TroubleCode, ...]
+    mil: bool
+    odometer_km: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Emergency:
+    """``emergency``: a crash, from the bus's crash flag or a deceleration threshold."""
+
+    detected_at: str
+    trigger: str
+    peak_decel_ms2: float
+    speed_kmh: float
+    location: Location | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """``stats``: public aggregate for one geohash area and hour; names no person or vehicle."""
+
+    hour: str
+    area: str
+    distance_km: float
+    duration_s: float
+    mean_speed_kmh: float
+    co2_kg: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """``health``: agent health; ``evicted`` and ``refused`` count since the last health record."""
+
+    uptime_s: float
+    queue_depth: int
+    queue_bytes: int
+    frames_per_s: float
+    errors: Mapping[str, int]
+    evicted: int
+    refused: int
+
+
+@dataclass(frozen=True, slots=True)
+class EvictedRange:
+    """Seqs ``first``..``last`` evicted unsent; ``last_sha256`` is the hash of seq ``last``'s JWS,
+    so the next record's ``prev`` still checks; ``kinds`` counts the evicted records by kind."""
+
+    first: int
+    last: int
+    last_sha256: str
+    kinds: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """``gap``: a marker in the chain naming records the outbox evicted, and why."""
+
+    reason: str
+    ranges: tuple[EvictedRange, ...]
+
+
+#: Any record body.
+Body = SessionStart | SessionEnd | Trip | Event | Dtc | Emergency | Stats | Health | Gap

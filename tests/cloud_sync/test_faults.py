@@ -1,0 +1,212 @@
+"""Fault tests on a real deployment: broker, registry and gateway die or stall mid-stream, and
+hostile input arrives through the broker. After each, every record appended on the gateway is
+in the registry exactly once, the chain verifies, the outbox is empty, nothing forged stored."""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from cloud_sync.pki import DeviceCa, cert_pem, key_pem, write_private
+from edge_agent.outbox import Outbox
+from edge_agent.uplink import MqttUplink
+from msp_protocol.topics import rec_topic
+from tests.sync_deploy import Deployment, GatewaySetup, UplinkThread, wait_for
+from tests.sync_kit import Gateway, csr_pem, trip
+
+
+def _midstream(deployment: Deployment, gw: GatewaySetup, outbox: Outbox, fault, recover) -> None:
+    """Send 60 records, fault once some are committed, append 60 more, recover, drain."""
+    gw.fill(outbox, 60)
+    uplink = MqttUplink(deployment.uplink_config(gw, window=8), outbox)
+    with UplinkThread(uplink):
+        wait_for(lambda: len(deployment.stored(gw.device)) >= 10, "the first commits")
+        fault()
+        gw.fill(outbox, 60, start=60)
+        recover()
+        wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain", timeout=60)
+    assert deployment.verify(gw, 120).records == 120
+
+
+def test_broker_stopped_and_restarted(deployment: Deployment) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    deployment.start_registry()
+    broker = deployment.broker
+    assert broker is not None
+    _midstream(deployment, gw, gw.open_outbox(), broker.stop, broker.start)
+
+
+def test_registry_killed_and_restarted(deployment: Deployment) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    deployment.start_registry()
+    _midstream(deployment, gw, gw.open_outbox(), deployment.kill_registry,
+               deployment.start_registry)  # fmt: skip
+
+
+def test_network_dropped(deployment: Deployment) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    deployment.start_registry()
+    broker = deployment.broker
+    assert broker is not None
+
+    def stall() -> None:
+        broker.pause()
+        time.sleep(3)  # the link is dead for a while: publishes and acks stall
+
+    _midstream(deployment, gw, gw.open_outbox(), stall, broker.resume)
+
+
+def test_gateway_killed_and_restarted(deployment: Deployment) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    deployment.start_registry()
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 400)
+    outbox.close()
+    cmd = [*deployment.uplink_command(gw.device, gw.outbox_path, gw.key, gw.vin),
+           "--window", "2", "--timeout", "60", "--resend-after", "2"]
+    first = subprocess.Popen(cmd)
+    try:
+        wait_for(lambda: len(deployment.stored("gw-1")) >= 10, "the first commits")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert len(deployment.stored("gw-1")) < 400  # it really died mid-stream
+    assert subprocess.run(cmd, check=False, timeout=90).returncode == 0
+    assert deployment.verify(gw, 400).records == 400
+    outbox = gw.open_outbox()
+    assert outbox.stats().rows == 0
+    outbox.close()
+
+
+def _publish_raw(deployment: Deployment, gw: GatewaySetup, payloads: list[bytes]) -> list[str]:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=gw.device, protocol=mqtt.MQTTv5)
+    client.tls_set(ca_certs=str(deployment.brokerdir / "device-ca.pem"), certfile=str(gw.cert),
+                   keyfile=str(gw.key), cert_reqs=ssl.CERT_REQUIRED)  # fmt: skip
+    codes: list[str] = []
+    client.on_publish = lambda _c, _u, _m, rc, _p: codes.append(str(rc))
+    client.connect("127.0.0.1", deployment.device_port)
+    client.loop_start()
+    try:
+        for payload in payloads:
+            client.publish(rec_topic(gw.device), payload, qos=1).wait_for_publish(30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return codes
+
+
+def test_hostile_input_through_the_broker(deployment: Deployment) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    revoked = deployment.enroll_gateway("gw-r", "JTREV00001")
+    deployment.start_registry()
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 2)
+    good = [r.jws for r in outbox.records()]
+    with UplinkThread(MqttUplink(deployment.uplink_config(gw), outbox)):
+        wait_for(lambda: outbox.stats().rows == 0, "the good records")
+    # a device with a certificate from the CA that the registry never enrolled
+    ca_dir = deployment.root / "ca"
+    stranger = Gateway("gw-x", "JTXXX00001")
+    issued = DeviceCa.open(ca_dir, create=False).issue_device("gw-x", csr_pem(stranger.key, "gw-x"))
+    stranger_gw = GatewaySetup("gw-x", "JTXXX00001", deployment.root / "gw-x.key",
+                               deployment.root / "gw-x.pem", deployment.root / "x.db")  # fmt: skip
+    write_private(stranger_gw.key, key_pem(stranger.key))
+    stranger_gw.cert.write_bytes(cert_pem(issued))
+    assert deployment.registry("revoke", "gw-r") == 0
+    forger = Gateway("gw-1", "JTCAR00001")  # right id, wrong key
+    hostile = [
+        forger.sign(trip(), "trip").encode(),  # bad_signature
+        good[0].encode(),  # replayed: duplicate
+        b"\x00\xff" * 500,  # random bytes: malformed
+        b"A" * (10 * 1024 * 1024),  # 10 MB: oversized
+    ]
+    assert _publish_raw(deployment, gw, hostile) == ["Success"] * 4
+    revoked_outbox = revoked.open_outbox()
+    revoked.fill(revoked_outbox, 1)
+    _publish_raw(deployment, revoked, [next(iter(revoked_outbox.records())).jws.encode()])
+    _publish_raw(deployment, stranger_gw, [stranger.sign(trip(), "trip").encode()])
+    expected = {"bad_signature": 1, "duplicate": 1, "malformed": 1, "oversized": 1,
+                "revoked_device": 1, "unknown_device": 1}  # fmt: skip
+    wait_for(lambda: deployment.stats()["rejections"] == expected, f"rejections {expected}")
+    counts = deployment.stats()["counts"]
+    assert counts["records"] == 2 and counts["trips"] == 2
+    assert deployment.verify(gw, 2).records == 2
+    assert deployment.registry_proc is not None and deployment.registry_proc.poll() is None
+
+
+def test_seq_reused_with_other_content_is_an_alarm(deployment: Deployment) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    deployment.start_registry()
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 1)
+    with UplinkThread(MqttUplink(deployment.uplink_config(gw), outbox)):
+        wait_for(lambda: outbox.stats().rows == 0, "the first record")
+    outbox.close()
+    os.remove(gw.outbox_path)  # a cloned or reset gateway: same key, seq 1 again, other content
+    clone = gw.open_outbox()
+    clone.append(trip(99.0, 9.0), 1_796_000_000.0)
+    _publish_raw(deployment, gw, [next(iter(clone.records())).jws.encode()])
+    wait_for(lambda: deployment.stats()["rejections"] == {"seq_reused": 1}, "the alarm")
+    assert deployment.stats()["counts"]["trips"] == 1
+
+
+def test_two_registry_workers_share_the_load(deployment: Deployment) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    deployment.start_registry("--shared", "--client-id", "registry-a")
+    first = deployment.registry_proc
+    deployment.start_registry("--shared", "--client-id", "registry-b")
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 80)
+    try:
+        with UplinkThread(MqttUplink(deployment.uplink_config(gw, window=16), outbox)):
+            wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain", timeout=60)
+    finally:
+        assert first is not None
+        first.terminate()
+        first.wait(10)
+    assert deployment.verify(gw, 80).records == 80
+
+
+def test_gateway_started_before_the_broker(deployment: Deployment) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    broker = deployment.broker
+    assert broker is not None
+    broker.stop()
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 10)
+    uplink = MqttUplink(deployment.uplink_config(gw), outbox)
+    with UplinkThread(uplink):
+        time.sleep(1.5)  # the first connection attempts fail; paho keeps retrying, backing off
+        assert not uplink.connected and outbox.stats().rows == 10
+        broker.start()
+        deployment.start_registry()
+        wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain")
+    assert deployment.verify(gw, 10).records == 10
+
+
+def test_registry_over_mutual_tls(deployment: Deployment) -> None:
+    """A registry on another host than the broker: mTLS with a CN=registry certificate."""
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    issued = DeviceCa.open(deployment.root / "ca", create=False).issue_client("registry")
+    cert, key = deployment.root / "registry.pem", deployment.root / "registry.key"
+    cert.write_bytes(cert_pem(issued.cert))
+    write_private(key, key_pem(issued.key))
+    assert deployment.embedded is None and deployment.files is not None
+    deployment.registry_proc = subprocess.Popen(
+        [sys.executable, "-m", "cloud_sync.cli", "serve",
+         "--broker", f"mqtts://127.0.0.1:{deployment.device_port}",
+         "--tls-ca", str(deployment.files.ca_cert), "--tls-cert", str(cert),
+         "--tls-key", str(key), "--anchors", str(deployment.anchors), "--db", str(deployment.db)],
+    )  # fmt: skip
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 5)
+    with UplinkThread(MqttUplink(deployment.uplink_config(gw), outbox)):
+        wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain")
+    assert deployment.verify(gw, 5).records == 5

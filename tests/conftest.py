@@ -1,0 +1,87 @@
+"""Shared fixtures: real files under tests/data and dbc/; device signing keys for the protocol
+and outbox tests; the registry's device CA, a card issuer, a registry store and ingestor, and a
+whole loopback deployment (broker + registry)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from cloud_sync.broker_process import MosquittoProcess
+from cloud_sync.ingest import Ingestor
+from cloud_sync.pki import DeviceCa
+from cloud_sync.sqlite_store import SqliteStore
+from msp_protocol.jws import Signer
+from tests.protocol_data import DEVICE
+from tests.sync_deploy import Deployment
+from tests.sync_kit import CardIssuer
+
+DATA = Path(__file__).parent / "data"
+REPO = Path(__file__).parent.parent
+DEMO_MAP = REPO / "dbc" / "msp_demo.toml"
+DEMO_DBC = REPO / "dbc" / "msp_demo.dbc"
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """tests/data."""
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def ed_signer() -> Signer:
+    """An Ed25519 device signer (kid gw-0001)."""
+    return Signer(Ed25519PrivateKey.generate(), DEVICE)
+
+
+@pytest.fixture(scope="session")
+def es_signer() -> Signer:
+    """A P-256 (ES256) device signer (kid gw-0001)."""
+    return Signer(ec.generate_private_key(ec.SECP256R1()), DEVICE)
+
+
+@pytest.fixture(params=["EdDSA", "ES256"])
+def signer(request: pytest.FixtureRequest, ed_signer: Signer, es_signer: Signer) -> Signer:
+    """Each algorithm in turn."""
+    return ed_signer if request.param == "EdDSA" else es_signer
+
+
+@pytest.fixture(scope="session")
+def device_ca(tmp_path_factory: pytest.TempPathFactory) -> DeviceCa:
+    return DeviceCa.open(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="session")
+def card_issuer(tmp_path_factory: pytest.TempPathFactory) -> CardIssuer:
+    return CardIssuer(tmp_path_factory.mktemp("anchors"))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    db = SqliteStore(tmp_path / "registry.db")
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def ingestor(store: SqliteStore, card_issuer: CardIssuer) -> Ingestor:
+    return Ingestor(store, card_issuer.anchors(), max_waiting=8)
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, card_issuer: CardIssuer) -> Iterator[Deployment]:
+    """Broker on the generated configuration and a registry process; gateways enrol on demand."""
+    if not MosquittoProcess.available():
+        pytest.fail("mosquitto is not installed: run scripts/test (it installs it)")
+    deploy = Deployment(tmp_path, card_issuer)
+    deploy.configure()
+    assert deploy.broker is not None
+    deploy.broker.start()
+    try:
+        yield deploy
+    finally:
+        deploy.stop()

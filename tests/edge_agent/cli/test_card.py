@@ -1,0 +1,258 @@
+"""``msp-agent card``: make a test card, serve it to a private pcscd from another process,
+then status and login through PC/SC, as a user would."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from edge_agent.card.image import load_image
+from edge_agent.card.pcsc import PcscTransport
+from edge_agent.card.pcscd import READER_NAME, PrivatePcscd
+from edge_agent.cli import main
+from msp_protocol.canonical import canonical_json
+
+MSP_AGENT = Path(sys.executable).parent / "msp-agent"
+
+
+@pytest.fixture(scope="module")
+def card_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cards")
+    assert (
+        main(
+            [
+                "card",
+                "make-test-card",
+                str(out / "card.json"),
+                "--pin",
+                "2468",
+                "--categories",
+                "普通,準中型",
+                "--licence-expiry",
+                "2031-05-31",
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePcscd]:
+    with PrivatePcscd(tmp_path_factory.mktemp("pcscd")) as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="module")
+def served(card_dir: Path, pcscd: PrivatePcscd) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [
+            str(MSP_AGENT),
+            "card",
+            "serve-virtual",
+            str(card_dir / "card.json"),
+            "--port",
+            str(pcscd.port),
+        ],
+        stderr=subprocess.PIPE,
+    )
+    reader = PcscTransport(READER_NAME)
+    deadline = time.monotonic() + 15
+    while not reader.card_present():
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline, "serve-virtual never inserted the card"
+        time.sleep(0.05)
+    yield process
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=10) == 130
+
+
+def test_make_test_card_writes_an_owner_only_image_and_a_test_anchor(card_dir: Path) -> None:
+    image_path = card_dir / "card.json"
+    assert stat.S_IMODE(image_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((card_dir / "msp-test-ca.key").stat().st_mode) == 0o600
+    image = load_image(image_path)
+    assert image.licence is not None and image.licence.categories == ("普通", "準中型")
+    anchor = x509.load_pem_x509_certificate((card_dir / "msp-test-ca.pem").read_bytes())
+    assert "NOT J-LIS" in anchor.subject.rfc4514_string()
+    assert x509.load_der_x509_certificate(image.auth_certificate).issuer == anchor.subject
+
+
+def test_a_second_card_reuses_the_test_ca(card_dir: Path) -> None:
+    before = (card_dir / "msp-test-ca.pem").read_bytes()
+    assert main(["card", "make-test-card", str(card_dir / "second.json"), "--no-licence"]) == 0
+    assert (card_dir / "msp-test-ca.pem").read_bytes() == before
+    assert load_image(card_dir / "second.json").licence is None
+
+
+def test_status_json(served: subprocess.Popen[bytes], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["card", "status", "--reader", READER_NAME, "--json", "--pin", "2468"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["reader"].startswith(READER_NAME) and status["card_present"] is True
+    assert status["jpki_pin_tries_left"] == 3 and status["licence_pin_tries_left"] == 10
+    assert status["licence_expiry"] == "2031-05-31"
+    assert status["licence_categories"] == ["普通", "準中型"]
+    assert "MSP TEST JPKI CA" in status["certificate_issuer"]
+
+
+def test_login_json_is_a_verified_binding(
+    served: subprocess.Popen[bytes], card_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "card",
+            "login",
+            "--reader",
+            READER_NAME,
+            "--pin",
+            "2468",
+            "--json",
+            "--vin",
+            "JT1234567890ABCDE",
+            "--vehicle-class",
+            "truck_semi_medium",
+            "--trust-anchor",
+            str(card_dir / "msp-test-ca.pem"),
+            "--consent",
+            "fleet-acme",
+            "trip,event",
+            "2027-01-01T09:00:00+09:00",
+        ]
+    )
+    assert code == 0
+    body = json.loads(capsys.readouterr().out)
+    statement = body["statement"]
+    assert statement["vin"] == "JT1234567890ABCDE"
+    assert statement["vehicle_class"] == "truck_semi_medium"
+    assert statement["consents"] == [
+        {
+            "recipient": "fleet-acme",
+            "categories": ["trip", "event"],
+            "until": "2027-01-01T00:00:00Z",
+        }
+    ]
+    key = x509.load_der_x509_certificate(base64.b64decode(body["card_certificate"])).public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    key.verify(
+        base64.b64decode(body["card_signature"]),
+        canonical_json(statement),
+        padding.PKCS1v15(),
+        hashes.SHA256(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason", "tries_left"),
+    [
+        (["--pin", "0000"], "pin_wrong", 9),
+        (["--pin", "2468", "--vehicle-class", "truck_large"], "licence_category", None),
+    ],
+)
+def test_login_refusals_exit_1_with_the_reason(
+    served: subprocess.Popen[bytes],
+    card_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    reason: str,
+    tries_left: int | None,
+) -> None:
+    code = main(
+        [
+            "card",
+            "login",
+            "--reader",
+            READER_NAME,
+            "--json",
+            "--trust-anchor",
+            str(card_dir / "msp-test-ca.pem"),
+            *extra,
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert json.loads(captured.out)["refused"] == reason
+    assert json.loads(captured.out)["tries_left"] == tries_left
+    assert f"login refused [{reason}]" in captured.err
+
+
+def test_login_without_trust_anchor_is_a_usage_error(
+    served: subprocess.Popen[bytes],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MSP_TRUST_ANCHORS", raising=False)
+    assert main(["card", "login", "--reader", READER_NAME, "--pin", "2468"]) == 2
+    assert "needs at least one --trust-anchor" in capsys.readouterr().err
+
+
+def test_bad_consent_time_is_named(
+    served: subprocess.Popen[bytes], card_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "card",
+                "login",
+                "--reader",
+                READER_NAME,
+                "--pin",
+                "2468",
+                "--trust-anchor",
+                str(card_dir / "msp-test-ca.pem"),
+                "--consent",
+                "fleet-acme",
+                "trip",
+                "next week",
+            ]
+        )
+        == 2
+    )
+    assert "--consent fleet-acme: UNTIL 'next week' is not ISO 8601" in capsys.readouterr().err
+
+
+def test_an_empty_reader(
+    pcscd: PrivatePcscd, card_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty_slot = f"{READER_NAME} 00 01"  # vpcd's second slot: nothing is ever served there
+    assert main(["card", "status", "--reader", empty_slot, "--json"]) == 1
+    assert json.loads(capsys.readouterr().out) == {"reader": empty_slot, "card_present": False}
+    assert (
+        main(
+            [
+                "card",
+                "login",
+                "--reader",
+                empty_slot,
+                "--trust-anchor",
+                str(card_dir / "msp-test-ca.pem"),
+            ]
+        )
+        == 2
+    )
+    assert f"no card in reader '{empty_slot}'" in capsys.readouterr().err
+
+
+def test_serve_virtual_names_a_bad_image(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    result = subprocess.run(
+        [str(MSP_AGENT), "card", "serve-virtual", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"{bad}: format is not 'msp-virtual-card/1'" in result.stderr

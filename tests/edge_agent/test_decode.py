@@ -1,0 +1,116 @@
+"""DBC decoding: conversions, byte orders, extended IDs, multiplexing and bad frames."""
+
+from __future__ import annotations
+
+import math
+
+import cantools
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_agent.decode import DbcDecoder
+from edge_agent.frames import Frame
+from edge_agent.signalmap import load_signal_map
+from tests.conftest import DATA, DEMO_DBC, DEMO_MAP
+
+TEST_DB = cantools.database.load_file(DATA / "test_vehicle.dbc", strict=False)
+DEMO_DB = cantools.database.load_file(DEMO_DBC)
+DEMO_MAP_LOADED = load_signal_map(DEMO_MAP)
+
+
+def _by_name(samples: list) -> dict[str, object]:  # type: ignore[type-arg]
+    return {s.name: s.value for s in samples}
+
+
+@pytest.fixture
+def decoder() -> DbcDecoder:
+    return DbcDecoder(load_signal_map(DATA / "maps" / "good.toml"))
+
+
+def test_big_endian_signals_with_unit_conversion_and_invert(decoder: DbcDecoder) -> None:
+    message = TEST_DB.get_message_by_name("MOTION_BE")
+    data = message.encode({"LongAccel": -3.5, "YawRad": 0.5, "SpeedMph": 62.5, "PedalRatio": 0.5})
+    samples = decoder.decode(Frame(12.5, message.frame_id, data, bus="chassis"))
+    values = _by_name(samples)
+    assert values["Vehicle.Speed"] == pytest.approx(62.5 * 1.609344)
+    assert values["Vehicle.Acceleration.Longitudinal"] == pytest.approx(3.5)  # inverted
+    assert values["Vehicle.AngularVelocity.Yaw"] == pytest.approx(math.degrees(0.5))
+    assert values["Vehicle.Chassis.Accelerator.PedalPosition"] == pytest.approx(50.0)
+    assert {s.timestamp for s in samples} == {12.5}
+    assert {s.source for s in samples} == {"chassis"}
+
+
+def test_extended_id_message(decoder: DbcDecoder) -> None:
+    message = TEST_DB.get_message_by_name("J1939_SPEED")
+    assert message.is_extended_frame
+    assert message.frame_id in decoder.ids
+    data = message.encode({"WheelSpeed": 50.0, "BrakeSwitch": 1})
+    samples = decoder.decode(Frame(1.0, message.frame_id, data, is_extended_id=True))
+    assert _by_name(samples) == {"Vehicle.Chassis.Brake.PedalPosition": 1.0}
+
+
+def test_bool_invert_is_logical_not(decoder: DbcDecoder) -> None:
+    message = DEMO_DB.get_message_by_name("BODY")
+    on = message.encode({"DriverBelted": 1, "IgnitionOn": 1, "CrashDetected": 0})
+    assert _by_name(decoder.decode(Frame(1.0, message.frame_id, on))) == {
+        "Vehicle.IsIgnitionOn": False
+    }
+
+
+def test_multiplexed_pages(decoder: DbcDecoder) -> None:
+    message = TEST_DB.get_message_by_name("MUXED")
+    page1 = decoder.decode(Frame(1.0, message.frame_id, bytes([1, 0xFF, 0, 0, 0, 0, 0, 0])))
+    assert _by_name(page1) == {"Vehicle.Powertrain.Transmission.CurrentGear": -1}
+    page2 = decoder.decode(Frame(1.0, message.frame_id, bytes([2, 3, 0, 0, 0, 0, 0, 0])))
+    assert page2 == []
+    assert sum(decoder.rejected.values()) == 0
+
+
+def test_bad_frames_are_counted_by_reason_and_decoding_continues(decoder: DbcDecoder) -> None:
+    motion = TEST_DB.get_message_by_name("MOTION_BE")
+    muxed = TEST_DB.get_message_by_name("MUXED")
+    good = motion.encode({"LongAccel": 1.0, "YawRad": 0.0, "SpeedMph": 10.0, "PedalRatio": 0.1})
+    assert decoder.decode(Frame(1.0, motion.frame_id, good[:6])) == []
+    assert decoder.decode(Frame(1.0, muxed.frame_id, bytes([7, 0, 0, 0, 0, 0, 0, 0]))) == []
+    # PedalRatio raw 0xFF = 1.02 > DBC max 1: that value is refused, the others kept.
+    out_of_range = bytearray(good)
+    out_of_range[6] = 0xFF
+    values = _by_name(decoder.decode(Frame(1.0, motion.frame_id, bytes(out_of_range))))
+    assert "Vehicle.Chassis.Accelerator.PedalPosition" not in values
+    assert values["Vehicle.Speed"] == pytest.approx(16.09344)
+    assert decoder.rejected == {"bad_length": 1, "decode_error": 1, "out_of_range": 1}
+    assert len(decoder.decode(Frame(2.0, motion.frame_id, good))) == 4
+
+
+def _signal_values(message: cantools.database.can.Message) -> st.SearchStrategy[dict[str, float]]:
+    fields = {}
+    for signal in message.signals:
+        lo, hi = float(signal.minimum), float(signal.maximum)
+        steps = round((hi - lo) / signal.scale)
+        fields[signal.name] = st.integers(0, steps).map(
+            lambda k, lo=lo, scale=signal.scale: lo + k * scale
+        )
+    return st.fixed_dictionaries(fields)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_encode_decode_round_trip_through_the_demo_map(data: st.DataObject) -> None:
+    rule = data.draw(st.sampled_from(sorted(DEMO_MAP_LOADED.messages.values(), key=id)))
+    message = rule.message
+    values = data.draw(_signal_values(message))
+    frame = Frame(0.0, message.frame_id, message.encode(values), message.is_extended_frame)
+    decoder = DbcDecoder(DEMO_MAP_LOADED)
+    decoded = _by_name(decoder.decode(frame))
+    assert sum(decoder.rejected.values()) == 0
+    for r in rule.rules:
+        raw = values[r.signal]
+        scale = message.get_signal_by_name(r.signal).scale
+        if r.is_bool:
+            assert decoded[r.canonical] is ((raw != 0) != r.invert)
+        else:
+            expected = (-raw if r.invert else raw) * r.factor
+            got = decoded[r.canonical]
+            assert isinstance(got, int | float)
+            assert got == pytest.approx(expected, abs=scale * abs(r.factor) + 1e-9)

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from msp_protocol import bodies
+from msp_protocol.codec import from_json
 from msp_protocol.scoring import EVENT_TYPES, EventType, Severity, event_points, trip_score
 
 #: A JSON value as produced by ``to_json`` (ready for ``json.dumps`` or canonical JSON).
@@ -37,7 +39,8 @@ class Event:
     ``start`` is the source clock in epoch seconds. ``peak`` is in the unit of the quantity
     the detector watches (see docs/scoring.md): m/s² for harsh events, pedal misapplication
     and crash, km/h over the limit for speeding, km/h for seatbelt, litres of fuel for
-    idling, hours driven without a qualifying break for continuous driving.
+    idling, hours driven without a qualifying break for continuous driving. ``trigger``
+    says what raised a crash (``crash_flag`` or ``deceleration``); None for other types.
     """
 
     type: EventType
@@ -47,6 +50,7 @@ class Event:
     speed_kmh: float
     severity: Severity
     location: Location | None = None
+    trigger: str | None = None
 
     @property
     def end(self) -> float:
@@ -72,6 +76,24 @@ class Event:
             "severity": self.severity,
             "location": location,
         }
+
+    def to_body(self) -> bodies.Event:
+        """The ``event`` record body as msp_protocol's dataclass."""
+        return from_json(bodies.Event, self.to_json())
+
+    def to_emergency(self) -> bodies.Emergency:
+        """The ``emergency`` record body of a crash; ValueError for any other type."""
+        if self.type != "crash":
+            raise ValueError(f"only a crash makes an emergency record, not {self.type}")
+        return bodies.Emergency(
+            detected_at=iso_utc(self.start),
+            trigger=self.trigger or "deceleration",
+            peak_decel_ms2=_round(self.peak),
+            speed_kmh=_round(self.speed_kmh, 1),
+            location=None
+            if self.location is None
+            else bodies.Location(self.location.lat, self.location.lon),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,3 +159,7 @@ class Trip:
             "penalty_points": _round(self.penalty_points),
             "score": None if score is None else _round(score, 2),
         }
+
+    def to_body(self) -> bodies.Trip:
+        """The ``trip`` record body as msp_protocol's dataclass."""
+        return from_json(bodies.Trip, self.to_json())

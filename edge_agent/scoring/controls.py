@@ -54,15 +54,11 @@ class PedalMisapplicationDetector:
 
     def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
         """Advance both rules with the current pedals, speed and acceleration."""
-        events: list[Event] = []
         stomp = self._update_stomp(name, timestamp, state)
-        if stomp is not None:
-            events.append(stomp)
+        overlap = None
         if name in (sig.ACCEL_PEDAL, sig.BRAKE_PEDAL, sig.SPEED):
             overlap = self._update_overlap(timestamp, state)
-            if overlap is not None:
-                events.append(overlap)
-        return events
+        return closed(stomp, overlap)
 
     def _update_overlap(self, timestamp: float, state: VehicleState) -> Event | None:
         if state.accel_pedal is None or state.brake_pedal is None or state.speed is None:
@@ -124,11 +120,10 @@ class PedalMisapplicationDetector:
 
     def close(self, timestamp: float) -> list[Event]:
         """Close open events at ``timestamp`` and re-arm."""
-        events = [self._close(timestamp)] if self._phase is _Stomp.ACTIVE else []
+        stomp = self._close(timestamp) if self._phase is _Stomp.ACTIVE else None
         self._phase = _Stomp.IDLE
         self._released_at = None
-        overlap = self._overlap.finish(timestamp)
-        return events + ([overlap] if overlap is not None else [])
+        return closed(stomp, self._overlap.finish(timestamp))
 
 
 class SeatbeltDetector:

@@ -73,7 +73,10 @@ class SessionTotals:
 
 @dataclass(frozen=True, slots=True)
 class SessionEnd:
-    """``session.end``: why the session ended (card_removed, ignition_off, timeout, agent_stop)."""
+    """``session.end``: why the session ended.
+
+    ``reason``: card_removed, ignition_off, timeout, logout (another card logged in), agent_stop.
+    """
 
     reason: str
     ended_at: str

@@ -1,0 +1,71 @@
+"""What the agent's stages produce, turned into the record bodies of msp_protocol.
+
+Scoring's events and trips and identity's session bodies each have their own dataclasses; this
+is the one place that maps them onto the wire contract, so the live agent and a replay append
+exactly the same records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from msp_protocol import bodies
+from msp_protocol.records import body_from_json, format_ts, parse_ts
+
+from .identity.binding import SessionEndBody, SessionStartBody
+from .scoring import Event, Trip
+
+#: A crash whose peak reaches this (2.5 g) was seen as a deceleration; below, only the bus's
+#: crash flag can have raised it (scoring's crash detector fires on either).
+_DECELERATION_TRIGGER_MS2 = 2.5 * 9.80665
+
+
+def trip_body(trip: Trip) -> bodies.Trip:
+    """The ``trip`` record body of a finished trip."""
+    body = body_from_json("trip", trip.to_json())
+    assert isinstance(body, bodies.Trip)
+    return body
+
+
+def event_body(event: Event) -> bodies.Event:
+    """The ``event`` record body of a driving event (crashes included)."""
+    body = body_from_json("event", event.to_json())
+    assert isinstance(body, bodies.Event)
+    return body
+
+
+def emergency_body(crash: Event) -> bodies.Emergency:
+    """The ``emergency`` record body of a crash event, sent the moment it is detected."""
+    if crash.type != "crash":
+        raise ValueError(f"an emergency is a crash, not {crash.type!r}")
+    trigger = "deceleration" if crash.peak >= _DECELERATION_TRIGGER_MS2 else "crash_flag"
+    location = crash.location
+    return bodies.Emergency(
+        detected_at=format_ts(crash.start),
+        trigger=trigger,
+        peak_decel_ms2=round(crash.peak, 3),
+        speed_kmh=round(crash.speed_kmh, 1),
+        location=None if location is None else bodies.Location(location.lat, location.lon),
+    )
+
+
+def session_start_body(start: SessionStartBody) -> bodies.SessionStart:
+    """The ``session.start`` record body of a card login."""
+    body = body_from_json("session.start", start.to_json())
+    assert isinstance(body, bodies.SessionStart)
+    return body
+
+
+def session_end_body(end: SessionEndBody, trips: Sequence[Trip]) -> bodies.SessionEnd:
+    """The ``session.end`` record body, with the totals of the ``trips`` driven in the session."""
+    ended = parse_ts(end.ended_at).timestamp()
+    return bodies.SessionEnd(
+        reason=end.reason.value,
+        ended_at=format_ts(ended),
+        totals=bodies.SessionTotals(
+            trips=len(trips),
+            distance_km=round(sum(t.distance_km for t in trips), 3),
+            duration_s=round(end.duration_s, 3),
+            events=sum(len(t.events) for t in trips),
+        ),
+    )

@@ -6,8 +6,6 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from msp_protocol import bodies
-from msp_protocol.codec import from_json
 from msp_protocol.scoring import EVENT_TYPES, EventType, Severity, event_points, trip_score
 
 #: A JSON value as produced by ``to_json`` (ready for ``json.dumps`` or canonical JSON).
@@ -77,24 +75,6 @@ class Event:
             "location": location,
         }
 
-    def to_body(self) -> bodies.Event:
-        """The ``event`` record body as msp_protocol's dataclass."""
-        return from_json(bodies.Event, self.to_json())
-
-    def to_emergency(self) -> bodies.Emergency:
-        """The ``emergency`` record body of a crash; ValueError for any other type."""
-        if self.type != "crash":
-            raise ValueError(f"only a crash makes an emergency record, not {self.type}")
-        return bodies.Emergency(
-            detected_at=iso_utc(self.start),
-            trigger=self.trigger or "deceleration",
-            peak_decel_ms2=_round(self.peak),
-            speed_kmh=_round(self.speed_kmh, 1),
-            location=None
-            if self.location is None
-            else bodies.Location(self.location.lat, self.location.lon),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Trip:
@@ -159,7 +139,3 @@ class Trip:
             "penalty_points": _round(self.penalty_points),
             "score": None if score is None else _round(score, 2),
         }
-
-    def to_body(self) -> bodies.Trip:
-        """The ``trip`` record body as msp_protocol's dataclass."""
-        return from_json(bodies.Trip, self.to_json())

@@ -29,6 +29,8 @@ def test_crash_flag_raises_at_once() -> None:
         pytest.approx(10.0),
         ["crash"],
     )
+    [crash] = score(stream).events
+    assert (crash.trigger, crash.speed_kmh, crash.duration_s) == ("crash_flag", 40.0, 0.0)
 
 
 def test_horizontal_shock_of_2_5_g_raises_at_once() -> None:
@@ -40,6 +42,7 @@ def test_horizontal_shock_of_2_5_g_raises_at_once() -> None:
     assert sample.timestamp - T0 == pytest.approx(10.0)
     [crash] = [e for e in score(stream).events if e.type == "crash"]
     assert crash.peak == pytest.approx(25.0) and crash.severity == "critical"
+    assert crash.trigger == "deceleration"
 
 
 def test_shock_just_below_2_5_g_is_not_a_crash() -> None:

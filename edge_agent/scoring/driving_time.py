@@ -17,9 +17,7 @@ class IdlingDetector:
     burned while idling, in litres (0 when the bus carries no fuel figure).
     """
 
-    signals = frozenset(
-        {sig.SPEED, sig.ENGINE_SPEED, sig.IGNITION, sig.FUEL_RATE, sig.MAF}
-    )
+    signals = frozenset({sig.SPEED, sig.ENGINE_SPEED, sig.IGNITION, sig.FUEL_RATE, sig.MAF})
 
     def __init__(self, config: ScoringConfig) -> None:
         self._config = config

@@ -32,7 +32,6 @@ class Detector(Protocol):
         ...
 
 
-
 def closed(*events: Event | None) -> list[Event]:
     """The events that are not None."""
     return [event for event in events if event is not None]

@@ -136,3 +136,42 @@ def test_adding_a_harsh_braking_never_raises_the_score(distance_speed: float, le
     assert len(score(harsh).of("harsh_braking")) == 1
     assert calm_trip.score == 100.0
     assert harsh_trip.score is not None and harsh_trip.score < calm_trip.score
+
+
+values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.booleans(),
+    st.floats(min_value=0, max_value=120),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([*sig.CANONICAL, "Vehicle.Unknown"]),
+            values,
+            st.floats(min_value=-5, max_value=600, allow_nan=False),
+        ),
+        max_size=300,
+    ),
+    st.booleans(),
+)
+def test_any_sample_stream_is_scored_without_raising(
+    raw: list[tuple[str, float | bool, float]], ordered: bool
+) -> None:
+    if ordered:
+        raw = sorted(raw, key=lambda item: item[2])
+    scorer = Scorer()
+    for name, value, offset in raw:
+        scorer.feed(Sample(name, value, T0 + offset))
+    trips = scorer.finish()
+    handled = scorer.ignored + sum(scorer.rejected.values())
+    assert handled <= len(raw)
+    for trip in trips:
+        assert trip.end >= trip.start
+        assert trip.distance_km >= 0 and 0.0 <= trip.night_share <= 1.0
+        score = trip.score
+        assert score is None or 0.0 <= score <= 100.0
+        for event in trip.events:
+            assert event.duration_s >= 0 and event.points >= 0

@@ -87,6 +87,11 @@ class MosquittoProcess:
             proc.kill()
             proc.wait()
 
+    def reload(self) -> None:
+        """Make mosquitto re-read its ACL and password files (SIGHUP); listeners stay."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGHUP)
+
     def pause(self) -> None:
         """Freeze the broker (SIGSTOP): sockets stay open, nothing flows, like a dead link."""
         if self._proc is not None:

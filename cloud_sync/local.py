@@ -25,9 +25,10 @@ from .broker_process import MosquittoProcess, free_port
 from .config import RegistryConfig
 from .embedded_broker import EmbeddedBroker
 from .errors import BrokerError, EnrolmentError
+from .fleets import FleetCredentials, add_fleet, broker_users
 from .mosquitto import BrokerFiles, BrokerLayout, write_config
 from .pki import DeviceCa, cert_pem
-from .registry import enroll_device
+from .registry import enroll_device, utc_now
 from .sqlite_store import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class LocalDeployment:
         self.anchors = anchors
         self.device_port = free_port()
         self.registry_port = free_port()
+        self.fleet_port = free_port()
         self.config = RegistryConfig(db=root / "registry.db", ca_dir=root / "ca", anchors=anchors)
         self.files: BrokerFiles | None = None
         self.broker: MosquittoProcess | None = None
@@ -57,16 +59,63 @@ class LocalDeployment:
         """Where the mosquitto configuration, certificates and the registry password are."""
         return self.root / "broker"
 
+    @property
+    def ports(self) -> tuple[int, int, int]:
+        """The broker's listeners: gateways and fleets (mTLS), registry, fleets (password)."""
+        return (self.device_port, self.registry_port, self.fleet_port)
+
     def configure(self) -> BrokerFiles:
-        """Write the broker configuration (mosquitto runs as the current user)."""
+        """Write the broker configuration (mosquitto runs as the current user), with the
+        fleets and fleet passwords the registry knows so far."""
         layout = BrokerLayout(
             device_port=self.device_port, device_bind="127.0.0.1",
-            registry_port=self.registry_port, run_as=getpass.getuser(),
+            registry_port=self.registry_port, fleet_port=self.fleet_port,
+            run_as=getpass.getuser(),
         )  # fmt: skip
         self.root.mkdir(parents=True, exist_ok=True)
-        self.files = write_config(self.brokerdir, DeviceCa.open(self.config.ca_path), layout)
-        self.broker = MosquittoProcess(self.files.config, (self.device_port, self.registry_port))
+        store = SqliteStore(self.config.db)
+        try:
+            fleets, passwords = broker_users(store)
+        finally:
+            store.close()
+        ca = DeviceCa.open(self.config.ca_path)
+        self.files = write_config(self.brokerdir, ca, layout, fleets, passwords)
+        if self.broker is None:
+            self.broker = MosquittoProcess(self.files.config, self.ports)
         return self.files
+
+    @property
+    def fleetdir(self) -> Path:
+        """Where :meth:`add_fleet` puts fleet operators' credentials."""
+        return self.root / "fleets"
+
+    def add_fleet(self, fleet: str, *, password: bool = False) -> FleetCredentials:
+        """Register a fleet operator (``msp-registry fleet add``), credentials in
+        :attr:`fleetdir`; a running mosquitto re-reads its ACL and passwords at once."""
+        store = SqliteStore(self.config.db)
+        try:
+            creds = add_fleet(store, DeviceCa.open(self.config.ca_path), fleet, self.fleetdir,
+                              password=password, now=utc_now())  # fmt: skip
+        finally:
+            store.close()
+        if self.embedded is None and self.files is not None:
+            self.configure()
+            assert self.broker is not None
+            self.broker.reload()
+        return creds
+
+    def watch_command(self, *fleets: str, timeout: float = 30.0) -> list[str]:
+        """The ``msp-registry fleet watch`` command that prints ``fleets``' feeds side by side,
+        each as its operator receives it (verified against the published device keys)."""
+        registry = Path(sys.executable).with_name("msp-registry")
+        base = [str(registry), "fleet", "watch", *fleets, "--timeout", str(timeout)]
+        if self.embedded is not None:
+            return [*base, "--creds", str(self.fleetdir),
+                    "--broker", f"mqtt://127.0.0.1:{self.embedded.port}", "--mqtt311"]
+        if self.files is None:
+            raise BrokerError("configure() the deployment first")
+        return [*base, "--creds", str(self.fleetdir), "--tls-ca", str(self.files.ca_cert),
+                "--broker", f"mqtts://127.0.0.1:{self.device_port}"]  # fmt: skip
 
     def enroll(self, device: str, csr: Path, *, vin: str, fleet: str) -> Path:
         """Enrol a gateway from its CSR file; returns the path of its certificate."""

@@ -8,6 +8,9 @@ What :func:`write_config` writes into its output directory:
 * ``acl`` — per DESIGN.md: a gateway writes only ``msp/v1/dev/<its id>/rec`` and reads only
   its ``ack``; a fleet operator (certificate CN ``fleet.<fleet>``) reads only
   ``msp/v1/fleet/<fleet>/#``; the registry reads every ``rec`` and writes acks and fleet data;
+* a fleet listener (TLS, server certificate only) where fleet operators without a client
+  certificate log in as ``fleet.<fleet>`` with the password ``msp-registry fleet add
+  --password`` issued (``fleet-passwd``, hashes only);
 * ``passwd`` (PBKDF2-SHA512, mosquitto's ``$7$`` format) and ``registry.secret`` (0600, the
   registry's password, kept across runs so a running registry keeps working);
 * ``device-ca.pem``, ``server.pem``, ``server.key`` (0600).
@@ -19,7 +22,7 @@ import base64
 import hashlib
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +41,8 @@ class BrokerLayout:
     device_port: int = 8883
     device_bind: str = "0.0.0.0"  # noqa: S104 - gateways connect from the network
     registry_port: int = 1883
+    #: TLS listener where fleet operators log in with a password; ``None``: no such listener
+    fleet_port: int | None = 8884
     hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
     run_as: str = "mosquitto"
     max_queued_messages: int = 10000
@@ -113,14 +118,35 @@ def config_text(outdir: Path, layout: BrokerLayout) -> str:
             f"password_file {d}/passwd",
             f"acl_file {d}/acl",
             "",
+            *_fleet_listener(d, layout),
         ]
     )
 
 
+def _fleet_listener(d: Path, layout: BrokerLayout) -> list[str]:
+    if layout.fleet_port is None:
+        return []
+    return [
+        "# fleet operators without a client certificate: TLS and a password",
+        f"listener {layout.fleet_port} {layout.device_bind}",
+        f"certfile {d}/server.pem",
+        f"keyfile {d}/server.key",
+        "allow_anonymous false",
+        f"password_file {d}/fleet-passwd",
+        f"acl_file {d}/acl",
+        "",
+    ]
+
+
 def write_config(
-    outdir: Path, ca: DeviceCa, layout: BrokerLayout, fleets: Iterable[str] = ()
+    outdir: Path,
+    ca: DeviceCa,
+    layout: BrokerLayout,
+    fleets: Iterable[str] = (),
+    fleet_passwords: Mapping[str, str] | None = None,
 ) -> BrokerFiles:
-    """Write a complete mosquitto configuration into ``outdir``; returns the paths written."""
+    """Write a complete mosquitto configuration into ``outdir``; returns the paths written.
+    ``fleet_passwords`` maps a fleet to its ``$7$`` password hash (``Fleet.password_hash``)."""
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "data").mkdir(exist_ok=True)
     server = ca.issue_server(layout.hosts)
@@ -134,7 +160,11 @@ def write_config(
         password = secrets.token_urlsafe(24)
         write_private(secret_file, password.encode() + b"\n")
     write_private(outdir / "passwd", f"{REGISTRY_USER}:{password_hash(password)}\n".encode())
-    (outdir / "acl").write_text(acl_text(fleets))
+    passwords = fleet_passwords or {}
+    write_private(outdir / "fleet-passwd", "".join(
+        f"{FLEET_PREFIX}{fleet}:{hashed}\n" for fleet, hashed in sorted(passwords.items())
+    ).encode())  # fmt: skip
+    (outdir / "acl").write_text(acl_text({*fleets, *passwords}))
     config = outdir / "mosquitto.conf"
     config.write_text(config_text(outdir, layout))
     log.info("wrote mosquitto configuration to %s", config)

@@ -13,17 +13,15 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from msp_protocol.records import parse_ts
-from msp_protocol.scoring import TripTotals, person_score
-
 from .cards import TrustAnchors
 from .config import RegistryConfig
 from .errors import EnrolmentError, RegistryError
+from .fleets import key_publication
 from .ingest import Ingestor
 from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
 from .republish import Republisher
 from .sqlite_store import SqliteStore
-from .store import Device, Store
+from .store import Batch, Device, Store
 from .worker import BrokerConfig, RegistryWorker
 
 log = logging.getLogger(__name__)
@@ -46,18 +44,9 @@ def enroll_device(
     row = Device(device, vin, fleet, public_key_pem(key), jws_alg(key),
                  cert_pem(cert).decode("ascii"), utc_now())  # fmt: skip
     store.enroll(row)
+    store.commit(Batch(publications=[key_publication(fleet, row)]))  # for the fleet to verify
     log.info("enrolled %s (vehicle %s, fleet %s)", device, vin, fleet)
     return cert
-
-
-def score_of(store: Store, person_id: str, at: datetime | None = None) -> float | None:
-    """The person's portable score (``msp_protocol.scoring.person_score``) over every trip of
-    theirs in every vehicle, decayed to ``at`` (default now); ``None`` with too little driving."""
-    trips = [
-        TripTotals(parse_ts(t.end), t.distance_km, t.penalty_points)
-        for t in store.trips(person_id)
-    ]
-    return person_score(trips, at or datetime.now(UTC))
 
 
 def broker_config(config: RegistryConfig) -> BrokerConfig:
@@ -83,7 +72,7 @@ def serve(config: RegistryConfig, stop: threading.Event) -> None:
     anchors = TrustAnchors.load(config.anchors)
     store = SqliteStore(config.db)
     try:
-        fanout = Republisher(store).publications
+        fanout = Republisher(store).fanout
         ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout)
         RegistryWorker(ingestor, broker_config(config)).run(stop)
     finally:

@@ -28,12 +28,15 @@ from .store import (
     ChainHead,
     Device,
     Eviction,
+    Fanned,
     Fanout,
+    Fleet,
     Person,
     Publication,
     SessionRow,
     TripRow,
     VehicleRow,
+    Withheld,
 )
 
 _SCHEMA = """
@@ -75,7 +78,12 @@ CREATE TABLE IF NOT EXISTS emergencies (device TEXT NOT NULL, seq INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS rejections (reason TEXT PRIMARY KEY, count INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS fanout (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,
-  payload BLOB NOT NULL);
+  payload BLOB NOT NULL, retain INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS fleets (id TEXT PRIMARY KEY, added_at TEXT NOT NULL,
+  password_hash TEXT);
+CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, expires TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS withheld (fleet TEXT NOT NULL, kind TEXT NOT NULL,
+  reason TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (fleet, kind, reason));
 CREATE INDEX IF NOT EXISTS trips_person ON trips (person_id, "end");
 CREATE INDEX IF NOT EXISTS sessions_person ON sessions (person_id, started_at);
 """
@@ -116,6 +124,8 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
             conn.executescript(_SCHEMA)
+            if "retain" not in {row[1] for row in conn.execute("PRAGMA table_info(fanout)")}:
+                conn.execute("ALTER TABLE fanout ADD COLUMN retain INTEGER NOT NULL DEFAULT 0")
             conn.execute(
                 "INSERT OR IGNORE INTO secrets VALUES ('pseudonym', ?)", (secrets.token_bytes(32),)
             )
@@ -205,6 +215,58 @@ class SqliteStore:
         return [bodies.Consent(c["recipient"], tuple(c["categories"]), c["until"])
                 for c in json.loads(row[0])]  # fmt: skip
 
+    def person_consents(self, person_id: str) -> Sequence[bodies.Consent]:
+        """Every consent the person signed, in any session, oldest session first."""
+        rows = self._conn.execute(
+            "SELECT consents FROM sessions WHERE person_id = ? ORDER BY started_at, id",
+            (person_id,),
+        )
+        return [bodies.Consent(c["recipient"], tuple(c["categories"]), c["until"])
+                for (text,) in rows for c in json.loads(text)]  # fmt: skip
+
+    def add_fleet(self, fleet: Fleet) -> None:
+        """Register a fleet operator, or replace its password hash if already registered."""
+        try:
+            self._conn.execute(
+                "INSERT INTO fleets VALUES (?, ?, ?) ON CONFLICT (id)"
+                " DO UPDATE SET password_hash = excluded.password_hash",
+                (fleet.id, fleet.added_at, fleet.password_hash),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot add fleet {fleet.id}: {exc}") from exc
+
+    def fleets(self) -> Sequence[Fleet]:
+        """Every registered fleet operator, by id."""
+        rows = self._conn.execute("SELECT id, added_at, password_hash FROM fleets ORDER BY id")
+        return [Fleet(*row) for row in rows]
+
+    def withheld(self) -> Mapping[Withheld, int]:
+        """How much data was withheld from fleets, by fleet, kind and reason."""
+        rows = self._conn.execute("SELECT fleet, kind, reason, count FROM withheld")
+        return {Withheld(f, k, r): int(c) for f, k, r, c in rows}
+
+    def clear_expired(self, now: str) -> int:
+        """Queue an empty retained message for every retained publication expired at ``now``."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                topics = [str(t) for (t,) in self._conn.execute(
+                    "SELECT topic FROM retained WHERE expires <= ?", (now,))]  # fmt: skip
+                self._conn.executemany(
+                    "INSERT INTO fanout (topic, payload, retain) VALUES (?, x'', 1)",
+                    [(t,) for t in topics],
+                )
+                self._conn.executemany(
+                    "DELETE FROM retained WHERE topic = ?", [(t,) for t in topics]
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot clear expired messages: {exc}") from exc
+        return len(topics)
+
     def pseudonym_secret(self) -> bytes:
         """The registry's secret for per-fleet pseudonyms (made with the database)."""
         if self._secret is None:
@@ -224,11 +286,22 @@ class SqliteStore:
                     touched.add(eviction.device)
                 inserted = [acc for acc in batch.accepted if self._insert(acc)]
                 touched.update(acc.record.device for acc in inserted)
-                if fanout is not None and inserted:
-                    self._conn.executemany(
-                        "INSERT INTO fanout (topic, payload) VALUES (?, ?)",
-                        [(pub.topic, pub.payload) for pub in fanout(inserted)],
-                    )
+                fanned = fanout(inserted) if fanout is not None and inserted else Fanned()
+                self._conn.executemany(
+                    "INSERT INTO fanout (topic, payload, retain) VALUES (?, ?, ?)",
+                    [(p.topic, p.payload, int(p.retain))
+                     for p in (*batch.publications, *fanned.publications)],
+                )  # fmt: skip
+                self._conn.executemany(
+                    "INSERT INTO retained VALUES (?, ?) ON CONFLICT (topic)"
+                    " DO UPDATE SET expires = excluded.expires",
+                    [(p.topic, p.expires) for p in fanned.publications if p.retain and p.expires],
+                )
+                self._conn.executemany(
+                    "INSERT INTO withheld VALUES (?, ?, ?, ?) ON CONFLICT (fleet, kind, reason)"
+                    " DO UPDATE SET count = count + excluded.count",
+                    [(w.fleet, w.kind, w.reason, n) for w, n in fanned.withheld.items()],
+                )
                 for device in touched:
                     self._advance_head(device)
                 for reason, count in batch.rejections.items():
@@ -247,9 +320,9 @@ class SqliteStore:
     def fanout_pending(self, limit: int) -> Sequence[tuple[int, Publication]]:
         """Committed publications not yet taken by the broker, oldest first, with their ids."""
         rows = self._conn.execute(
-            "SELECT id, topic, payload FROM fanout ORDER BY id LIMIT ?", (limit,)
+            "SELECT id, topic, payload, retain FROM fanout ORDER BY id LIMIT ?", (limit,)
         )
-        return [(int(i), Publication(str(t), bytes(p))) for i, t, p in rows]
+        return [(int(i), Publication(str(t), bytes(p), bool(r))) for i, t, p, r in rows]
 
     def fanout_done(self, ids: Sequence[int]) -> None:
         """Forget publications the broker has acknowledged."""
@@ -383,5 +456,5 @@ class SqliteStore:
     def counts(self) -> Mapping[str, int]:
         """Row counts per table."""
         tables = ("devices", "vehicles", "persons", "sessions", "records", "trips", "events",
-                  "dtcs", "emergencies", "evictions", "fanout")  # fmt: skip
+                  "dtcs", "emergencies", "evictions", "fanout", "fleets")  # fmt: skip
         return {t: int(self._one(f"SELECT count(*) FROM {t}")[0]) for t in tables}  # noqa: S608

@@ -88,23 +88,59 @@ class Eviction:
 
 @dataclass(frozen=True, slots=True)
 class Publication:
-    """One message for fleets or the public, kept until the broker has taken it (QoS 1)."""
+    """One message for fleets or the public, kept until the broker has taken it (QoS 1);
+    ``retain``: the broker keeps the last one per topic for later subscribers."""
 
     topic: str
     payload: bytes
+    retain: bool = False
+    #: for a retained message: the instant (wire form) after which the broker must forget it
+    #: (the consent it was published under ends); the store then clears it
+    expires: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Withheld:
+    """What a counter of withheld data counts: records of ``kind`` (or only their location)
+    that did not reach ``fleet``, and why (``not_consented``, ``expired``,
+    ``unverified_session``, ``location``)."""
+
+    fleet: str
+    kind: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fanned:
+    """What committed records fan out to: the messages, and the counts of what was withheld."""
+
+    publications: Sequence[Publication] = ()
+    withheld: Mapping[Withheld, int] = field(default_factory=dict)
 
 
 #: Computes, inside the commit's transaction, what the committed records fan out to.
-Fanout = Callable[[Sequence[Accepted]], Sequence[Publication]]
+Fanout = Callable[[Sequence[Accepted]], Fanned]
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """What one transaction commits: accepted records, declared evictions, and rejections."""
+    """What one transaction commits: accepted records, declared evictions, rejections, and
+    publications of the registry's own (device keys for fleets)."""
 
     accepted: Sequence[Accepted] = ()
     evictions: Sequence[Eviction] = ()
     rejections: Mapping[str, int] = field(default_factory=dict)
+    publications: Sequence[Publication] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """A fleet operator the registry issued credentials to; ``password_hash`` (mosquitto's
+    ``$7$`` form) when it logs in with a user name and password instead of a certificate."""
+
+    id: str
+    added_at: str
+    password_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +213,24 @@ class Store(Protocol):
     def session_consents(self, session_id: str) -> Sequence[Consent]:
         """The consents the driver signed for a session (none if the session is unknown)."""
 
+    def person_consents(self, person_id: str) -> Sequence[Consent]:
+        """Every consent the person signed, in any session, oldest session first."""
+
     def pseudonym_secret(self) -> bytes:
         """The registry's secret for per-fleet pseudonyms (made once, kept in the store)."""
+
+    def add_fleet(self, fleet: Fleet) -> None:
+        """Register a fleet operator, or replace its password hash if already registered."""
+
+    def fleets(self) -> Sequence[Fleet]:
+        """Every registered fleet operator, by id."""
+
+    def withheld(self) -> Mapping[Withheld, int]:
+        """How much data was withheld from fleets, by fleet, kind and reason."""
+
+    def clear_expired(self, now: str) -> int:
+        """Queue an empty retained message (which makes the broker forget the topic) for every
+        retained publication whose ``expires`` is before ``now``; returns how many."""
 
     def commit(self, batch: Batch, fanout: Fanout | None = None) -> None:
         """Commit the whole batch atomically; records already stored are left as they are.

@@ -18,7 +18,9 @@ import queue
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -123,6 +125,7 @@ class RegistryWorker:
         self._inbox: queue.Queue[_Message] = queue.Queue()
         self._pubacks: queue.Queue[int] = queue.Queue()  # mids; _DISCONNECTED on a disconnect
         self._fanout_mids: dict[int, int] = {}  # MQTT mid -> fanout row id, in flight
+        self._next_expiry_check = 0.0
         self._client = make_client(broker, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -187,6 +190,7 @@ class RegistryWorker:
     def step(self, timeout: float) -> int:
         """Ingest one batch of what arrived (waiting up to ``timeout`` for the first message);
         returns how many messages it handled."""
+        self._clear_expired()
         self._flush_fanout()
         try:
             batch = [self._inbox.get(timeout=timeout)]
@@ -208,6 +212,18 @@ class RegistryWorker:
                 self._client.ack(m.mid, m.qos)
         self._flush_fanout()
         return len(batch)
+
+    def _clear_expired(self) -> None:
+        """Once a second: withdraw retained messages whose consent has ended (wall clock: the
+        registry's own time, not a record's)."""
+        now = time.monotonic()
+        if now < self._next_expiry_check:
+            return
+        self._next_expiry_check = now + 1.0
+        cleared = self.ingestor.store.clear_expired(
+            datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
+        if cleared:
+            log.info("withdrew %d retained messages whose consent ended", cleared)
 
     def _flush_fanout(self) -> None:
         """Publish committed fleet/public copies (QoS 1); forget each once the broker acks it.
@@ -232,7 +248,7 @@ class RegistryWorker:
         for row_id, pub in store.fanout_pending(self.fanout_window):
             if row_id in in_flight:
                 continue
-            info = self._client.publish(pub.topic, pub.payload, qos=1)
+            info = self._client.publish(pub.topic, pub.payload, qos=1, retain=pub.retain)
             self._fanout_mids[info.mid] = row_id
             room -= 1
             if room == 0:

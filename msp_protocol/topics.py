@@ -5,6 +5,8 @@
 | msp/v1/dev/{device}/rec        | gateway, QoS 1        | one record JWS (ASCII)           |
 | msp/v1/dev/{device}/ack        | registry              | ``{"seq": N}``: all <= N stored  |
 | msp/v1/fleet/{fleet}/{kind}    | registry              | consent-filtered record          |
+| msp/v1/fleet/{fleet}/score/{p} | registry, retained    | person ``p``'s portable score    |
+| msp/v1/fleet/{fleet}/keys/{d}  | registry, retained    | device ``d``'s record-signing key|
 | msp/v1/public/stats            | registry              | public aggregates                |
 """
 
@@ -52,6 +54,17 @@ def fleet_topic(fleet: str, kind: str) -> str:
     if kind not in KINDS:
         raise ProtocolError(f"unknown kind {kind!r}", "kind")
     return f"{PREFIX}/fleet/{check_id(fleet, 'fleet')}/{kind}"
+
+
+def fleet_score_topic(fleet: str, pseudonym: str) -> str:
+    """Retained topic of one person's portable score, as ``fleet`` knows the person: one
+    topic per person, so a late subscriber gets every consented score, not only the last."""
+    return f"{PREFIX}/fleet/{check_id(fleet, 'fleet')}/score/{check_id(pseudonym, 'person')}"
+
+
+def fleet_key_topic(fleet: str, device: str) -> str:
+    """Retained topic of a device's record-signing key, for ``fleet`` to verify its records."""
+    return f"{PREFIX}/fleet/{check_id(fleet, 'fleet')}/keys/{check_id(device, 'device')}"
 
 
 def fleet_filter(fleet: str) -> str:

@@ -76,13 +76,13 @@ class Deployment(LocalDeployment):
         code = self.registry(
             "mosquitto-config", str(self.brokerdir), "--port", str(self.device_port),
             "--bind", "127.0.0.1", "--registry-port", str(self.registry_port),
-            "--run-as", getpass.getuser(),
+            "--fleet-port", str(self.fleet_port), "--run-as", getpass.getuser(),
         )  # fmt: skip
         assert code == 0
         d = self.brokerdir
         self.files = BrokerFiles(d / "mosquitto.conf", d / "acl", d / "registry.secret",
                                  d / "device-ca.pem")  # fmt: skip
-        self.broker = MosquittoProcess(self.files.config, (self.device_port, self.registry_port))
+        self.broker = MosquittoProcess(self.files.config, self.ports)
         return self.files
 
     def enroll_gateway(self, device: str, vin: str, fleet: str = "acme") -> GatewaySetup:

@@ -148,7 +148,7 @@ class Card:
             session, gw.vin, gw.device, format_ts(T0),
             b64url(hashlib.sha256(session.encode()).digest()),
             "car", bodies.Licence("2030-01-01", ("普通",)),
-            (bodies.Consent("acme", ("trip", "event"), "2027-11-26T00:00:00.000Z"),),
+            (bodies.Consent("acme", ("driving",), "2027-11-26T00:00:00.000Z"),),
         )
         statement = replace(statement, **changes)  # type: ignore[arg-type]
         signature = self.key.sign(canonical_json(to_json(statement)), padding.PKCS1v15(),

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..config import add_common, load_config
+from ..fleets import broker_users
 from ..mosquitto import BrokerLayout, write_config
 from ..pki import DeviceCa
 from ..sqlite_store import SqliteStore
@@ -23,6 +24,8 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--bind", default=d.device_bind, help="address of the gateway listener")
     p.add_argument("--registry-port", type=int, default=d.registry_port,
                    help="loopback port for the registry")  # fmt: skip
+    p.add_argument("--fleet-port", type=int, default=d.fleet_port,
+                   help="TLS port where fleet operators log in with a password (0: none)")
     p.add_argument("--host", action="append", dest="hosts",
                    help="server certificate host name or IP (repeatable)")  # fmt: skip
     p.add_argument("--run-as", default=d.run_as, help="user mosquitto drops privileges to")
@@ -33,10 +36,11 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 def _do_config(args: argparse.Namespace) -> int:
     config = load_config(args)
     fleets: set[str] = set()
+    passwords: dict[str, str] = {}
     if config.db.exists():
         store = SqliteStore(config.db)
         try:
-            fleets = {device.fleet for device in store.devices()}
+            fleets, passwords = broker_users(store)
         finally:
             store.close()
     layout = BrokerLayout(
@@ -45,8 +49,9 @@ def _do_config(args: argparse.Namespace) -> int:
         registry_port=args.registry_port,
         hosts=tuple(args.hosts) if args.hosts else BrokerLayout().hosts,
         run_as=args.run_as,
+        fleet_port=args.fleet_port or None,
     )
-    files = write_config(args.outdir, DeviceCa.open(config.ca_path), layout, fleets)
+    files = write_config(args.outdir, DeviceCa.open(config.ca_path), layout, fleets, passwords)
     print(f"wrote {files.config}; start it with: mosquitto -c {files.config}")
     print(f"the registry logs in with --password-file {files.registry_secret}")
     return 0

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 from ..config import add_common, load_config
 from ..errors import RegistryError
-from ..registry import score_of
+from ..fleets import fleet_score
+from ..republish import score_of
 from ..sqlite_store import SqliteStore
 from . import emit
 
@@ -27,7 +28,9 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         add_common(p)
         p.set_defaults(func=func)
     p = subparsers.add_parser("score", help="a person's portable score across vehicles")
-    p.add_argument("person", help="person id (p-...)")
+    p.add_argument("person", help="person id (p-...), or with --fleet the fleet's pseudonym")
+    p.add_argument("--fleet", help="answer as FLEET sees it: PERSON is its pseudonym (fp-...), "
+                                   "and the person must have consented score to FLEET")
     p.add_argument("--at", help="ISO 8601 instant to decay to [now]")
     add_common(p)
     p.set_defaults(func=_do_score)
@@ -85,11 +88,17 @@ def _do_sessions(args: argparse.Namespace) -> int:
 def _do_score(args: argparse.Namespace) -> int:
     store = _open(args)
     try:
-        if args.person not in {p.id for p in store.persons()}:
-            raise RegistryError(f"no person {args.person!r}")
         at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
         if at is not None and at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
+        if args.fleet is not None:
+            seen = fleet_score(store, args.fleet, args.person, at or datetime.now(UTC))
+            emit([{"fleet": seen.fleet, "person": seen.person, "score": _round(seen.score),
+                   "consent_until": seen.until}], ["fleet", "person", "score", "consent_until"],
+                 args.json)  # fmt: skip
+            return 0
+        if args.person not in {p.id for p in store.persons()}:
+            raise RegistryError(f"no person {args.person!r}")
         trips = store.trips(args.person)
         row = {"person": args.person, "score": _round(score_of(store, args.person, at)),
                "trips": len(trips), "vehicles": len({t.vin for t in trips}),
@@ -104,13 +113,17 @@ def _do_stats(args: argparse.Namespace) -> int:
     store = _open(args)
     try:
         counts, rejections = store.counts(), store.rejections()
+        withheld = [{"fleet": w.fleet, "kind": w.kind, "reason": w.reason, "count": n}
+                    for w, n in sorted(store.withheld().items(), key=lambda i: str(i[0]))]
     finally:
         store.close()
     if args.json:
-        emit([{"counts": counts, "rejections": rejections}], [], True)
+        emit([{"counts": counts, "rejections": rejections, "withheld": withheld}], [], True)
         return 0
     emit([{"table": k, "rows": v} for k, v in counts.items()], ["table", "rows"], False)
     print()
     rows = [{"reason": k, "count": v} for k, v in sorted(rejections.items())]
     emit(rows, ["reason", "count"], False)
+    print()
+    emit(withheld, ["fleet", "kind", "reason", "count"], False)
     return 0

@@ -26,6 +26,7 @@ from ..card.virtual import VirtualCard
 from ..card.vpcd import VPCD_DEFAULT_PORT, VpcdCard
 from ..errors import ConfigError
 from ..identity.binding import Consent
+from ..identity.consent import ConsentRequest, answer
 from ..identity.errors import BindingRefusedError
 from ..identity.licence_policy import VEHICLE_CLASSES
 from ..identity.pin_entry import FixedPinEntry, PinEntry, TerminalPinEntry
@@ -95,9 +96,14 @@ def _add_login_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--trust-anchor", type=Path, action="append", default=None,
                      help="trusted root CA file, repeatable (env MSP_TRUST_ANCHORS, ':'-separated)")
     cmd.add_argument("--crl", type=Path, action="append", default=[], help="CRL file, repeatable")
-    cmd.add_argument("--consent", nargs=3, action="append", default=[],
-                     metavar=("RECIPIENT", "CATEGORIES", "UNTIL"),
-                     help="consent to sign: recipient, comma-separated categories, ISO expiry")
+    cmd.add_argument("--consent-request", type=Path,
+                     default=os.environ.get("MSP_CONSENT_REQUEST") or None,
+                     help="TOML file with the operator's [consent] request "
+                          "(env MSP_CONSENT_REQUEST); none: no consent is asked")
+    cmd.add_argument("--consent", metavar="CATEGORIES",
+                     help="the driver's answer: the requested categories accepted, "
+                          "comma-separated (driving,maintenance,score,location), or none; "
+                          "default: ask at the terminal")
     cmd.set_defaults(env_anchors=anchors)
 
 
@@ -187,19 +193,25 @@ def _status(channel: ApduChannel, pin: str | None) -> dict[str, Any]:
     return report
 
 
-def _consents(raw: list[list[str]]) -> tuple[Consent, ...]:
-    consents = []
-    for recipient, categories, until in raw:
-        try:
-            moment = datetime.fromisoformat(until.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ConfigError(f"--consent {recipient}: UNTIL {until!r} is not ISO 8601") from exc
-        if moment.tzinfo is None:
-            raise ConfigError(f"--consent {recipient}: UNTIL {until!r} needs a time zone")
-        until_utc = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        cats = tuple(c for c in categories.split(",") if c)
-        consents.append(Consent(recipient, cats, until_utc))
-    return tuple(consents)
+def _consents(args: argparse.Namespace) -> tuple[Consent, ...]:
+    """What the driver accepts of the operator's request, from --consent or the terminal."""
+    if args.consent_request is None:
+        if args.consent is not None:
+            raise ConfigError("--consent answers a request: give --consent-request FILE")
+        return ()
+    request = ConsentRequest.load(Path(args.consent_request))
+    if args.consent is not None:
+        accepted = answer(args.consent)
+    elif sys.stdin.isatty():
+        accepted = request.ask(_confirm)
+    else:
+        raise ConfigError(f"{request.recipient} asks for consent: give --consent CATEGORIES "
+                          "(or none), or log in at a terminal")
+    return request.accept(accepted, datetime.now(UTC))
+
+
+def _confirm(question: str) -> bool:
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def _do_login(args: argparse.Namespace) -> int:
@@ -208,7 +220,7 @@ def _do_login(args: argparse.Namespace) -> int:
         raise ConfigError("login needs at least one --trust-anchor (or MSP_TRUST_ANCHORS)")
     config = LoginConfig(vin=args.vin, device=args.device, vehicle_class=args.vehicle_class,
                          trust=TrustStore.load(anchors, args.crl),
-                         consents=_consents(args.consent))
+                         consents=_consents(args))
     pin_entry: PinEntry = FixedPinEntry(args.pin) if args.pin is not None else TerminalPinEntry()
     manager = SessionManager(config, pin_entry)
     transport = open_transport(args.transport, args.reader)

@@ -17,7 +17,7 @@ from cloud_sync import cli
 from cloud_sync.config import RegistryConfig, load_config
 from cloud_sync.errors import RegistryError
 from cloud_sync.ingest import Ingestor
-from cloud_sync.registry import score_of
+from cloud_sync.republish import score_of
 from cloud_sync.sqlite_store import SqliteStore
 from msp_protocol.records import parse_ts
 from msp_protocol.topics import rec_topic

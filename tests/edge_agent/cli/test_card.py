@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -125,10 +126,10 @@ def test_login_json_is_a_verified_binding(
             "truck_semi_medium",
             "--trust-anchor",
             str(card_dir / "msp-test-ca.pem"),
+            "--consent-request",
+            str(request_file(card_dir)),
             "--consent",
-            "fleet-acme",
-            "trip,event",
-            "2027-01-01T09:00:00+09:00",
+            "score,driving",
         ]
     )
     assert code == 0
@@ -136,13 +137,11 @@ def test_login_json_is_a_verified_binding(
     statement = body["statement"]
     assert statement["vin"] == "JT1234567890ABCDE"
     assert statement["vehicle_class"] == "truck_semi_medium"
-    assert statement["consents"] == [
-        {
-            "recipient": "fleet-acme",
-            "categories": ["trip", "event"],
-            "until": "2027-01-01T00:00:00Z",
-        }
-    ]
+    [consent] = statement["consents"]
+    assert consent["recipient"] == "fleet-acme"
+    assert consent["categories"] == ["driving", "score"]  # what was accepted, canonical order
+    until = datetime.fromisoformat(consent["until"].replace("Z", "+00:00"))
+    assert timedelta(days=29) < until - datetime.now(UTC) <= timedelta(days=30)
     key = x509.load_der_x509_certificate(base64.b64decode(body["card_certificate"])).public_key()
     assert isinstance(key, rsa.RSAPublicKey)
     key.verify(
@@ -197,29 +196,39 @@ def test_login_without_trust_anchor_is_a_usage_error(
     assert "needs at least one --trust-anchor" in capsys.readouterr().err
 
 
-def test_bad_consent_time_is_named(
-    served: subprocess.Popen[bytes], card_dir: Path, capsys: pytest.CaptureFixture[str]
+def request_file(directory: Path, body: str | None = None) -> Path:
+    """The operator's consent request, as a gateway's configuration holds it."""
+    path = directory / "consent.toml"
+    path.write_text(body if body is not None else
+                    '[consent]\nrecipient = "fleet-acme"\n'
+                    'categories = ["driving", "maintenance", "score"]\ndays = 30\n')
+    return path
+
+
+@pytest.mark.parametrize(
+    ("request_body", "answer", "message"),
+    [
+        (None, "driving,location", "fleet-acme did not ask for location (it asks for driving, "
+                                   "maintenance, score)"),
+        (None, "trip", "unknown consent category 'trip' (known: driving, maintenance, score, "
+                       "location)"),
+        (None, None, "fleet-acme asks for consent: give --consent CATEGORIES (or none)"),
+        ('[consent]\nrecipient = "acme"\ncategories = ["trips"]\n', "none",
+         "consent.toml: consent request: categories: unknown consent category 'trips'"),
+        ('[consent]\nrecipient = "acme"\n', "none",
+         "consent.toml: [consent] categories: expected a list of strings"),
+        ("[consent\n", "none", "consent.toml: Expected ']'"),
+    ],
+)
+def test_bad_consent_is_named(
+    served: subprocess.Popen[bytes], card_dir: Path, capsys: pytest.CaptureFixture[str],
+    request_body: str | None, answer: str | None, message: str,
 ) -> None:
-    assert (
-        main(
-            [
-                "card",
-                "login",
-                "--reader",
-                READER_NAME,
-                "--pin",
-                "2468",
-                "--trust-anchor",
-                str(card_dir / "msp-test-ca.pem"),
-                "--consent",
-                "fleet-acme",
-                "trip",
-                "next week",
-            ]
-        )
-        == 2
-    )
-    assert "--consent fleet-acme: UNTIL 'next week' is not ISO 8601" in capsys.readouterr().err
+    args = ["card", "login", "--reader", READER_NAME, "--pin", "2468", "--trust-anchor",
+            str(card_dir / "msp-test-ca.pem"), "--consent-request",
+            str(request_file(card_dir, request_body))]  # fmt: skip
+    assert main(args + (["--consent", answer] if answer is not None else [])) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_an_empty_reader(
@@ -256,3 +265,36 @@ def test_serve_virtual_names_a_bad_image(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert f"{bad}: format is not 'msp-virtual-card/1'" in result.stderr
+
+
+def test_the_driver_is_asked_at_a_terminal(
+    served: subprocess.Popen[bytes], card_dir: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[str] = []
+
+    def reply(question: str) -> str:
+        asked.append(question)
+        return "y" if "trouble codes" in question or "score" in question else ""
+
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", reply)
+    args = ["card", "login", "--reader", READER_NAME, "--pin", "2468", "--json",
+            "--trust-anchor", str(card_dir / "msp-test-ca.pem"),
+            "--consent-request", str(request_file(card_dir))]  # fmt: skip
+    assert main(args) == 0
+    [consent] = json.loads(capsys.readouterr().out)["statement"]["consents"]
+    assert consent["categories"] == ["maintenance", "score"]
+    assert [q.split(" with ")[0] for q in asked] == [
+        "Share your trips and driving events (harsh braking, speeding, ...)",
+        "Share the vehicle's diagnostic trouble codes while you drive",
+        "Share your portable safe-driving score, from every vehicle you drive"]
+
+
+def test_an_answer_without_a_request_is_refused(
+    served: subprocess.Popen[bytes], card_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["card", "login", "--reader", READER_NAME, "--pin", "2468", "--trust-anchor",
+            str(card_dir / "msp-test-ca.pem"), "--consent", "driving"]  # fmt: skip
+    assert main(args) == 2
+    assert "--consent answers a request: give --consent-request FILE" in capsys.readouterr().err

@@ -36,7 +36,7 @@ def trust(issuer: TestIssuer) -> TrustStore:
     return TrustStore((issuer.certificate,))
 
 
-CONSENTS = (Consent("fleet-acme", ("trip", "event"), "2027-03-31T00:00:00.000Z"),)
+CONSENTS = (Consent("fleet-acme", ("driving", "score"), "2027-03-31T00:00:00.000Z"),)
 
 
 class ManualClock:

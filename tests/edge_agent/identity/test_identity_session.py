@@ -93,7 +93,7 @@ def test_login_produces_a_binding_that_verifies_independently(
     assert statement["consents"] == [
         {
             "recipient": "fleet-acme",
-            "categories": ["trip", "event"],
+            "categories": ["driving", "score"],
             "until": "2027-03-31T00:00:00.000Z",
         }
     ]

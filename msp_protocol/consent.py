@@ -1,0 +1,104 @@
+"""Consent categories, the record kinds each covers, and whether a consent covers a record.
+
+One definition for both sides: the edge offers and signs these categories at login
+(``msp-agent card login --consent driving,score``), the registry filters on them
+(``cloud_sync.republish``).
+
+| category      | what a recipient gets                                               |
+|---------------|---------------------------------------------------------------------|
+| ``driving``   | ``session.start``, ``session.end``, ``trip``, ``event`` records       |
+| ``maintenance``| ``dtc`` records                                                    |
+| ``score``     | the person's portable score, pooled over every vehicle and fleet     |
+| ``location``  | positions inside the records above (stripped without it)             |
+
+``emergency`` is consented in advance (``KindInfo.pre_consented``) and belongs to no
+category; ``stats`` is public, ``health`` and ``gap`` are private: none of them is
+consentable. Categories a registry does not know are ignored there (a newer gateway may
+offer more), and refused by the edge, which offers only these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import Final
+
+from . import bodies
+from .errors import ProtocolError
+from .records import Record, parse_ts
+
+DRIVING: Final = "driving"
+MAINTENANCE: Final = "maintenance"
+SCORE: Final = "score"
+LOCATION: Final = "location"
+
+#: Every category, in the order a login offers them.
+CATEGORIES: Final[tuple[str, ...]] = (DRIVING, MAINTENANCE, SCORE, LOCATION)
+
+#: The record kinds a category lets through (``score`` and ``location`` cover no kind:
+#: the score is derived by the registry, locations are fields inside other kinds).
+KINDS_OF: Final[dict[str, frozenset[str]]] = {
+    DRIVING: frozenset({"session.start", "session.end", "trip", "event"}),
+    MAINTENANCE: frozenset({"dtc"}),
+    SCORE: frozenset(),
+    LOCATION: frozenset(),
+}
+_CATEGORY_OF_KIND: Final = {kind: cat for cat, kinds in KINDS_OF.items() for kind in kinds}
+
+
+def category_of(kind: str) -> str | None:
+    """The category that covers records of ``kind``; ``None`` for a kind no consent covers
+    (pre-consented, public, private or unknown)."""
+    return _CATEGORY_OF_KIND.get(kind)
+
+
+def parse_categories(text: str | Iterable[str]) -> tuple[str, ...]:
+    """Categories from ``"driving,score"`` (or an iterable), deduplicated, in the canonical
+    order; raises ``ProtocolError`` naming an unknown one and the known ones."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    wanted = {item.strip() for item in items if item.strip()}
+    unknown = sorted(wanted - set(CATEGORIES))
+    if unknown:
+        raise ProtocolError(
+            f"unknown consent categor{'y' if len(unknown) == 1 else 'ies'} "
+            f"{', '.join(map(repr, unknown))} (known: {', '.join(CATEGORIES)})",
+            "categories",
+        )
+    return tuple(c for c in CATEGORIES if c in wanted)
+
+
+def data_time(record: Record) -> datetime:
+    """The latest instant a record's data covers (its ``ts``, a trip's end, an event's
+    start): a consent must still be valid then for the record to flow."""
+    times = [record.ts]
+    body = record.body
+    if isinstance(body, bodies.Trip):
+        times.append(body.end)
+    elif isinstance(body, bodies.Event):
+        times.append(body.start)
+    elif isinstance(body, bodies.SessionEnd):
+        times.append(body.ended_at)
+    return max(parse_ts(t) for t in times)
+
+
+def valid_at(consent: bodies.Consent, at: datetime) -> bool:
+    """True while the consent has not expired (``until`` is exclusive)."""
+    try:
+        return at < parse_ts(consent.until)
+    except ValueError:
+        return False  # schema-valid but not a real instant: covers nothing
+
+
+def grants(consent: bodies.Consent, recipient: str, category: str, at: datetime) -> bool:
+    """True if ``consent`` lets ``recipient`` have ``category`` data of instant ``at``."""
+    return consent.recipient == recipient and category in consent.categories and valid_at(
+        consent, at
+    )
+
+
+def strip_location(body: bodies.Body) -> tuple[bodies.Body, bool]:
+    """The body without positions, and whether one was removed (``location`` → ``None``)."""
+    if isinstance(body, bodies.Event | bodies.Emergency) and body.location is not None:
+        return replace(body, location=None), True
+    return body, False

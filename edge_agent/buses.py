@@ -123,6 +123,10 @@ class LiveBuses:
                 if idle_timeout is not None:
                     return
 
+    def depth(self) -> int:
+        """Frames waiting in the queue for the decode stage."""
+        return self._queue.qsize()
+
     def close(self) -> None:
         """Stop the reader threads and shut the buses down."""
         self._stop.set()

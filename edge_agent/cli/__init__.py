@@ -14,7 +14,9 @@ from ..errors import AgentError
 
 #: Subcommand modules under edge_agent.cli; each offers ``add_subparser(subparsers)``, which
 #: registers its parser with ``set_defaults(func=...)``; ``func(args)`` returns the exit code.
-SUBCOMMANDS: tuple[str, ...] = ("simulate", "replay", "obd", "card", "keys", "outbox", "uplink")
+SUBCOMMANDS: tuple[str, ...] = (
+    "simulate", "replay", "obd", "card", "keys", "outbox", "uplink", "run",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -115,6 +115,7 @@ class EndReason(Enum):
     IGNITION_OFF = "ignition_off"
     TIMEOUT = "timeout"
     LOGOUT = "logout"
+    AGENT_STOP = "agent_stop"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,412 @@
+"""The agent's one configuration: a frozen dataclass and the loader that builds it.
+
+Precedence, one rule for every key: command line (``--set KEY=VALUE`` and the named flags)
+> environment (``MSP_KEY`` with dots as underscores, e.g. ``MSP_OUTBOX_PATH``) > the TOML
+file > defaults. Every error names the key (and the file) and what was expected, and is
+raised before anything starts. The keys are documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, get_args
+from urllib.parse import urlsplit
+
+from msp_protocol.consent import CATEGORIES as CONSENT_CATEGORIES
+from msp_protocol.consent import parse_categories
+from msp_protocol.errors import ProtocolError
+from msp_protocol.topics import check_id
+
+from . import config_values as values
+from .errors import ConfigError
+from .scoring.config import FuelType, ScoringConfig, VehicleClass, config_from_mapping
+
+#: scoring's vehicle class → the licence policy's class it needs at least (docs/configuration.md).
+LICENCE_CLASS_FOR: Final[dict[str, str]] = {
+    "car": "car",
+    "light_truck": "truck_semi_medium",
+    "heavy_truck": "truck_large",
+}
+LICENCE_CLASSES: Final = ("car", "truck_semi_medium", "truck_medium", "truck_large")
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,15}$")
+_DEVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_VIN = re.compile(r"^([A-HJ-NPR-Z0-9]{11,17}|obd)$")
+
+
+@dataclass(frozen=True, slots=True)
+class BusConfig:
+    """One CAN bus: our name for it, python-can's interface and channel, its signal map, and
+    whether OBD-II answers seen on it are decoded passively."""
+
+    name: str
+    interface: str
+    channel: str
+    bitrate: int | None
+    signal_map: Path | None
+    obd: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ObdConfig:
+    """Active OBD-II polling: an ELM327 on ``serial`` (a port or pyserial URL) or ISO-TP on
+    the CAN ``channel`` of python-can ``interface``; per-PID rates over the defaults (Hz, 0
+    stops a PID); whether trouble codes are read at start-up."""
+
+    serial: str | None
+    baud: int
+    can: str | None
+    interface: str
+    rates: tuple[tuple[int, float], ...]
+    dtc: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentConfig:
+    """The operator's consent request (``edge_agent.identity.consent.ConsentRequest``): the
+    categories of ``msp_protocol.consent`` offered to ``recipient`` at every login, each
+    consent lasting ``days`` from that login."""
+
+    recipient: str
+    categories: tuple[str, ...]
+    days: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """Everything ``msp-agent run`` needs; built only by :func:`load_config`, so every value
+    in it has been checked."""
+
+    device: str
+    key: Path
+    vin: str  # "obd": read over OBD-II at start-up
+    vehicle_class: VehicleClass
+    licence_class: str
+    fuel_type: FuelType
+    buses: tuple[BusConfig, ...]
+    obd: ObdConfig | None
+    replay_log: Path | None
+    replay_speed: float
+    replay_exit_at_end: bool
+    card_enabled: bool
+    card_reader: str | None
+    card_poll_s: float
+    pin_socket: Path
+    pin_timeout_s: float
+    trust_anchors: tuple[Path, ...]
+    consent: ConsentConfig | None
+    max_session_s: float | None
+    outbox_path: Path
+    outbox_max_bytes: int
+    outbox_max_rows: int
+    broker: str
+    broker_ca: Path | None
+    broker_cert: Path | None
+    mqtt311: bool
+    queue_size: int
+    health_interval_s: float
+    no_frames_s: float
+    stop_flush_s: float
+    scoring: ScoringConfig
+
+    @property
+    def broker_host_port(self) -> tuple[str, int, bool]:
+        """Host, port and whether TLS is used, from :attr:`broker`."""
+        url = urlsplit(self.broker)
+        tls = url.scheme == "mqtts"
+        return url.hostname or "", url.port or (8883 if tls else 1883), tls
+
+
+#: (``[[bus]]``, ``[card.consent]``, ``card.anchors``, ``[scoring]``) are handled apart.
+SCALARS: Final[dict[str, tuple[values.Parser, Any]]] = {
+    "device": (values.pattern(_DEVICE, "a device id such as gw-0001"), ...),
+    "key": (values.path, Path("/etc/msp/device.key")),
+    "vin": (values.pattern(_VIN, "a VIN (11-17 of A-Z but I, O, Q, and 0-9) or obd"), ...),
+    "vehicle_class": (values.choice(get_args(VehicleClass)), "car"),
+    "licence_class": (values.choice(LICENCE_CLASSES), None),
+    "fuel_type": (values.choice(get_args(FuelType)), "gasoline"),
+    "replay.log": (values.opt_path, None),
+    "replay.speed": (values.positive, 1.0),
+    "replay.exit_at_end": (values.flag, False),
+    "card.enabled": (values.flag, True),
+    "card.reader": (values.opt_text, None),
+    "card.poll_s": (values.positive, 0.25),
+    "card.pin_socket": (values.path, Path("/run/msp-agent/pin.sock")),
+    "card.pin_timeout_s": (values.positive, 60.0),
+    "card.max_session_s": (values.opt_positive, None),
+    "outbox.path": (values.path, Path("/var/lib/msp-agent/outbox.db")),
+    "outbox.max_bytes": (values.count, 256 * 1024 * 1024),
+    "outbox.max_rows": (values.count, 1_000_000),
+    "uplink.broker": (values.broker, "mqtts://127.0.0.1:8883"),
+    "uplink.ca": (values.opt_path, None),
+    "uplink.cert": (values.opt_path, None),
+    "uplink.mqtt311": (values.flag, False),
+    "obd.serial": (values.opt_text, None),
+    "obd.baud": (values.count, 38400),
+    "obd.can": (values.opt_text, None),
+    "obd.interface": (values.text, "socketcan"),
+    "obd.dtc": (values.flag, True),
+    "agent.queue_size": (values.count, 10_000),
+    "agent.health_interval_s": (values.positive, 300.0),
+    "agent.no_frames_s": (values.positive, 30.0),
+    "agent.stop_flush_s": (values.positive, 5.0),
+}
+
+
+#: What a reload (SIGHUP) applies at once; the rest needs a restart.
+RELOADABLE: Final = ("health_interval_s", "no_frames_s", "scoring")
+
+
+def reloaded(old: AgentConfig, new: AgentConfig) -> tuple[AgentConfig, list[str]]:
+    """``old`` with the :data:`RELOADABLE` fields of ``new``, and the names of the other
+    fields that differ (they take effect at the next start)."""
+    restart = [f for f in old.__dataclass_fields__
+               if f not in RELOADABLE and getattr(old, f) != getattr(new, f)]  # fmt: skip
+    applied = dataclasses.replace(old, **{f: getattr(new, f) for f in RELOADABLE})
+    return applied, restart
+
+
+def env_name(key: str) -> str:
+    """The environment variable of a key: ``outbox.path`` → ``MSP_OUTBOX_PATH``."""
+    return "MSP_" + key.replace(".", "_").upper()
+
+
+def _lookup(document: Mapping[str, Any], key: str) -> Any:
+    node: Any = document
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+
+_TOP = frozenset({"device", "key", "vin", "vehicle_class", "licence_class", "fuel_type", "bus",
+                  "obd", "replay", "card", "outbox", "uplink", "agent", "scoring"})  # fmt: skip
+_TABLE_KEYS = {
+    "replay": {"log", "speed", "exit_at_end"},
+    "card": {"enabled", "reader", "poll_s", "pin_socket", "pin_timeout_s", "max_session_s",
+             "anchors", "consent"},
+    "outbox": {"path", "max_bytes", "max_rows"},
+    "uplink": {"broker", "ca", "cert", "mqtt311"},
+    "obd": {"serial", "baud", "can", "interface", "dtc", "rates"},
+    "agent": {"queue_size", "health_interval_s", "no_frames_s", "stop_flush_s"},
+}
+
+
+def _check_unknown(document: Mapping[str, Any]) -> None:
+    for name, value in document.items():
+        if name not in _TOP:
+            raise ConfigError(f"{name}: unknown key (known: {', '.join(sorted(_TOP))})")
+        allowed = _TABLE_KEYS.get(name)
+        if allowed is None:
+            continue
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name}: expected a table [{name}]")
+        for sub in value:
+            if sub not in allowed:
+                raise ConfigError(f"{name}.{sub}: unknown key (known in [{name}]: "
+                                  f"{', '.join(sorted(allowed))})")  # fmt: skip
+
+
+def _relative(base: Path, path: Path | None) -> Path | None:
+    return None if path is None or path.is_absolute() else base / path
+
+
+def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
+    raw = document.get("bus", [])
+    if not isinstance(raw, list):
+        raise ConfigError("bus: expected an array of tables [[bus]]")
+    buses: list[BusConfig] = []
+    allowed = {"name", "interface", "channel", "bitrate", "signal_map", "obd"}
+    for i, table in enumerate(raw):
+        where = f"bus[{i}]"
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where}: expected a table")
+        for sub in table:
+            if sub not in allowed:
+                known = ", ".join(sorted(allowed))
+                raise ConfigError(f"{where}.{sub}: unknown key (known: {known})")
+        name = values.pattern(_NAME, "a lower-case name such as can0")(f"{where}.name",
+                                                                 table.get("name", f"can{i}"))
+        if any(b.name == name for b in buses):
+            raise ConfigError(f"{where}.name: {name!r} names two buses")
+        signal_map = values.opt_path(f"{where}.signal_map", table.get("signal_map"))
+        if signal_map is not None and not signal_map.is_absolute():
+            signal_map = base / signal_map
+        if signal_map is not None and not signal_map.is_file():
+            raise ConfigError(f"{where}.signal_map: no such file {signal_map}")
+        obd = values.flag(f"{where}.obd", table.get("obd", False))
+        if signal_map is None and not obd:
+            raise ConfigError(f"{where}: needs a signal_map, obd = true, or both")
+        bitrate = table.get("bitrate")
+        buses.append(BusConfig(
+            name, values.text(f"{where}.interface", table.get("interface", "socketcan")),
+            values.text(f"{where}.channel", table.get("channel", name)),
+            None if bitrate is None else values.count(f"{where}.bitrate", bitrate), signal_map, obd,
+        ))  # fmt: skip
+    return tuple(buses)
+
+
+def _obd(document: Mapping[str, Any], v: dict[str, Any]) -> ObdConfig | None:
+    serial, channel = v["obd.serial"], v["obd.can"]
+    if serial is None and channel is None:
+        if _lookup(document, "obd.rates") is not None:
+            raise ConfigError("obd.rates: set obd.serial or obd.can to poll")
+        return None
+    if serial is not None and channel is not None:
+        raise ConfigError("obd: set one of obd.serial (ELM327) and obd.can (ISO-TP), not both")
+    raw = _lookup(document, "obd.rates") or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError('obd.rates: expected a table of PID = Hz, e.g. { "0D" = 10 }')
+    rates = []
+    for pid_text, hz in raw.items():
+        try:
+            pid = int(pid_text, 16)
+        except ValueError:
+            pid = -1
+        if not 0 <= pid <= 0xFF:
+            raise ConfigError(f"obd.rates.{pid_text}: expected a PID in hex, e.g. 0D")
+        rate = values.number(f"obd.rates.{pid_text}", hz)
+        if rate < 0:
+            raise ConfigError(f"obd.rates.{pid_text}: expected Hz >= 0, got {hz!r}")
+        rates.append((pid, rate))
+    return ObdConfig(serial, v["obd.baud"], channel, v["obd.interface"], tuple(rates),
+                     v["obd.dtc"])  # fmt: skip
+
+
+def _consent(document: Mapping[str, Any]) -> ConsentConfig | None:
+    table = _lookup(document, "card.consent")
+    if table is None:
+        return None
+    if not isinstance(table, Mapping):
+        raise ConfigError("card.consent: expected a table [card.consent]")
+    for sub in table:
+        if sub not in ("recipient", "categories", "days"):
+            raise ConfigError(f"card.consent.{sub}: unknown key (known: categories, days, "
+                              "recipient)")  # fmt: skip
+    recipient = values.text("card.consent.recipient", table.get("recipient"))
+    categories = table.get("categories")
+    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+        raise ConfigError("card.consent.categories: expected a list such as "
+                          f"{list(CONSENT_CATEGORIES)}")  # fmt: skip
+    try:
+        parse_categories(categories)
+        check_id(recipient, "recipient")
+    except ProtocolError as exc:
+        raise ConfigError(f"card.consent: {exc}") from None
+    days = values.positive("card.consent.days", table.get("days", 90))
+    if days > 3660:
+        raise ConfigError(f"card.consent.days: expected at most 3660, got {days:g}")
+    return ConsentConfig(recipient, tuple(categories), days)
+
+
+def load_config(
+    path: Path | None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> AgentConfig:
+    """Build the configuration from ``path`` (TOML, optional), ``env`` (``MSP_*``) and
+    ``overrides`` (``KEY=VALUE`` of the command line), in that rising precedence.
+
+    Relative paths in the file are taken relative to the file. Raises ConfigError naming the
+    key, its source and what was expected.
+    """
+    env = env or {}
+    overrides = dict(overrides or {})
+    document = _read_toml(path) if path is not None else {}
+    source = str(path) if path is not None else "configuration"
+    base = path.parent if path is not None else Path.cwd()
+    try:
+        _check_unknown(document)
+        for key in overrides:
+            if key not in SCALARS:
+                raise ConfigError(f"--set {key}: unknown key (see docs/configuration.md)")
+        values: dict[str, Any] = {}
+        for key, (parse, default) in SCALARS.items():
+            where, raw = key, _lookup(document, key)
+            if key in overrides:
+                where, raw = f"--set {key}", overrides[key]
+            elif env_name(key) in env:
+                where, raw = env_name(key), env[env_name(key)]
+            if raw is None:
+                if default is ...:
+                    raise ConfigError(f"{key}: required (set it in the file, {env_name(key)} "
+                                      f"or --set {key}=...)")  # fmt: skip
+                values[key] = default
+                continue
+            values[key] = parse(where, raw)
+            if where == key and isinstance(values[key], Path):
+                values[key] = _relative(base, values[key]) or values[key]
+        config = _build(document, values, base)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return config
+
+
+def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentConfig:
+    buses = _buses(document, base)
+    obd = _obd(document, v)
+    if not buses and obd is None:
+        raise ConfigError("bus: no [[bus]] and no [obd]: the agent needs a source (with "
+                          "replay.log, the one bus whose signal map the log was recorded with)")
+    if v["vin"] == "obd" and obd is None:
+        raise ConfigError("vin: 'obd' reads the VIN over OBD-II, but no [obd] is configured")
+    if v["replay.log"] is not None and not buses:
+        raise ConfigError("replay.log: needs the [[bus]] whose signal map the log was "
+                          "recorded with")  # fmt: skip
+    if v["replay.log"] is not None and len(buses) > 1:
+        raise ConfigError("replay.log: replays through exactly one [[bus]]; found several")
+    anchors_raw = _lookup(document, "card.anchors") or []
+    if not isinstance(anchors_raw, list) or not all(isinstance(a, str) for a in anchors_raw):
+        raise ConfigError("card.anchors: expected a list of certificate files")
+    anchors = tuple(_relative(base, Path(a)) or Path(a) for a in anchors_raw)
+    if v["card.enabled"] and not anchors:
+        raise ConfigError("card.anchors: card.enabled is true but no trust anchors are given "
+                          "(JPKI CA certificates); or set card.enabled = false")  # fmt: skip
+    if v["replay.log"] is not None and not v["replay.log"].is_file():
+        raise ConfigError(f"replay.log: no such file {v['replay.log']}")
+    if urlsplit(v["uplink.broker"]).scheme == "mqtts" and (
+        v["uplink.ca"] is None or v["uplink.cert"] is None
+    ):
+        raise ConfigError("uplink.broker: mqtts:// needs uplink.ca and uplink.cert")
+    scoring_table = document.get("scoring", {})
+    if not isinstance(scoring_table, Mapping):
+        raise ConfigError("scoring: expected a table [scoring]")
+    if "vehicle_class" in scoring_table or "fuel_type" in scoring_table:
+        raise ConfigError("scoring: vehicle_class and fuel_type are top-level keys")
+    scoring = config_from_mapping(
+        {**scoring_table, "vehicle_class": v["vehicle_class"], "fuel_type": v["fuel_type"]},
+        "scoring",
+    )
+    return AgentConfig(
+        device=v["device"], key=v["key"], vin=v["vin"], vehicle_class=v["vehicle_class"],
+        licence_class=v["licence_class"] or LICENCE_CLASS_FOR[v["vehicle_class"]],
+        fuel_type=v["fuel_type"], buses=buses, obd=obd,
+        replay_log=v["replay.log"], replay_speed=v["replay.speed"],
+        replay_exit_at_end=v["replay.exit_at_end"],
+        card_enabled=v["card.enabled"], card_reader=v["card.reader"],
+        card_poll_s=v["card.poll_s"], pin_socket=v["card.pin_socket"],
+        pin_timeout_s=v["card.pin_timeout_s"], trust_anchors=anchors,
+        consent=_consent(document), max_session_s=v["card.max_session_s"],
+        outbox_path=v["outbox.path"], outbox_max_bytes=v["outbox.max_bytes"],
+        outbox_max_rows=v["outbox.max_rows"], broker=v["uplink.broker"],
+        broker_ca=v["uplink.ca"], broker_cert=v["uplink.cert"], mqtt311=v["uplink.mqtt311"],
+        queue_size=v["agent.queue_size"], health_interval_s=v["agent.health_interval_s"],
+        no_frames_s=v["agent.no_frames_s"], stop_flush_s=v["agent.stop_flush_s"],
+        scoring=scoring,
+    )  # fmt: skip

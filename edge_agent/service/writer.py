@@ -1,0 +1,99 @@
+"""Turns what the stages produce into outbox records, tagged with the driver's session.
+
+It keeps the session the records belong to and the trips driven in it (for the totals of
+``session.end``). A record the outbox refuses (full, disk full, read-only) is counted and
+logged, never fatal: the agent keeps scoring and retries with the next record.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from msp_protocol import bodies
+from msp_protocol.errors import ProtocolError
+
+from ..errors import OutboxError
+from ..identity.session import DriverSession
+from ..identity.watcher import SessionEnded
+from ..outbox import NewRecord, Outbox
+from ..ratelimit import RateLimitedLog
+from ..records import (
+    emergency_body,
+    event_body,
+    session_end_body,
+    session_start_body,
+    trip_body,
+)
+from ..scoring import Event, Trip
+
+log = logging.getLogger(__name__)
+
+
+class RecordWriter:
+    """Appends records to ``outbox`` from the main loop's thread; :attr:`counts` holds
+    ``records.<kind>`` (appended), ``records.refused`` and ``records.invalid``."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.counts: Counter[str] = Counter()
+        self.session: str | None = None
+        self._trips: list[Trip] = []
+        self._warn = RateLimitedLog(log)
+
+    def _append(self, items: Sequence[NewRecord]) -> None:
+        try:
+            stored = self.outbox.append_many(items)
+        except ProtocolError as exc:  # a body the schema refuses: a bug, keep running
+            self.counts["records.invalid"] += len(items)
+            log.error("record refused by its schema: %s", exc)
+            return
+        except OutboxError as exc:
+            self.counts["records.refused"] += len(items)
+            self._warn("refused", "outbox refused %d record(s): %s", len(items), exc)
+            return
+        for record in stored:
+            self.counts[f"records.{record.kind}"] += 1
+
+    def events(self, events: Sequence[Event]) -> None:
+        """Append driving events; a crash also gets an ``emergency`` record, ahead of it."""
+        items: list[NewRecord] = []
+        for event in events:
+            if event.type == "crash":
+                items.append(NewRecord(emergency_body(event), event.start, self.session))
+            items.append(NewRecord(event_body(event), event.start, self.session))
+        if items:
+            self._append(items)
+
+    def trips(self, trips: Sequence[Trip]) -> None:
+        """Append finished trips; they count towards the open session's totals."""
+        if not trips:
+            return
+        self._trips.extend(trips)
+        self._append([NewRecord(trip_body(t), t.end, self.session) for t in trips])
+        for trip in trips:
+            log.info("trip recorded: %.3f km, %d events, session %s", trip.distance_km,
+                     len(trip.events), self.session)  # fmt: skip
+
+    def session_started(self, session: DriverSession) -> None:
+        """Append ``session.start``; later records carry the session's id."""
+        self.session, self._trips = session.id, []
+        body = session_start_body(session.start)
+        self._append([NewRecord(body, session.started.timestamp(), session.id)])
+
+    def session_ended(self, ended: SessionEnded) -> None:
+        """Append ``session.end`` with the totals of the session's trips."""
+        body = session_end_body(ended.body, self._trips)
+        self._append([NewRecord(body, body.ended_at, ended.body.session)])
+        if self.session == ended.body.session:
+            self.session, self._trips = None, []
+
+    def dtc(self, body: bodies.Dtc) -> None:
+        """Append a ``dtc`` record (trouble codes read at start-up), stamped now."""
+        self._append([NewRecord(body, time.time(), self.session)])
+
+    def health(self, body: bodies.Health) -> None:
+        """Append a ``health`` record, stamped with the host clock."""
+        self._append([NewRecord(body, time.time(), None)])

@@ -1,0 +1,165 @@
+"""The agent configuration: one loader, one precedence (command line > environment > file >
+defaults), and every error naming the key and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_agent.config import LICENCE_CLASS_FOR, SCALARS, env_name, load_config, reloaded
+from edge_agent.errors import ConfigError
+
+DATA = Path(__file__).parent.parent / "data" / "service"
+REPO = Path(__file__).parent.parent.parent
+MINIMAL = DATA / "minimal.toml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return path
+
+
+BASE = MINIMAL.read_text().replace("../../../dbc/", f"{REPO}/dbc/")
+
+
+def test_minimal_file_gets_the_documented_defaults() -> None:
+    config = load_config(MINIMAL)
+    assert config.device == "gw-0001" and config.vin == "JTDKB20U093456789"
+    assert config.vehicle_class == "car" and config.licence_class == "car"
+    assert config.outbox_path == Path("/var/lib/msp-agent/outbox.db")
+    assert config.health_interval_s == 300.0
+    signal_map = config.buses[0].signal_map
+    assert signal_map is not None
+    assert signal_map.resolve() == (REPO / "dbc" / "msp_demo.toml").resolve()
+    assert config.scoring.vehicle_class == "car"
+    assert config.broker_host_port == ("127.0.0.1", 1883, False)
+
+
+def test_the_example_configuration_loads(tmp_path: Path) -> None:
+    text = (REPO / "examples" / "agent.toml").read_text().replace("/opt/msp/", f"{REPO}/")
+    config = load_config(write(tmp_path, text))
+    assert config.vehicle_class == "heavy_truck" and config.licence_class == "truck_large"
+    assert config.scoring.max_speed_kmh == 80.0
+    assert config.buses[0].bitrate == 500_000
+    assert config.consent is not None and config.consent.recipient == "fleet-acme"
+    assert config.consent.categories == ("driving", "maintenance", "score")
+
+
+def test_precedence_cli_over_env_over_file_over_default(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + "\n[agent]\nhealth_interval_s = 120\nno_frames_s = 45\n")
+    assert load_config(path).health_interval_s == 120.0  # file over default
+    env = {"MSP_AGENT_HEALTH_INTERVAL_S": "60", "MSP_OUTBOX_PATH": "/tmp/o.db"}
+    config = load_config(path, env)
+    assert config.health_interval_s == 60.0 and config.outbox_path == Path("/tmp/o.db")
+    config = load_config(path, env, {"agent.health_interval_s": "30"})
+    assert config.health_interval_s == 30.0  # command line over environment
+    assert config.no_frames_s == 45.0 and config.outbox_path == Path("/tmp/o.db")
+
+
+def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + '\n[outbox]\npath = "state/outbox.db"\n')
+    assert load_config(path).outbox_path == tmp_path / "state" / "outbox.db"
+
+
+def test_licence_class_follows_the_vehicle_class_unless_set(tmp_path: Path) -> None:
+    path = write(tmp_path, 'vehicle_class = "light_truck"\n' + BASE)
+    assert load_config(path).licence_class == LICENCE_CLASS_FOR["light_truck"]
+    assert load_config(path, {"MSP_LICENCE_CLASS": "truck_medium"}).licence_class == (
+        "truck_medium"
+    )
+
+
+def test_scoring_overrides_apply_over_the_class_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, 'vehicle_class = "heavy_truck"\n' + BASE
+                 + "\n[scoring]\nharsh_braking_mps2 = 2.8\n")  # fmt: skip
+    scoring = load_config(path).scoring
+    assert scoring.harsh_braking_mps2 == 2.8 and scoring.max_speed_kmh == 80.0
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("vin = 'JTDKB20U093456789'\n[card]\nenabled = false\n", {}, "device: required"),
+        (BASE.replace("gw-0001", "gw 1"), {}, "device: expected a device id"),
+        (BASE.replace("JTDKB20U093456789", "JTDKB20U09345678O"), {}, "vin: expected a VIN"),
+        ("vehicle_class = 'bus'\n" + BASE, {}, "vehicle_class: expected one of car"),
+        (BASE, {"MSP_AGENT_HEALTH_INTERVAL_S": "soon"},
+         "MSP_AGENT_HEALTH_INTERVAL_S: expected a number, got 'soon'"),
+        (BASE, {"MSP_AGENT_QUEUE_SIZE": "0"}, "MSP_AGENT_QUEUE_SIZE: expected a positive"),
+        (BASE, {"MSP_UPLINK_MQTT311": "maybe"}, "MSP_UPLINK_MQTT311: expected true or false"),
+        (BASE.replace("mqtt://127.0.0.1:1883", "http://x"), {}, "uplink.broker: expected mqtts"),
+        (BASE.replace("mqtt://", "mqtts://"), {}, "mqtts:// needs uplink.ca and uplink.cert"),
+        (BASE + "\n[outbox]\nsize = 3\n", {}, "outbox.size: unknown key"),
+        ("colour = 'red'\n" + BASE, {}, "colour: unknown key"),
+        (BASE.replace("[card]\nenabled = false", "[card]"), {},
+         "card.anchors: card.enabled is true but no trust anchors"),
+        (BASE.replace('name = "can0"', 'name = "CAN 0"'), {}, "bus[0].name: expected a lower"),
+        (BASE.replace('signal_map = "', 'colour = "'), {}, "bus[0].colour: unknown key"),
+        (BASE + "\n[scoring]\nharsh_braking_mps2 = -1\n", {}, "harsh_braking_mps2: expected a "
+         "positive"),
+        (BASE + "\n[scoring]\nvehicle_class = 'car'\n", {}, "scoring: vehicle_class and "
+         "fuel_type are top-level keys"),
+        (BASE.replace("msp_demo.toml", "nothere.toml"), {}, "bus[0].signal_map: no such file"),
+        (BASE, {"MSP_REPLAY_LOG": "/nothere.log"}, "replay.log: no such file /nothere.log"),
+        (BASE.split("[[bus]]")[0] + "[card]\nenabled = false\n", {}, "bus: no [[bus]]"),
+        (BASE + "\n[card.consent]\nrecipient = 'x'\ncategories = ['trip']\n", {},
+         "card.consent: "),
+        (BASE + "\n[card.consent]\nrecipient = 'x'\ncategories = ['driving']\ndays = 0\n",
+         {}, "card.consent.days: expected a positive number"),
+        (BASE + "\n[card.consent]\nrecipient = 'x'\ncategories = ['driving']\nuntil = 1\n",
+         {}, "card.consent.until: unknown key"),
+    ],
+)  # fmt: skip
+def test_errors_name_the_key_and_what_was_expected(
+    tmp_path: Path, text: str, env: dict[str, str], expected: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env)
+    assert expected in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_invalid_toml_names_the_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, 'device = "gw-0001"\nvin = \n')
+    with pytest.raises(ConfigError, match=r"agent.toml: invalid TOML: .*line 2"):
+        load_config(path)
+
+
+def test_unknown_override_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--set outbox\.size: unknown key"):
+        load_config(write(tmp_path, BASE), {}, {"outbox.size": "1"})
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nothere\.toml: cannot read configuration"):
+        load_config(tmp_path / "nothere.toml")
+
+
+def test_every_scalar_key_has_a_distinct_environment_variable() -> None:
+    names = [env_name(key) for key in SCALARS]
+    assert len(set(names)) == len(names)
+    assert env_name("outbox.path") == "MSP_OUTBOX_PATH"
+
+
+@settings(max_examples=60, deadline=None)
+@given(key=st.sampled_from(sorted(SCALARS)), value=st.text(max_size=20))
+def test_any_environment_value_loads_or_names_its_variable(key: str, value: str) -> None:
+    env = {env_name(key): value}
+    try:
+        load_config(MINIMAL, env)
+    except ConfigError as exc:
+        assert env_name(key) in str(exc) or key in str(exc)
+
+
+def test_reload_applies_only_what_is_reloadable(tmp_path: Path) -> None:
+    old = load_config(write(tmp_path, BASE))
+    new = load_config(write(tmp_path, BASE.replace("gw-0001", "gw-0002")
+                            + "\n[agent]\nhealth_interval_s = 7\n[scoring]\nmax_speed_kmh = 90\n"))
+    applied, restart = reloaded(old, new)
+    assert applied.health_interval_s == 7.0 and applied.scoring.max_speed_kmh == 90.0
+    assert applied.device == "gw-0001" and restart == ["device"]

@@ -20,7 +20,8 @@ class CrashDetector:
 
     The event has ``duration_s`` 0, ``severity`` critical, ``peak`` the horizontal
     acceleration in m/s² (for a speed drop, the mean deceleration over the window), and
-    ``speed_kmh`` the speed before the impact.
+    ``speed_kmh`` the speed before the impact; ``trigger`` is ``crash_flag`` or
+    ``deceleration`` (shock or speed drop), as the ``emergency`` record names them.
     """
 
     signals = frozenset({sig.CRASH, sig.ACCEL_LON, sig.ACCEL_LAT, sig.SPEED})
@@ -36,6 +37,7 @@ class CrashDetector:
         rising_flag = name == sig.CRASH and state.crash_flag and not self._flag
         self._flag = state.crash_flag
         peak: float | None = None
+        trigger = "crash_flag" if rising_flag else "deceleration"
         horizontal = math.hypot(state.raw_lon, state.raw_lat)
         shock = name in (sig.ACCEL_LON, sig.ACCEL_LAT) and horizontal >= config.crash_accel_mps2
         if rising_flag or shock:
@@ -58,6 +60,7 @@ class CrashDetector:
                 speed_kmh=speed_before,
                 severity="critical",
                 location=state.location(timestamp),
+                trigger=trigger,
             )
         ]
 

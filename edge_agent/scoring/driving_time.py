@@ -17,9 +17,7 @@ class IdlingDetector:
     burned while idling, in litres (0 when the bus carries no fuel figure).
     """
 
-    signals = frozenset(
-        {sig.SPEED, sig.ENGINE_SPEED, sig.IGNITION, sig.FUEL_RATE, sig.MAF}
-    )
+    signals = frozenset({sig.SPEED, sig.ENGINE_SPEED, sig.IGNITION, sig.FUEL_RATE, sig.MAF})
 
     def __init__(self, config: ScoringConfig) -> None:
         self._config = config
@@ -82,6 +80,7 @@ class ContinuousDrivingDetector:
         self._driving_s = 0.0
         self._breaks_s = 0.0
         self._last: float | None = None
+        self._was_moving = False
         self._stop_since: float | None = None
         self._open_since: float | None = None
         self._speed = 0.0
@@ -95,30 +94,36 @@ class ContinuousDrivingDetector:
     def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
         """Advance with the current speed; return an event closed by a complete rest."""
         config = self._config
-        last, self._last = self._last, timestamp
         events: list[Event] = []
+        # Each interval between samples belongs to the state at its start.
+        last, self._last = self._last, timestamp
+        was_moving, self._was_moving = self._was_moving, state.moving
+        if last is not None and was_moving:
+            if timestamp - last > config.max_gap_s:
+                events = self._end_stop(last, timestamp)  # no data: the vehicle was off
+            else:
+                self._driving_s += timestamp - last
+                self._check_limit(last, timestamp, state)
         if not state.moving:
             if self._stop_since is None:
-                self._stop_since = last if last is not None else timestamp
+                self._stop_since = timestamp
             stopped = timestamp - self._stop_since
             if stopped >= config.break_min_s and self._breaks_s + stopped >= config.break_total_s:
-                events = self._rest(self._stop_since)
+                events += self._rest(self._stop_since)
                 self._stop_since = timestamp  # the rest is spent; later stopping is a new stop
-            return events
-        if self._stop_since is not None:
-            events = self._end_stop(self._stop_since, timestamp)
+        elif self._stop_since is not None:
+            events += self._end_stop(self._stop_since, timestamp)
             self._stop_since = None
-        elif last is not None and timestamp - last > config.max_gap_s:
-            events = self._end_stop(last, timestamp)  # no data: the vehicle was off
-        elif last is not None:
-            self._driving_s += timestamp - last
-        if self._open_since is None and self._driving_s > config.continuous_driving_limit_s:
-            crossed = timestamp - (self._driving_s - config.continuous_driving_limit_s)
+        return events
+
+    def _check_limit(self, last: float, timestamp: float, state: VehicleState) -> None:
+        limit = self._config.continuous_driving_limit_s
+        if self._open_since is None and self._driving_s > limit:
+            crossed = timestamp - (self._driving_s - limit)
             # Reopened after a trip closed the event: the new one starts now, not in the past.
-            self._open_since = crossed if last is None else max(crossed, last)
+            self._open_since = max(crossed, last)
             self._speed = state.speed or 0.0
             self._location = state.location(timestamp)
-        return events
 
     def _end_stop(self, since: float, until: float) -> list[Event]:
         stopped = until - since

@@ -1,41 +1,12 @@
-"""Harsh braking, acceleration and cornering, and seatbelt use: threshold detectors on motion.
-
-Every detector here offers the same small surface the scorer drives: ``signals`` (the sample
-names that advance it), ``update(name, timestamp, state)`` returning the events that closed,
-``close(timestamp)`` at a trip's end, and ``reset()``.
-"""
+"""Harsh braking, acceleration and cornering: threshold detectors on smoothed acceleration."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
-
 from .. import signals as sig
 from .config import ScoringConfig
-from .level import LevelDetector, LevelRule
+from .level import LevelDetector, LevelRule, closed
 from .model import Event
 from .state import VehicleState
-
-
-class Detector(Protocol):
-    """A state machine that turns the vehicle's state into events of one kind."""
-
-    @property
-    def signals(self) -> frozenset[str]:
-        """Names of the samples after which :meth:`update` must run."""
-        ...
-
-    def update(self, name: str, timestamp: float, state: VehicleState) -> Sequence[Event]:
-        """Advance after a ``name`` sample at ``timestamp``; return events that closed."""
-        ...
-
-    def close(self, timestamp: float) -> Sequence[Event]:
-        """End of trip: close open events at ``timestamp`` and re-arm."""
-        ...
-
-
-def _closed(*events: Event | None) -> list[Event]:
-    return [event for event in events if event is not None]
 
 
 class LongitudinalDetector:
@@ -85,11 +56,11 @@ class LongitudinalDetector:
         accelerating = self._accelerating.update(
             timestamp, state.accel_lon, speed_kmh=speed, location=location
         )
-        return _closed(braking, accelerating)
+        return closed(braking, accelerating)
 
     def close(self, timestamp: float) -> list[Event]:
         """Close open events at ``timestamp``."""
-        return _closed(self._braking.finish(timestamp), self._accelerating.finish(timestamp))
+        return closed(self._braking.finish(timestamp), self._accelerating.finish(timestamp))
 
 
 class CorneringDetector:
@@ -115,7 +86,7 @@ class CorneringDetector:
         if name != source or state.accel_lat is None:
             return []
         speed = state.speed if state.speed is not None else 0.0
-        return _closed(
+        return closed(
             self._level.update(
                 timestamp,
                 abs(state.accel_lat),
@@ -127,38 +98,4 @@ class CorneringDetector:
 
     def close(self, timestamp: float) -> list[Event]:
         """Close an open event at ``timestamp``."""
-        return _closed(self._level.finish(timestamp))
-
-
-class SeatbeltDetector:
-    """Driver unbelted for ``seatbelt_s`` above ``seatbelt_min_speed_kmh``; peak is km/h."""
-
-    signals = frozenset({sig.BELTED, sig.SPEED})
-
-    def __init__(self, config: ScoringConfig) -> None:
-        self._level = LevelDetector(
-            LevelRule(
-                "seatbelt",
-                config.seatbelt_min_speed_kmh,
-                config.seatbelt_s,
-                config.hysteresis,
-                config.rearm_s,
-                inclusive=False,
-                fixed_severity="major",
-            )
-        )
-
-    def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
-        """Watch the speed while the belt is known to be open (0 while belted)."""
-        if state.speed is None or state.belted is None:
-            return []
-        value = 0.0 if state.belted else state.speed
-        return _closed(
-            self._level.update(
-                timestamp, value, speed_kmh=state.speed, location=state.location(timestamp)
-            )
-        )
-
-    def close(self, timestamp: float) -> list[Event]:
-        """Close an open event at ``timestamp``."""
-        return _closed(self._level.finish(timestamp))
+        return closed(self._level.finish(timestamp))

@@ -1,13 +1,40 @@
-"""The threshold state machine most detectors share: sustain, hysteresis, re-arm, severity."""
+"""The interface every detector offers, and the threshold state machine most of them share."""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from msp_protocol.scoring import EventType, Severity
 
 from .model import Event, Location
+
+if TYPE_CHECKING:
+    from .state import VehicleState
+
+
+class Detector(Protocol):
+    """A state machine the scorer drives: it turns the vehicle's state into events."""
+
+    @property
+    def signals(self) -> frozenset[str]:
+        """Names of the samples after which :meth:`update` must run."""
+        ...
+
+    def update(self, name: str, timestamp: float, state: VehicleState) -> Sequence[Event]:
+        """Advance after a ``name`` sample at ``timestamp``; return events that closed."""
+        ...
+
+    def close(self, timestamp: float) -> Sequence[Event]:
+        """End of trip: close open events at ``timestamp`` and re-arm."""
+        ...
+
+
+def closed(*events: Event | None) -> list[Event]:
+    """The events that are not None."""
+    return [event for event in events if event is not None]
 
 
 class Phase(enum.Enum):

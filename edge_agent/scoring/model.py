@@ -37,7 +37,8 @@ class Event:
     ``start`` is the source clock in epoch seconds. ``peak`` is in the unit of the quantity
     the detector watches (see docs/scoring.md): m/s² for harsh events, pedal misapplication
     and crash, km/h over the limit for speeding, km/h for seatbelt, litres of fuel for
-    idling, hours driven without a qualifying break for continuous driving.
+    idling, hours driven without a qualifying break for continuous driving. ``trigger``
+    says what raised a crash (``crash_flag`` or ``deceleration``); None for other types.
     """
 
     type: EventType
@@ -47,6 +48,7 @@ class Event:
     speed_kmh: float
     severity: Severity
     location: Location | None = None
+    trigger: str | None = None
 
     @property
     def end(self) -> float:
@@ -112,7 +114,7 @@ class Trip:
     @property
     def penalty_points(self) -> float:
         """Sum of the events' penalty points."""
-        return sum(event.points for event in self.events)
+        return sum((event.points for event in self.events), 0.0)
 
     @property
     def score(self) -> float | None:

@@ -9,16 +9,22 @@ from collections.abc import Sequence
 from .. import signals as sig
 from ..samples import Sample
 from .config import ScoringConfig
+from .controls import PedalMisapplicationDetector, SeatbeltDetector
 from .crash import CrashDetector
 from .driving_time import ContinuousDrivingDetector, IdlingDetector
-from .harsh import CorneringDetector, Detector, LongitudinalDetector, SeatbeltDetector
+from .harsh import CorneringDetector, LongitudinalDetector
+from .level import Detector
 from .model import Event, Trip
-from .pedal import PedalMisapplicationDetector
 from .speeding import SpeedingDetector
 from .state import VehicleState, check_sample
 from .trip import TripAccumulator
 
 log = logging.getLogger(__name__)
+
+#: Event types a collision's own pulse produces.
+_IMPACT_TYPES = frozenset({"harsh_braking", "harsh_acceleration", "harsh_cornering"})
+#: How far before the detected crash an impact-made event may start (sensor skew, smoothing).
+_IMPACT_LEAD_S = 0.5
 
 
 class Scorer:
@@ -34,7 +40,8 @@ class Scorer:
     Bad samples (non-finite, out of range, running backwards in time, an odometer running
     backwards) never raise: each is counted in :attr:`rejected` by reason and logged
     (WARNING for the first of each reason, DEBUG after). Samples of names scoring does
-    not read are counted in :attr:`ignored`.
+    not read are counted in :attr:`ignored`. Harsh events made by a crash's own impact
+    pulse are dropped: the crash event stands for them.
     """
 
     def __init__(self, config: ScoringConfig | None = None) -> None:
@@ -53,16 +60,19 @@ class Scorer:
             SeatbeltDetector(self.config),
         )
         self._always: tuple[Detector, ...] = (self._crash, self._continuous)
-        self._by_signal: dict[str, list[Detector]] = {}
+        # signal name -> [(detector, runs outside trips too)], so a sample wakes only its own
+        self._by_signal: dict[str, list[tuple[Detector, bool]]] = {}
         for detector in self._always + self._trip_detectors:
             for name in detector.signals:
-                self._by_signal.setdefault(name, []).append(detector)
+                entry = (detector, detector in self._always)
+                self._by_signal.setdefault(name, []).append(entry)
         self._last_ts: dict[str, float] = {}
         self._clock: float | None = None
         self._trip: TripAccumulator | None = None
         self._stopped_since: float | None = None
         self._ignition: bool | None = None
         self._done: list[Trip] = []
+        self._last_crash: float | None = None
 
     @property
     def in_trip(self) -> bool:
@@ -95,10 +105,11 @@ class Scorer:
                 trip.add_fuel_rate(ts, self.state)
             elif name == sig.MAF:
                 trip.add_maf(ts, self.state)
-        for detector in self._by_signal.get(name, ()):
-            if trip is None and detector not in self._always:
-                continue
-            events.extend(self._attach(detector.update(name, ts, self.state)))
+        for detector, always in self._by_signal.get(name, ()):
+            if always or trip is not None:
+                produced = detector.update(name, ts, self.state)
+                if produced:
+                    events.extend(self._attach(produced))
         return events
 
     def _reject(self, sample: Sample, reason: str) -> None:
@@ -116,9 +127,26 @@ class Scorer:
         )
 
     def _attach(self, events: Sequence[Event]) -> list[Event]:
+        kept: list[Event] = []
+        for event in events:
+            if event.type == "crash":
+                self._last_crash = event.start
+            elif event.type in _IMPACT_TYPES and self._explained_by_crash(event):
+                log.info("%s at t=%.3f is the crash's impact, not driving", event.type, event.start)
+                continue
+            kept.append(event)
         if self._trip is not None:
-            self._trip.events.extend(events)
-        return list(events)
+            self._trip.events.extend(kept)
+        return kept
+
+    def _explained_by_crash(self, event: Event) -> bool:
+        # The impact pulse itself trips the harsh detectors; an event that began with the
+        # impact (or after it, while the vehicle comes to rest) is not a driving event.
+        # Harsh braking that began earlier (braking before the collision) is kept.
+        crash = self._last_crash
+        return crash is not None and (
+            crash - _IMPACT_LEAD_S <= event.start <= crash + self.config.crash_rearm_s
+        )
 
     def _segment(self, name: str, ts: float) -> list[Event]:
         state = self.state

@@ -90,7 +90,7 @@ class TripAccumulator:
         idling = state.idling
         if self._last_speed is not None:
             last_ts, was_idling = self._last_speed
-            if idling and was_idling and timestamp - last_ts <= self.config.max_gap_s:
+            if was_idling and timestamp - last_ts <= self.config.max_gap_s:
                 self._idle_s += timestamp - last_ts
         self._last_speed = (timestamp, idling)
 

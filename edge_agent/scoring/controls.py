@@ -1,4 +1,4 @@
-"""Pedal misapplication (踏み間違い): a sudden full accelerator at crawl speed, or both pedals."""
+"""The driver's use of the controls: pedal misapplication (踏み間違い) and the seatbelt."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import enum
 
 from .. import signals as sig
 from .config import ScoringConfig
-from .level import LevelDetector, LevelRule
+from .level import LevelDetector, LevelRule, closed
 from .model import Event, Location
 from .state import VehicleState
 
@@ -54,15 +54,11 @@ class PedalMisapplicationDetector:
 
     def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
         """Advance both rules with the current pedals, speed and acceleration."""
-        events: list[Event] = []
         stomp = self._update_stomp(name, timestamp, state)
-        if stomp is not None:
-            events.append(stomp)
+        overlap = None
         if name in (sig.ACCEL_PEDAL, sig.BRAKE_PEDAL, sig.SPEED):
             overlap = self._update_overlap(timestamp, state)
-            if overlap is not None:
-                events.append(overlap)
-        return events
+        return closed(stomp, overlap)
 
     def _update_overlap(self, timestamp: float, state: VehicleState) -> Event | None:
         if state.accel_pedal is None or state.brake_pedal is None or state.speed is None:
@@ -124,8 +120,41 @@ class PedalMisapplicationDetector:
 
     def close(self, timestamp: float) -> list[Event]:
         """Close open events at ``timestamp`` and re-arm."""
-        events = [self._close(timestamp)] if self._phase is _Stomp.ACTIVE else []
+        stomp = self._close(timestamp) if self._phase is _Stomp.ACTIVE else None
         self._phase = _Stomp.IDLE
         self._released_at = None
-        overlap = self._overlap.finish(timestamp)
-        return events + ([overlap] if overlap is not None else [])
+        return closed(stomp, self._overlap.finish(timestamp))
+
+
+class SeatbeltDetector:
+    """Driver unbelted for ``seatbelt_s`` above ``seatbelt_min_speed_kmh``; peak is km/h."""
+
+    signals = frozenset({sig.BELTED, sig.SPEED})
+
+    def __init__(self, config: ScoringConfig) -> None:
+        self._level = LevelDetector(
+            LevelRule(
+                "seatbelt",
+                config.seatbelt_min_speed_kmh,
+                config.seatbelt_s,
+                config.hysteresis,
+                config.rearm_s,
+                inclusive=False,
+                fixed_severity="major",
+            )
+        )
+
+    def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
+        """Watch the speed while the belt is known to be open (0 while belted)."""
+        if state.speed is None or state.belted is None:
+            return []
+        value = 0.0 if state.belted else state.speed
+        return closed(
+            self._level.update(
+                timestamp, value, speed_kmh=state.speed, location=state.location(timestamp)
+            )
+        )
+
+    def close(self, timestamp: float) -> list[Event]:
+        """Close an open event at ``timestamp``."""
+        return closed(self._level.finish(timestamp))

@@ -48,7 +48,9 @@ class FleetMessage:
 def describe(kind: str, value: dict[str, Any]) -> str:
     """A short human line for a copy, a score or a key message."""
     if kind == "score":
-        return f"score {value.get('person')} = {value.get('score')} at {value.get('at')}"
+        score = value.get("score")
+        shown = "none yet (too little driving)" if score is None else score
+        return f"score {value.get('person')} = {shown} at {value.get('at')}"
     if kind == "keys":
         return f"key of {value.get('device')} ({value.get('alg')})"
     body = value.get("body") or {}

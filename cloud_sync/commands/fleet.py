@@ -141,10 +141,19 @@ def _print(message: FleetMessage, column: int, args: argparse.Namespace) -> None
         print(json.dumps({"fleet": message.fleet, "topic": message.topic, "kind": message.kind,
                           "check": message.check, "message": message.value}), flush=True)
         return
-    mark = "✓" if message.check == "verified" else "·" if message.check == "registry" else "!"
-    text = f"{mark} {message.text}"
+    text = f"{_mark(message.check)} {message.text}"
     if message.check not in ("verified", "registry"):
         text += f" [{message.check}]"
     if len(args.fleets) > 1:
         text = " " * (args.width * column) + text[: args.width - 1]
     print(text, flush=True)
+
+
+def _mark(check: str) -> str:
+    """✓ JWS verified, · published by the registry itself, ○ a copy without the original JWS
+    (positions removed, or a session start), ✗ rejected."""
+    if check == "verified":
+        return "✓"
+    if check == "registry":
+        return "·"
+    return "○" if check.startswith("no jws") else "✗"

@@ -15,10 +15,6 @@ from msp_protocol.records import body_from_json, format_ts, parse_ts
 from .identity.binding import SessionEndBody, SessionStartBody
 from .scoring import Event, Trip
 
-#: A crash whose peak reaches this (2.5 g) was seen as a deceleration; below, only the bus's
-#: crash flag can have raised it (scoring's crash detector fires on either).
-_DECELERATION_TRIGGER_MS2 = 2.5 * 9.80665
-
 
 def trip_body(trip: Trip) -> bodies.Trip:
     """The ``trip`` record body of a finished trip."""
@@ -38,11 +34,12 @@ def emergency_body(crash: Event) -> bodies.Emergency:
     """The ``emergency`` record body of a crash event, sent the moment it is detected."""
     if crash.type != "crash":
         raise ValueError(f"an emergency is a crash, not {crash.type!r}")
-    trigger = "deceleration" if crash.peak >= _DECELERATION_TRIGGER_MS2 else "crash_flag"
+    if crash.trigger is None:
+        raise ValueError("a crash event must name its trigger")
     location = crash.location
     return bodies.Emergency(
         detected_at=format_ts(crash.start),
-        trigger=trigger,
+        trigger=crash.trigger,
         peak_decel_ms2=round(crash.peak, 3),
         speed_kmh=round(crash.speed_kmh, 1),
         location=None if location is None else bodies.Location(location.lat, location.lon),

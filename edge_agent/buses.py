@@ -60,15 +60,35 @@ def can_filters(ids: frozenset[int]) -> list[can.typechecking.CanFilter]:
     return filters
 
 
-class LiveBuses:
+class FrameQueue:
+    """A bounded queue of frames that reader threads fill and the main loop drains."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.counts: Counter[str] = Counter()
+        self._queue: queue.Queue[Frame] = queue.Queue(maxsize)
+        self._stop = threading.Event()
+
+    def frames(self, idle_timeout: float | None = None) -> Iterator[Frame]:
+        """Yield frames as they arrive, until stopped or ``idle_timeout`` s of silence."""
+        while not self._stop.is_set():
+            try:
+                yield self._queue.get(timeout=idle_timeout if idle_timeout is not None else 0.5)
+            except queue.Empty:
+                if idle_timeout is not None:
+                    return
+
+    def depth(self) -> int:
+        """Frames waiting in the queue for the decode stage."""
+        return self._queue.qsize()
+
+
+class LiveBuses(FrameQueue):
     """Reads several python-can buses at once into one bounded queue of frames."""
 
     def __init__(
         self, specs: Sequence[BusSpec], wanted: frozenset[int] | None, maxsize: int = 10_000
     ) -> None:
-        self.counts: Counter[str] = Counter()
-        self._queue: queue.Queue[Frame] = queue.Queue(maxsize)
-        self._stop = threading.Event()
+        super().__init__(maxsize)
         self._buses: list[tuple[BusSpec, can.BusABC]] = []
         filters = can_filters(wanted) if wanted is not None else None
         try:
@@ -113,19 +133,6 @@ class LiveBuses:
                 self._queue.put_nowait(frame)
             except queue.Full:
                 self.counts[f"{spec.name}.dropped"] += 1
-
-    def frames(self, idle_timeout: float | None = None) -> Iterator[Frame]:
-        """Yield frames as they arrive, until :meth:`close` or ``idle_timeout`` s of silence."""
-        while not self._stop.is_set():
-            try:
-                yield self._queue.get(timeout=idle_timeout if idle_timeout is not None else 0.5)
-            except queue.Empty:
-                if idle_timeout is not None:
-                    return
-
-    def depth(self) -> int:
-        """Frames waiting in the queue for the decode stage."""
-        return self._queue.qsize()
 
     def close(self) -> None:
         """Stop the reader threads and shut the buses down."""

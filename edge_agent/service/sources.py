@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from ..buses import BusSpec, LiveBuses
+from ..buses import BusSpec, FrameQueue, LiveBuses
 from ..config import AgentConfig, BusConfig
 from ..decode import DbcDecoder
 from ..errors import AgentError, ConfigError
@@ -70,17 +70,15 @@ class LiveSource:
         self._buses.close()
 
 
-class ReplaySource:
+class ReplaySource(FrameQueue):
     """A CAN log read by one thread at ``speed`` times its own pace into a bounded queue,
     stamped as bus ``bus``; when the log ends the source falls silent (as a parked car)."""
 
     def __init__(self, path: Path, bus: str, wanted: frozenset[int], speed: float,
                  maxsize: int) -> None:  # fmt: skip
+        super().__init__(maxsize)
         self._log = LogSource(path, bus)
-        self.counts: Counter[str] = Counter()
         self._bus = bus
-        self._queue: queue.Queue[Frame] = queue.Queue(maxsize)
-        self._stop = threading.Event()
         self.finished = threading.Event()
         self._thread = threading.Thread(
             target=self._read, args=(wanted, speed), name=f"replay-{bus}", daemon=True
@@ -106,19 +104,6 @@ class ReplaySource:
             self.finished.set()
             log.info("replay of %s ended after %d frames", self._log.path,
                      self.counts[f"{self._bus}.frames"])  # fmt: skip
-
-    def frames(self, idle_timeout: float | None = None) -> Iterator[Frame]:
-        """Frames of the log in file order."""
-        while not self._stop.is_set():
-            try:
-                yield self._queue.get(timeout=idle_timeout if idle_timeout is not None else 0.5)
-            except queue.Empty:
-                if idle_timeout is not None:
-                    return
-
-    def depth(self) -> int:
-        """Frames read but not yet decoded."""
-        return self._queue.qsize()
 
     def close(self) -> None:
         """Stop reading the log."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import Enum
 
 from cryptography import x509
@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from msp_protocol.canonical import canonical_json
+from msp_protocol.jws import b64url
+from msp_protocol.records import format_ts
 
 from .errors import IdentityError
 
@@ -26,13 +28,8 @@ JsonValue = str | int | float | bool | None | list["JsonValue"] | dict[str, "Jso
 
 
 def iso_utc(at: datetime) -> str:
-    """``2026-11-26T10:15:30.123Z``: UTC, millisecond precision, as records carry times."""
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def b64url(data: bytes) -> str:
-    """base64url without padding (RFC 7515 §2), as JWS and fingerprints use."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """``2026-11-26T10:15:30.123Z``: the wire form of an aware datetime, as records carry times."""
+    return format_ts(at.timestamp())
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from msp_protocol.jws import b64url
+
 from ..card.apdu import ApduChannel
 from ..card.errors import (
     CardFileNotFoundError,
@@ -38,7 +40,6 @@ from .binding import (
     LicenceClaim,
     SessionEndBody,
     SessionStartBody,
-    b64url,
     iso_utc,
 )
 from .errors import (

@@ -6,7 +6,7 @@
 """
 
 from .config import ScoringConfig, config_from_mapping, load_scoring_config
-from .model import Event, Location, Trip, iso_utc
+from .model import Event, Location, Trip
 from .scorer import Scorer
 
 __all__ = [
@@ -16,6 +16,5 @@ __all__ = [
     "ScoringConfig",
     "Trip",
     "config_from_mapping",
-    "iso_utc",
     "load_scoring_config",
 ]

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from msp_protocol.records import format_ts
 from msp_protocol.scoring import EVENT_TYPES, EventType, Severity, event_points, trip_score
 
 #: A JSON value as produced by ``to_json`` (ready for ``json.dumps`` or canonical JSON).
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
-
-
-def iso_utc(timestamp: float) -> str:
-    """ISO 8601 UTC with milliseconds and a ``Z`` for a source-clock time in epoch seconds."""
-    moment = datetime.fromtimestamp(timestamp, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _round(value: float, digits: int = 3) -> float:
@@ -67,7 +61,7 @@ class Event:
             location = {"lat": self.location.lat, "lon": self.location.lon}
         return {
             "type": self.type,
-            "start": iso_utc(self.start),
+            "start": format_ts(self.start),
             "duration_s": _round(self.duration_s),
             "peak": _round(self.peak),
             "speed_kmh": _round(self.speed_kmh, 1),
@@ -125,8 +119,8 @@ class Trip:
         """The ``trip`` record body of the contract."""
         score = self.score
         return {
-            "start": iso_utc(self.start),
-            "end": iso_utc(self.end),
+            "start": format_ts(self.start),
+            "end": format_ts(self.end),
             "distance_km": _round(self.distance_km),
             "odometer_km": None if self.odometer_km is None else _round(self.odometer_km),
             "duration_s": _round(self.duration_s),

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import can
 
+from msp_protocol.records import format_ts
+
 from ..errors import ConfigError
 from .bus import BusEncoder, load_demo_dbc
 from .drive import Drive
@@ -92,13 +94,13 @@ def simulate(
     s = vehicle.state
     events = drive.truth_events()
     for event in events:
-        event["start"] = iso(start_epoch + float(str(event["t"])))
+        event["start"] = format_ts(start_epoch + float(str(event["t"])))
     truth: dict[str, object] = {
         "scenario": scenario,
         "seed": seed,
         "vehicle_class": builder.params.vehicle_class,
-        "start": iso(start_epoch),
-        "end": iso(start_epoch + s.t),
+        "start": format_ts(start_epoch),
+        "end": format_ts(start_epoch + s.t),
         "duration_s": round(s.t, 2),
         "distance_km": round(s.distance_m / 1000, 4),
         "odometer_start_km": round(odometer_start, 3),

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal, cast
+from typing import Final, Literal, cast, get_args
 
 EventType = Literal[
     "harsh_braking",
@@ -28,18 +28,8 @@ EventType = Literal[
 Severity = Literal["minor", "major", "critical"]
 
 #: Every event type, in the order reports list them.
-EVENT_TYPES: Final[tuple[EventType, ...]] = (
-    "harsh_braking",
-    "harsh_acceleration",
-    "harsh_cornering",
-    "speeding",
-    "idling",
-    "continuous_driving",
-    "pedal_misapplication",
-    "seatbelt",
-    "crash",
-)
-SEVERITIES: Final[tuple[Severity, ...]] = ("minor", "major", "critical")
+EVENT_TYPES: Final = cast(tuple[EventType, ...], get_args(EventType))
+SEVERITIES: Final = cast(tuple[Severity, ...], get_args(Severity))
 
 #: Points per event, independent of its length.
 FLAT_POINTS: Final[dict[EventType, float]] = {

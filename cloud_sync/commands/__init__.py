@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from ..config import load_config
+from ..errors import RegistryError
+from ..sqlite_store import SqliteStore
+
+
+def open_store(args: argparse.Namespace) -> SqliteStore:
+    """The registry database the command line names; RegistryError when there is none yet."""
+    config = load_config(args)
+    if not config.db.exists():
+        raise RegistryError(f"{config.db}: no registry database")
+    return SqliteStore(config.db)
 
 
 def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:

@@ -9,10 +9,8 @@ from msp_protocol.chain import verify_chain
 from msp_protocol.errors import ProtocolError
 from msp_protocol.jws import PublicKey, load_public_key
 
-from ..config import add_common, load_config
-from ..errors import RegistryError
-from ..sqlite_store import SqliteStore
-from . import emit
+from ..config import add_common
+from . import emit, open_store
 
 
 def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,10 +22,7 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _do_audit(args: argparse.Namespace) -> int:
-    config = load_config(args)
-    if not config.db.exists():
-        raise RegistryError(f"{config.db}: no registry database")
-    store = SqliteStore(config.db)
+    store = open_store(args)
     rows, broken = [], 0
     try:
         for device in store.devices():

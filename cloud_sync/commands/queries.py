@@ -6,12 +6,11 @@ import argparse
 import dataclasses
 from datetime import UTC, datetime
 
-from ..config import add_common, load_config
+from ..config import add_common
 from ..errors import RegistryError
 from ..fleets import fleet_score
 from ..republish import score_of
-from ..sqlite_store import SqliteStore
-from . import emit
+from . import emit, open_store
 
 
 def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,15 +35,8 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     p.set_defaults(func=_do_score)
 
 
-def _open(args: argparse.Namespace) -> SqliteStore:
-    config = load_config(args)
-    if not config.db.exists():
-        raise RegistryError(f"{config.db}: no registry database")
-    return SqliteStore(config.db)
-
-
 def _do_persons(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = open_store(args)
     try:
         rows = []
         for person in store.persons():
@@ -65,7 +57,7 @@ def _round(value: float | None) -> float | None:
 
 
 def _do_vehicles(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = open_store(args)
     try:
         rows = [dataclasses.asdict(v) for v in store.vehicles()]
     finally:
@@ -75,7 +67,7 @@ def _do_vehicles(args: argparse.Namespace) -> int:
 
 
 def _do_sessions(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = open_store(args)
     try:
         rows = [dataclasses.asdict(s) for s in store.sessions(args.person)]
     finally:
@@ -86,7 +78,7 @@ def _do_sessions(args: argparse.Namespace) -> int:
 
 
 def _do_score(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = open_store(args)
     try:
         at = datetime.fromisoformat(args.at.replace("Z", "+00:00")) if args.at else None
         if at is not None and at.tzinfo is None:
@@ -110,7 +102,7 @@ def _do_score(args: argparse.Namespace) -> int:
 
 
 def _do_stats(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = open_store(args)
     try:
         counts, rejections = store.counts(), store.rejections()
         withheld = [{"fleet": w.fleet, "kind": w.kind, "reason": w.reason, "count": n}

@@ -19,14 +19,17 @@ class DbcDecoder:
     """A :class:`~edge_agent.frames.FrameDecoder` for one signal map.
 
     Rejections are counted by reason: ``bad_length`` (DLC differs from the DBC message),
-    ``decode_error`` (cantools could not decode), ``out_of_range`` (one value outside the
-    DBC's [min|max]; the frame's other values are kept).
+    ``decode_error`` (cantools could not decode), ``implausible`` (one value outside the
+    physical range of its canonical signal, DESIGN.md "Plausibility"; the frame's other
+    values are kept). A value outside the DBC's declared ``[min|max]`` is kept: real DBCs
+    declare nonsense ranges, so it is only counted per signal in :attr:`outside_dbc_range`.
     """
 
     def __init__(self, signal_map: SignalMap) -> None:
         self._messages: dict[int, MessageRule] = dict(signal_map.messages)
         self._ids = frozenset(self._messages)
         self._rejected: Counter[str] = Counter()
+        self._outside: Counter[str] = Counter()
         self._warn = RateLimitedLog(log)
 
     @property
@@ -38,6 +41,11 @@ class DbcDecoder:
     def rejected(self) -> Counter[str]:
         """Frames or values refused so far, by reason."""
         return self._rejected
+
+    @property
+    def outside_dbc_range(self) -> Counter[str]:
+        """Values kept although outside their DBC's declared range, by ``MESSAGE.SIGNAL``."""
+        return self._outside
 
     def decode(self, frame: Frame) -> list[Sample]:
         """Return the canonical samples in ``frame``; count and log what cannot be decoded."""
@@ -65,19 +73,20 @@ class DbcDecoder:
             raw = values.get(rule.signal)
             if not isinstance(raw, int | float):
                 continue  # a multiplexed signal this frame's page does not carry
-            if (rule.minimum is not None and raw < rule.minimum) or (
-                rule.maximum is not None and raw > rule.maximum
-            ):
+            if not rule.low <= raw <= rule.high:
                 self._reject(
-                    "out_of_range",
-                    "%s.%s = %s outside [%s|%s]",
+                    "implausible",
+                    "%s.%s = %s: not a plausible %s",
                     message.name,
                     rule.signal,
                     raw,
-                    rule.minimum,
-                    rule.maximum,
+                    rule.canonical,
                 )
                 continue
+            if (rule.minimum is not None and raw < rule.minimum) or (
+                rule.maximum is not None and raw > rule.maximum
+            ):
+                self._outside[f"{message.name}.{rule.signal}"] += 1
             value: Value
             if rule.is_bool:
                 value = (raw != 0) != rule.invert

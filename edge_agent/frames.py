@@ -25,7 +25,7 @@ class FrameDecoder(Protocol):
 
     Ingest filters on :attr:`ids` before calling :meth:`decode`, so decode work is confined
     to frames a decoder asked for. ``decode`` never raises on bad frames: it counts them in
-    :attr:`rejected` by reason (``bad_length``, ``decode_error``, ``out_of_range``, ...) and
+    :attr:`rejected` by reason (``bad_length``, ``decode_error``, ``implausible``, ...) and
     returns what it could decode.
     """
 

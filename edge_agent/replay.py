@@ -20,7 +20,7 @@ from .signalmap import load_signal_map
 from .writer import RecordWriter
 
 #: Rejection reasons every report lists, even at zero, so consumers can rely on the keys.
-REJECTION_REASONS = ("bad_length", "decode_error", "out_of_range", "corrupt_line")
+REJECTION_REASONS = ("bad_length", "decode_error", "implausible", "corrupt_line")
 
 
 @dataclass(slots=True)
@@ -47,6 +47,7 @@ class ReplayReport:
     decoded_frames: int = 0
     unmapped: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    outside_dbc_range: Counter[str] = field(default_factory=Counter)
     signals: dict[str, SignalStats] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -60,6 +61,7 @@ class ReplayReport:
             "decoded_frames": self.decoded_frames,
             "ignored": {"unmapped_id": self.unmapped},
             "rejected": rejected,
+            "outside_dbc_range": dict(sorted(self.outside_dbc_range.items())),
             "signals": {
                 name: {"count": s.count, "min": round(s.min, 6), "max": round(s.max, 6)}
                 for name, s in sorted(self.signals.items())
@@ -103,7 +105,8 @@ class Replay:
     ) -> None:
         self.source = LogSource(log)
         signal_map = load_signal_map(map_path)
-        self.stage = DecodeStage([DbcDecoder(signal_map), *extra_decoders])
+        self.decoder = DbcDecoder(signal_map)
+        self.stage = DecodeStage([self.decoder, *extra_decoders])
         self.speed = speed
         self.scoring = scoring or ScoringConfig.for_class(signal_map.vehicle_class or "car")
         self.writer = writer
@@ -131,6 +134,7 @@ class Replay:
         report.unmapped = counts.unmapped + self.stage.unmapped
         report.decoded_frames = self.stage.decoded_frames
         report.rejected = self.stage.rejected()
+        report.outside_dbc_range = Counter(self.decoder.outside_dbc_range)
         assert counts.corrupt is not None
         report.rejected.update(counts.corrupt)
 

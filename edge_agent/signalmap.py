@@ -16,6 +16,7 @@ and only what the map uses is validated strictly; the rest is reported as warnin
 from __future__ import annotations
 
 import logging
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class SignalRule:
-    """How one DBC signal becomes one canonical signal."""
+    """How one DBC signal becomes one canonical signal.
+
+    All bounds are in the DBC's scaled units (before ``factor`` and ``invert``) and already
+    widened by half a DBC step, so a rounding error is never out of bounds: ``minimum`` and
+    ``maximum`` are the DBC's declared range (None when it declares none, or ``[0|0]``), a hint
+    only; ``low`` and ``high`` are the canonical signal's physical range (DESIGN.md,
+    "Plausibility"; infinite for bools).
+    """
 
     canonical: str
     signal: str
@@ -43,6 +51,8 @@ class SignalRule:
     is_int: bool
     minimum: float | None
     maximum: float | None
+    low: float = -math.inf
+    high: float = math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +205,14 @@ def _rule(
         scale = factor(entry["unit"], spec.unit)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    tolerance = abs(signal.scale) / 2
+    declared = _declared_range(signal, tolerance)
+    low, high = -math.inf, math.inf
+    if spec.plausible is not None:
+        # value = raw * scale (negated when inverted): the canonical bounds in raw DBC units
+        ends = [bound / (-scale if invert else scale) for bound in spec.plausible]
+        low, high = min(ends) - tolerance, max(ends) + tolerance
+        _warn_if_range_cannot_hold(where, message, signal, declared, tolerance)
     rule = SignalRule(
         canonical=canonical,
         signal=signal.name,
@@ -202,7 +220,64 @@ def _rule(
         invert=invert,
         is_bool=spec.kind == "bool",
         is_int=spec.kind == "int",
-        minimum=None if signal.minimum is None else float(signal.minimum),
-        maximum=None if signal.maximum is None else float(signal.maximum),
+        minimum=None if declared is None else declared[0],
+        maximum=None if declared is None else declared[1],
+        low=low,
+        high=high,
     )
     return message.name, rule
+
+
+def _declared_range(signal: Signal, tolerance: float) -> tuple[float, float] | None:
+    """The DBC's ``[min|max]`` widened by ``tolerance``; None for none or ``[0|0]``."""
+    low = -math.inf if signal.minimum is None else float(signal.minimum)
+    high = math.inf if signal.maximum is None else float(signal.maximum)
+    if (low, high) in ((-math.inf, math.inf), (0.0, 0.0)):
+        return None
+    return low - tolerance, high + tolerance
+
+
+def _layout_range(signal: Signal) -> tuple[float, float] | None:
+    """The scaled values the signal's bit layout and offset can produce; None for floats."""
+    if signal.is_float:
+        return None
+    if signal.is_signed:
+        raws = (-(2 ** (signal.length - 1)), 2 ** (signal.length - 1) - 1)
+    else:
+        raws = (0, 2**signal.length - 1)
+    ends = [raw * signal.scale + signal.offset for raw in raws]
+    return min(ends), max(ends)
+
+
+def _warn_if_range_cannot_hold(
+    where: str,
+    message: Message,
+    signal: Signal,
+    declared: tuple[float, float] | None,
+    tolerance: float,
+) -> None:
+    """Warn when the declared range shuts out a sign (or all) of what the layout produces.
+
+    Real DBCs declare ``[0|65535]`` on signed, offset signals: every negative value would
+    look out of range. Such values are kept (the range is a hint); the warning says why the
+    report's ``outside_dbc_range`` counter will climb.
+    """
+    layout = _layout_range(signal)
+    if declared is None or layout is None:
+        return
+    (d_low, d_high), (l_low, l_high) = declared, layout
+    no_overlap = d_high < l_low or d_low > l_high
+    no_negatives = l_low < -tolerance and d_low >= -tolerance
+    no_positives = l_high > tolerance and d_high <= tolerance
+    if no_overlap or no_negatives or no_positives:
+        log.warning(
+            "%s: DBC declares %s.%s [%s|%s] but its layout gives %s..%s; values outside the "
+            "declared range are kept and counted as outside_dbc_range",
+            where,
+            message.name,
+            signal.name,
+            signal.minimum,
+            signal.maximum,
+            f"{l_low:g}",
+            f"{l_high:g}",
+        )

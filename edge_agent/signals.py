@@ -1,4 +1,4 @@
-"""The canonical signals of DESIGN.md: names (COVESA VSS style), canonical units and kinds."""
+"""The canonical signals of DESIGN.md: names (COVESA VSS style), units, kinds, plausible ranges."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ class SignalSpec:
     name: str
     unit: str
     kind: Kind = "float"
+    #: Physically possible values in ``unit`` (DESIGN.md, "Plausibility"); None for bools.
+    plausible: tuple[float, float] | None = None
 
 
 SPEED = "Vehicle.Speed"
@@ -36,24 +38,29 @@ BELTED = "Vehicle.Cabin.Seat.Row1.DriverSide.IsBelted"
 CRASH = "Vehicle.Safety.CrashDetected"
 IGNITION = "Vehicle.IsIgnitionOn"
 
+_PEDAL = (-5.0, 105.0)
+
 CANONICAL: dict[str, SignalSpec] = {
     spec.name: spec
     for spec in (
-        SignalSpec(SPEED, "km/h"),
-        SignalSpec(SPEED_LIMIT, "km/h"),
-        SignalSpec(ACCEL_LON, "m/s^2"),
-        SignalSpec(ACCEL_LAT, "m/s^2"),
-        SignalSpec(YAW_RATE, "deg/s"),
-        SignalSpec(STEERING_ANGLE, "deg"),
-        SignalSpec(ACCEL_PEDAL, "%"),
-        SignalSpec(BRAKE_PEDAL, "%"),
-        SignalSpec(ENGINE_SPEED, "rpm"),
-        SignalSpec(GEAR, "1", "int"),
-        SignalSpec(FUEL_RATE, "l/h"),
-        SignalSpec(MAF, "g/s"),
-        SignalSpec(ODOMETER, "km"),
-        SignalSpec(LATITUDE, "deg"),
-        SignalSpec(LONGITUDE, "deg"),
+        # negative speeds are plausible: some buses sign the speed in reverse
+        SignalSpec(SPEED, "km/h", plausible=(-50.0, 450.0)),
+        SignalSpec(SPEED_LIMIT, "km/h", plausible=(-50.0, 450.0)),
+        # crash pulses included
+        SignalSpec(ACCEL_LON, "m/s^2", plausible=(-300.0, 300.0)),
+        SignalSpec(ACCEL_LAT, "m/s^2", plausible=(-300.0, 300.0)),
+        SignalSpec(YAW_RATE, "deg/s", plausible=(-1000.0, 1000.0)),
+        SignalSpec(STEERING_ANGLE, "deg", plausible=(-1500.0, 1500.0)),
+        SignalSpec(ACCEL_PEDAL, "%", plausible=_PEDAL),
+        SignalSpec(BRAKE_PEDAL, "%", plausible=_PEDAL),
+        SignalSpec(ENGINE_SPEED, "rpm", plausible=(0.0, 20000.0)),
+        SignalSpec(GEAR, "1", "int", plausible=(-2.0, 12.0)),
+        # the OBD-II encodings' full ranges (PID 0x5E, PID 0x10)
+        SignalSpec(FUEL_RATE, "l/h", plausible=(0.0, 3276.75)),
+        SignalSpec(MAF, "g/s", plausible=(0.0, 655.35)),
+        SignalSpec(ODOMETER, "km", plausible=(0.0, 10_000_000.0)),
+        SignalSpec(LATITUDE, "deg", plausible=(-90.0, 90.0)),
+        SignalSpec(LONGITUDE, "deg", plausible=(-180.0, 180.0)),
         SignalSpec(BELTED, "bool", "bool"),
         SignalSpec(CRASH, "bool", "bool"),
         SignalSpec(IGNITION, "bool", "bool"),

@@ -11,23 +11,11 @@ from .config import ScoringConfig
 from .model import Location
 from .smoothing import Drop, MovingAverage, Slope
 
-#: Plausible range of each numeric signal; a sample outside it is rejected as "out_of_range".
+#: Plausible range of each numeric signal (DESIGN.md, "Plausibility"); a sample outside it is
+#: rejected as "implausible". Decoders check the same table first; samples from elsewhere
+#: (OBD, tests, future sources) are checked here again.
 RANGES: Final[dict[str, tuple[float, float]]] = {
-    sig.SPEED: (0.0, 400.0),
-    sig.SPEED_LIMIT: (0.0, 300.0),
-    sig.ACCEL_LON: (-500.0, 500.0),
-    sig.ACCEL_LAT: (-500.0, 500.0),
-    sig.YAW_RATE: (-1000.0, 1000.0),
-    sig.STEERING_ANGLE: (-3600.0, 3600.0),
-    sig.ACCEL_PEDAL: (0.0, 100.0),
-    sig.BRAKE_PEDAL: (0.0, 100.0),
-    sig.ENGINE_SPEED: (0.0, 20000.0),
-    sig.GEAR: (-1.0, 20.0),
-    sig.FUEL_RATE: (0.0, 500.0),
-    sig.MAF: (0.0, 3000.0),
-    sig.ODOMETER: (0.0, 1e7),
-    sig.LATITUDE: (-90.0, 90.0),
-    sig.LONGITUDE: (-180.0, 180.0),
+    name: spec.plausible for name, spec in sig.CANONICAL.items() if spec.plausible is not None
 }
 _BOOLS: Final = frozenset(name for name, spec in sig.CANONICAL.items() if spec.kind == "bool")
 
@@ -54,7 +42,7 @@ def check_sample(sample: Sample, last_timestamp: float | None) -> str | None:
         return "bad_value"
     low, high = RANGES.get(sample.name, (-math.inf, math.inf))
     if not low <= value <= high:
-        return "out_of_range"
+        return "implausible"
     return None
 
 
@@ -116,6 +104,7 @@ class VehicleState:
             return
         number = float(value)
         if name == sig.SPEED:
+            number = abs(number)  # some buses sign the speed in reverse
             self.speed = number
             self.speed_drop = self._speed_drop.push(ts, number)
             slope = self._speed_slope.push(ts, number)
@@ -150,11 +139,11 @@ class VehicleState:
 
     def _apply_number(self, name: str, value: float) -> None:
         if name == sig.SPEED_LIMIT:
-            self.speed_limit = value if value > 0 else None  # 0: "no limit known" on most buses
+            self.speed_limit = abs(value) if value else None  # 0: "no limit known" on most buses
         elif name == sig.ACCEL_PEDAL:
-            self.accel_pedal = value
+            self.accel_pedal = min(max(value, 0.0), 100.0)  # sensors overshoot by a few %
         elif name == sig.BRAKE_PEDAL:
-            self.brake_pedal = value
+            self.brake_pedal = min(max(value, 0.0), 100.0)
         elif name == sig.GEAR:
             self.gear = value
         elif name == sig.ENGINE_SPEED:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from edge_agent.decode import DbcDecoder
 from edge_agent.frames import Frame
 from edge_agent.signalmap import load_signal_map
+from edge_agent.signals import CANONICAL
 from tests.conftest import DATA, DEMO_DBC, DEMO_MAP
 
 TEST_DB = cantools.database.load_file(DATA / "test_vehicle.dbc", strict=False)
@@ -73,13 +74,19 @@ def test_bad_frames_are_counted_by_reason_and_decoding_continues(decoder: DbcDec
     good = motion.encode({"LongAccel": 1.0, "YawRad": 0.0, "SpeedMph": 10.0, "PedalRatio": 0.1})
     assert decoder.decode(Frame(1.0, motion.frame_id, good[:6])) == []
     assert decoder.decode(Frame(1.0, muxed.frame_id, bytes([7, 0, 0, 0, 0, 0, 0, 0]))) == []
-    # PedalRatio raw 0xFF = 1.02 > DBC max 1: that value is refused, the others kept.
-    out_of_range = bytearray(good)
-    out_of_range[6] = 0xFF
-    values = _by_name(decoder.decode(Frame(1.0, motion.frame_id, bytes(out_of_range))))
-    assert "Vehicle.Chassis.Accelerator.PedalPosition" not in values
-    assert values["Vehicle.Speed"] == pytest.approx(16.09344)
-    assert decoder.rejected == {"bad_length": 1, "decode_error": 1, "out_of_range": 1}
+    # PedalRatio raw 0xFF = 1.02 > DBC max 1: a plausible 102 %, kept and counted.
+    over_dbc = bytearray(good)
+    over_dbc[6] = 0xFF
+    values = _by_name(decoder.decode(Frame(1.0, motion.frame_id, bytes(over_dbc))))
+    assert values["Vehicle.Chassis.Accelerator.PedalPosition"] == pytest.approx(102.0)
+    assert decoder.outside_dbc_range == {"MOTION_BE.PedalRatio": 1}
+    # SpeedMph raw 0xFFFF = 655.35 mph (1,055 km/h): implausible, refused, the others kept.
+    too_fast = bytearray(good)
+    too_fast[4:6] = b"\xff\xff"
+    values = _by_name(decoder.decode(Frame(1.5, motion.frame_id, bytes(too_fast))))
+    assert "Vehicle.Speed" not in values
+    assert values["Vehicle.Chassis.Accelerator.PedalPosition"] == pytest.approx(10.0, abs=0.4)
+    assert decoder.rejected == {"bad_length": 1, "decode_error": 1, "implausible": 1}
     assert len(decoder.decode(Frame(2.0, motion.frame_id, good))) == 4
 
 
@@ -103,14 +110,75 @@ def test_encode_decode_round_trip_through_the_demo_map(data: st.DataObject) -> N
     frame = Frame(0.0, message.frame_id, message.encode(values), message.is_extended_frame)
     decoder = DbcDecoder(DEMO_MAP_LOADED)
     decoded = _by_name(decoder.decode(frame))
-    assert sum(decoder.rejected.values()) == 0
+    implausible = 0
     for r in rule.rules:
         raw = values[r.signal]
         scale = message.get_signal_by_name(r.signal).scale
         if r.is_bool:
             assert decoded[r.canonical] is ((raw != 0) != r.invert)
-        else:
-            expected = (-raw if r.invert else raw) * r.factor
-            got = decoded[r.canonical]
-            assert isinstance(got, int | float)
-            assert got == pytest.approx(expected, abs=scale * abs(r.factor) + 1e-9)
+            continue
+        expected = (-raw if r.invert else raw) * r.factor
+        low, high = CANONICAL[r.canonical].plausible or (-math.inf, math.inf)
+        slack = scale * abs(r.factor) / 2 + 1e-9
+        if not low - slack <= expected <= high + slack:
+            assert r.canonical not in decoded  # beyond physics: dropped, counted
+            implausible += 1
+            continue
+        got = decoded[r.canonical]
+        assert isinstance(got, int | float)
+        assert got == pytest.approx(expected, abs=scale * abs(r.factor) + 1e-9)
+    assert decoder.rejected == ({"implausible": implausible} if implausible else {})
+
+NONSENSE_DB = cantools.database.load_file(DATA / "nonsense_ranges.dbc")
+
+
+def test_values_outside_nonsense_dbc_ranges_are_kept_and_counted_per_signal() -> None:
+    decoder = DbcDecoder(load_signal_map(DATA / "maps" / "nonsense_ranges.toml"))
+    kinematics = NONSENSE_DB.get_message_by_name("KINEMATICS")
+    braking = kinematics.encode(
+        {"ACCEL_X": -6.0, "ACCEL_Y": -2.0, "YAW_RATE": -20.0}, strict=False
+    )
+    values = _by_name(decoder.decode(Frame(1.0, kinematics.frame_id, braking)))
+    assert values["Vehicle.Acceleration.Longitudinal"] == pytest.approx(-6.0, abs=0.02)
+    assert values["Vehicle.Acceleration.Lateral"] == pytest.approx(-2.0, abs=0.02)
+    assert values["Vehicle.AngularVelocity.Yaw"] == pytest.approx(-20.0, abs=0.13)
+    assert decoder.outside_dbc_range == {
+        "KINEMATICS.ACCEL_X": 1,
+        "KINEMATICS.ACCEL_Y": 1,
+        "KINEMATICS.YAW_RATE": 1,
+    }
+    assert sum(decoder.rejected.values()) == 0
+
+
+def test_rounding_at_a_declared_bound_is_not_outside_it() -> None:
+    decoder = DbcDecoder(load_signal_map(DATA / "maps" / "nonsense_ranges.toml"))
+    steer = NONSENSE_DB.get_message_by_name("STEER_ANGLE_SENSOR")
+    frame = Frame(1.0, steer.frame_id, steer.encode({"STEER_FRACTION": -0.7}, strict=False))
+    [sample] = decoder.decode(frame)
+    assert sample.value == pytest.approx(-0.7)
+    assert sample.value != -0.7  # cantools gives -0.7000000000000001
+    assert decoder.outside_dbc_range == {}
+
+
+def test_physically_implausible_values_are_dropped_and_counted() -> None:
+    decoder = DbcDecoder(load_signal_map(DATA / "maps" / "nonsense_ranges.toml"))
+    speed = NONSENSE_DB.get_message_by_name("SPEED")
+    assert _by_name(decoder.decode(Frame(1.0, speed.frame_id, speed.encode({"SPEED": 449.99}))))
+    too_fast = speed.encode({"SPEED": 655.35}, strict=False)
+    assert decoder.decode(Frame(2.0, speed.frame_id, too_fast)) == []
+    assert decoder.rejected == {"implausible": 1}
+    assert decoder.outside_dbc_range == {}  # [0|0] declares no range
+
+
+def test_map_load_warns_once_per_range_that_cannot_hold_its_layout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    load_signal_map(DATA / "maps" / "nonsense_ranges.toml")
+    warned = [r.getMessage() for r in caplog.records if "outside_dbc_range" in r.getMessage()]
+    assert len(warned) == 3
+    assert all("nonsense_ranges.toml" in w for w in warned)
+    assert {w.split("DBC declares ")[1].split(" ")[0] for w in warned} == {
+        "KINEMATICS.ACCEL_X",
+        "KINEMATICS.ACCEL_Y",
+        "KINEMATICS.YAW_RATE",
+    }

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import can
+import cantools
 import pytest
 
 from edge_agent.buses import BusSpec, LiveBuses
@@ -66,7 +67,7 @@ def test_replay_reports_every_canonical_signal_in_plausible_ranges(
     assert report["rejected"] == {
         "bad_length": 0,
         "decode_error": 0,
-        "out_of_range": 0,
+        "implausible": 0,
         "corrupt_line": 0,
     }
     assert set(report["signals"]) == set(CANONICAL) == set(PLAUSIBLE)
@@ -118,8 +119,8 @@ def test_bad_frames_inside_a_log_are_counted_and_replay_continues(tmp_path: Path
     report = Replay(log, DEMO_MAP).run().to_json()
     assert report["rejected"]["corrupt_line"] == 3
     assert report["rejected"]["bad_length"] == 2  # 0B4 with 4 bytes, 130 with 2
-    # 0xFFFF * 0.01 = 655.35 km/h is outside the DBC range [0|300]
-    assert report["rejected"]["out_of_range"] == 1
+    # 0xFFFF * 0.01 = 655.35 km/h is not a plausible speed (above 450 km/h)
+    assert report["rejected"]["implausible"] == 1
     assert report["signals"]["Vehicle.Speed"]["count"] == 3
     assert report["signals"]["Vehicle.Speed"]["max"] == pytest.approx(20.0)
 
@@ -232,3 +233,29 @@ def test_replay_outbox_options_go_together(
 ) -> None:
     assert main(["replay", str(drive.path), "--map", str(DEMO_MAP), "--outbox", "x.db"]) == 2
     assert "go together" in capsys.readouterr().err
+
+
+def test_braking_on_a_dbc_declaring_unsigned_ranges_is_detected(tmp_path: Path) -> None:
+    """opendbc's Toyota KINEMATICS declares [0|65535] on offset signals: every deceleration
+    lies "outside" it. Such values are kept, so the braking is seen."""
+    db = cantools.database.load_file(DATA / "nonsense_ranges.dbc")
+    kinematics, speed = db.get_message_by_name("KINEMATICS"), db.get_message_by_name("SPEED")
+    lines, t, v = [], 1795654800.0, 60.0
+    for n in range(400):  # 20 s at 50 Hz: cruise, brake hard for 2.5 s, cruise on
+        accel = -5.0 if 250 <= n < 375 else 0.0
+        v = max(v + accel * 0.02 * 3.6, 0.0)
+        for message, values in (
+            (kinematics, {"ACCEL_X": accel, "ACCEL_Y": 0.0, "YAW_RATE": 0.0}),
+            (speed, {"SPEED": v}),
+        ):
+            data = message.encode(values, strict=False).hex().upper()
+            lines.append(f"({t + n * 0.02:.6f}) can0 {message.frame_id:03X}#{data}")
+    log = tmp_path / "rav4.log"
+    log.write_text("\n".join(lines) + "\n")
+    report = Replay(log, DATA / "maps" / "nonsense_ranges.toml").run().to_json()
+    assert report["rejected"]["implausible"] == 0
+    assert report["outside_dbc_range"]["KINEMATICS.ACCEL_X"] == 125
+    assert report["signals"]["Vehicle.Acceleration.Longitudinal"]["min"] == pytest.approx(
+        -5.0, abs=0.02
+    )
+    assert [e["type"] for e in report["events"]] == ["harsh_braking"]

@@ -114,6 +114,11 @@ def _summary(report: ReplayReport) -> str:
     ]
     bad = {k: v for k, v in data["rejected"].items() if v}
     lines.append("rejected: " + (", ".join(f"{k} {v:,}" for k, v in bad.items()) or "none"))
+    outside = data["outside_dbc_range"]
+    if outside:
+        lines.append(
+            "outside their DBC range, kept: " + ", ".join(f"{k} {v:,}" for k, v in outside.items())
+        )
     width = max((len(n) for n in data["signals"]), default=0)
     for name, s in data["signals"].items():
         lines.append(f"  {name:<{width}}  {s['count']:>9,}  {s['min']:>12.3f} .. {s['max']:.3f}")

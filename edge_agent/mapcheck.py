@@ -20,7 +20,6 @@ The speed is the anchor: its sign and unit are taken as right, as the dashboard 
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -82,40 +81,50 @@ class Finding:
 
 
 class Series:
-    """The samples of each signal, aligned on a common ``STEP_S`` grid (last value held)."""
+    """The samples of each signal on a common ``STEP_S`` grid, built as they stream in (the
+    last value in each step, held forward for up to ``STALE_S``): memory grows with the
+    drive's duration, not with the bus's sample rate."""
 
     def __init__(self, samples: Iterable[Sample]) -> None:
-        raw: dict[str, list[tuple[float, float]]] = {}
+        start: float | None = None
+        grid: dict[str, list[float | None]] = {}
+        stamps: dict[str, list[float | None]] = {}
         for sample in samples:
-            value = float(sample.value)
-            if math.isfinite(value) and math.isfinite(sample.timestamp):
-                raw.setdefault(sample.name, []).append((sample.timestamp, value))
-        self.names = frozenset(raw)
-        times = [ts for points in raw.values() for ts, _ in points]
-        self.start = min(times, default=0.0)
-        self.length = int((max(times, default=0.0) - self.start) / STEP_S) + 1 if times else 0
-        self._grid = {name: self._align(sorted(points)) for name, points in raw.items()}
-        self._raw = raw
+            value, ts = float(sample.value), sample.timestamp
+            if not (math.isfinite(value) and math.isfinite(ts)):
+                continue
+            if start is None:
+                start = ts
+            i = int((ts - start) / STEP_S)
+            if i < 0:
+                continue  # before the first sample: out of order
+            values = grid.setdefault(sample.name, [])
+            times = stamps.setdefault(sample.name, [])
+            if i >= len(values):
+                values.extend([None] * (i + 1 - len(values)))
+                times.extend([None] * (i + 1 - len(times)))
+            values[i], times[i] = value, ts
+        self.start = start or 0.0
+        self.length = max((len(v) for v in grid.values()), default=0)
+        self.names = frozenset(grid)
+        self._grid = {name: self._hold(grid[name], stamps[name]) for name in grid}
 
-    def _align(self, points: list[tuple[float, float]]) -> list[float | None]:
-        grid: list[float | None] = [None] * self.length
-        j, last = 0, None
+    def _hold(self, values: list[float | None], times: list[float | None]) -> list[float | None]:
+        out: list[float | None] = [None] * self.length
+        last: tuple[float, float] | None = None
         for i in range(self.length):
-            t = self.start + i * STEP_S
-            while j < len(points) and points[j][0] <= t:
-                last = points[j]
-                j += 1
-            if last is not None and t - last[0] <= STALE_S:
-                grid[i] = last[1]
-        return grid
+            ts = times[i] if i < len(times) else None
+            if ts is not None:
+                value = values[i]
+                assert value is not None
+                last = (ts, value)
+            if last is not None and self.start + i * STEP_S - last[0] <= STALE_S:
+                out[i] = last[1]
+        return out
 
     def get(self, name: str) -> list[float | None]:
         """The aligned series of ``name`` (all None when the log does not carry it)."""
         return self._grid.get(name) or [None] * self.length
-
-    def raw(self, name: str) -> list[tuple[float, float]]:
-        """The samples of ``name`` as (timestamp, value), in time order."""
-        return sorted(self._raw.get(name, []))
 
 
 def check(samples: Iterable[Sample]) -> list[Finding]:
@@ -203,21 +212,27 @@ def _compare(
 
 
 def _odometer(series: Series) -> Finding:
-    points = series.raw(sig.ODOMETER)
-    travelled = points[-1][1] - points[0][1] if points else 0.0
-    driven = _integrate_km(series.raw(sig.SPEED), points[0][0], points[-1][0]) if points else 0.0
+    odometer, speed = series.get(sig.ODOMETER), series.get(sig.SPEED)
+    known = [i for i, value in enumerate(odometer) if value is not None]
     reference = "integrated speed"
+    if not known:
+        return Finding(sig.ODOMETER, reference, "no_motion", "not enough motion to tell", 0)
+    first, last = known[0], known[-1]
+    start_km, end_km = odometer[first], odometer[last]
+    assert start_km is not None and end_km is not None
+    travelled = end_km - start_km
+    driven = sum(abs(v) * STEP_S / 3600 for v in speed[first:last] if v is not None)
     if driven < 0.5:
         return Finding(sig.ODOMETER, reference, "no_motion", "not enough motion to tell",
-                       len(points))
+                       len(known))
     if travelled <= 0:
         return Finding(sig.ODOMETER, reference, "inconsistent",
-                       f"does not advance over {driven:.2f} km driven", len(points))
+                       f"does not advance over {driven:.2f} km driven", len(known))
     ratio = driven / travelled
     if _ratio_ok(ratio):
-        return Finding(sig.ODOMETER, reference, "consistent", "consistent", len(points),
+        return Finding(sig.ODOMETER, reference, "consistent", "consistent", len(known),
                        ratio=ratio)
-    return Finding(sig.ODOMETER, reference, "scale", _scale_text(ratio), len(points),
+    return Finding(sig.ODOMETER, reference, "scale", _scale_text(ratio), len(known),
                    ratio=ratio)
 
 
@@ -312,14 +327,6 @@ def _course_rate(series: Series) -> list[float | None] | None:
             rates[i] = ((c1 - c0 + 180) % 360 - 180) / STEP_S
             seen += 1
     return _smooth(rates) if seen >= 50 else None
-
-
-def _integrate_km(points: Sequence[tuple[float, float]], start: float, end: float) -> float:
-    total = 0.0
-    for (t0, v0), (t1, _) in itertools.pairwise(points):
-        if start <= t0 < end and t1 - t0 <= STALE_S:
-            total += abs(v0) * (min(t1, end) - t0) / 3600
-    return total
 
 
 def _haversine_km(lat0: float, lon0: float, lat1: float, lon1: float) -> float:

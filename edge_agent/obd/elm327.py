@@ -269,13 +269,7 @@ class Elm327Transport:
                         ) from exc
                     raise
                 attempt += 1
-                log.warning(
-                    "%s: %s; repeating the request (%d of %d)",
-                    self._port_name,
-                    exc,
-                    attempt,
-                    self._retries,
-                )
+                log.warning("%s; repeating the request (%d of %d)", exc, attempt, self._retries)
                 time.sleep(self._retry_pause)
 
     def _request_once(self, text: str) -> list[EcuAnswer]:
@@ -287,7 +281,7 @@ class Elm327Transport:
             return []
         error = adapter_error(lines, text)
         if error is not None:
-            raise error
+            raise AdapterReplyError(f"{self._port_name}: {error}", error.kind, error.transient)
         digits = None
         if self._headers:
             number = self._protocol_number
@@ -334,6 +328,8 @@ class Elm327Transport:
             self._protocol_number = number
             self._protocol_auto = auto
             log.info("%s: protocol %s", self._port_name, self.protocol)
+        elif number == "0":  # no protocol settled yet (the search failed or never ran)
+            log.debug("%s: ATDPN answered %r", self._port_name, reply)
         else:
             log.warning("%s: ATDPN answered %r", self._port_name, reply)
 

@@ -282,7 +282,7 @@ class Elm327Transport:
         error = adapter_error(lines, text)
         if error is not None:
             raise AdapterReplyError(f"{self._port_name}: {error}", error.kind, error.transient)
-        digits = None
+        digits: int | None = None
         if self._headers:
             number = self._protocol_number
             if number is not None and number not in CAN_HEADER_DIGITS:
@@ -290,8 +290,8 @@ class Elm327Transport:
                     f"{self._port_name}: protocol {self.protocol} is not ISO 15765-4 CAN; "
                     "this agent reads CAN answers only"
                 )
-            digits = CAN_HEADER_DIGITS.get(number or "6")
-            if not self._headers_seen and looks_headerless(lines, digits):
+            digits = width = CAN_HEADER_DIGITS[number or "6"]
+            if not self._headers_seen and looks_headerless(lines, width):
                 log.warning(
                     "%s: %s accepted ATH1 but answers without headers; reading them as such",
                     self._port_name,

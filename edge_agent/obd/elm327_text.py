@@ -71,7 +71,7 @@ def adapter_error(lines: list[str], command: str) -> AdapterReplyError | None:
     return None
 
 
-def is_garbled(data: bytes) -> bool:
+def is_garbled(data: bytes | bytearray) -> bool:
     """True when ``data`` holds bytes no ELM327 prints: what a wrong serial speed produces.
 
     An adapter writes printable ASCII, CR, LF and the odd NUL; anything else (bytes with the

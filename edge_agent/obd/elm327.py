@@ -171,7 +171,11 @@ class Elm327Transport:
     def _initialise(self, banner: list[str]) -> None:
         self.version = next((line for line in banner if "ELM327" in line.upper()), "")
         if not self.version:
-            raise AdapterError(f"{self._port_name}: no ELM327 banner after ATZ (got {banner!r})")
+            garbled = any(c == "\ufffd" or not c.isprintable() for line in banner for c in line)
+            hint = " (unreadable: is the serial speed right?)" if garbled else ""
+            raise AdapterError(
+                f"{self._port_name}: no ELM327 banner after ATZ{hint} (got {banner!r})"
+            )
         for cmd in INIT_COMMANDS:
             reply = self.command(cmd, self._at_timeout)
             if "OK" not in reply:
@@ -231,6 +235,9 @@ class Elm327Transport:
                 searching = True
                 deadline = max(deadline, start + self._search_timeout)
         text_part = bytes(buffer[: buffer.index(b">")]).replace(b"\0", b"")
+        if garbled_fails and is_garbled(text_part) and b"ELM327" not in text_part.upper():
+            # noise at a wrong speed holds a ">" now and then
+            raise _GarbledError(f"{self._port_name}: garbled reply to {text}")
         lines = []
         for raw in text_part.decode("ascii", errors="replace").replace("\n", "\r").split("\r"):
             line = raw.strip()

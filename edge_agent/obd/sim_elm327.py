@@ -32,8 +32,8 @@ _SETTINGS = {"E": "echo", "L": "linefeeds", "S": "spaces", "H": "headers"}
 #: termios speed constants and the baud rates they stand for.
 _SPEEDS = {getattr(termios, n): int(n[1:]) for n in dir(termios) if re.fullmatch(r"B\d+", n)}
 #: What a client reading at the wrong serial speed receives for a reply: bytes with the high
-#: bit set, control characters, no ``>``.
-GARBLED = b"\xf8\x00\xe6\x9e\x80\xfe\x1c\xf0\x86\xe0"
+#: bit set, control characters, and a ``>`` that is noise, not a prompt.
+GARBLED = b"\xf8\x00\xe6\x9e\x80>\xfe\x1c\xf0\x86\xe0"
 
 MultiPid = Literal["answered", "refused", "no_data", "first_only"]
 Headers = Literal["settable", "refused", "ignored"]

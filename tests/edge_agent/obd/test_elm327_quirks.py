@@ -4,7 +4,10 @@ on a pty, is handled by the transport and the reader."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import select
 import threading
+import tty
 
 import pytest
 
@@ -225,9 +228,10 @@ def test_unknown_serial_speed_is_found(rate: int) -> None:
         transport.close()
 
 
-def test_a_fixed_wrong_speed_shows_garbage_and_times_out() -> None:
+def test_a_fixed_wrong_speed_is_named_as_the_likely_cause() -> None:
     with Elm327Simulator([ENGINE], quirks=QUIRKS["baud_115200"]) as sim:
-        with pytest.raises(AdapterTimeoutError, match=r"after ATZ \(received b'\\xf8"):
+        unreadable = r"no ELM327 banner after ATZ \(unreadable: is the serial speed right\?\)"
+        with pytest.raises(AdapterError, match=unreadable):
             Elm327Transport(sim.port, baudrate=38400, at_timeout=0.3)
         assert sim.garbled == 1
 
@@ -256,3 +260,28 @@ def test_quirks_combine_and_clashes_are_named() -> None:
     with pytest.raises(ValueError, match=r"unknown ELM327 quirk 'v2\.1'"):
         combine_quirks(["v2.1"])
     assert combine_quirks([]) == Elm327Quirks()
+
+
+def test_noise_without_any_prompt_moves_on_without_waiting_out_the_deadline() -> None:
+    # a device that answers every line with noise and never a ">": each speed is judged
+    # garbled after a quiet spell, not silent after the (here long) AT deadline
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    stop = threading.Event()
+
+    def noise() -> None:
+        while not stop.is_set():
+            if select.select([master], [], [], 0.05)[0] and b"\r" in os.read(master, 256):
+                os.write(master, b"\xf8\x00\xe6\x9e\x80\xfe")
+
+    thread = threading.Thread(target=noise, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(AdapterError, match="38400: garbled; 9600: garbled") as exc:
+            Elm327Transport(os.ttyname(slave), baudrate=None, at_timeout=2.0)
+        assert "silent" not in str(exc.value)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        os.close(master)
+        os.close(slave)

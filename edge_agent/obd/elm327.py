@@ -297,8 +297,8 @@ class Elm327Transport:
                     f"{self._port_name}: protocol {self.protocol} is not ISO 15765-4 CAN; "
                     "this agent reads CAN answers only"
                 )
-            digits = width = CAN_HEADER_DIGITS[number or "6"]
-            if not self._headers_seen and looks_headerless(lines, width):
+            digits = CAN_HEADER_DIGITS.get(number or "6")
+            if not self._headers_seen and looks_headerless(lines):
                 log.warning(
                     "%s: %s accepted ATH1 but answers without headers; reading them as such",
                     self._port_name,

@@ -41,6 +41,7 @@ ADAPTER_ERRORS: tuple[tuple[str, str, str, bool], ...] = (
 
 _HEX = re.compile(r"^[0-9A-F]+$")
 _SEGMENT = re.compile(r"^([0-9A-F]):([0-9A-F]*)$")
+_HEADER_LINE = re.compile(r"^(7E[8-F]([0-9A-F]{2})+|18DA[0-9A-F]+)$")
 
 #: ELM327 protocol numbers (ATDPN) and names.
 PROTOCOLS: dict[str, str] = {
@@ -80,21 +81,18 @@ def is_garbled(data: bytes | bytearray) -> bool:
     return any(b >= 0x7F or (b < 0x20 and b not in (0x00, 0x09, 0x0A, 0x0D)) for b in data)
 
 
-def looks_headerless(lines: list[str], header_digits: int) -> bool:
+def looks_headerless(lines: list[str]) -> bool:
     """True when data lines that should start with a CAN header do not: headers are off.
 
     Some clones answer ``ATH1`` with ``OK`` and keep headers off. OBD answers come from
     0x7E8-0x7EF (11-bit) or 0x18DAF1xx (29-bit), so a header line starts with ``7E8``-``7EF``
-    or ``18DA``; a headerless one starts with the service byte (``41``, ``49``, ``7F``...),
-    a byte count or a ``0:`` segment. Lines that are not hex do not count either way.
+    (and has an odd digit count) or with ``18DA``; a headerless one starts with the service
+    byte (``41``, ``49``, ``7F``...), a byte count or a ``0:`` segment. Lines that are not hex
+    do not count either way; with no data line at all the answer is False.
     """
     data = [line.replace(" ", "").upper() for line in lines]
     data = [line for line in data if _HEX.match(line) or _SEGMENT.match(line)]
-    if not data:
-        return False
-    if header_digits == 3:
-        return not any(len(line) % 2 and re.match(r"^7E[8-F]", line) for line in data)
-    return not any(line.startswith("18DA") for line in data)
+    return bool(data) and not any(_HEADER_LINE.match(line) for line in data)
 
 
 @dataclass(frozen=True, slots=True)

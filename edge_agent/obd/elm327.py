@@ -64,7 +64,8 @@ class AdapterStatus:
 
     ``protocol_number`` is the ELM327 protocol (``ATDPN``: ``6`` for CAN 11-bit 500 kbaud)
     once a request settled it, None before; ``protocol_auto`` says the adapter found it by
-    searching. ``headers`` is False when the adapter refused or ignored ``ATH1``. ``errors``
+    searching. ``headers`` is False when the adapter refused or ignored ``ATH1``;
+    ``answer_count`` False when it refused the answer count digit (``010D1``). ``errors``
     counts error replies by kind, repeated ones included; ``garbage_lines`` the unreadable
     lines skipped.
     """
@@ -74,6 +75,7 @@ class AdapterStatus:
     protocol_number: str | None
     protocol_auto: bool
     headers: bool
+    answer_count: bool
     errors: dict[str, int]
     garbage_lines: int
 
@@ -85,6 +87,7 @@ class AdapterStatus:
             "protocol_number": self.protocol_number,
             "protocol_auto": self.protocol_auto,
             "headers": self.headers,
+            "answer_count": self.answer_count,
             "errors": dict(sorted(self.errors.items())),
             "garbage_lines": self.garbage_lines,
         }
@@ -125,6 +128,7 @@ class Elm327Transport:
         self._clock = clock
         self._headers = True
         self._headers_seen = False  # a reply proved the header lines are really there
+        self._answer_count = True  # the adapter takes "010D1": return after 1 answer
         self._protocol_number: str | None = None
         self._protocol_auto = False
         self.rejected: Counter[str] = Counter()
@@ -252,7 +256,8 @@ class Elm327Transport:
         """Send an OBD request; return each ECU's answer, [] for ``NO DATA``.
 
         With ``expect``, the request carries the ELM327 answer count (``010D1``) so the
-        adapter returns after that many answers instead of waiting out its own timeout.
+        adapter returns after that many answers instead of waiting out its own timeout; an
+        adapter that answers that ``?`` is asked without it from then on.
         A transient error reply (``CAN ERROR``, ``BUS BUSY``, ``BUFFER FULL``,
         ``<DATA ERROR``, ``STOPPED``, ``UNABLE TO CONNECT``...) is counted in :attr:`errors`
         and the request repeated up to ``retries`` times.
@@ -260,15 +265,19 @@ class Elm327Transport:
         Raises AdapterReplyError for an error reply that stays (``?``, ``BUS INIT: ...ERROR``,
         or a transient one on every attempt), naming what the adapter said.
         """
-        text = payload.hex().upper()
-        if expect and len(expect) <= 0xF and self._protocol_number is not None:
+        bare = text = payload.hex().upper()
+        if expect and len(expect) <= 0xF and self._answer_count and self._protocol_number:
             text += f"{len(expect):X}"
         attempt = 0
+        dropped_count = False
         while True:
             try:
-                return self._request_once(text)
+                answers = self._request_once(text)
             except AdapterReplyError as exc:
                 self.errors[exc.kind] += 1
+                if exc.kind == "refused" and text != bare:
+                    text, dropped_count = bare, True  # perhaps it knows no answer count
+                    continue
                 if not exc.transient or attempt >= self._retries:
                     if attempt:
                         raise AdapterReplyError(
@@ -278,6 +287,17 @@ class Elm327Transport:
                 attempt += 1
                 log.warning("%s; repeating the request (%d of %d)", exc, attempt, self._retries)
                 time.sleep(self._retry_pause)
+                continue
+            if dropped_count:
+                # refused with the count, answered without: a clone of ELM327 v1.0
+                log.warning(
+                    "%s: %s refuses answer counts (%s); asking without them from now on",
+                    self._port_name,
+                    self.version,
+                    bare,
+                )
+                self._answer_count = False
+            return answers
 
     def _request_once(self, text: str) -> list[EcuAnswer]:
         lines = self.command(text, self._timeout)
@@ -348,6 +368,7 @@ class Elm327Transport:
             protocol_number=self._protocol_number,
             protocol_auto=self._protocol_auto,
             headers=self._headers,
+            answer_count=self._answer_count,
             errors=dict(self.errors),
             garbage_lines=self.rejected["garbage"],
         )

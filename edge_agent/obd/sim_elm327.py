@@ -47,7 +47,9 @@ class Elm327Quirks:
     given ``no_data`` or answered for the first PID only (``first_only``). ``headers``:
     ``ATH1`` takes effect (``settable``), is answered ``?`` (``refused``) or ``OK`` with headers
     staying off (``ignored``). ``spaces_on`` and ``echo_on``: ``ATS0``/``ATE0`` answer ``OK``
-    and change nothing. ``lowercase``: hex digits in lower case. ``error`` is answered instead
+    and change nothing. ``lowercase``: hex digits in lower case. ``count_refused``: a request
+    with an answer count digit (``010D1``, ELM327 v1.3 and later) is answered ``?``, as by
+    clones of v1.0 that print "v1.5" anyway. ``error`` is answered instead
     of the first ``error_first`` OBD requests and then of every ``error_every``-th (0: none);
     an ``error`` starting with ``<`` (``<DATA ERROR``) is appended to the answer's last line
     instead. ``search_s``: the protocol search on a first request takes that long (a
@@ -61,6 +63,7 @@ class Elm327Quirks:
     spaces_on: bool = False
     echo_on: bool = False
     lowercase: bool = False
+    count_refused: bool = False
     error: str | None = None
     error_first: int = 0
     error_every: int = 0
@@ -83,6 +86,7 @@ QUIRKS: dict[str, Elm327Quirks] = {
     "headers_ignored": Elm327Quirks(headers="ignored"),
     "spaces_on": Elm327Quirks(spaces_on=True),
     "lowercase": Elm327Quirks(lowercase=True),
+    "count_refused": Elm327Quirks(count_refused=True),
     "echo_on": Elm327Quirks(echo_on=True),
     "can_error": Elm327Quirks(error="CAN ERROR", error_first=1, error_every=7),
     "buffer_full": Elm327Quirks(error="BUFFER FULL", error_first=1, error_every=7),
@@ -242,8 +246,12 @@ class Elm327Simulator:
             quirks = self._quirks
             if cmd in self._refuse or (cmd == "ATH1" and quirks.headers == "refused"):
                 return ["?"]
-            stuck = {"ATH1": quirks.headers == "ignored", "ATS0": quirks.spaces_on}
-            if not stuck.get(cmd, cmd == "ATE0" and quirks.echo_on):
+            stuck = (
+                (cmd == "ATH1" and quirks.headers == "ignored")
+                or (cmd == "ATS0" and quirks.spaces_on)
+                or (cmd == "ATE0" and quirks.echo_on)
+            )
+            if not stuck:
                 self._flags[_SETTINGS[cmd[2]]] = cmd[3] == "1"
             return ["OK"]
         if cmd.startswith("ATSP"):
@@ -255,6 +263,8 @@ class Elm327Simulator:
         if cmd.startswith("AT"):
             return ["?"]
         if len(cmd) % 2:  # a trailing digit is the answer count the adapter waits for
+            if self._quirks.count_refused:
+                return ["?"]
             cmd = cmd[:-1]
         try:
             request = bytes.fromhex(cmd)

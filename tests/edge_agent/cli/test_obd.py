@@ -72,6 +72,7 @@ def test_json_over_elm327(capsys: pytest.CaptureFixture[str]) -> None:
         "protocol_number": "7",
         "protocol_auto": True,
         "headers": True,
+        "answer_count": True,
         "errors": {},
         "garbage_lines": 0,
         "pids_per_request": 6,
@@ -162,7 +163,7 @@ def run_cli(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[s
 
 #: What ``msp-agent obd --json`` must say about the adapter, per named quirk.
 EXPECTED_ADAPTER: dict[str, dict[str, object]] = {
-    "multi_pid_refused": {"pids_per_request": 1, "errors": {"refused": 1}},
+    "multi_pid_refused": {"pids_per_request": 1, "errors": {"refused": 2}},  # counted, bare
     "multi_pid_no_data": {"pids_per_request": 1},
     "multi_pid_first_only": {"pids_per_request": 1},
     "headers_refused": {"headers": False},
@@ -180,6 +181,7 @@ EXPECTED_ADAPTER: dict[str, dict[str, object]] = {
     "spaces_on": {},
     "lowercase": {},
     "echo_on": {},
+    "count_refused": {"answer_count": False, "errors": {"refused": 1}},
 }
 
 
@@ -213,6 +215,7 @@ def test_msp_agent_obd_completes_against_every_adapter_quirk(name: str) -> None:
         "protocol_number": "6",
         "protocol_auto": True,
         "headers": True,
+        "answer_count": True,
         "errors": {},
         "garbage_lines": 0,
         "pids_per_request": 6,

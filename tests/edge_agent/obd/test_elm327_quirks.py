@@ -122,6 +122,32 @@ def test_text_quirks_read_everything(quirks: str, extended: bool, ecus: list[str
         transport.close()
 
 
+def test_an_adapter_without_answer_counts_is_asked_without_them() -> None:
+    with Elm327Simulator([ENGINE, GEARBOX], quirks=QUIRKS["count_refused"]) as sim:
+        transport = Elm327Transport(sim.port, timeout=2.0)
+        reader = ObdReader(transport)
+        reader.discover()  # 0120 carries a count: refused once, then asked without
+        assert transport.status().answer_count is False
+        assert transport.errors == {"refused": 1}
+        assert by_source(reader.read_values(ASKED))["obd:7E8"] == ENGINE_SIGNALS
+        assert reader.pids_per_request == 6  # the count, not the PIDs, was the trouble
+        assert [c for c in sim.commands if c.startswith("01")] == [
+            "0100", "01201", "0120", "0140", "0160", "0180", "01A0", "010C0D0510"
+        ]  # fmt: skip
+        transport.close()
+
+
+def test_multi_pid_refusal_is_not_blamed_on_the_answer_count() -> None:
+    with Elm327Simulator([ENGINE], quirks=QUIRKS["multi_pid_refused"]) as sim:
+        transport = Elm327Transport(sim.port, timeout=2.0)
+        reader = ObdReader(transport)
+        reader.discover()
+        assert {s.name for s in reader.read_values(ASKED)} == ENGINE_SIGNALS
+        assert transport.status().answer_count is True
+        assert reader.pids_per_request == 1
+        transport.close()
+
+
 def test_lowercase_and_spaces_quirks_really_change_the_text() -> None:
     # the quirks the tests above read must show on the wire, or they prove nothing
     with Elm327Simulator([ENGINE], quirks=combine_quirks(["lowercase", "spaces_on"])) as sim:

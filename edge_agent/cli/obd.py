@@ -13,13 +13,13 @@ import can
 
 from ..errors import ConfigError
 from ..obd.can_client import RESPONSE_FILTERS, IsoTpTransport
-from ..obd.elm327 import DEFAULT_BAUD, Elm327Transport
+from ..obd.elm327 import BAUD_RATES, Elm327Transport
 from ..obd.errors import ObdError
 from ..obd.pids import PIDS
 from ..obd.polling import DEFAULT_RATES, Poller, Schedule
 from ..obd.reader import ObdReader
 from ..obd.sim_ecu import EcuSimulator, SimulatedEcu
-from ..obd.sim_elm327 import Elm327Simulator
+from ..obd.sim_elm327 import QUIRKS, Elm327Simulator, combine_quirks
 from ..obd.transport import ObdTransport
 from ..samples import Sample
 
@@ -46,7 +46,22 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         help="no car: run against the built-in ECU simulator (engine + gearbox) over ISO-TP"
         " on a virtual bus (11 or 29-bit) or behind the ELM327 simulator on a pty",
     )
-    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="ELM327 baud rate")
+    parser.add_argument(
+        "--quirk",
+        action="append",
+        default=[],
+        choices=sorted(QUIRKS),
+        metavar="NAME",
+        help="with --simulate elm327: make the simulated adapter behave like a clone"
+        f" (repeatable): {', '.join(sorted(QUIRKS))}",
+    )
+    parser.add_argument(
+        "--baud",
+        type=int,
+        default=None,
+        help="ELM327 serial speed (default: try "
+        f"{', '.join(map(str, BAUD_RATES))} until the adapter answers readably)",
+    )
     parser.add_argument(
         "--interface", default="socketcan", help="python-can interface for --can (socketcan)"
     )
@@ -97,6 +112,7 @@ def _open(args: argparse.Namespace) -> ObdTransport:
     if args.serial:
         if args.timeout is None:
             return Elm327Transport(args.serial, baudrate=args.baud)
+        # --timeout bounds an answer; a protocol search keeps its own, longer deadline
         return Elm327Transport(args.serial, baudrate=args.baud, timeout=args.timeout)
     try:
         bus = can.Bus(interface=args.interface, channel=args.can, can_filters=RESPONSE_FILTERS)
@@ -110,6 +126,18 @@ def _open(args: argparse.Namespace) -> ObdTransport:
 def _print_text(report: dict[str, Any]) -> None:  # the JSON form, as text
     check = {True: "check digit ok", False: "CHECK DIGIT FAILS", None: "no check digit"}
     print(f"protocol:       {report['protocol']}")
+    elm = report["elm327"]
+    if elm is not None:
+        number = elm["protocol_number"]
+        found = f", protocol {number}{' (found by search)' if elm['protocol_auto'] else ''}"
+        print(
+            f"adapter:        {elm['version']} at {elm['baudrate']} baud"
+            f"{found if number else ''}, headers {'on' if elm['headers'] else 'off'},"
+            f" {elm['pids_per_request']} PID(s) per request"
+        )
+        if elm["errors"]:
+            counts = ", ".join(f"{kind}={n}" for kind, n in elm["errors"].items())
+            print(f"adapter errors: {counts}")
     print(f"ECUs:           {', '.join(report['ecus'])}")
     print(f"VIN:            {report['vin']} ({check[report['vin_check_digit_ok']]})")
     print(f"supported PIDs: {' '.join(report['supported_pids'])}")
@@ -130,12 +158,18 @@ def _print_sample_lines(samples: list[Sample]) -> None:
 
 def _do_obd(args: argparse.Namespace) -> int:
     rates = poll_rates(args.rate)
+    if args.quirk and args.simulate != "elm327":
+        raise ConfigError("--quirk shapes the simulated adapter: it needs --simulate elm327")
     if args.simulate is None:
         return _run(args, rates)
     ecus = [SimulatedEcu(0x7E8), SimulatedEcu(0x7E9, pids=frozenset({0x0D, 0x05}), vin=None)]
     extended = args.simulate == "can29"
     if args.simulate == "elm327":
-        with Elm327Simulator(ecus) as elm:
+        try:
+            quirks = combine_quirks(args.quirk)
+        except ValueError as exc:
+            raise ConfigError(f"--quirk: {exc}") from exc
+        with Elm327Simulator(ecus, quirks=quirks) as elm:
             return _run(argparse.Namespace(**{**vars(args), "serial": elm.port}), rates)
     with EcuSimulator(ecus, channel="msp-obd-sim", extended=extended):
         overrides = {"can": "msp-obd-sim", "interface": "virtual"}
@@ -147,6 +181,10 @@ def _run(args: argparse.Namespace, rates: dict[int, float]) -> int:
     try:
         reader = ObdReader(transport)
         report = reader.snapshot().to_json()
+        report["elm327"] = None
+        if isinstance(transport, Elm327Transport):
+            status = transport.status().to_json()
+            report["elm327"] = status | {"pids_per_request": reader.pids_per_request}
         if args.json:
             print(json.dumps(report, indent=2))
         else:
@@ -163,6 +201,8 @@ def _run(args: argparse.Namespace, rates: dict[int, float]) -> int:
             finally:
                 timer.cancel()
             log.info("polled %d requests, %d samples", stats.requests, stats.samples)
+            for reason, count in sorted(stats.failures.items()):
+                log.warning("polling: %d requests failed (%s)", count, reason)
     finally:
         transport.close()
     return 0

@@ -5,30 +5,43 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import AdapterError
+from .errors import AdapterReplyError
 
 #: Replies that mean "no ECU answered": a result, not a failure.
 NO_ANSWER = ("NO DATA",)
 
-#: Replies that mean the adapter or the bus failed, with what to tell the user.
-ADAPTER_ERRORS: tuple[tuple[str, str], ...] = (
-    ("?", "the adapter did not understand the command"),
-    ("STOPPED", "the adapter stopped the request (it received a character mid-request)"),
-    ("BUS INIT", "the adapter could not initialise the vehicle bus"),
-    ("UNABLE TO CONNECT", "the adapter found no OBD protocol (ignition off or no OBD bus?)"),
-    ("CAN ERROR", "the adapter sees CAN errors (wrong bit rate or bus wiring)"),
-    ("BUS ERROR", "the adapter reports a bus error"),
-    ("BUS BUSY", "the bus was too busy to send the request"),
-    ("BUFFER FULL", "the adapter's receive buffer overflowed"),
-    ("FB ERROR", "the adapter's feedback check failed"),
-    ("DATA ERROR", "the adapter received a malformed answer"),
-    ("LV RESET", "the adapter reset on low voltage"),
-    ("ACT ALERT", "the adapter went idle (activity alert)"),
-    ("ERR", "the adapter reported an internal error"),
+#: Replies that mean the adapter or the bus failed: (marker, kind, what to tell the user,
+#: transient). A transient one may go away when the request is repeated (bus noise, a busy bus,
+#: a request interrupted, a protocol search that met a sleeping ECU); the others will not.
+ADAPTER_ERRORS: tuple[tuple[str, str, str, bool], ...] = (
+    ("?", "refused", "the adapter did not understand the command", False),
+    (
+        "STOPPED",
+        "stopped",
+        "the adapter stopped the request (it received a character mid-request)",
+        True,
+    ),
+    ("BUS INIT", "bus_init", "the adapter could not initialise the vehicle bus", False),
+    (
+        "UNABLE TO CONNECT",
+        "unable_to_connect",
+        "the adapter found no OBD protocol (ignition off or no OBD bus?)",
+        True,
+    ),
+    ("CAN ERROR", "can_error", "the adapter sees CAN errors (wrong bit rate or bus wiring)", True),
+    ("BUS ERROR", "bus_error", "the adapter reports a bus error", True),
+    ("BUS BUSY", "bus_busy", "the bus was too busy to send the request", True),
+    ("BUFFER FULL", "buffer_full", "the adapter's receive buffer overflowed", True),
+    ("FB ERROR", "fb_error", "the adapter's feedback check failed", True),
+    ("DATA ERROR", "data_error", "the adapter received a malformed answer", True),
+    ("LV RESET", "lv_reset", "the adapter reset on low voltage", False),
+    ("ACT ALERT", "act_alert", "the adapter went idle (activity alert)", False),
+    ("ERR", "internal_error", "the adapter reported an internal error", False),
 )
 
 _HEX = re.compile(r"^[0-9A-F]+$")
 _SEGMENT = re.compile(r"^([0-9A-F]):([0-9A-F]*)$")
+_HEADER_LINE = re.compile(r"^(7E[8-F]([0-9A-F]{2})+|18DA[0-9A-F]+)$")
 
 #: ELM327 protocol numbers (ATDPN) and names.
 PROTOCOLS: dict[str, str] = {
@@ -47,13 +60,39 @@ PROTOCOLS: dict[str, str] = {
 CAN_HEADER_DIGITS: dict[str, int] = {"6": 3, "7": 8, "8": 3, "9": 8}
 
 
-def adapter_error(lines: list[str], command: str) -> AdapterError | None:
-    """Return the AdapterError an error reply stands for, or None when the reply is data."""
+def adapter_error(lines: list[str], command: str) -> AdapterReplyError | None:
+    """Return the error an error reply stands for, or None when the reply is data."""
     for line in lines:
-        for marker, meaning in ADAPTER_ERRORS:
-            if (line == "?") if marker == "?" else (marker in line):
-                return AdapterError(f"{command}: {meaning} (adapter said {line!r})")
+        upper = line.upper()
+        for marker, kind, meaning, transient in ADAPTER_ERRORS:
+            if (line == "?") if marker == "?" else (marker in upper):
+                return AdapterReplyError(
+                    f"{command}: {meaning} (adapter said {line!r})", kind, transient
+                )
     return None
+
+
+def is_garbled(data: bytes | bytearray) -> bool:
+    """True when ``data`` holds bytes no ELM327 prints: what a wrong serial speed produces.
+
+    An adapter writes printable ASCII, CR, LF and the odd NUL; anything else (bytes with the
+    high bit set, other control characters) comes from reading at the wrong baud rate.
+    """
+    return any(b >= 0x7F or (b < 0x20 and b not in (0x00, 0x09, 0x0A, 0x0D)) for b in data)
+
+
+def looks_headerless(lines: list[str]) -> bool:
+    """True when data lines that should start with a CAN header do not: headers are off.
+
+    Some clones answer ``ATH1`` with ``OK`` and keep headers off. OBD answers come from
+    0x7E8-0x7EF (11-bit) or 0x18DAF1xx (29-bit), so a header line starts with ``7E8``-``7EF``
+    (and has an odd digit count) or with ``18DA``; a headerless one starts with the service
+    byte (``41``, ``49``, ``7F``...), a byte count or a ``0:`` segment. Lines that are not hex
+    do not count either way; with no data line at all the answer is False.
+    """
+    data = [line.replace(" ", "").upper() for line in lines]
+    data = [line for line in data if _HEX.match(line) or _SEGMENT.match(line)]
+    return bool(data) and not any(_HEADER_LINE.match(line) for line in data)
 
 
 @dataclass(frozen=True, slots=True)

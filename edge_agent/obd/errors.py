@@ -4,8 +4,9 @@ ObdError
  ├── NoResponseError         no ECU answered a request before its deadline
  ├── NegativeResponseError   an ECU answered 0x7F (service, negative response code)
  ├── MalformedResponseError  an answer that does not parse (names the ECU, service and PID)
- └── AdapterError            the ELM327 adapter or its serial link failed (?, STOPPED, BUS INIT...)
-      └── AdapterTimeoutError  the adapter gave no prompt before the read deadline
+ └── AdapterError            the ELM327 adapter or its serial link failed
+      ├── AdapterTimeoutError  the adapter gave no prompt before the read deadline
+      └── AdapterReplyError    the adapter answered an error text (?, STOPPED, CAN ERROR...)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ..errors import ObdError
 
 __all__ = [
     "AdapterError",
+    "AdapterReplyError",
     "AdapterTimeoutError",
     "MalformedResponseError",
     "NegativeResponseError",
@@ -59,3 +61,17 @@ class AdapterError(ObdError):
 
 class AdapterTimeoutError(AdapterError):
     """The adapter gave no ``>`` prompt before the read deadline."""
+
+
+class AdapterReplyError(AdapterError):
+    """The adapter answered a request with an error text instead of data.
+
+    ``kind`` names the reply (``refused`` for ``?``, ``can_error``, ``buffer_full``,
+    ``bus_busy``, ``data_error``, ``stopped``, ``unable_to_connect``, ...); ``transient`` is
+    True for the ones a repeated request may not meet again (bus noise, a busy bus).
+    """
+
+    def __init__(self, message: str, kind: str, transient: bool) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.transient = transient

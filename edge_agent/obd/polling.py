@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from ..samples import Sample
-from .errors import AdapterError, NoResponseError, ObdError
+from .errors import AdapterError, AdapterReplyError, NoResponseError, ObdError
 from .pids import MAX_PIDS_PER_REQUEST, PIDS
 from .reader import ObdReader
 
@@ -99,8 +99,10 @@ class Poller:
     """Polls ``schedule``'s PIDs through ``reader`` and hands each answer's samples to ``sink``.
 
     One request is in flight at a time and ``min_gap_s`` separates requests. Requests nobody
-    answers are counted and followed by a back-off; an adapter failure ends the run by raising
-    AdapterError, since the link itself is gone.
+    answers are counted and followed by a back-off, and so are transient adapter error replies
+    that outlived the transport's repeats (``CAN ERROR``, ``BUS BUSY``..., counted by kind);
+    any other adapter failure ends the run by raising AdapterError, since the link itself is
+    gone.
     """
 
     def __init__(
@@ -134,6 +136,12 @@ class Poller:
             pause = self._min_gap
             try:
                 samples = self._reader.read_values(pids)
+            except AdapterReplyError as exc:
+                if not exc.transient:
+                    raise
+                stats.failures[exc.kind] += 1
+                log.warning("%s; retrying in %.1f s", exc, self._backoff)
+                pause = self._backoff
             except AdapterError:
                 raise
             except NoResponseError as exc:

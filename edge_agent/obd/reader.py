@@ -21,7 +21,13 @@ from .diagnostics import (
     parse_dtcs,
     parse_vin,
 )
-from .errors import MalformedResponseError, NegativeResponseError, NoResponseError, ObdError
+from .errors import (
+    AdapterReplyError,
+    MalformedResponseError,
+    NegativeResponseError,
+    NoResponseError,
+    ObdError,
+)
 from .pids import (
     MAX_PIDS_PER_REQUEST,
     MONITOR_STATUS,
@@ -132,11 +138,17 @@ class ObdReader:
 
     Answers that fail to parse, and negative responses, are logged and counted in
     :attr:`rejected` by reason; the answers of the other ECUs are kept.
+
+    :attr:`pids_per_request` starts at 6 and drops to 1, for the rest of the connection, once
+    a request of several PIDs is refused (``?``), unanswered while single PIDs are answered,
+    or answered for fewer of the PIDs than the ECU advertises (adapters and ECUs that take
+    one PID at a time).
     """
 
     transport: ObdTransport
     supported: dict[str, frozenset[int]] = field(default_factory=dict)
     rejected: Counter[str] = field(default_factory=Counter)
+    pids_per_request: int = MAX_PIDS_PER_REQUEST
 
     def _ask(self, payload: bytes, expect: frozenset[str] | None = None) -> list[EcuAnswer]:
         answers = self.transport.request(payload, expect)
@@ -270,19 +282,78 @@ class ObdReader:
         )
 
     def read_values(self, pids: list[int] | tuple[int, ...]) -> list[Sample]:
-        """Return samples for ``pids`` (requested at most 6 at a time) from every ECU answering.
+        """Return samples for ``pids`` from every ECU answering.
 
-        Raises NoResponseError only when no ECU answers any of the requests.
+        PIDs are requested :attr:`pids_per_request` at a time. Raises NoResponseError only
+        when no ECU answers any of the requests.
         """
         samples: list[Sample] = []
         answered = False
-        for i in range(0, len(pids), MAX_PIDS_PER_REQUEST):
-            chunk = tuple(pids[i : i + MAX_PIDS_PER_REQUEST])
-            expect = frozenset(e for e, known in self.supported.items() if known & set(chunk))
-            answers = self.transport.request(bytes([0x01, *chunk]), expect or None)
-            answered = answered or bool(answers)
-            for _, found in self._parsed(answers, samples_from_answer):
-                samples.extend(found)
+        rest = tuple(pids)
+        while rest:
+            chunk, rest = rest[: self.pids_per_request], rest[self.pids_per_request :]
+            found, chunk_answered = self._read_chunk(chunk)
+            samples.extend(found)
+            answered = answered or chunk_answered
         if pids and not answered:
             raise NoResponseError(f"no ECU answered mode 01 PIDs {[f'{p:02X}' for p in pids]}")
         return samples
+
+    def _expected(self, pids: tuple[int, ...]) -> frozenset[str]:
+        return frozenset(e for e, known in self.supported.items() if known & set(pids))
+
+    def _read_chunk(self, chunk: tuple[int, ...]) -> tuple[list[Sample], bool]:
+        """Samples for one request's PIDs and whether any ECU answered; falls back to one
+        PID per request when several in one are refused, unanswered or answered in part."""
+        expect = self._expected(chunk)
+        try:
+            answers = self.transport.request(bytes([0x01, *chunk]), expect or None)
+        except AdapterReplyError as exc:
+            if exc.kind != "refused" or len(chunk) == 1:
+                raise
+            self._one_pid_per_request(f"a request of {len(chunk)} PIDs was refused ({exc})")
+            return self._read_singly(chunk)
+        if not answers:
+            if len(chunk) == 1 or not expect:
+                return [], False
+            samples, answered = self._read_singly(chunk)
+            if answered:
+                self._one_pid_per_request(f"no answer to {len(chunk)} PIDs, answers to one")
+            return samples, answered
+        samples = []
+        for _, found in self._parsed(answers, samples_from_answer):
+            samples.extend(found)
+        if len(chunk) == 1:
+            return samples, True
+        # PIDs an answering ECU advertises but left out: it (or the adapter) takes one at a time
+        have = {(sample.source, sample.name) for sample in samples}
+        answering = {answer.ecu for answer in self._positive(answers)}
+
+        def left_out(ecu: str) -> set[int]:
+            known = self.supported.get(ecu, frozenset()) & set(chunk) & PIDS.keys()
+            return {p for p in known if (source_name(ecu), PIDS[p].signal) not in have}
+
+        short = sorted(ecu for ecu in answering if left_out(ecu))
+        if short:
+            self._one_pid_per_request(f"{', '.join(short)} answered only part of {len(chunk)} PIDs")
+            # ask again for what any ECU advertising them lacks, keep only what was lacking
+            again = sorted(set().union(*(left_out(ecu) for ecu in self.supported)))
+            more, _ = self._read_singly(tuple(again))
+            samples.extend(s for s in more if (s.source, s.name) not in have)
+        return samples, True
+
+    def _read_singly(self, pids: tuple[int, ...]) -> tuple[list[Sample], bool]:
+        """Request ``pids`` one by one; return the samples and whether any ECU answered."""
+        samples: list[Sample] = []
+        answered = False
+        for pid in pids:
+            answers = self.transport.request(bytes([0x01, pid]), self._expected((pid,)) or None)
+            answered = answered or bool(answers)
+            for _, found in self._parsed(answers, samples_from_answer):
+                samples.extend(found)
+        return samples, answered
+
+    def _one_pid_per_request(self, reason: str) -> None:
+        if self.pids_per_request != 1:
+            log.warning("%s: asking one PID per request from now on", reason)
+            self.pids_per_request = 1

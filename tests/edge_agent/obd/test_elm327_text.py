@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.obd.elm327_text import adapter_error, parse_reply
+from edge_agent.obd.elm327_text import adapter_error, is_garbled, looks_headerless, parse_reply
 
 
 @pytest.mark.parametrize(
@@ -74,3 +74,26 @@ def test_short_segment_group_is_garbage() -> None:
 
 def test_header_line_without_data_is_garbage() -> None:
     assert parse_reply(["7E8"], 3).garbage == ("7E8",)
+
+
+@pytest.mark.parametrize(
+    ("lines", "headerless"),
+    [
+        (["7E8 06 41 00 BE 3F A8 13 00", "7E9064100881800 00"], False),
+        (["7e8064100be3fa81300"], False),
+        (["18 DA F1 10 06 41 00 BE 3F A8 13"], False),  # 29-bit, whatever ATDPN said
+        (["41 00 BE 3F A8 13"], True),
+        (["014", "0: 49 02 01 31 48 47", "1: 43 4D 38 32 36 33 33"], True),
+        (["7F 01 11"], True),
+        (["SEARCHING...", "NOISE"], False),  # no data line: cannot tell
+        ([], False),
+    ],
+)
+def test_headerless_answers_are_told_from_header_lines(lines: list[str], headerless: bool) -> None:
+    assert looks_headerless(lines) is headerless
+
+
+def test_garbled_bytes_are_what_no_elm327_prints() -> None:
+    assert not is_garbled(b"ELM327 v1.5\r\n\r\n>\x00")
+    assert is_garbled(b"\xf8\x00\xe6")
+    assert is_garbled(b"41 0D\x1b")

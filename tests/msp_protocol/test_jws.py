@@ -99,7 +99,7 @@ def test_unknown_header_parameters_are_refused(extra: dict[str, object], ed_sign
         ("a.b.c.d", "4 parts"),
         ("eyJ=.e30.AA", "not unpadded base64url"),
         (b64url(b"[1]") + ".e30.AA", "header is not an object"),
-        ("bm90IGpzb24.e30.AA", "header is not JSON"),
+        ("bm90IGpzb24.e30.AA", "jws.header: not JSON"),
         ("ey\u00e9.e30.AA", "not an ASCII string"),
     ],
 )

@@ -64,7 +64,8 @@ def test_tiers_follow_the_design() -> None:
     ("change", "field", "words"),
     [
         ({"kind": "selfie"}, "kind", "is not one of"),
-        ({"v": 2}, "v", "must be 1"),
+        ({"v": 3}, "v", "is not one of [1, 2]"),
+        ({"v": 2.5}, "v", "is not one of [1, 2]"),
         ({"seq": 0}, "seq", "below the minimum"),
         ({"seq": "2"}, "seq", "expected integer"),
         ({"seq": True}, "seq", "expected integer"),
@@ -148,8 +149,10 @@ def test_duplicate_keys_nan_and_non_json_are_refused() -> None:
         parse_record(dup)
     with pytest.raises(RecordError, match="NaN is not JSON"):
         parse_record(text.replace('"distance_km": 23.4', '"distance_km": NaN'))
-    with pytest.raises(RecordError, match="not JSON"):
+    with pytest.raises(RecordError, match="not UTF-8"):
         parse_record(b"\xff{")
+    with pytest.raises(RecordError, match="not JSON"):
+        parse_record(b"{")
     with pytest.raises(RecordError, match="expected object"):
         parse_record("[1, 2]")
 

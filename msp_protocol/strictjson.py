@@ -28,9 +28,11 @@ MAX_SAFE_INTEGER: Final = 2**53 - 1
 # One JSON string (or an unterminated one, up to the end: the parser refuses it later) or one
 # bracket. Unrolled so that it runs in linear time on any input, terminated or not.
 _TOKENS: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
+_OPENERS: Final = frozenset("[{")
+_CLOSERS: Final = frozenset("]}")
 
 
-class _Refused(Exception):
+class _RefusedError(Exception):
     """Raised inside the json hooks; turned into the caller's error class at the boundary."""
 
 
@@ -39,21 +41,21 @@ def nesting_depth(text: str, limit: int = MAX_JSON_DEPTH) -> int:
     ``limit``: a result above ``limit`` means "too deep", whatever the rest holds."""
     depth = deepest = 0
     for match in _TOKENS.finditer(text):
-        token = match.group()
-        if token == "[" or token == "{":
+        lexeme = match.group()
+        if lexeme in _OPENERS:
             depth += 1
             if depth > deepest:
                 deepest = depth
                 if deepest > limit:
                     break
-        elif token == "]" or token == "}":
+        elif lexeme in _CLOSERS:
             depth -= 1
     return deepest
 
 
 def _int(literal: str) -> int | float:
     if len(literal) > MAX_NUMBER_CHARS:
-        raise _Refused(f"a {len(literal)}-character number, at most {MAX_NUMBER_CHARS}")
+        raise _RefusedError(f"a {len(literal)}-character number, at most {MAX_NUMBER_CHARS}")
     value = int(literal)
     if abs(value) <= MAX_SAFE_INTEGER:
         return value
@@ -64,15 +66,15 @@ def _int(literal: str) -> int | float:
 
 def _float(literal: str) -> float:
     if len(literal) > MAX_NUMBER_CHARS:
-        raise _Refused(f"a {len(literal)}-character number, at most {MAX_NUMBER_CHARS}")
+        raise _RefusedError(f"a {len(literal)}-character number, at most {MAX_NUMBER_CHARS}")
     value = float(literal)
     if not math.isfinite(value):
-        raise _Refused(f"{literal} is out of the range of a double")
+        raise _RefusedError(f"{literal} is out of the range of a double")
     return value
 
 
 def _constant(name: str) -> Any:
-    raise _Refused(f"{name} is not JSON")
+    raise _RefusedError(f"{name} is not JSON")
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -81,7 +83,7 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise _Refused(f"duplicate key {key[:80]!r}")
+                raise _RefusedError(f"duplicate key {key[:80]!r}")
             seen.add(key)
     return result
 
@@ -115,7 +117,7 @@ def loads_strict(data: bytes | str, field: str, error: type[ProtocolError]) -> A
             parse_float=_float,
             parse_constant=_constant,
         )
-    except _Refused as exc:
+    except _RefusedError as exc:
         raise error(str(exc), field) from None
     except json.JSONDecodeError as exc:
         raise error(f"not JSON: {exc.msg} at character {exc.pos}", field) from None

@@ -199,7 +199,7 @@ def test_huge_numbers_are_refused_cleanly(digits: int, fraction: bool, where: st
         assert result.field == (where if digits + 2 * fraction <= 40 else "jws.header")
     else:
         field = b'"seq":1' if where == "seq" else b'"card_signature":"'
-        spliced = b'"seq":' + number if where == "seq" else b'"a":' + number + b',"card_signature":"'
+        spliced = b'"a":' + number + b"," + field if where == "body" else b'"seq":' + number
         assert field in _PAYLOAD
         result = outcome(_signed(_HEADER, _PAYLOAD.replace(field, spliced)))
         assert isinstance(result, RecordError)

@@ -377,4 +377,4 @@ def test_occurred_at_names_the_instants_of_every_kind() -> None:
     trip = occurred_at(_trip(VERSION))
     assert trip[2] == ("body.end", parse_ts("2026-11-26T08:41:30.500Z"))
     with pytest.raises(ValueError, match="aware"):
-        check_not_future(_trip(VERSION), datetime(2026, 11, 26))  # noqa: DTZ001
+        check_not_future(_trip(VERSION), datetime(2026, 11, 26))

@@ -123,7 +123,9 @@ def test_any_bytes_give_a_value_or_the_callers_error(data: bytes) -> None:
     opener=st.sampled_from(["[", '{"k":', '[{"k":[', "[1,"]),
     closed=st.booleans(),
 )
-def test_any_nesting_depth_gives_a_value_or_a_refusal(depth: int, opener: str, closed: bool) -> None:
+def test_any_nesting_depth_gives_a_value_or_a_refusal(
+    depth: int, opener: str, closed: bool
+) -> None:
     closer = {"[": "]", '{"k":': "}", '[{"k":[': "]}]", "[1,": "]"}[opener]
     text = opener * depth + "0" + (closer * depth if closed else "")
     levels = depth * opener.count("[") + depth * opener.count("{")

@@ -98,10 +98,10 @@ class Validator:
             types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
             if not any(_is_type(value, t) for t in types):
                 raise RecordError(f"expected {' or '.join(types)}, got {_describe(value)}", where)
-        if "const" in schema and value != schema["const"]:
-            raise RecordError(f"must be {schema['const']!r}, got {value!r}", where)
-        if "enum" in schema and value not in schema["enum"]:
-            raise RecordError(f"{value!r} is not one of {schema['enum']}", where)
+        if "const" in schema and not _same(value, schema["const"]):
+            raise RecordError(f"must be {schema['const']!r}, got {_short(value)}", where)
+        if "enum" in schema and not any(_same(value, option) for option in schema["enum"]):
+            raise RecordError(f"{_short(value)} is not one of {schema['enum']}", where)
         if isinstance(value, str):
             self._check_string(schema, value, where)
         elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -171,6 +171,24 @@ def _formatted(
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for i, item in enumerate(value):
             yield from _formatted(schema["items"], item, fmt, f"{path}[{i}]")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: ``true`` is not ``1`` (Python says it is), ``1`` is ``1.0``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | dict) or isinstance(b, list | dict):
+        return False
+    return bool(a == b)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _describe(value: Any) -> str:

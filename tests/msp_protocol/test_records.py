@@ -76,7 +76,8 @@ def test_tiers_follow_the_design() -> None:
     [
         ({"kind": "selfie"}, "kind", "is not one of"),
         ({"v": 3}, "v", "is not one of [1, 2]"),
-        ({"v": 2.5}, "v", "is not one of [1, 2]"),
+        ({"v": 2.5}, "v", "expected integer"),
+        ({"v": True}, "v", "expected integer"),  # Python's True == 1 let it through before
         ({"seq": 0}, "seq", "below the minimum"),
         ({"seq": "2"}, "seq", "expected integer"),
         ({"seq": True}, "seq", "expected integer"),

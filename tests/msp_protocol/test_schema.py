@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from msp_protocol.errors import RecordError
 from msp_protocol.records import KINDS
-from msp_protocol.schema import KEYWORDS, load_schema, validator
+from msp_protocol.schema import KEYWORDS, Validator, load_schema, validator
 from tests.protocol_data import body_json
 
 NAMES = ["envelope", *KINDS]
@@ -139,3 +139,25 @@ def test_mutated_bodies_get_the_same_verdict_from_both_validators(
     # Where the two differ by design (test_a_pattern_must_match_the_whole_string).
     assume(not any(s.endswith("\n") for s in _strings(value)))
     assert _ours_accepts(kind, value) == _theirs_accepts(kind, value), json.dumps(value)
+
+
+@pytest.mark.parametrize(
+    ("schema", "value", "ok"),
+    [
+        ({"enum": [1, 2]}, True, False), ({"enum": [1, 2]}, 1.0, True),
+        ({"const": 0}, False, False), ({"const": False}, 0, False), ({"const": False}, False, True),
+        ({"enum": [[1]]}, [True], False), ({"const": {"a": 1}}, {"a": 1}, True),
+    ],
+)  # fmt: skip
+def test_enum_and_const_compare_as_json_not_as_python(schema: Any, value: Any, ok: bool) -> None:
+    assert _theirs_valid(schema, value) == ok
+    try:
+        Validator(schema).validate(value)
+    except RecordError:
+        assert not ok
+    else:
+        assert ok
+
+
+def _theirs_valid(schema: Any, value: Any) -> bool:
+    return bool(jsonschema.Draft202012Validator(schema).is_valid(value))

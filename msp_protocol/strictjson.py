@@ -107,7 +107,9 @@ def loads_strict(data: bytes | str, field: str, error: type[ProtocolError]) -> A
         text = data
     else:
         raise error(f"{type(data).__name__} is not JSON text", field)
-    if nesting_depth(text) > MAX_JSON_DEPTH:
+    # Fewer opening brackets than the limit cannot nest past it: skip the scan (most records).
+    few = text.count("[") + text.count("{") <= MAX_JSON_DEPTH
+    if not few and nesting_depth(text) > MAX_JSON_DEPTH:
         raise error(f"nested deeper than {MAX_JSON_DEPTH} levels", field)
     try:
         return json.loads(

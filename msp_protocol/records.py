@@ -43,7 +43,7 @@ class RecordFormat:
 FORMATS: Final[dict[int, RecordFormat]] = {
     f.version: f
     for f in (
-        RecordFormat(1, canonical_json_v1, "JSON in the legacy canonical form (read only)"),
+        RecordFormat(1, canonical_json_v1, "JSON in the legacy canonical form (rollout only)"),
         RecordFormat(2, canonical_json, "RFC 8785 canonical JSON"),
     )
 }
@@ -244,7 +244,7 @@ def record_from_json(value: Any) -> Record:
         ts=value["ts"],
         session=value["session"],
         body=body,
-        v=value["v"],
+        v=int(value["v"]),
     )
 
 

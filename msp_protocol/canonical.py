@@ -1,4 +1,10 @@
-"""Canonical JSON (RFC 8785, JCS) for what we sign: the bytes are the same on every machine."""
+"""Canonical JSON for what we sign: the bytes are the same on every machine.
+
+``canonical_json`` is RFC 8785 (JCS), through the ``rfc8785`` package: what record format
+``v: 2`` signs and what a fleet operator's own JCS library reproduces. ``canonical_json_v1``
+is the form format ``v: 1`` records were signed in (it wrote some numbers differently, e.g.
+``4.8e-06`` as ``0.000005``); it is kept, unchanged, only to check those records.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,29 @@ import math
 from json.encoder import encode_basestring
 from typing import Any
 
+import rfc8785
+
 
 class CanonicalJsonError(ValueError):
     """The value cannot be expressed in canonical JSON (NaN, infinity, a non-string key...)."""
 
 
-def _number(value: float) -> str:
-    # RFC 8785 §3.2.2.3: ECMAScript Number.prototype.toString.
+def canonical_json(value: Any) -> bytes:
+    """Return the RFC 8785 canonical UTF-8 JSON bytes of ``value`` (dicts, lists, str, numbers).
+
+    Refused with ``CanonicalJsonError``: NaN and infinities, integers outside ±(2**53 - 1)
+    (RFC 8785 numbers are IEEE 754 doubles), strings that are not valid Unicode (lone
+    surrogates), non-string keys and anything that is not a JSON type.
+    """
+    try:
+        return rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError as exc:
+        raise CanonicalJsonError(str(exc)) from None
+    except RecursionError:
+        raise CanonicalJsonError("nested too deeply") from None
+
+
+def _number_v1(value: float) -> str:
     if not math.isfinite(value):
         raise CanonicalJsonError(f"{value!r} has no JSON form")
     if value == 0:
@@ -29,9 +51,7 @@ def _number(value: float) -> str:
     return f"{mantissa}e{'+' if exp > 0 else '-'}{abs(exp)}"
 
 
-def _encode(value: Any, out: list[str]) -> None:
-    # encode_basestring is what json.dumps(ensure_ascii=False) uses for strings, minus its
-    # per-call overhead; its escapes are RFC 8785's (\", \\, \b\f\n\r\t, \u00xx).
+def _encode_v1(value: Any, out: list[str]) -> None:
     if isinstance(value, str):
         out.append(encode_basestring(value))
     elif value is None:
@@ -43,37 +63,45 @@ def _encode(value: Any, out: list[str]) -> None:
     elif isinstance(value, int):
         out.append(str(value))
     elif isinstance(value, float):
-        out.append(_number(value))
+        out.append(_number_v1(value))
     elif isinstance(value, dict):
         if not all(isinstance(key, str) for key in value):
             raise CanonicalJsonError("object keys must be strings")
-        # Keys sort by their UTF-16 code units (RFC 8785 §3.2.3).
-        # For ASCII keys (all of ours) UTF-16 order is plain string order: skip the encoding.
         if all(key.isascii() for key in value):
             keys = sorted(value)
         else:
-            keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
+            keys = sorted(value, key=lambda k: k.encode("utf-16-be", "surrogatepass"))
         out.append("{")
         for i, key in enumerate(keys):
             if i:
                 out.append(",")
             out.append(encode_basestring(key))
             out.append(":")
-            _encode(value[key], out)
+            _encode_v1(value[key], out)
         out.append("}")
     elif isinstance(value, list | tuple):
         out.append("[")
         for i, item in enumerate(value):
             if i:
                 out.append(",")
-            _encode(item, out)
+            _encode_v1(item, out)
         out.append("]")
     else:
         raise CanonicalJsonError(f"{type(value).__name__} is not a JSON type")
 
 
-def canonical_json(value: Any) -> bytes:
-    """Return the RFC 8785 canonical UTF-8 JSON bytes of ``value`` (dicts, lists, str, numbers)."""
+def canonical_json_v1(value: Any) -> bytes:
+    """Return the bytes record format ``v: 1`` signed for ``value`` (legacy: read, not write).
+
+    Differs from RFC 8785 only in numbers: a float of magnitude 1e-7..1e-4 is written with six
+    decimals (``4.8e-06`` as ``0.000005``), an integral float from 2**53 to 1e21 with its exact
+    digits instead of the shortest ones, and integers of any size are written.
+    """
     out: list[str] = []
-    _encode(value, out)
-    return "".join(out).encode("utf-8")
+    try:
+        _encode_v1(value, out)
+        return "".join(out).encode("utf-8")
+    except UnicodeEncodeError:
+        raise CanonicalJsonError("a string is not valid Unicode (a lone surrogate)") from None
+    except RecursionError:
+        raise CanonicalJsonError("nested too deeply") from None

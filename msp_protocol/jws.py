@@ -1,8 +1,11 @@
-"""JWS compact serialisation (RFC 7515) of records: EdDSA (Ed25519, RFC 8037) and ES256.
+"""JWS compact serialisation (RFC 7515) of records: Ed25519 (RFC 8037) and ES256.
 
 Only these two algorithms exist here; the verifier takes the algorithm from the *key*, not from
-the token, and refuses a token whose header claims another (no ``none``, no confusion). The
-header is ``{"alg", "kid"}`` with ``kid`` = device id; nothing else is accepted in it.
+the token, and refuses a token whose header claims another (no ``none``, no confusion). An
+Ed25519 key signs as ``EdDSA`` and verifies ``EdDSA`` or its fully-specified name ``Ed25519``
+(RFC 9864). The header is ``{"alg", "kid"}`` with ``kid`` = device id; nothing else is accepted
+in it, and it is parsed as strictly as a payload (no duplicate keys, bounded nesting).
+Splitting and verifying are total: any string gives a ``Jws`` or a ``SignatureError``.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +31,23 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from .canonical import canonical_json
 from .errors import SignatureError
 from .records import MAX_RECORD_BYTES, Record, parse_record
+from .strictjson import loads_strict
 
 PrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey
 #: Looks up a device's public key by ``kid``; raises ``SignatureError`` for an unknown device.
 KeyResolver = Callable[[str], PublicKey]
 
-ALGORITHMS: Final = ("EdDSA", "ES256")
+#: The ``alg`` values a token may carry; ``ACCEPTED_ALGORITHMS[algorithm_for(key)]`` those a
+#: given key verifies.
+ALGORITHMS: Final = ("EdDSA", "Ed25519", "ES256")
+ACCEPTED_ALGORITHMS: Final[dict[str, tuple[str, ...]]] = {
+    "EdDSA": ("EdDSA", "Ed25519"),
+    "ES256": ("ES256",),
+}
 _HEADER_FIELDS: Final = frozenset({"alg", "kid"})
+#: A kid is a device id (envelope.json ``device``): one MQTT topic level.
+_KID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 
 
 def b64url(data: bytes) -> str:
@@ -62,7 +74,8 @@ def record_hash(token: str) -> str:
 
 
 def algorithm_for(key: PrivateKey | PublicKey) -> str:
-    """Return the only JWS ``alg`` a key may be used with; refuses other key types and curves."""
+    """Return the JWS ``alg`` a key signs with (``EdDSA`` or ``ES256``); refuses other key types
+    and curves. ``ACCEPTED_ALGORITHMS`` of it lists what the key verifies."""
     if isinstance(key, Ed25519PrivateKey | Ed25519PublicKey):
         return "EdDSA"
     if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
@@ -145,20 +158,21 @@ def split(token: str) -> Jws:
     if len(parts) != 3:
         raise SignatureError(f"{len(parts)} parts, a compact JWS has 3", "jws")
     header_b64, payload_b64, signature_b64 = parts
-    try:
-        header = json.loads(b64url_decode(header_b64, "jws.header"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise SignatureError("header is not JSON", "jws.header") from None
+    header = loads_strict(b64url_decode(header_b64, "jws.header"), "jws.header", SignatureError)
     if not isinstance(header, dict):
         raise SignatureError("header is not an object", "jws.header")
     unknown = set(header) - _HEADER_FIELDS
     if unknown:
-        raise SignatureError(f"unsupported header parameters {sorted(unknown)}", "jws.header")
+        names = sorted(name[:40] for name in unknown)[:5]
+        raise SignatureError(f"unsupported header parameters {names}", "jws.header")
     alg, kid = header.get("alg"), header.get("kid")
-    if alg not in ALGORITHMS:
-        raise SignatureError(f"algorithm {alg!r} is refused; allowed: {ALGORITHMS}", "alg")
+    if not isinstance(alg, str) or alg not in ALGORITHMS:
+        shown = repr(alg)[:80]
+        raise SignatureError(f"algorithm {shown} is refused; allowed: {ALGORITHMS}", "alg")
     if not isinstance(kid, str) or not kid:
         raise SignatureError("kid is missing or not a string", "kid")
+    if not _KID.fullmatch(kid):
+        raise SignatureError(f"kid {kid[:80]!r} is not a device id", "kid")
     return Jws(
         alg=alg,
         kid=kid,
@@ -172,7 +186,7 @@ def verify(token: str, key: PublicKey) -> Jws:
     """Verify a compact JWS with ``key``; returns its parts or raises ``SignatureError``."""
     jws = split(token)
     expected = algorithm_for(key)
-    if jws.alg != expected:
+    if jws.alg not in ACCEPTED_ALGORITHMS[expected]:
         raise SignatureError(f"header says {jws.alg}, the key is for {expected}", "alg")
     try:
         if isinstance(key, Ed25519PublicKey):

@@ -1,27 +1,59 @@
 """The record envelope, the kinds and their data tiers, and strict parsing of record payloads.
 
 A record is ``{v, kind, device, vin, seq, prev, ts, session, body}`` (DESIGN.md, Records); its
-bytes on the wire are RFC 8785 canonical JSON inside a JWS (see ``msp_protocol.jws``).
+bytes on the wire are the canonical JSON of its format version ``v`` inside a JWS (see
+``msp_protocol.jws``): RFC 8785 for ``v: 2``, the legacy form for ``v: 1``. Parsing is total:
+whatever bytes arrive, the result is a ``Record`` or a ``RecordError``.
 """
 
 from __future__ import annotations
 
 import enum
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from . import bodies
-from .canonical import CanonicalJsonError, canonical_json
+from .canonical import CanonicalJsonError, canonical_json, canonical_json_v1
 from .codec import from_json, to_json
 from .errors import RecordError
 from .schema import validator
+from .strictjson import loads_strict as _loads
 
 #: Largest payload (and largest JWS) accepted, in bytes.
 MAX_RECORD_BYTES: Final = 64 * 1024
-#: The envelope version this package writes and reads.
-VERSION: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFormat:
+    """One envelope version ``v``: how a record's JSON value becomes the bytes that are signed.
+
+    A payload of version ``v`` is accepted only if it is byte for byte ``canonical`` of what it
+    parses to. (A framing other than JSON, e.g. a binary v3, adds its decoder here.)
+    """
+
+    version: int
+    canonical: Callable[[Any], bytes]
+    summary: str
+
+
+#: Every record format this package reads, by ``v``; the envelope schema's ``v`` enum lists
+#: the same numbers.
+FORMATS: Final[dict[int, RecordFormat]] = {
+    f.version: f
+    for f in (
+        RecordFormat(1, canonical_json_v1, "JSON in the legacy canonical form (rollout only)"),
+        RecordFormat(2, canonical_json, "RFC 8785 canonical JSON"),
+    )
+}
+#: The envelope version this package writes by default.
+VERSION: Final = 2
+#: No record may claim an instant before this (a clock that was never set reads 1970).
+EARLIEST_TS: Final = datetime(1990, 1, 1, tzinfo=UTC)
+#: How far a record's instants may lie after the moment the registry received it
+#: (``check_not_future``): clocks of gateway and registry may disagree by this much.
+MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
 
 
 class Tier(enum.Enum):
@@ -61,6 +93,21 @@ KINDS: Final[dict[str, KindInfo]] = {
 _KIND_OF_BODY: Final = {info.body: name for name, info in KINDS.items()}
 
 
+#: The body fields (dotted paths) of each kind that name an instant the data was made at, beside
+#: the envelope's ``ts``; a consent's ``until`` or a licence expiry is not one of them.
+OCCURRED_AT: Final[dict[str, tuple[str, ...]]] = {
+    "session.start": ("statement.started_at",),
+    "session.end": ("ended_at",),
+    "trip": ("start", "end"),
+    "event": ("start",),
+    "emergency": ("detected_at",),
+    "stats": ("hour",),
+    "dtc": (),
+    "health": (),
+    "gap": (),
+}
+
+
 def tier_of(kind: str) -> Tier:
     """Return the data tier of ``kind``; raises ``RecordError`` for an unknown kind."""
     return kind_info(kind).tier
@@ -70,8 +117,8 @@ def kind_info(kind: str) -> KindInfo:
     """Return what the protocol knows about ``kind``; raises ``RecordError`` if unknown."""
     try:
         return KINDS[kind]
-    except KeyError:
-        raise RecordError(f"unknown kind {kind!r}", "kind") from None
+    except (KeyError, TypeError):
+        raise RecordError(f"unknown kind {str(kind)[:80]!r}", "kind") from None
 
 
 def kind_of(body: bodies.Body) -> str:
@@ -119,51 +166,69 @@ class Record:
         }
 
     def canonical(self) -> bytes:
-        """Return the RFC 8785 bytes that get signed; raises ``RecordError`` if invalid."""
+        """Return the bytes that get signed (the canonical form of format ``v``); raises
+        ``RecordError`` if the record is invalid or its format unknown."""
         value = self.to_json()
         check_record_json(value)
-        try:
-            data = canonical_json(value)
-        except CanonicalJsonError as exc:
-            raise RecordError(str(exc), "body") from None
+        data = _encode(value)
         if len(data) > MAX_RECORD_BYTES:
             raise RecordError(f"{len(data)} bytes, more than {MAX_RECORD_BYTES}", "(record)")
         return data
 
 
-def _reject_constant(name: str) -> Any:
-    raise RecordError(f"{name} is not JSON", "(record)")
+def _encode(value: dict[str, Any]) -> bytes:
+    """The canonical bytes of a checked record value, in the form of its version."""
+    try:
+        return FORMATS[value["v"]].canonical(value)
+    except CanonicalJsonError as exc:
+        raise RecordError(str(exc), "body") from None
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise RecordError("duplicate key", key)
-        result[key] = value
-    return result
+def _payload_bytes(data: bytes | str) -> bytes:
+    """The payload as bytes, refused before any parsing if it is over the size bound."""
+    if isinstance(data, str):
+        if len(data) > MAX_RECORD_BYTES:  # a character is at least one byte
+            raise RecordError(f"{len(data)} characters, more than {MAX_RECORD_BYTES}", "(record)")
+        try:
+            data = data.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RecordError("not UTF-8 (a lone surrogate)", "(record)") from None
+    elif not isinstance(data, bytes | bytearray | memoryview):
+        raise RecordError(f"{type(data).__name__} is not a payload", "(record)")
+    data = bytes(data)
+    if len(data) > MAX_RECORD_BYTES:
+        raise RecordError(f"{len(data)} bytes, more than {MAX_RECORD_BYTES}", "(record)")
+    return data
 
 
 def loads_strict(data: bytes | str) -> Any:
-    """Parse JSON refusing duplicate keys, NaN/Infinity and payloads over 64 KiB."""
-    size = len(data.encode("utf-8")) if isinstance(data, str) else len(data)
-    if size > MAX_RECORD_BYTES:
-        raise RecordError(f"{size} bytes, more than {MAX_RECORD_BYTES}", "(record)")
-    try:
-        return json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecordError(f"not JSON: {exc}", "(record)") from None
-    except RecursionError:
-        raise RecordError("nested too deeply", "(record)") from None
+    """Parse a record payload's JSON: at most 64 KiB of UTF-8, no duplicate keys, no
+    NaN/Infinity, bounded nesting and numbers (``msp_protocol.strictjson``); ``RecordError``
+    for anything else, whatever the input."""
+    return _loads(_payload_bytes(data), "(record)", RecordError)
 
 
 def check_record_json(value: Any) -> None:
-    """Validate a record's JSON value against the envelope and its kind's body schema."""
+    """Validate a record's JSON value: the envelope and its kind's body schema, ``prev`` null
+    exactly for seq 1, no instant before ``EARLIEST_TS``, a trip not ending before its start."""
     validator("envelope").validate(value)
     kind = value["kind"]
     validator(kind).validate(value["body"], "body")
     if (value["seq"] == 1) != (value["prev"] is None):
         raise RecordError("must be null exactly when seq is 1", "prev")
+    _check_times(value)
+
+
+def _check_times(value: dict[str, Any]) -> None:
+    found = [("ts", value["ts"])]
+    found += validator(value["kind"]).formatted(value["body"], "date-time", "body")
+    for field, text in found:
+        if parse_ts(text) < EARLIEST_TS:
+            raise RecordError(f"{text} is before {EARLIEST_TS.isoformat()}", field)
+    if value["kind"] == "trip":
+        start, end = value["body"]["start"], value["body"]["end"]
+        if parse_ts(end) < parse_ts(start):
+            raise RecordError(f"the trip ends at {end}, before its start {start}", "body.end")
 
 
 def record_from_json(value: Any) -> Record:
@@ -179,12 +244,60 @@ def record_from_json(value: Any) -> Record:
         ts=value["ts"],
         session=value["session"],
         body=body,
+        v=int(value["v"]),
     )
 
 
 def parse_record(data: bytes | str) -> Record:
-    """Parse a record payload strictly (see ``loads_strict`` and the shipped schemas)."""
-    return record_from_json(loads_strict(data))
+    """Parse a signed record payload strictly; raises ``RecordError`` for anything else.
+
+    Beyond ``loads_strict`` and ``check_record_json``: the payload must be byte for byte the
+    canonical form of its format version (``FORMATS[v]``) of the record it parses to, so that
+    one record has exactly one signed form.
+    """
+    raw = _payload_bytes(data)
+    record = record_from_json(_loads(raw, "(record)", RecordError))
+    canonical = _encode(record.to_json())
+    if canonical != raw:
+        at = next((i for i, (a, b) in enumerate(zip(raw, canonical, strict=False)) if a != b),
+                  min(len(raw), len(canonical)))  # fmt: skip
+        raise RecordError(
+            f"not in the canonical form of format v{record.v} (differs at byte {at})", "(record)"
+        )
+    return record
+
+
+def occurred_at(record: Record) -> tuple[tuple[str, datetime], ...]:
+    """Return ``(field, instant)`` for each instant the record says its data was made at: the
+    envelope's ``ts`` and the body fields of ``OCCURRED_AT[kind]``."""
+    body = to_json(record.body)
+    found = [("ts", parse_ts(record.ts))]
+    for path in OCCURRED_AT.get(record.kind, ()):
+        item: Any = body
+        for step in path.split("."):
+            item = item[step]
+        found.append((f"body.{path}", parse_ts(item)))
+    return tuple(found)
+
+
+def check_not_future(
+    record: Record, arrival: datetime, skew: timedelta = MAX_CLOCK_SKEW
+) -> None:
+    """Refuse a record claiming an instant more than ``skew`` after ``arrival`` (an aware
+    datetime: when the registry received it). Raises ``RecordError`` naming the field.
+
+    Old records are never refused here: a gateway may have been offline for weeks.
+    """
+    if arrival.tzinfo is None:
+        raise ValueError("arrival must be an aware datetime")
+    latest = arrival + skew
+    for field, moment in occurred_at(record):
+        if moment > latest:
+            raise RecordError(
+                f"{moment.isoformat()} is {moment - arrival} after the record arrived at "
+                f"{arrival.isoformat()} (at most {skew} allowed)",
+                field,
+            )
 
 
 def body_from_json(kind: str, value: Any) -> bodies.Body:

@@ -4,12 +4,17 @@ The schema files under ``msp_protocol/schemas/`` are the contract fleet operator
 any Draft 2020-12 validator; this module checks records against the very same files, so the
 files and the code cannot drift apart. Every rejection is a ``RecordError`` naming the JSON
 path of the offending value (``body.events.speeding``, ``body.codes[2].code``).
+
+Patterns are ECMA-262 regular expressions, as JSON Schema specifies: a pattern must match the
+whole string (``fullmatch``: Python's ``$`` would also match before a final newline) and
+``\\d`` means an ASCII digit only.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import date, datetime
 from functools import cache
 from importlib import resources
@@ -27,8 +32,13 @@ KEYWORDS = frozenset(
     }
 )  # fmt: skip
 
-_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z", re.ASCII)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+
+
+@cache
+def _pattern(source: str) -> re.Pattern[str]:
+    return re.compile(source, re.ASCII)
 
 
 def _is_type(value: Any, name: str) -> bool:
@@ -54,11 +64,11 @@ def _is_type(value: Any, name: str) -> bool:
 def _check_format(value: str, fmt: str, path: str) -> None:
     try:
         if fmt == "date-time":
-            if not _TS.match(value):
+            if not _TS.fullmatch(value):
                 raise ValueError("not YYYY-MM-DDTHH:MM:SS[.ffffff]Z")
             datetime.fromisoformat(value.replace("Z", "+00:00"))
         elif fmt == "date":
-            if not _DATE.match(value):
+            if not _DATE.fullmatch(value):
                 raise ValueError("not YYYY-MM-DD")
             date.fromisoformat(value)
         else:
@@ -77,16 +87,21 @@ class Validator:
         """Raise ``RecordError`` naming the first path where ``value`` breaks the schema."""
         self._check(self.schema, value, path)
 
+    def formatted(self, value: Any, fmt: str, path: str = "") -> Iterator[tuple[str, str]]:
+        """Yield ``(path, string)`` for every string of ``value`` the schema gives format
+        ``fmt`` (e.g. every ``date-time``); ``value`` must have passed ``validate``."""
+        yield from _formatted(self.schema, value, fmt, path)
+
     def _check(self, schema: dict[str, Any], value: Any, path: str) -> None:
         where = path or "(record)"
         if "type" in schema:
             types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
             if not any(_is_type(value, t) for t in types):
                 raise RecordError(f"expected {' or '.join(types)}, got {_describe(value)}", where)
-        if "const" in schema and value != schema["const"]:
-            raise RecordError(f"must be {schema['const']!r}, got {value!r}", where)
-        if "enum" in schema and value not in schema["enum"]:
-            raise RecordError(f"{value!r} is not one of {schema['enum']}", where)
+        if "const" in schema and not _same(value, schema["const"]):
+            raise RecordError(f"must be {schema['const']!r}, got {_short(value)}", where)
+        if "enum" in schema and not any(_same(value, option) for option in schema["enum"]):
+            raise RecordError(f"{_short(value)} is not one of {schema['enum']}", where)
         if isinstance(value, str):
             self._check_string(schema, value, where)
         elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -112,7 +127,7 @@ class Validator:
             raise RecordError(f"shorter than {schema['minLength']} characters", where)
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             raise RecordError(f"{len(value)} characters, longer than {schema['maxLength']}", where)
-        if "pattern" in schema and not re.search(schema["pattern"], value):
+        if "pattern" in schema and not _pattern(schema["pattern"]).fullmatch(value):
             raise RecordError(f"{value[:80]!r} does not match {schema['pattern']}", where)
         if "format" in schema:
             _check_format(value, schema["format"], where)
@@ -137,6 +152,43 @@ class Validator:
                 raise RecordError("unknown field", prefix + name)
             elif isinstance(extra, dict):
                 self._check(extra, item, prefix + name)
+
+
+def _formatted(
+    schema: dict[str, Any], value: Any, fmt: str, path: str
+) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        if schema.get("format") == fmt:
+            yield path, value
+    elif isinstance(value, dict):
+        prefix = f"{path}." if path else ""
+        props: dict[str, Any] = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for name, item in value.items():
+            sub = props.get(name, extra)
+            if isinstance(sub, dict):
+                yield from _formatted(sub, item, fmt, prefix + name)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            yield from _formatted(schema["items"], item, fmt, f"{path}[{i}]")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: ``true`` is not ``1`` (Python says it is), ``1`` is ``1.0``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | dict) or isinstance(b, list | dict):
+        return False
+    return bool(a == b)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _describe(value: Any) -> str:

@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from msp_protocol.canonical import CanonicalJsonError, canonical_json
+from msp_protocol.errors import RecordError
+from msp_protocol.strictjson import loads_strict
 
 
 @pytest.mark.parametrize(
@@ -41,7 +43,7 @@ def test_values_without_json_form_are_refused(bad: object) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53)
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1)
     | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=10,
@@ -52,5 +54,5 @@ json_values = st.recursive(
 @given(value=json_values)
 def test_canonical_form_is_json_and_a_fixed_point(value: object) -> None:
     data = canonical_json(value)
-    parsed = json.loads(data)
+    parsed = loads_strict(data, "x", RecordError)
     assert canonical_json(parsed) == data

@@ -158,3 +158,21 @@ def test_a_gap_record_cannot_declare_later_seqs(ed_signer: Signer) -> None:
 
 def test_nothing_to_verify_is_an_error(ed_signer: Signer) -> None:
     assert breaks([], ed_signer).reason == "empty"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    which=st.integers(min_value=0),
+    position=st.integers(min_value=0),
+    data=st.text(min_size=1, max_size=6) | st.just("[" * 3000) | st.just("9" * 5000),
+)
+def test_hostile_text_in_any_token_ends_in_a_report_or_a_chain_error(
+    which: int, position: int, data: str
+) -> None:
+    tokens = list(_CHAIN)
+    i = which % len(tokens)
+    at = position % (len(tokens[i]) + 1)
+    tokens[i] = tokens[i][:at] + data + tokens[i][at:]
+    with pytest.raises(ChainError) as info:  # a changed token never verifies
+        verify_chain(tokens, keys_of(_SIGNER))
+    assert info.value.reason in {"bad_record", "bad_signature", "gap", "bad_prev", "fork"}

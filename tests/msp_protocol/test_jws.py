@@ -99,7 +99,7 @@ def test_unknown_header_parameters_are_refused(extra: dict[str, object], ed_sign
         ("a.b.c.d", "4 parts"),
         ("eyJ=.e30.AA", "not unpadded base64url"),
         (b64url(b"[1]") + ".e30.AA", "header is not an object"),
-        ("bm90IGpzb24.e30.AA", "header is not JSON"),
+        ("bm90IGpzb24.e30.AA", "jws.header: not JSON"),
         ("ey\u00e9.e30.AA", "not an ASCII string"),
     ],
 )
@@ -151,3 +151,81 @@ def test_changing_any_character_breaks_verification(position: int, char: str) ->
         return
     with pytest.raises((SignatureError, RecordError)):
         verify_record(tampered, lambda kid: _SIGNER.public_key())
+
+
+# --- Strictness and RFC 9864 (issue 17). -------------------------------------------------------
+
+
+def _raw(key: Ed25519PrivateKey, header: bytes, payload: bytes) -> str:
+    """A token over exactly these header bytes, validly signed."""
+    signing_input = f"{b64url(header)}.{b64url(payload)}"
+    return f"{signing_input}.{b64url(key.sign(signing_input.encode()))}"
+
+
+def test_a_header_with_a_duplicate_kid_is_refused(ed_signer: Signer) -> None:
+    key = ed_signer._key
+    assert isinstance(key, Ed25519PrivateKey)
+    header = b'{"alg":"EdDSA","kid":"gw-0001","kid":"gw-0002"}'
+    with pytest.raises(SignatureError, match="duplicate key 'kid'") as info:
+        split(_raw(key, header, _record().canonical()))
+    assert info.value.field == "jws.header"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"[" * 3000,  # RecursionError in json.loads
+        b'{"alg":' + b"1" * 5000 + b',"kid":"gw-0001"}',  # ValueError: Python's int digit limit
+        b'{"alg":"EdDSA","kid":"gw-0001","x":' + b"[" * 100 + b"]" * 100 + b"}",
+        '{"alg":"EdDSA","kid":"gw-0001"}'.encode("utf-16"),
+    ],
+)
+def test_hostile_headers_are_signature_errors(header: bytes, ed_signer: Signer) -> None:
+    assert isinstance(ed_signer._key, Ed25519PrivateKey)
+    token = _raw(ed_signer._key, header, _record().canonical())
+    with pytest.raises(SignatureError) as info:
+        verify_record(token, lambda kid: ed_signer.public_key())
+    assert info.value.field == "jws.header"
+
+
+@pytest.mark.parametrize("number", [b"1" * 5000, b"1e999", b"1" * 41])
+def test_a_signed_payload_with_a_huge_number_is_a_record_error(
+    number: bytes, ed_signer: Signer
+) -> None:
+    payload = _record().canonical().replace(b'"seq":1', b'"seq":' + number)
+    with pytest.raises(RecordError) as info:  # a plain ValueError escaped before
+        verify_record(ed_signer.sign(payload), lambda kid: ed_signer.public_key())
+    assert info.value.field == "(record)"
+
+
+@pytest.mark.parametrize("kid", ["gw 0001", "gw/0001", "gw-0001\n", "-gw", "g" * 65, "\u00e9"])
+def test_a_kid_that_is_not_a_device_id_is_refused(kid: str, ed_signer: Signer) -> None:
+    assert isinstance(ed_signer._key, Ed25519PrivateKey)
+    header = canonical_json({"alg": "EdDSA", "kid": kid})
+    with pytest.raises(SignatureError, match="not a device id") as info:
+        split(_raw(ed_signer._key, header, b"{}"))
+    assert info.value.field == "kid"
+
+
+def test_the_fully_specified_ed25519_alg_verifies(ed_signer: Signer, es_signer: Signer) -> None:
+    assert isinstance(ed_signer._key, Ed25519PrivateKey)
+    record = _record()
+    header = canonical_json({"alg": "Ed25519", "kid": DEVICE})
+    token = _raw(ed_signer._key, header, record.canonical())
+    assert split(token).alg == "Ed25519"
+    assert verify_record(token, lambda kid: ed_signer.public_key()) == record
+    with pytest.raises(SignatureError, match="header says Ed25519, the key is for ES256") as info:
+        verify(token, es_signer.public_key())
+    assert info.value.field == "alg"
+    assert ed_signer.alg == "EdDSA"  # what we write
+    assert json.loads(base64.urlsafe_b64decode(ed_signer.sign(b"{}").split(".")[0] + "=="))[
+        "alg"] == "EdDSA"  # fmt: skip
+
+
+def test_jwcrypto_ed25519_alg_tokens_verify_in_ours(ed_signer: Signer) -> None:
+    theirs = jose.JWS(_record().canonical())
+    theirs.add_signature(jwk.JWK.from_pyca(ed_signer._key), None,
+                         json.dumps({"alg": "Ed25519", "kid": DEVICE}))  # fmt: skip
+    theirs.allowed_algs = ["Ed25519"]
+    token = theirs.serialize(compact=True)
+    assert verify_record(token, lambda kid: ed_signer.public_key()) == _record()

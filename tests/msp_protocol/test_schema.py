@@ -9,12 +9,12 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from msp_protocol.errors import RecordError
 from msp_protocol.records import KINDS
-from msp_protocol.schema import KEYWORDS, load_schema, validator
+from msp_protocol.schema import KEYWORDS, Validator, load_schema, validator
 from tests.protocol_data import body_json
 
 NAMES = ["envelope", *KINDS]
@@ -90,6 +90,27 @@ def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *_strings(v)]]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+def test_a_pattern_must_match_the_whole_string() -> None:
+    # ECMA-262, JSON Schema's dialect: "$" is the end of the string. Python's re.search (used by
+    # jsonschema, and by our validator before) also lets "$" match before a final newline.
+    body = body_json("dtc")
+    body["codes"][0]["code"] = "P0301\n"
+    with pytest.raises(RecordError, match="does not match") as info:
+        validator("dtc").validate(body, "body")
+    assert info.value.field == "body.codes[0].code"
+    assert jsonschema.Draft202012Validator(load_schema("dtc")).is_valid(body)  # theirs: re.search
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     kind=st.sampled_from(list(KINDS)),
@@ -115,4 +136,28 @@ def test_mutated_bodies_get_the_same_verdict_from_both_validators(
             del parent[path[-1]]
         elif isinstance(parent, dict):
             parent["extra_" + str(path[-1])] = new
+    # Where the two differ by design (test_a_pattern_must_match_the_whole_string).
+    assume(not any(s.endswith("\n") for s in _strings(value)))
     assert _ours_accepts(kind, value) == _theirs_accepts(kind, value), json.dumps(value)
+
+
+@pytest.mark.parametrize(
+    ("schema", "value", "ok"),
+    [
+        ({"enum": [1, 2]}, True, False), ({"enum": [1, 2]}, 1.0, True),
+        ({"const": 0}, False, False), ({"const": False}, 0, False), ({"const": False}, False, True),
+        ({"enum": [[1]]}, [True], False), ({"const": {"a": 1}}, {"a": 1}, True),
+    ],
+)  # fmt: skip
+def test_enum_and_const_compare_as_json_not_as_python(schema: Any, value: Any, ok: bool) -> None:
+    assert _theirs_valid(schema, value) == ok
+    try:
+        Validator(schema).validate(value)
+    except RecordError:
+        assert not ok
+    else:
+        assert ok
+
+
+def _theirs_valid(schema: Any, value: Any) -> bool:
+    return bool(jsonschema.Draft202012Validator(schema).is_valid(value))

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..signals import CANONICAL
-from ..vehicles import OPENDBC_VERSION, VEHICLES, VehicleError
-from ..vehicles import opendbc
+from ..vehicles import OPENDBC_VERSION, VEHICLES, VehicleError, opendbc
 
 
 def add_subparser(subparsers: Any) -> None:

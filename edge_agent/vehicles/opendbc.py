@@ -178,10 +178,11 @@ def assemble(source: DbcSource, name: str) -> str:
 _REPAIRS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r'^CM_ SG_ (\d+) "', re.MULTILINE), r'CM_ BO_ \1 "'),
     (re.compile(r'^CM_ (\d+) "', re.MULTILINE), r'CM_ BO_ \1 "'),
-    (re.compile(r"^BO_ (\d+) (\d\w*):", re.MULTILINE), r"BO_ \1 MSG_\2:"),
-    (re.compile(r"^ SG_ (\d\w*) ", re.MULTILINE), r" SG_ SIG_\1 "),
     (re.compile(r'^(VAL_ \d+ \w+(?: -?\d+ "[^"\n]*")+)[ \t]*$', re.MULTILINE), r"\1 ;"),
 )
+#: Message and signal names starting with a digit, renamed wherever they stand as a word.
+_DIGIT_NAMES = ((re.compile(r"^BO_ \d+ (\d\w*):", re.MULTILINE), "MSG_"),
+                (re.compile(r"^ SG_ (\d\w*) ", re.MULTILINE), "SIG_"))  # fmt: skip
 #: A standard frame ID above 11 bits without the extended flag (Honda's ``LKAS_HUD_A``,
 #: 13274): cantools refuses the file, so the message is marked extended wherever it is named.
 _BIG_ID = re.compile(r"^BO_ (\d+) ", re.MULTILINE)
@@ -203,6 +204,10 @@ def for_cantools(text: str) -> tuple[str, int]:
     for pattern, replacement in _REPAIRS:
         text, n = pattern.subn(replacement, text)
         repaired += n
+    for pattern, prefix in _DIGIT_NAMES:
+        for name in set(pattern.findall(text)):
+            text, n = re.subn(rf"(?<![\w.]){name}(?!\w)", prefix + name, text)
+            repaired += n
     for match in set(_BIG_ID.findall(text)):
         frame_id = int(match)
         if 0x7FF < frame_id < _EXTENDED:

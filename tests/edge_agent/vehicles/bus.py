@@ -8,7 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cantools.database.can import Message
+
 from edge_agent import signals as sig
+from edge_agent.frames import Frame
+from edge_agent.signalmap import SignalMap
 
 G = 9.80665
 
@@ -180,3 +184,31 @@ BUSES: dict[str, Callable[[Motion], Bus]] = {
     "hyundai_kia_generic": hyundai,
     "hyundai_canfd": hyundai_canfd,
 }  # fmt: skip
+
+
+def encode_frames(signal_map: SignalMap, bus: Bus, t: float) -> list[Frame]:
+    """The frames that carry ``bus`` (message, signal) values, encoded with the map's DBC;
+    every other signal of those messages is what all-zero bytes decode to."""
+    by_name: dict[str, Message] = {r.message.name: r.message for r in signal_map.messages.values()}
+    mapped = {(r.message.name, rule.signal)
+              for r in signal_map.messages.values() for rule in r.rules}  # fmt: skip
+    assert mapped <= set(bus), f"the map reads {sorted(mapped - set(bus))}, not on this bus"
+    values: dict[str, dict[str, float]] = {}
+    for (message_name, signal_name), given in bus.items():
+        message = by_name[message_name]
+        if message_name not in values:
+            values[message_name] = dict(
+                message.decode(bytes(message.length), decode_choices=False, scaling=True)
+            )
+        value = given
+        if isinstance(given, str):  # a value name of the DBC
+            signal = message.get_signal_by_name(signal_name)
+            raws = [raw for raw, label in (signal.choices or {}).items() if str(label) == given]
+            assert len(raws) == 1, f"{message_name}.{signal_name} has no one value {given!r}"
+            value = raws[0] * signal.scale + signal.offset
+        values[message_name][signal_name] = float(value)
+    return [
+        Frame(t, by_name[n].frame_id, by_name[n].encode(v, scaling=True, strict=False),
+              by_name[n].is_extended_frame)
+        for n, v in values.items()
+    ]  # fmt: skip

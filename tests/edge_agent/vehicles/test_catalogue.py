@@ -8,16 +8,22 @@ import re
 import tomllib
 
 import pytest
-from cantools.database.can import Message
 
 from edge_agent import signals as sig
 from edge_agent.decode import DbcDecoder
 from edge_agent.frames import Frame
 from edge_agent.signalmap import SignalMap, load_signal_map
-from edge_agent.vehicles import BY_NAME, OPENDBC_VERSION, VEHICLES, Vehicle, VehicleError, vehicle
-from edge_agent.vehicles import opendbc
+from edge_agent.vehicles import (
+    BY_NAME,
+    OPENDBC_VERSION,
+    VEHICLES,
+    Vehicle,
+    VehicleError,
+    opendbc,
+    vehicle,
+)
 
-from .bus import BUSES, MOTIONS, Motion, expected
+from .bus import BUSES, MOTIONS, Motion, encode_frames, expected
 
 NAMES = [v.name for v in VEHICLES]
 
@@ -62,30 +68,6 @@ def test_every_mapped_signal_cites_how_opendbc_reads_it(name: str) -> None:
         assert cited, f"{canonical}: cites neither carstate.py nor the DBC"
 
 
-def _frames(signal_map: SignalMap, bus: dict[tuple[str, str], float | str], t: float) -> list[Frame]:
-    by_name: dict[str, Message] = {r.message.name: r.message for r in signal_map.messages.values()}
-    mapped = {(r.message.name, rule.signal) for r in signal_map.messages.values() for rule in r.rules}
-    assert mapped <= set(bus), f"the map reads {sorted(mapped - set(bus))}, not on this bus"
-    values: dict[str, dict[str, float]] = {}
-    for (message_name, signal_name), value in bus.items():
-        message = by_name[message_name]
-        if message_name not in values:
-            values[message_name] = dict(
-                message.decode(bytes(message.length), decode_choices=False, scaling=True)
-            )
-        if isinstance(value, str):  # a value name of the DBC
-            signal = message.get_signal_by_name(signal_name)
-            raws = [raw for raw, label in (signal.choices or {}).items() if str(label) == value]
-            assert len(raws) == 1, f"{message_name}.{signal_name} has no one value {value!r}"
-            value = raws[0] * signal.scale + signal.offset
-        values[message_name][signal_name] = value
-    return [
-        Frame(t, by_name[n].frame_id, by_name[n].encode(v, scaling=True, strict=False),
-              by_name[n].is_extended_frame)
-        for n, v in values.items()
-    ]  # fmt: skip
-
-
 def _tolerance(signal_map: SignalMap, canonical: str) -> float:
     for entry in signal_map.messages.values():
         for rule in entry.rules:
@@ -102,7 +84,7 @@ def test_known_motion_decodes_to_canonical_values(
     signal_map = maps[name]
     decoder = DbcDecoder(signal_map)
     got: dict[str, float | bool] = {}
-    for frame in _frames(signal_map, BUSES[name](motion), 12.5):
+    for frame in encode_frames(signal_map, BUSES[name](motion), 12.5):
         for sample in decoder.decode(frame):
             got[sample.name] = sample.value
     assert not decoder.rejected, decoder.rejected
@@ -126,7 +108,7 @@ def test_braking_is_negative_and_a_left_turn_positive_on_every_car(
         for motion, check in ((braking, lambda v: v < -3), (left, lambda v: v > 2),
                               (right, lambda v: v < -2)):  # fmt: skip
             decoder = DbcDecoder(signal_map)
-            values = {s.name: s.value for f in _frames(signal_map, BUSES[name](motion), 0.0)
+            values = {s.name: s.value for f in encode_frames(signal_map, BUSES[name](motion), 0.0)
                       for s in decoder.decode(f)}  # fmt: skip
             lon_or_lat = sig.ACCEL_LON if motion is braking else sig.ACCEL_LAT
             if lon_or_lat in values:
@@ -139,14 +121,16 @@ def test_reverse_gear_is_minus_one_on_every_car(maps: dict[str, SignalMap]) -> N
     reverse = MOTIONS[1]
     for name, signal_map in maps.items():
         decoder = DbcDecoder(signal_map)
-        gears = [s.value for f in _frames(signal_map, BUSES[name](reverse), 0.0)
+        gears = [s.value for f in encode_frames(signal_map, BUSES[name](reverse), 0.0)
                  for s in decoder.decode(f) if s.name == sig.GEAR]  # fmt: skip
         assert gears == [-1], name
 
 
 def test_an_unlisted_gear_value_is_counted_not_decoded(maps: dict[str, SignalMap]) -> None:
     signal_map = maps["toyota_nodsu_pt"]
-    message = next(r.message for r in signal_map.messages.values() if r.message.name == "GEAR_PACKET")
+    message = next(
+        r.message for r in signal_map.messages.values() if r.message.name == "GEAR_PACKET"
+    )
     values = dict(message.decode(bytes(message.length), decode_choices=False, scaling=True))
     values["GEAR"] = 5  # no VAL_ name: not a position the map knows
     decoder = DbcDecoder(signal_map)
@@ -159,7 +143,7 @@ def test_can_fd_frames_of_32_bytes_decode(maps: dict[str, SignalMap]) -> None:
     signal_map = maps["hyundai_canfd"]
     lengths = {r.message.name: r.message.length for r in signal_map.messages.values()}
     assert lengths["ESC_02_10ms"] == 32
-    frames = _frames(signal_map, BUSES["hyundai_canfd"](MOTIONS[0]), 0.0)
+    frames = encode_frames(signal_map, BUSES["hyundai_canfd"](MOTIONS[0]), 0.0)
     assert max(len(f.data) for f in frames) == 32
 
 

@@ -107,7 +107,11 @@ def _installed() -> DbcSource | None:
         return None
 
     def read(name: str) -> str:
-        return Path(str(dist.locate_file(files[name]))).read_text(encoding="utf-8")
+        path = Path(str(dist.locate_file(files[name])))
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise VehicleError(f"{path}: cannot read opendbc's {name}: {exc}") from exc
 
     return DbcSource(f"installed opendbc {dist.version}", dist.version, names, read)
 
@@ -116,14 +120,18 @@ def _wheel(path: Path) -> DbcSource | None:
     if not path.is_file():
         return None
     try:
-        archive = zipfile.ZipFile(path)
+        with zipfile.ZipFile(path) as archive:
+            names = frozenset(n for n in archive.namelist() if n.startswith(_DBC_DIR))
     except (zipfile.BadZipFile, OSError) as exc:
         raise VehicleError(f"{path}: not a readable wheel ({exc}); run msp-agent vehicles "
                            "fetch again") from exc  # fmt: skip
-    names = frozenset(n for n in archive.namelist() if n.startswith(_DBC_DIR))
 
     def read(name: str) -> str:
-        return archive.read(name).decode("utf-8")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return archive.read(name).decode("utf-8")
+        except (zipfile.BadZipFile, OSError, KeyError, UnicodeDecodeError) as exc:
+            raise VehicleError(f"{path}: cannot read {name}: {exc}") from exc
 
     return DbcSource(str(path), OPENDBC_VERSION, names, read)
 
@@ -197,8 +205,9 @@ def _id_references(frame_id: int) -> re.Pattern[str]:
 def for_cantools(text: str) -> tuple[str, int]:
     """``text`` with the constructs cantools cannot parse repaired; and how many were.
 
-    Only comments and the names of messages no catalogue map uses are touched; every
-    message, signal layout and value table is left as opendbc has it.
+    Only what the grammar refuses is touched, none of it in a message a catalogue map uses:
+    comments, digit-led names (prefixed), a missing ``;``, an over-long standard ID (made
+    extended). Every signal layout, scale, offset and value table is left as opendbc has it.
     """
     repaired = 0
     for pattern, replacement in _REPAIRS:

@@ -17,9 +17,6 @@ from edge_agent.vehicles import BY_NAME, vehicle
 
 from .bus import BUSES, Motion, encode_frames
 
-DATA = Path(__file__).parent.parent.parent / "data" / "service"
-
-
 def test_vehicles_json_lists_every_entry_with_its_signals(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -104,7 +101,7 @@ def test_bus_vehicle_resolves_to_the_catalogue_map(tmp_path: Path) -> None:
     [
         ('vehicle = "honda_civic_1972"\n', r"bus\[0\]\.vehicle: 'honda_civic_1972': no such"),
         ('vehicle = ""\n', r"bus\[0\]\.vehicle: expected a non-empty string"),
-        (f'vehicle = "mazda_2017"\nsignal_map = "{DATA.parent.parent.parent}/dbc/msp_demo.toml"\n',
+        (f'vehicle = "mazda_2017"\nsignal_map = "{vehicle("mazda_2017").map_path}"\n',
          r"bus\[0\]: set signal_map or vehicle, not both"),
     ],
 )  # fmt: skip

@@ -17,6 +17,7 @@ from edge_agent.vehicles import BY_NAME, vehicle
 
 from .bus import BUSES, Motion, encode_frames
 
+
 def test_vehicles_json_lists_every_entry_with_its_signals(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -66,6 +66,7 @@ def _do_list(args: argparse.Namespace) -> int:
         print(f"{v.name:<{width}}  {v.make}: {v.models}")
         indent = " " * (width + 2)
         print(textwrap.fill(", ".join(names), 100, initial_indent=indent, subsequent_indent=indent))
+    print("?: sign not established by opendbc's carstate.py; check it with msp-agent map check")
     print(f"DBC files: opendbc {OPENDBC_VERSION}, "
           + (source or "not available: run `msp-agent vehicles fetch`"))  # fmt: skip
     return 0

@@ -25,6 +25,7 @@ from msp_protocol.topics import check_id
 from . import config_values as values
 from .errors import ConfigError
 from .scoring.config import FuelType, ScoringConfig, VehicleClass, config_from_mapping
+from .vehicles import vehicle
 
 #: scoring's vehicle class → the licence policy's class it needs at least (docs/configuration.md).
 LICENCE_CLASS_FOR: Final[dict[str, str]] = {
@@ -232,7 +233,7 @@ def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
     if not isinstance(raw, list):
         raise ConfigError("bus: expected an array of tables [[bus]]")
     buses: list[BusConfig] = []
-    allowed = {"name", "interface", "channel", "bitrate", "signal_map", "obd"}
+    allowed = {"name", "interface", "channel", "bitrate", "signal_map", "vehicle", "obd"}
     for i, table in enumerate(raw):
         where = f"bus[{i}]"
         if not isinstance(table, Mapping):
@@ -250,9 +251,17 @@ def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
             signal_map = base / signal_map
         if signal_map is not None and not signal_map.is_file():
             raise ConfigError(f"{where}.signal_map: no such file {signal_map}")
+        if table.get("vehicle") is not None:
+            if signal_map is not None:
+                raise ConfigError(f"{where}: set signal_map or vehicle, not both")
+            name = values.text(f"{where}.vehicle", table["vehicle"])
+            try:
+                signal_map = vehicle(name).map_path
+            except ConfigError as exc:
+                raise ConfigError(f"{where}.vehicle: {exc}") from None
         obd = values.flag(f"{where}.obd", table.get("obd", False))
         if signal_map is None and not obd:
-            raise ConfigError(f"{where}: needs a signal_map, obd = true, or both")
+            raise ConfigError(f"{where}: needs a signal_map (or vehicle), obd = true, or both")
         bitrate = table.get("bitrate")
         buses.append(BusConfig(
             name, values.text(f"{where}.interface", table.get("interface", "socketcan")),

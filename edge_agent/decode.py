@@ -21,7 +21,8 @@ class DbcDecoder:
     Rejections are counted by reason: ``bad_length`` (DLC differs from the DBC message),
     ``decode_error`` (cantools could not decode), ``implausible`` (one value outside the
     physical range of its canonical signal, DESIGN.md "Plausibility"; the frame's other
-    values are kept). A value outside the DBC's declared ``[min|max]`` is kept: real DBCs
+    values are kept), ``unlisted_value`` (a value the map's ``values =`` table does not
+    list). A value outside the DBC's declared ``[min|max]`` is kept: real DBCs
     declare nonsense ranges, so it is only counted per signal in :attr:`outside_dbc_range`.
     """
 
@@ -73,6 +74,18 @@ class DbcDecoder:
             raw = values.get(rule.signal)
             if not isinstance(raw, int | float):
                 continue  # a multiplexed signal this frame's page does not carry
+            if rule.values is not None:
+                mapped = rule.values.get(raw)
+                if mapped is None:
+                    self._reject(
+                        "unlisted_value",
+                        "%s.%s = %s: not in the map's values",
+                        message.name,
+                        rule.signal,
+                        raw,
+                    )
+                    continue
+                raw = mapped
             if not rule.low <= raw <= rule.high:
                 self._reject(
                     "implausible",

@@ -8,6 +8,10 @@ Format (DESIGN.md, "Signal map")::
     signal = "VehicleSpeed"
     unit = "km/h"
     invert = false
+    values = { P = 0, R = -1 }      # optional: DBC value (VAL_ name or raw number) -> value
+
+``dbc = "opendbc:NAME"`` names a DBC of the opendbc package, read at run time
+(:mod:`edge_agent.vehicles.opendbc`).
 
 Real DBC files are often not strictly valid in messages we never use, so DBCs load leniently
 and only what the map uses is validated strictly; the rest is reported as warnings.
@@ -53,6 +57,8 @@ class SignalRule:
     maximum: float | None
     low: float = -math.inf
     high: float = math.inf
+    #: ``values =``: DBC value (after scaling) → value in the map's unit; others are refused.
+    values: dict[float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +84,24 @@ class SignalMap:
         return frozenset(r.canonical for m in self.messages.values() for r in m.rules)
 
 
-def _load_dbc(map_path: Path, path: Path, warnings: list[str]) -> Database:
+def _load_dbc(map_path: Path, name: str, warnings: list[str]) -> Database:
+    path: Path | str = map_path.parent / name
+    text = None
+    if name.startswith("opendbc:"):
+        from .vehicles.opendbc import dbc_text  # noqa: PLC0415 (optional, read at run time)
+
+        try:
+            path, text = dbc_text(name)
+        except ConfigError as exc:
+            raise ConfigError(f"{map_path}: {exc}") from exc
+
+    def load(strict: bool) -> object:
+        if text is not None:
+            return cantools.database.load_string(text, database_format="dbc", strict=strict)
+        return cantools.database.load_file(str(path), strict=strict)
+
     try:
-        db = cantools.database.load_file(str(path), strict=False)
+        db = load(strict=False)
     except FileNotFoundError:
         raise ConfigError(f"{map_path}: DBC file {path} not found") from None
     except (UnsupportedDatabaseFormatError, ValueError, OSError) as exc:
@@ -88,7 +109,7 @@ def _load_dbc(map_path: Path, path: Path, warnings: list[str]) -> Database:
     if not isinstance(db, Database):
         raise ConfigError(f"{map_path}: {path} is not a CAN database")
     try:
-        cantools.database.load_file(str(path), strict=True)
+        load(strict=True)
     except (UnsupportedDatabaseFormatError, ValueError) as exc:
         warnings.append(f"{path}: not strictly valid (only mapped messages are checked): {exc}")
     return db
@@ -148,7 +169,7 @@ def load_signal_map(path: str | Path) -> SignalMap:
     warnings: list[str] = []
     by_name: dict[str, Message] = {}
     for name in dbc_names:
-        for message in _load_dbc(path, path.parent / name, warnings).messages:
+        for message in _load_dbc(path, name, warnings).messages:
             by_name.setdefault(message.name, message)
 
     signals = doc.get("signals")
@@ -185,7 +206,7 @@ def _rule(
     for key in ("message", "signal", "unit"):
         if not isinstance(entry.get(key), str):
             raise ConfigError(f"{where}: '{key}' is missing or not a string")
-    unknown = set(entry) - {"message", "signal", "unit", "invert"}
+    unknown = set(entry) - {"message", "signal", "unit", "invert", "values"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     message = by_name.get(entry["message"])
@@ -208,7 +229,12 @@ def _rule(
     tolerance = abs(signal.scale) / 2
     declared = _declared_range(signal, tolerance)
     low, high = -math.inf, math.inf
-    if spec.plausible is not None:
+    values = None
+    if "values" in entry:
+        if invert:
+            raise ConfigError(f"{where}: 'values' and 'invert' do not go together")
+        values = _values(entry["values"], signal, scale, spec.plausible, where)
+    elif spec.plausible is not None:
         # value = raw * scale (negated when inverted): the canonical bounds in raw DBC units
         ends = [bound / (-scale if invert else scale) for bound in spec.plausible]
         low, high = min(ends) - tolerance, max(ends) + tolerance
@@ -224,8 +250,41 @@ def _rule(
         maximum=None if declared is None else declared[1],
         low=low,
         high=high,
+        values=values,
     )
     return message.name, rule
+
+
+def _values(
+    table: object, signal: Signal, scale: float, plausible: tuple[float, float] | None, where: str
+) -> dict[float, float]:
+    """``values = { NAME-or-number = value }`` → {DBC value: value in the map's unit}."""
+    if not isinstance(table, dict) or not table:
+        raise ConfigError(f"{where}: 'values' must be a table such as {{ P = 0, R = -1 }}")
+    names: dict[str, list[int]] = {}
+    for raw_value, name in (signal.choices or {}).items():
+        names.setdefault(str(name), []).append(raw_value)
+    out: dict[float, float] = {}
+    for key, value in table.items():
+        if key in names:
+            if len(names[key]) > 1:
+                raise ConfigError(f"{where}: values.{key}: {signal.name} gives that name to "
+                                  f"several values {names[key]}: use the numbers")
+            raw = float(names[key][0])
+        else:
+            try:
+                raw = float(key)
+            except ValueError:
+                known = ", ".join(sorted(names)) or "none"
+                raise ConfigError(f"{where}: values.{key}: not a value name of "
+                                  f"{signal.name} (known: {known}) nor a number") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: values.{key}: expected a number, got {value!r}")
+        if plausible is not None and not plausible[0] <= value * scale <= plausible[1]:
+            raise ConfigError(f"{where}: values.{key} = {value} is not plausible "
+                              f"({plausible[0]:g}..{plausible[1]:g})")
+        out[raw * signal.scale + signal.offset if key in names else raw] = float(value)
+    return out
 
 
 def _declared_range(signal: Signal, tolerance: float) -> tuple[float, float] | None:

@@ -16,6 +16,7 @@ from ..replay import Replay, ReplayReport
 from ..scoring import ScoringConfig
 from ..scoring.config import CLASS_DEFAULTS, CO2_KG_PER_L
 from ..signalmap import load_signal_map
+from ..vehicles import vehicle
 from ..writer import RecordWriter
 
 
@@ -28,7 +29,10 @@ def add_subparser(subparsers: Any) -> None:
         "live bus goes through, with the frames' own timestamps as the clock, and report.",
     )
     parser.add_argument("log", metavar="LOG", help="CAN log file")
-    parser.add_argument("--map", required=True, metavar="MAP", help="signal map (TOML)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--map", metavar="MAP", help="signal map (TOML)")
+    which.add_argument("--vehicle", metavar="NAME",
+                       help="the catalogue's map for NAME (msp-agent vehicles lists them)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument(
         "--speed",
@@ -65,6 +69,8 @@ def _do_replay(args: argparse.Namespace) -> int:
     if any(wanted) and not all(wanted):
         print("msp-agent replay: --outbox, --key, --device and --vin go together", file=sys.stderr)
         return 2
+    if args.vehicle is not None:
+        args.map = str(vehicle(args.vehicle).map_path)
     extra = [PassiveObdDecoder()] if args.obd else []
     scoring = None
     if args.vehicle_class or args.fuel_type != "gasoline":

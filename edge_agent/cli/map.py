@@ -8,6 +8,7 @@ from typing import Any
 
 from ..mapcheck import check
 from ..replay import Replay
+from ..vehicles import vehicle
 
 
 def add_subparser(subparsers: Any) -> None:
@@ -27,12 +28,17 @@ def add_subparser(subparsers: Any) -> None:
         "motion to tell. Exit 0 when nothing looks wrong, 1 when something does.",
     )
     check_parser.add_argument("log", metavar="LOG", help="CAN log file of a drive")
-    check_parser.add_argument("--map", required=True, metavar="MAP", help="signal map (TOML)")
+    which = check_parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--map", metavar="MAP", help="signal map (TOML)")
+    which.add_argument("--vehicle", metavar="NAME",
+                       help="the catalogue's map for NAME (msp-agent vehicles lists them)")
     check_parser.add_argument("--json", action="store_true", help="print one JSON object")
     check_parser.set_defaults(func=_do_check)
 
 
 def _do_check(args: argparse.Namespace) -> int:
+    if args.vehicle is not None:
+        args.map = str(vehicle(args.vehicle).map_path)
     replay = Replay(args.log, args.map)
     findings = check(replay.samples())
     wrong = [f for f in findings if f.verdict in ("inverted", "scale", "inconsistent")]

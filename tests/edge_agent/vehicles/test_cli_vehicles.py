@@ -130,3 +130,13 @@ def test_replay_vehicle_decodes_can_fd_frames_from_a_log(
     assert report["signals"][sig.SPEED]["min"] == pytest.approx(40.0, abs=0.02)
     assert report["signals"][sig.ACCEL_LAT]["max"] == pytest.approx(2.0, abs=0.01)
     assert report["signals"][sig.STEERING_ANGLE]["max"] == pytest.approx(45.0, abs=0.06)
+
+
+def test_map_check_vehicle_finds_the_toyota_map_consistent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = _drive(tmp_path, "toyota_new_mc_pt")
+    assert main(["map", "check", str(log), "--vehicle", "toyota_new_mc_pt", "--json"]) == 0
+    findings = {f["signal"]: f for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert findings[sig.ACCEL_LON]["verdict"] == "consistent"
+    assert findings[sig.ACCEL_LON]["ratio"] == pytest.approx(1.0, abs=0.1)

@@ -98,8 +98,9 @@ def _add_login_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--crl", type=Path, action="append", default=[], help="CRL file, repeatable")
     cmd.add_argument("--consent-request", type=Path,
                      default=os.environ.get("MSP_CONSENT_REQUEST") or None,
-                     help="TOML file with the operator's [consent] request "
-                          "(env MSP_CONSENT_REQUEST); none: no consent is asked")
+                     help="TOML file with the operator's [card.consent] request, e.g. "
+                          "/etc/msp/agent.toml (env MSP_CONSENT_REQUEST); none: no "
+                          "consent is asked")
     cmd.add_argument("--consent", metavar="CATEGORIES",
                      help="the driver's answer: the requested categories accepted, "
                           "comma-separated (driving,maintenance,score,location), or none; "

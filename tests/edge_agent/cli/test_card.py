@@ -241,20 +241,14 @@ def test_an_empty_reader(
     empty_slot = f"{READER_NAME} 00 01"  # vpcd's second slot: nothing is ever served there
     assert main(["card", "status", "--reader", empty_slot, "--json"]) == 1
     assert json.loads(capsys.readouterr().out) == {"reader": empty_slot, "card_present": False}
-    assert (
-        main(
-            [
-                "card",
-                "login",
-                "--reader",
-                empty_slot,
-                "--trust-anchor",
-                str(card_dir / "msp-test-ca.pem"),
-            ]
-        )
-        == 2
-    )
-    assert f"no card in reader '{empty_slot}'" in capsys.readouterr().err
+    # docs/identity.md: no card is the refusal card_removed, exit 1 like every refusal
+    login = ["card", "login", "--reader", empty_slot, "--json",
+             "--trust-anchor", str(card_dir / "msp-test-ca.pem")]  # fmt: skip
+    assert main(login) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"refused": "card_removed", "tries_left": None,
+                                        "message": f"no card in reader '{empty_slot}'"}
+    assert f"login refused [card_removed]: no card in reader '{empty_slot}'" in captured.err
 
 
 def test_serve_virtual_names_a_bad_image(tmp_path: Path) -> None:

@@ -279,7 +279,19 @@ def test_run_check_prints_the_configuration_and_errors_exit_2(
                      "agent.health_interval_s=42", "--device", "gw-0099"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "health_interval_s = 42.0" in out and "no_frames_s = 12.0" in out
-    assert "device = 'gw-0099'" in out
+    assert 'device = "gw-0099"' in out.splitlines()
+    # paths as paths, nested values dotted: never Python's reprs
+    assert "PosixPath" not in out and "BusConfig" not in out and "ScoringConfig" not in out
+    assert f'key = "{key}"' in out.splitlines()
+    assert 'buses[0].name = "can0"' in out.splitlines()
+    assert "scoring.harsh_braking_mps2 = 3.5" in out.splitlines()
+    assert cli.main(["run", "--config", str(path), "--check", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["key"] == str(key) and document["no_frames_s"] == 12.0
+    assert document["buses"][0]["name"] == "can0"
+    assert document["scoring"]["harsh_braking_mps2"] == 3.5
+    assert cli.main(["run", "--config", str(path), "--json"]) == 2
+    assert "--json goes with --check" in capsys.readouterr().err
     assert cli.main(["run", "--config", str(path), "--set", "agent.health_interval_s=-1"]) == 2
     assert "--set agent.health_interval_s: expected a positive number" in capsys.readouterr().err
     assert cli.main(["run", "--config", str(path), "--set", "nonsense"]) == 2

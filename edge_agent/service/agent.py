@@ -36,6 +36,7 @@ from ..pipeline import DecodeStage
 from ..samples import Sample
 from ..scoring import Scorer, ScoringConfig
 from ..sdnotify import Notifier
+from ..text import plural
 from ..uplink import MqttUplink, UplinkConfig
 from ..writer import RecordWriter
 from .driver import CardThread
@@ -172,7 +173,7 @@ class Agent:
                 self.card.start()
             if self.obd is not None:
                 self.obd.start()
-            self.notifier.ready(f"running: {len(self.stages)} bus(es), outbox open")
+            self.notifier.ready(f"running: {plural(len(self.stages), 'bus', 'buses')}, outbox open")
             log.info("agent %s running (vin %s, %s)", self.config.device, self.vin,
                      self.config.vehicle_class)  # fmt: skip
             self._loop(self.source)

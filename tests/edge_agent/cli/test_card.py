@@ -309,7 +309,7 @@ def test_the_fleet_guides_consent_example_runs_as_written(
     [consent] = json.loads(capsys.readouterr().out)["statement"]["consents"]
     # what the guide says goes into statement.consents
     assert consent["recipient"] == "rental" and consent["categories"] == ["driving", "score"]
-    assert f'[{{"recipient": "rental", "categories": ["driving", "score"]' in " ".join(
+    assert '[{"recipient": "rental", "categories": ["driving", "score"]' in " ".join(
         section.split())
 
 

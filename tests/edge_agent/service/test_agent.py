@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -97,8 +98,9 @@ stop_flush_s = 0.1
 class Running:
     """``Agent.run`` on a thread; ``stop()`` joins it and returns its exit code."""
 
-    def __init__(self, config: AgentConfig, path: Path | None = None) -> None:
-        self.agent = Agent(config, notifier=Notifier({}), config_path=path)
+    def __init__(self, config: AgentConfig, path: Path | None = None,
+                 notifier: Notifier | None = None) -> None:  # fmt: skip
+        self.agent = Agent(config, notifier=notifier or Notifier({}), config_path=path)
         self.code: int | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -151,6 +153,23 @@ def wait_open(running: Running) -> None:
     wait_for(lambda: running.agent.source is not None or running.error is not None, "start-up")
     if running.error is not None:
         raise running.error
+
+
+def test_systemd_hears_ready_with_a_status_in_plain_english(tmp_path: Path, key: Path) -> None:
+    address = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.settimeout(30)
+    try:
+        path = config_file(tmp_path, key, "ready")
+        running = Running(load_config(path), path, Notifier({"NOTIFY_SOCKET": address}))
+        message = sock.recv(4096).decode()
+        while not message.startswith("READY=1"):
+            message = sock.recv(4096).decode()
+        assert message == "READY=1\nSTATUS=running: 1 bus, outbox open"
+        assert running.stop() == 0
+    finally:
+        sock.close()
 
 
 def test_silence_ends_the_trip_and_the_agent_keeps_running(

@@ -150,7 +150,8 @@ class Agent:
             request = ConsentRequest(c.recipient, c.categories, c.days)
         login = LoginConfig(self.vin, cfg.device, cfg.licence_class, trust, (),
                             cfg.max_session_s)  # fmt: skip
-        cfg.pin_socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # like the unit's RuntimeDirectoryMode=0750: the HMI may run in the agent's group
+        cfg.pin_socket.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
         try:
             pin_entry = SocketPinEntry(cfg.pin_socket, cfg.pin_timeout_s)
         except OSError as exc:

@@ -97,7 +97,7 @@ def _own_retained_only(base: Any) -> Any:
     """amqtt's ``Broker`` that sends a session retained messages only for the topic filters
     that session subscribed to (see the module docstring)."""
 
-    class Broker(base):  # type: ignore[misc, valid-type]
+    class Broker(base):  # type: ignore[misc]
         async def _publish_retained_messages_for_subscription(
             self, subscription: tuple[str, int], session: Any
         ) -> None:

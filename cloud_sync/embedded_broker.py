@@ -3,6 +3,12 @@
 Plain TCP, anonymous, no ACL: it exists so the first command of the README needs nothing but
 Python. The delivery design does not depend on the broker (acks are end to end), so the same
 gateway and registry code runs on it, over MQTT 3.1.1. Never use it beyond loopback.
+
+amqtt 0.12 sends a connecting client the retained messages of *every* client's topic filters
+(``Broker.client_connected`` loops over all of ``_subscriptions``), so a gateway subscribed
+only to its ack topic received the fleets' retained device keys and scores as "acks".
+:func:`_own_retained_only` restricts that to the client's own subscriptions, as MQTT
+3.3.1-6 says (retained messages go to a *new subscription* that matches them).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class EmbeddedBroker:
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
                         {"allow_anonymous": True}},
         }  # fmt: skip
+        broker_class = _own_retained_only(broker_mod.Broker)
         loop = asyncio.new_event_loop()
         started = threading.Event()
         failure: list[BaseException] = []
@@ -55,7 +62,7 @@ class EmbeddedBroker:
         def run() -> None:
             asyncio.set_event_loop(loop)
             try:
-                self._broker = broker_mod.Broker(config, loop=loop)
+                self._broker = broker_class(config, loop=loop)
                 loop.run_until_complete(self._broker.start())
             except Exception as exc:  # noqa: BLE001 - reported to start()'s caller below
                 failure.append(exc)
@@ -84,3 +91,18 @@ class EmbeddedBroker:
                 log.warning("embedded broker shutdown: %s", exc)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+
+
+def _own_retained_only(base: Any) -> Any:
+    """amqtt's ``Broker`` that sends a session retained messages only for the topic filters
+    that session subscribed to (see the module docstring)."""
+
+    class Broker(base):  # type: ignore[misc]
+        async def _publish_retained_messages_for_subscription(
+            self, subscription: tuple[str, int], session: Any
+        ) -> None:
+            subscribers = self._subscriptions.get(subscription[0], [])
+            if any(s.client_id == session.client_id for s, _qos in subscribers):
+                await super()._publish_retained_messages_for_subscription(subscription, session)
+
+    return Broker

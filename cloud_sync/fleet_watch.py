@@ -163,6 +163,14 @@ def watch(fleet: str, broker: BrokerConfig, timeout: float, count: int | None = 
     client.on_connect = lambda _c, _u, _f, rc, _p: inbox.put(("connect", rc))
     client.on_subscribe = lambda _c, _u, _m, rcs, _p: inbox.put(("subscribe", rcs))
     client.on_message = lambda _c, _u, m: inbox.put(("message", (m.topic, m.payload)))
+
+    def on_log(_c: mqtt.Client, _u: Any, level: int, text: str) -> None:
+        # A socket error after the TCP connect (the broker refused our certificate: "failed
+        # to receive on socket: [SSL: ...]"): without it a refusal reads as a timeout.
+        if level == mqtt.MQTT_LOG_ERR and " on socket: " in text:
+            inbox.put(("error", text))
+
+    client.on_log = on_log
     try:
         client.connect(host, port)
     except OSError as exc:
@@ -171,6 +179,9 @@ def watch(fleet: str, broker: BrokerConfig, timeout: float, count: int | None = 
     checker, seen = FleetChecker(fleet), 0
     try:
         event, arg = _next(inbox, timeout, "connect")
+        if event == "error":
+            raise BrokerError(f"{broker.url}: {arg} (the broker closed the connection before "
+                              "accepting it: does it trust this client's certificate?)")
         if event != "connect" or arg.is_failure:
             raise BrokerError(f"{broker.url} refused {broker.username or 'the client'}: {arg}")
         client.subscribe(fleet_filter(fleet), qos=1)

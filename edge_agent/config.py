@@ -211,6 +211,8 @@ _TABLE_KEYS = {
 
 def _check_unknown(document: Mapping[str, Any]) -> None:
     for name, value in document.items():
+        if name == "consent":
+            raise ConfigError("consent: the consent request is the [card.consent] table")
         if name not in _TOP:
             raise ConfigError(f"{name}: unknown key (known: {', '.join(sorted(_TOP))})")
         allowed = _TABLE_KEYS.get(name)
@@ -298,7 +300,9 @@ def _obd(document: Mapping[str, Any], v: dict[str, Any]) -> ObdConfig | None:
                      v["obd.dtc"])  # fmt: skip
 
 
-def _consent(document: Mapping[str, Any]) -> ConsentConfig | None:
+def parse_consent(document: Mapping[str, Any]) -> ConsentConfig | None:
+    """The ``[card.consent]`` table of a configuration document, checked; None without one.
+    ``card login --consent-request`` reads it through here too."""
     table = _lookup(document, "card.consent")
     if table is None:
         return None
@@ -411,7 +415,7 @@ def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentC
         card_enabled=v["card.enabled"], card_reader=v["card.reader"],
         card_poll_s=v["card.poll_s"], pin_socket=v["card.pin_socket"],
         pin_timeout_s=v["card.pin_timeout_s"], trust_anchors=anchors,
-        consent=_consent(document), max_session_s=v["card.max_session_s"],
+        consent=parse_consent(document), max_session_s=v["card.max_session_s"],
         outbox_path=v["outbox.path"], outbox_max_bytes=v["outbox.max_bytes"],
         outbox_max_rows=v["outbox.max_rows"], broker=v["uplink.broker"],
         broker_ca=v["uplink.ca"], broker_cert=v["uplink.cert"], mqtt311=v["uplink.mqtt311"],

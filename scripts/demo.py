@@ -47,6 +47,7 @@ from edge_agent.outbox import Outbox
 from edge_agent.replay import Replay
 from edge_agent.scoring import ScoringConfig
 from edge_agent.simulate import simulate
+from edge_agent.text import plural
 from edge_agent.writer import RecordWriter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,10 +141,10 @@ def drive_once(site: LocalDeployment, out: Path, drive: Drive, card: CardImage, 
     trips = report["trips"]
     score = ", ".join("-" if t["score"] is None else f"{t['score']:.0f}" for t in trips)
     records = ", ".join(f"{k.removeprefix('records.')} {n}" for k, n in sorted(counts.items()))
-    print(f"{drive.person} drove {v.device} ({v.fleet}): {sim.frames:,} frames, "
-          f"{sum(t['distance_km'] for t in trips):.1f} km, {len(report['events'])} events, "
-          f"trip score {score}; consents to {v.fleet}: {', '.join(drive.consents)}; "
-          f"records {records}")  # fmt: skip
+    print(f"{drive.person} drove {v.device} ({v.fleet}): {plural(sim.frames, 'frame')}, "
+          f"{sum(t['distance_km'] for t in trips):.1f} km, "
+          f"{plural(len(report['events']), 'event')}, trip score {score}; "
+          f"consents to {v.fleet}: {', '.join(drive.consents)}; records {records}")  # fmt: skip
     site.drain(v.device, gw / "outbox.db", gw / "device.key", v.vin)
 
 
@@ -166,8 +167,10 @@ def main() -> None:
             print(f"enrolled {v.device} (VIN {v.vin}) in fleet {v.fleet}")
         for fleet in ("haulco", "rentacar"):
             site.add_fleet(fleet)
+        width = max(64, shutil.get_terminal_size().columns // 2)  # cut lines end in "…"
         watch = subprocess.Popen([*site.watch_command("haulco", "rentacar", timeout=600),
-                                  "--width", "64"], stdout=subprocess.PIPE, text=True)  # fmt: skip
+                                  "--width", str(width)], stdout=subprocess.PIPE,
+                                 text=True)  # fmt: skip
         try:
             assert watch.stdout is not None
             header = watch.stdout.readline()  # both operators are subscribed

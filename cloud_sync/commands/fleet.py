@@ -145,8 +145,16 @@ def _print(message: FleetMessage, column: int, args: argparse.Namespace) -> None
     if message.check not in ("verified", "registry"):
         text += f" [{message.check}]"
     if len(args.fleets) > 1:
-        text = " " * (args.width * column) + text[: args.width - 1]
+        text = side_by_side(text, column, args.width)
     print(text, flush=True)
+
+
+def side_by_side(text: str, column: int, width: int) -> str:
+    """``text`` in column ``column`` of ``width`` characters, one left as a gap; a longer text
+    is cut and ends in an ellipsis, so a cut line never reads as a whole one."""
+    if len(text) > width - 1:
+        text = text[: max(width - 2, 0)] + "…"
+    return " " * (width * column) + text
 
 
 def _mark(check: str) -> str:

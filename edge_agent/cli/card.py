@@ -16,7 +16,7 @@ from typing import Any
 from cryptography import x509
 
 from ..card.apdu import ApduChannel
-from ..card.errors import CardFileNotFoundError, CardRemovedError
+from ..card.errors import CardFileNotFoundError
 from ..card.image import load_image, make_test_card, save_image
 from ..card.issuer import TestIssuer
 from ..card.jpki import JpkiClient
@@ -27,7 +27,7 @@ from ..card.vpcd import VPCD_DEFAULT_PORT, VpcdCard
 from ..errors import ConfigError
 from ..identity.binding import Consent
 from ..identity.consent import ConsentRequest, answer
-from ..identity.errors import BindingRefusedError
+from ..identity.errors import BindingRefusedError, RefusalReason
 from ..identity.licence_policy import VEHICLE_CLASSES
 from ..identity.pin_entry import FixedPinEntry, PinEntry, TerminalPinEntry
 from ..identity.session import LoginConfig, SessionManager
@@ -35,7 +35,7 @@ from ..identity.trust import TrustStore
 
 log = logging.getLogger(__name__)
 
-EXIT_REFUSED = 1  # login: the card was refused (the reason is printed)
+EXIT_REFUSED = 1  # login: no card, or the card was refused (the reason is printed)
 EXIT_NO_CARD = 1  # status: the reader is empty
 _ISSUER_CERT, _ISSUER_KEY = "msp-test-ca.pem", "msp-test-ca.key"
 
@@ -98,8 +98,9 @@ def _add_login_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--crl", type=Path, action="append", default=[], help="CRL file, repeatable")
     cmd.add_argument("--consent-request", type=Path,
                      default=os.environ.get("MSP_CONSENT_REQUEST") or None,
-                     help="TOML file with the operator's [consent] request "
-                          "(env MSP_CONSENT_REQUEST); none: no consent is asked")
+                     help="TOML file with the operator's [card.consent] request, e.g. "
+                          "/etc/msp/agent.toml (env MSP_CONSENT_REQUEST); none: no "
+                          "consent is asked")
     cmd.add_argument("--consent", metavar="CATEGORIES",
                      help="the driver's answer: the requested categories accepted, "
                           "comma-separated (driving,maintenance,score,location), or none; "
@@ -224,9 +225,10 @@ def _do_login(args: argparse.Namespace) -> int:
     pin_entry: PinEntry = FixedPinEntry(args.pin) if args.pin is not None else TerminalPinEntry()
     manager = SessionManager(config, pin_entry)
     transport = open_transport(args.transport, args.reader)
-    if not _wait_for_card(transport, args.wait):
-        raise CardRemovedError(f"no card in reader {transport.name!r}")
     try:
+        if not _wait_for_card(transport, args.wait):
+            raise BindingRefusedError(RefusalReason.CARD_REMOVED,
+                                      f"no card in reader {transport.name!r}")  # fmt: skip
         session = manager.login(transport)
     except BindingRefusedError as exc:
         tries = "" if exc.tries_left is None else f" ({exc.tries_left} tries left)"

@@ -21,8 +21,9 @@ def add_subparser(subparsers: Any) -> None:
     init = actions.add_parser(
         "init",
         help="create the device key and a CSR beside it; prints the public key (PEM)",
-        description="Create the device signing key (mode 0600, owner only) and write a "
-        "certificate signing request (CN = device id) beside it as KEY.csr for enrolment. "
+        description="Create the device signing key (mode 0600, owner only) and write its "
+        "certificate signing request (CN = device id) for enrolment beside it, named like the "
+        "key with the suffix .csr: --key /etc/msp/device.key writes /etc/msp/device.csr. "
         "Prints the public key (PEM) on standard output.",
     )
     init.add_argument(
@@ -47,6 +48,8 @@ def _do_init(args: argparse.Namespace) -> int:
     key = init_device_key(args.key, args.device, alg=args.alg, force=args.force)
     sys.stdout.write(key.public_pem)
     print(
-        f"{key.alg} key for {key.device} in {key.key_path}, CSR in {key.csr_path}", file=sys.stderr
+        f"{key.alg} key for {key.device} in {key.key_path}, CSR in {key.csr_path} (for "
+        f"msp-registry enroll {key.device} --csr {key.csr_path.name} ...)",
+        file=sys.stderr,
     )
     return 0

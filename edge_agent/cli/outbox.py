@@ -19,6 +19,7 @@ from ..errors import OutboxError
 from ..keys import load_signer
 from ..outbox import OutboxLimits, connect, iter_records, read_anchor, stats_of
 from ..outbox.database import read_identity
+from ..text import plural
 
 
 def add_subparser(subparsers: Any) -> None:
@@ -97,8 +98,9 @@ def _do_verify(args: argparse.Namespace) -> int:
         print(f"{args.db}: chain broken at {exc}", file=sys.stderr)
         return 1
     print(
-        f"{args.db}: OK: {report.records} records of {report.device}, seqs "
-        f"{report.first_seq}..{report.last_seq}, {report.evicted} seqs declared evicted"
+        f"{args.db}: OK: {plural(report.records, 'record')} of {report.device}, seqs "
+        f"{report.first_seq}..{report.last_seq}, {plural(report.evicted, 'seq')} declared "
+        "evicted"
     )
     return 0
 

@@ -16,6 +16,7 @@ from ..replay import Replay, ReplayReport
 from ..scoring import ScoringConfig
 from ..scoring.config import CLASS_DEFAULTS, CO2_KG_PER_L
 from ..signalmap import load_signal_map
+from ..text import plural
 from ..vehicles import vehicle
 from ..writer import RecordWriter
 
@@ -104,7 +105,7 @@ def _run(replay: Replay) -> ReplayReport:
     if sys.stdout.isatty() and size > 20_000_000:
 
         def progress(frames: int) -> None:
-            print(f"\r{frames:>12,} frames", end="", file=sys.stderr, flush=True)
+            print(f"\r{plural(frames, 'frame'):>18}", end="", file=sys.stderr, flush=True)
 
     report = replay.run(progress)
     if progress is not None:
@@ -115,8 +116,8 @@ def _run(replay: Replay) -> ReplayReport:
 def _summary(report: ReplayReport) -> str:
     data = report.to_json()
     lines = [
-        f"{data['source']}: {data['frames']:,} frames, {data['decoded_frames']:,} decoded, "
-        f"{data['ignored']['unmapped_id']:,} on unmapped IDs",
+        f"{data['source']}: {plural(data['frames'], 'frame')}, {data['decoded_frames']:,} "
+        f"decoded, {data['ignored']['unmapped_id']:,} on unmapped IDs",
     ]
     bad = {k: v for k, v in data["rejected"].items() if v}
     lines.append("rejected: " + (", ".join(f"{k} {v:,}" for k, v in bad.items()) or "none"))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
 import signal
-from pathlib import Path
+from collections.abc import Iterator
+from pathlib import Path, PurePath
 from types import FrameType
 from typing import Any
 
@@ -38,7 +41,11 @@ def add_subparser(subparsers: Any) -> None:
         p.add_argument(f"--{flag}", dest=f"flag_{flag}", metavar=flag.upper(),
                        help=f"same as --set {key}=...")  # fmt: skip
     p.add_argument("--check", action="store_true",
-                   help="validate the configuration, print it, and exit")  # fmt: skip
+                   help="validate the configuration, print it as the agent will use it "
+                        "(one FIELD = VALUE a line), and exit: 0 if valid, 2 with the first "
+                        "error")  # fmt: skip
+    p.add_argument("--json", action="store_true",
+                   help="with --check: print the configuration as one JSON object")
     p.set_defaults(func=_do_run)
 
 
@@ -58,12 +65,44 @@ def overrides_of(args: argparse.Namespace) -> dict[str, str]:
     return out
 
 
+def plain(value: Any) -> Any:
+    """``value`` (the configuration or a part of it) as JSON types: dataclasses as objects,
+    paths as strings, tuples as arrays."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    return value
+
+
+def check_lines(document: Any, prefix: str = "") -> Iterator[str]:
+    """The human form of ``--check``: ``field = value`` a line, nested fields dotted
+    (``scoring.max_speed_kmh``), buses indexed (``buses[0].signal_map``), strings and paths
+    quoted as in TOML, unset values as ``none``."""
+    if isinstance(document, dict):
+        for key, value in document.items():
+            yield from check_lines(value, f"{prefix}.{key}" if prefix else key)
+    elif isinstance(document, list) and document and all(isinstance(v, dict) for v in document):
+        for i, value in enumerate(document):
+            yield from check_lines(value, f"{prefix}[{i}]")
+    else:
+        text = "none" if document is None else json.dumps(document, ensure_ascii=False)
+        yield f"{prefix} = {text}"
+
+
 def _do_run(args: argparse.Namespace) -> int:
     overrides = overrides_of(args)
     config = load_config(args.config, os.environ, overrides)
+    if args.json and not args.check:
+        raise ConfigError("--json goes with --check (the service logs to the journal)")
     if args.check:
-        for name in config.__dataclass_fields__:
-            print(f"{name} = {getattr(config, name)!r}")
+        document = plain(config)
+        if args.json:
+            print(json.dumps(document, ensure_ascii=False, indent=2))
+        else:
+            print("\n".join(check_lines(document)))
         return 0
     agent = Agent(config, config_path=args.config, overrides=overrides)
 

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from ..simulate import SCENARIOS, simulate, write_truth
+from ..text import plural
 
 
 def add_subparser(subparsers: Any) -> None:
@@ -21,7 +22,13 @@ def add_subparser(subparsers: Any) -> None:
     parser.add_argument("out", metavar="OUT", help="log file to write")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
     parser.add_argument(
-        "--duration", type=float, default=600.0, help="approximate length in seconds (default: 600)"
+        "--duration",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="approximate length in seconds (default: 600). A drive is made of whole city "
+        "and highway legs of one to three minutes each, so it ends up to about 80 s "
+        "before or 140 s after S; the output and --truth give the length written",
     )
     parser.add_argument("--scenario", choices=SCENARIOS, default="mixed", help="default: mixed")
     parser.add_argument("--crash", action="store_true", help="end the drive with a crash")
@@ -45,10 +52,12 @@ def _do_simulate(args: argparse.Namespace) -> int:
         write_truth(result, args.truth)
     events = result.truth["events"]
     assert isinstance(events, list)
+    seconds = float(str(result.truth["duration_s"]))
     print(
-        f"wrote {result.frames} frames to {result.path} "
-        f"({result.truth['duration_s']} s, {result.truth['distance_km']} km, "
-        f"{len(events)} injected events)",
+        f"wrote {plural(result.frames, 'frame')} to {result.path}: a {seconds:.0f} s drive "
+        f"(asked: about {args.duration:g} s; drives end with a whole leg), "
+        f"{float(str(result.truth['distance_km'])):.2f} km, "
+        f"{plural(len(events), 'injected event')}",
         file=sys.stderr,
     )
     return 0

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from ..errors import ConfigError
 from ..keys import load_signer
 from ..outbox import Outbox
+from ..text import plural
 from ..uplink import MqttUplink, UplinkConfig
 
 
@@ -73,8 +74,8 @@ def _do_uplink(args: argparse.Namespace) -> int:
             if args.until_empty and outbox.stats().rows == 0:
                 return 0
             if deadline is not None and time.monotonic() > deadline:
-                print(f"msp-agent uplink: {outbox.stats().rows} records still unacked",
-                      file=sys.stderr)  # fmt: skip
+                unacked = plural(outbox.stats().rows, "record")
+                print(f"msp-agent uplink: {unacked} still unacked", file=sys.stderr)
                 return 1
     finally:
         uplink.stop()

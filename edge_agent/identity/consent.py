@@ -1,9 +1,11 @@
 """What the vehicle's operator asks the driver to consent to, and what the driver accepts.
 
-The operator's request is configuration (a TOML file on the gateway)::
+The operator's request is the ``[card.consent]`` table of the agent's configuration
+(``/etc/msp/agent.toml``, docs/configuration.md), read by ``msp-agent run`` and by
+``msp-agent card login --consent-request /etc/msp/agent.toml`` alike::
 
-    [consent]
-    recipient = "acme"                          # the fleet that operates this vehicle
+    [card.consent]
+    recipient = "acme"                          # the fleet id the registry enrolled it in
     categories = ["driving", "maintenance", "score", "location"]
     days = 90                                   # each consent lasts this long from login
 
@@ -21,12 +23,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from msp_protocol.consent import parse_categories
 from msp_protocol.errors import ProtocolError
 from msp_protocol.topics import check_id
 
+from ..config import parse_consent
 from ..errors import ConfigError
 from .binding import Consent, iso_utc
 
@@ -63,29 +65,23 @@ class ConsentRequest:
 
     @classmethod
     def load(cls, path: Path) -> ConsentRequest:
-        """Read the ``[consent]`` table of a TOML file; raises ``ConfigError`` naming the file
-        and the key at fault."""
+        """Read the ``[card.consent]`` table of a TOML file (the agent's configuration, or a
+        file holding only that table) with the agent's own checks; raises ``ConfigError``
+        naming the file and the key at fault."""
         try:
-            table: Any = tomllib.loads(path.read_text(encoding="utf-8")).get("consent")
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: {exc}") from None
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path}: no [consent] table")
-        unknown = set(table) - {"recipient", "categories", "days"}
-        if unknown:
-            raise ConfigError(f"{path}: [consent]: unknown keys {sorted(unknown)}")
-        recipient, categories = table.get("recipient"), table.get("categories")
-        days = table.get("days", 90)
-        if not isinstance(recipient, str):
-            raise ConfigError(f"{path}: [consent] recipient: expected a fleet id string")
-        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
-            raise ConfigError(f"{path}: [consent] categories: expected a list of strings")
-        if isinstance(days, bool) or not isinstance(days, int | float):
-            raise ConfigError(f"{path}: [consent] days: expected a number")
+        if "consent" in document:
+            raise ConfigError(f"{path}: [consent]: the consent request is the [card.consent] "
+                              "table, as in the agent's configuration")  # fmt: skip
         try:
-            return cls(recipient, tuple(categories), float(days))
+            found = parse_consent(document)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+        if found is None:
+            raise ConfigError(f"{path}: no [card.consent] table")
+        return cls(found.recipient, found.categories, found.days)
 
     def accept(self, accepted: Iterable[str], now: datetime) -> tuple[Consent, ...]:
         """The consent to sign for the categories the driver ``accepted`` (none: no consent).

@@ -3,7 +3,9 @@ HMI answers (service), or a PIN given up front (``--pin``).
 
 The socket speaks one JSON line each way per request. The agent sends
 ``{"type": "pin_request", "purpose": ..., "digits": 4, "tries_left": n}``; the HMI answers
-``{"pin": "1234"}`` or ``{"cancel": true}``. The socket file is created 0600.
+``{"pin": "1234"}`` or ``{"cancel": true}``. The socket file is created 0660 with the
+agent's group (:data:`SOCKET_MODE`): the HMI runs as the agent's user or as a user in its
+group; nobody else can connect.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from .errors import PinEntryError
 log = logging.getLogger(__name__)
 
 MAX_REPLY_BYTES = 512
+#: The PIN socket: the agent's user and group read and write (connect), others nothing.
+SOCKET_MODE = 0o660
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +81,12 @@ class SocketPinEntry:
         self.timeout_s = timeout_s
         path.unlink(missing_ok=True)
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)
+        old_umask = os.umask(0o777 & ~SOCKET_MODE)  # never wider than SOCKET_MODE, even briefly
         try:
             self._server.bind(str(path))
         finally:
             os.umask(old_umask)
-        os.chmod(path, 0o600)
+        os.chmod(path, SOCKET_MODE)
         self._server.listen(1)
 
     def close(self) -> None:

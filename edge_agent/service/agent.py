@@ -36,6 +36,7 @@ from ..pipeline import DecodeStage
 from ..samples import Sample
 from ..scoring import Scorer, ScoringConfig
 from ..sdnotify import Notifier
+from ..text import plural
 from ..uplink import MqttUplink, UplinkConfig
 from ..writer import RecordWriter
 from .driver import CardThread
@@ -149,7 +150,8 @@ class Agent:
             request = ConsentRequest(c.recipient, c.categories, c.days)
         login = LoginConfig(self.vin, cfg.device, cfg.licence_class, trust, (),
                             cfg.max_session_s)  # fmt: skip
-        cfg.pin_socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # like the unit's RuntimeDirectoryMode=0750: the HMI may run in the agent's group
+        cfg.pin_socket.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
         try:
             pin_entry = SocketPinEntry(cfg.pin_socket, cfg.pin_timeout_s)
         except OSError as exc:
@@ -172,7 +174,7 @@ class Agent:
                 self.card.start()
             if self.obd is not None:
                 self.obd.start()
-            self.notifier.ready(f"running: {len(self.stages)} bus(es), outbox open")
+            self.notifier.ready(f"running: {plural(len(self.stages), 'bus', 'buses')}, outbox open")
             log.info("agent %s running (vin %s, %s)", self.config.device, self.vin,
                      self.config.vehicle_class)  # fmt: skip
             self._loop(self.source)

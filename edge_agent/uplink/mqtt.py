@@ -16,6 +16,7 @@ import logging
 import queue
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -109,6 +110,8 @@ class MqttUplink:
         client.max_inflight_messages_set(cfg.window)
         client.on_socket_open = _no_delay
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_log = self._on_log
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
@@ -121,6 +124,19 @@ class MqttUplink:
             return
         client.subscribe(ack_topic(self.config.device), qos=1)
         self._events.put(_Event("connected"))
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        # paho calls this inside its ``except OSError`` and passes no error: the one being
+        # handled is why (connection refused, a TLS certificate the other side refused, ...)
+        exc = sys.exc_info()[1]
+        where = f"{self.config.host}:{self.config.port}"
+        self._events.put(_Event("connect_failed", reason=f"{where}: {exc or 'unknown error'}"))
+
+    def _on_log(self, _c: mqtt.Client, _u: Any, level: int, text: str) -> None:
+        # A socket error after the TCP connect, e.g. the broker refused our certificate:
+        # "failed to receive on socket: [SSL: ...]" (paho's other errors repeat what we log)
+        if level == mqtt.MQTT_LOG_ERR and " on socket: " in text:
+            self._events.put(_Event("socket_error", reason=text))
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
         self._events.put(_Event("disconnected", reason=str(rc)))
@@ -200,7 +216,7 @@ class MqttUplink:
             if event.failed and seq is not None:
                 self._stats = self._stats.bump(refused=1)
                 self._log_cause(f"broker refused seq {seq}: {event.reason}", event.reason)
-        else:  # refused_connect, bad_ack
+        else:  # refused_connect, connect_failed, socket_error, bad_ack
             self._log_cause(f"{event.kind}: {event.reason}", event.kind + event.reason)
 
     def _log_cause(self, message: str, cause: str) -> None:

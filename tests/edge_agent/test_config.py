@@ -45,7 +45,7 @@ def test_the_example_configuration_loads(tmp_path: Path) -> None:
     assert config.vehicle_class == "heavy_truck" and config.licence_class == "truck_large"
     assert config.scoring.max_speed_kmh == 80.0
     assert config.buses[0].bitrate == 500_000
-    assert config.consent is not None and config.consent.recipient == "fleet-acme"
+    assert config.consent is not None and config.consent.recipient == "acme"
     assert config.consent.categories == ("driving", "maintenance", "score")
 
 
@@ -112,6 +112,8 @@ def test_scoring_overrides_apply_over_the_class_defaults(tmp_path: Path) -> None
          {}, "card.consent.days: expected a positive number"),
         (BASE + "\n[card.consent]\nrecipient = 'x'\ncategories = ['driving']\nuntil = 1\n",
          {}, "card.consent.until: unknown key"),
+        (BASE + "\n[consent]\nrecipient = 'x'\ncategories = ['driving']\n", {},
+         "consent: the consent request is the [card.consent] table"),
     ],
 )  # fmt: skip
 def test_errors_name_the_key_and_what_was_expected(

@@ -75,6 +75,11 @@ def test_agent_unit_is_a_hardened_notify_service() -> None:
     assert unit["DevicePolicy"] == ["closed"] and unit["DeviceAllow"] == ["/dev/ttyUSB0 rw"]
     assert "sys-subsystem-net-devices-can0.device" in unit["After"][0]
     assert "pcscd.socket" in unit["After"][0]
+    # no clock on a Pi: after the clock is set, and synchronised where the NTP wait is enabled
+    after = " ".join(unit["After"]).split()
+    assert "time-set.target" in after and "time-sync.target" in after
+    assert not any("time-" in w for w in " ".join(unit["Wants"]).split())  # ordering only
+    assert unit["RuntimeDirectoryMode"] == ["0750"]  # the HMI's group reaches pin.sock (0660)
 
 
 def test_registry_unit_is_hardened() -> None:

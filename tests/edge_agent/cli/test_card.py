@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
 import signal
 import stat
 import subprocess
@@ -26,6 +27,7 @@ from edge_agent.cli import main
 from msp_protocol.canonical import canonical_json
 
 MSP_AGENT = Path(sys.executable).parent / "msp-agent"
+REPO = Path(__file__).parent.parent.parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +140,7 @@ def test_login_json_is_a_verified_binding(
     assert statement["vin"] == "JT1234567890ABCDE"
     assert statement["vehicle_class"] == "truck_semi_medium"
     [consent] = statement["consents"]
-    assert consent["recipient"] == "fleet-acme"
+    assert consent["recipient"] == "acme"
     assert consent["categories"] == ["driving", "score"]  # what was accepted, canonical order
     until = datetime.fromisoformat(consent["until"].replace("Z", "+00:00"))
     assert timedelta(days=29) < until - datetime.now(UTC) <= timedelta(days=30)
@@ -200,7 +202,7 @@ def request_file(directory: Path, body: str | None = None) -> Path:
     """The operator's consent request, as a gateway's configuration holds it."""
     path = directory / "consent.toml"
     path.write_text(body if body is not None else
-                    '[consent]\nrecipient = "fleet-acme"\n'
+                    '[card.consent]\nrecipient = "acme"\n'
                     'categories = ["driving", "maintenance", "score"]\ndays = 30\n')
     return path
 
@@ -208,15 +210,17 @@ def request_file(directory: Path, body: str | None = None) -> Path:
 @pytest.mark.parametrize(
     ("request_body", "answer", "message"),
     [
-        (None, "driving,location", "fleet-acme did not ask for location (it asks for driving, "
-                                   "maintenance, score)"),
+        (None, "driving,location", "acme did not ask for location (it asks for driving, "
+                             "maintenance, score)"),
         (None, "trip", "unknown consent category 'trip' (known: driving, maintenance, score, "
                        "location)"),
-        (None, None, "fleet-acme asks for consent: give --consent CATEGORIES (or none)"),
-        ('[consent]\nrecipient = "acme"\ncategories = ["trips"]\n', "none",
-         "consent.toml: consent request: categories: unknown consent category 'trips'"),
-        ('[consent]\nrecipient = "acme"\n', "none",
-         "consent.toml: [consent] categories: expected a list of strings"),
+        (None, None, "acme asks for consent: give --consent CATEGORIES (or none)"),
+        ('[card.consent]\nrecipient = "acme"\ncategories = ["trips"]\n', "none",
+         "consent.toml: card.consent: categories: unknown consent category 'trips'"),
+        ('[card.consent]\nrecipient = "acme"\n', "none",
+         "consent.toml: card.consent.categories: expected a list such as"),
+        ('[consent]\nrecipient = "acme"\ncategories = ["driving"]\n', "none",
+         "consent.toml: [consent]: the consent request is the [card.consent] table"),
         ("[consent\n", "none", "consent.toml: Expected ']'"),
     ],
 )
@@ -237,20 +241,14 @@ def test_an_empty_reader(
     empty_slot = f"{READER_NAME} 00 01"  # vpcd's second slot: nothing is ever served there
     assert main(["card", "status", "--reader", empty_slot, "--json"]) == 1
     assert json.loads(capsys.readouterr().out) == {"reader": empty_slot, "card_present": False}
-    assert (
-        main(
-            [
-                "card",
-                "login",
-                "--reader",
-                empty_slot,
-                "--trust-anchor",
-                str(card_dir / "msp-test-ca.pem"),
-            ]
-        )
-        == 2
-    )
-    assert f"no card in reader '{empty_slot}'" in capsys.readouterr().err
+    # docs/identity.md: no card is the refusal card_removed, exit 1 like every refusal
+    login = ["card", "login", "--reader", empty_slot, "--json",
+             "--trust-anchor", str(card_dir / "msp-test-ca.pem")]  # fmt: skip
+    assert main(login) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"refused": "card_removed", "tries_left": None,
+                                        "message": f"no card in reader '{empty_slot}'"}
+    assert f"login refused [card_removed]: no card in reader '{empty_slot}'" in captured.err
 
 
 def test_serve_virtual_names_a_bad_image(tmp_path: Path) -> None:
@@ -289,6 +287,30 @@ def test_the_driver_is_asked_at_a_terminal(
         "Share your trips and driving events (harsh braking, speeding, ...)",
         "Share the vehicle's diagnostic trouble codes while you drive",
         "Share your portable safe-driving score, from every vehicle you drive"]
+
+
+def test_the_fleet_guides_consent_example_runs_as_written(
+    served: subprocess.Popen[bytes], card_dir: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/fleet-operators.md: its [card.consent] table as /etc/msp/agent.toml, and its
+    ``card login`` command with only the test card's anchor, reader and PIN added."""
+    guide = (REPO / "docs" / "fleet-operators.md").read_text()
+    section = guide.split("## Consent at login (edge)")[1].split("\n## ")[0]
+    toml_block = section.split("```toml\n")[1].split("```")[0]
+    sh_block = section.split("```sh\n")[1].split("```")[0]
+    config = tmp_path / "agent.toml"
+    config.write_text(toml_block)
+    command = shlex.split(sh_block.replace("\\\n", " "), comments=True)
+    assert command[:3] == ["msp-agent", "card", "login"]
+    args = [str(card_dir / "msp-test-ca.pem") if a == "jpki-ca.pem" else
+            str(config) if a == "/etc/msp/agent.toml" else a for a in command[1:]]
+    assert main([*args, "--reader", READER_NAME, "--pin", "2468", "--json"]) == 0
+    [consent] = json.loads(capsys.readouterr().out)["statement"]["consents"]
+    # what the guide says goes into statement.consents
+    assert consent["recipient"] == "rental" and consent["categories"] == ["driving", "score"]
+    assert '[{"recipient": "rental", "categories": ["driving", "score"]' in " ".join(
+        section.split())
 
 
 def test_an_answer_without_a_request_is_refused(

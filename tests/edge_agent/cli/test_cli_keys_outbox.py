@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import stat
 from pathlib import Path
@@ -45,6 +46,20 @@ def test_keys_init_prints_the_public_key_and_refuses_overwrite(
     assert main(["keys", "init", "--key", str(key), "--device", "gw-9"]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
     assert main(["keys", "init", "--key", str(key), "--device", "gw-9", "--force"]) == 0
+
+
+def test_keys_init_writes_the_csr_its_help_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["keys", "init", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    match = re.search(r"--key (\S+) writes (\S+)\.", text)
+    assert match is not None, text
+    key_name, csr_name = Path(match[1]).name, Path(match[2]).name
+    assert main(["keys", "init", "--key", str(tmp_path / key_name), "--device", "gw-1"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([key_name, csr_name])
+    assert f"--csr {csr_name}" in capsys.readouterr().err
 
 
 def test_verify_passes_with_stored_key_pub_and_private_key(

@@ -3,6 +3,7 @@ statement the card signs."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,21 +45,41 @@ def test_the_terminal_asks_one_question_per_requested_category() -> None:
     ]
 
 
-def test_load_reads_the_consent_table(tmp_path: Path) -> None:
+REPO = Path(__file__).parent.parent.parent.parent
+
+
+def test_load_reads_the_card_consent_table(tmp_path: Path) -> None:
     path = tmp_path / "agent.toml"
-    path.write_text('[consent]\nrecipient = "acme"\ncategories = ["location", "driving"]\n')
+    path.write_text('[card.consent]\nrecipient = "acme"\ncategories = ["location", "driving"]\n')
     assert ConsentRequest.load(path) == ConsentRequest("acme", ("location", "driving"), 90.0)
+
+
+def test_the_example_configuration_is_a_consent_request() -> None:
+    """``card login --consent-request /etc/msp/agent.toml`` reads the file ``msp-agent run``
+    reads, and its recipient is the fleet the install guide enrols the gateway in."""
+    request = ConsentRequest.load(REPO / "examples" / "agent.toml")
+    assert request == ConsentRequest("acme", ("driving", "maintenance", "score"), 90.0)
+    guide = (REPO / "docs" / "install-raspberry-pi.md").read_text()
+    fleets = set(re.findall(r"msp-registry enroll .*--fleet (\S+)", guide))
+    assert fleets == {request.recipient}
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "no [consent] table"),
-        ('[consent]\nrecipient = "a/b"\ncategories = []\n', "recipient: 'a/b' is not an id"),
-        ('[consent]\nrecipient = "a"\ncategories = []\ndays = 0\n', "days: 0.0 is not in"),
-        ('[consent]\nrecipient = "a"\ncategories = []\ndays = true\n', "days: expected a number"),
-        ('[consent]\nrecipient = "a"\ncategories = []\nwho = 1\n', "unknown keys ['who']"),
-        ('[consent]\nrecipient = 7\ncategories = []\n', "recipient: expected a fleet id"),
+        ("", "no [card.consent] table"),
+        ('[consent]\nrecipient = "a"\ncategories = []\n',
+         "[consent]: the consent request is the [card.consent] table"),
+        ('[card.consent]\nrecipient = "a/b"\ncategories = []\n', "recipient: 'a/b' is not"),
+        ('[card.consent]\nrecipient = "a"\ncategories = []\ndays = 0\n',
+         "card.consent.days: expected a positive number"),
+        ('[card.consent]\nrecipient = "a"\ncategories = []\ndays = 4000\n',
+         "card.consent.days: expected at most 3660"),
+        ('[card.consent]\nrecipient = "a"\ncategories = []\nwho = 1\n',
+         "card.consent.who: unknown key"),
+        ('[card.consent]\nrecipient = 7\ncategories = []\n', "card.consent.recipient: "),
+        ('[card.consent]\nrecipient = "a"\ncategories = ["trips"]\n',
+         "unknown consent category 'trips'"),
     ],
 )
 def test_load_names_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:

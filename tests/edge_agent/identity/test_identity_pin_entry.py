@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 import socket
 import stat
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,8 +52,47 @@ def test_the_hmi_answers_a_pin(entry: SocketPinEntry) -> None:
     ]
 
 
-def test_socket_is_owner_only(entry: SocketPinEntry) -> None:
-    assert stat.S_IMODE(entry.path.stat().st_mode) == 0o600
+def test_socket_is_for_the_agents_user_and_group_only(entry: SocketPinEntry) -> None:
+    info = entry.path.stat()
+    assert stat.S_IMODE(info.st_mode) == 0o660
+    assert info.st_uid == os.geteuid() and info.st_gid == os.getegid()
+
+
+def _connects_as(path: Path, uid: int, groups: list[int]) -> int:
+    """Fork a child that drops to ``uid`` with supplementary ``groups`` and connects to the
+    socket at ``path``; returns 0 if it connected, else the errno."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            os.setgroups(groups)
+            os.setgid(NOBODY)
+            os.setuid(uid)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                client.connect(str(path))
+        except OSError as exc:
+            code = exc.errno or 1
+        os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_a_user_in_the_agents_group_connects_and_others_cannot() -> None:
+    """The install guide's promise: the HMI may run as another user in the agent's group."""
+    directory = Path(tempfile.mkdtemp(prefix="msp-pin-", dir="/tmp"))
+    try:
+        directory.chmod(0o755)  # open, so that only the socket's own mode decides
+        entry = SocketPinEntry(directory / "pin.sock", timeout_s=1)
+        try:
+            assert _connects_as(entry.path, NOBODY, [os.getegid()]) == 0
+            assert _connects_as(entry.path, NOBODY, []) == errno.EACCES
+        finally:
+            entry.close()
+    finally:
+        shutil.rmtree(directory)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -97,8 +98,9 @@ stop_flush_s = 0.1
 class Running:
     """``Agent.run`` on a thread; ``stop()`` joins it and returns its exit code."""
 
-    def __init__(self, config: AgentConfig, path: Path | None = None) -> None:
-        self.agent = Agent(config, notifier=Notifier({}), config_path=path)
+    def __init__(self, config: AgentConfig, path: Path | None = None,
+                 notifier: Notifier | None = None) -> None:  # fmt: skip
+        self.agent = Agent(config, notifier=notifier or Notifier({}), config_path=path)
         self.code: int | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -151,6 +153,23 @@ def wait_open(running: Running) -> None:
     wait_for(lambda: running.agent.source is not None or running.error is not None, "start-up")
     if running.error is not None:
         raise running.error
+
+
+def test_systemd_hears_ready_with_a_status_in_plain_english(tmp_path: Path, key: Path) -> None:
+    address = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.settimeout(30)
+    try:
+        path = config_file(tmp_path, key, "ready")
+        running = Running(load_config(path), path, Notifier({"NOTIFY_SOCKET": address}))
+        message = sock.recv(4096).decode()
+        while not message.startswith("READY=1"):
+            message = sock.recv(4096).decode()
+        assert message == "READY=1\nSTATUS=running: 1 bus, outbox open"
+        assert running.stop() == 0
+    finally:
+        sock.close()
 
 
 def test_silence_ends_the_trip_and_the_agent_keeps_running(
@@ -279,7 +298,19 @@ def test_run_check_prints_the_configuration_and_errors_exit_2(
                      "agent.health_interval_s=42", "--device", "gw-0099"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "health_interval_s = 42.0" in out and "no_frames_s = 12.0" in out
-    assert "device = 'gw-0099'" in out
+    assert 'device = "gw-0099"' in out.splitlines()
+    # paths as paths, nested values dotted: never Python's reprs
+    assert "PosixPath" not in out and "BusConfig" not in out and "ScoringConfig" not in out
+    assert f'key = "{key}"' in out.splitlines()
+    assert 'buses[0].name = "can0"' in out.splitlines()
+    assert "scoring.harsh_braking_mps2 = 3.5" in out.splitlines()
+    assert cli.main(["run", "--config", str(path), "--check", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["key"] == str(key) and document["no_frames_s"] == 12.0
+    assert document["buses"][0]["name"] == "can0"
+    assert document["scoring"]["harsh_braking_mps2"] == 3.5
+    assert cli.main(["run", "--config", str(path), "--json"]) == 2
+    assert "--json goes with --check" in capsys.readouterr().err
     assert cli.main(["run", "--config", str(path), "--set", "agent.health_interval_s=-1"]) == 2
     assert "--set agent.health_interval_s: expected a positive number" in capsys.readouterr().err
     assert cli.main(["run", "--config", str(path), "--set", "nonsense"]) == 2

@@ -104,7 +104,7 @@ FROM persons p LEFT JOIN (
   SELECT person_id, vin, seq, distance_km, penalty_points,
     exp(-max(0.0, julianday('now') - julianday("end")) / {DECAY_DAYS!r}) AS w FROM trips
 ) t ON t.person_id = p.id
-GROUP BY p.id"""
+GROUP BY p.id"""  # noqa: S608 - two numeric constants of msp_protocol.scoring
 
 #: JSON columns: kept as UTF-8 text (what Datasette shows and its JSON functions read).
 JSON_COLUMNS: Final = {"sessions": ("licence_categories", "consents"), "trips": ("events",)}
@@ -211,11 +211,10 @@ def _copy(conn: sqlite3.Connection, table: str) -> None:
             [(dumps(json.loads(value)), rowid) for rowid, value in rows],
         )
     if table == "fanout":
-        rows = conn.execute("SELECT id, payload FROM fanout WHERE typeof(payload) = 'blob'")
-        conn.executemany(
-            "UPDATE fanout SET payload = ? WHERE id = ?",
-            [(text, i) for i, blob in rows.fetchall() if (text := as_text(bytes(blob))) is not None],
-        )
+        blobs = conn.execute("SELECT id, payload FROM fanout WHERE typeof(payload) = 'blob'")
+        texts = [(as_text(bytes(blob)), i) for i, blob in blobs.fetchall()]
+        conn.executemany("UPDATE fanout SET payload = ? WHERE id = ?",
+                         [(text, i) for text, i in texts if text is not None])  # fmt: skip
 
 
 def as_text(payload: bytes) -> str | None:

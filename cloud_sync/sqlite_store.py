@@ -170,11 +170,10 @@ class SqliteStore:
 
     def quarantined(self, device_id: str | None = None) -> Sequence[Quarantined]:
         """Quarantined records (of every device, or of one), by device and seq."""
-        where, params = ("WHERE device = ?", (device_id,)) if device_id else ("", ())
         rows = self._conn.execute(
             "SELECT device, seq, hash, jws, reason, detail, received_at FROM quarantine"
-            f" {where} ORDER BY device, seq",  # noqa: S608 - a fixed clause
-            params,
+            " WHERE ? IS NULL OR device = ? ORDER BY device, seq",
+            (device_id, device_id),
         )
         return [Quarantined(*row) for row in rows]
 

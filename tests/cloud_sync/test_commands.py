@@ -125,7 +125,7 @@ def test_queries_show_the_n_to_n_registry_and_portable_scores(capsys, tmp_path, 
     assert {v["vin"]: v["persons"] for v in vehicles} == {"JTCAR00001": 1, "JTTRUCK001": 1,
                                                           "JTVAN00001": 1}  # fmt: skip
     at = "2026-12-01T00:00:00Z"
-    score = json.loads(run(capsys, tmp_path, "score", alice, "--at", at, "--json")[1])[0]
+    score = json.loads(run(capsys, tmp_path, "score", alice, "--at", at, "--json")[1])
     # by hand: 100 - 100 * Σ w·points / Σ w·km, w = exp(-age/90 d), trips end on days 0 and 1
     store = SqliteStore(tmp_path / "registry.db")
     ends = [parse_ts(t.end) for t in store.trips(alice)]

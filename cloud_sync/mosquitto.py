@@ -6,8 +6,8 @@ What :func:`write_config` writes into its output directory:
   device CA, ``use_identity_as_username`` so the certificate CN is the ACL user name, and
   ``crlfile``: certificates of revoked devices are refused at the TLS handshake) and a
   loopback listener where the registry logs in as user ``registry`` with a password;
-  ``max_packet_size`` and ``message_size_limit`` bound what any client may publish
-  (:data:`MAX_PACKET_BYTES`);
+  ``max_packet_size`` bounds what any client may publish (:data:`MAX_PACKET_BYTES`; not
+  ``message_size_limit``, which mosquitto 2.0 deprecates for it);
 * ``acl`` — per DESIGN.md: a gateway writes only ``msp/v1/dev/<its id>/rec`` and reads only
   its ``ack``; a fleet operator (certificate CN ``fleet.<fleet>``) reads only
   ``msp/v1/fleet/<fleet>/#``; the registry reads every ``rec`` and writes acks and fleet data;
@@ -60,8 +60,6 @@ _PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default in 2.0
 #: A gateway's payload over ``MAX_PAYLOAD_BYTES`` but under this gets to the registry, which
 #: counts it ``oversized``; anything larger the broker refuses (it disconnects the client).
 MAX_PACKET_BYTES: Final = 3 * MAX_RECORD_BYTES + MAX_PAYLOAD_BYTES + 4096
-#: ``message_size_limit`` (payload only): the packet limit less room for topic and properties.
-MAX_MESSAGE_BYTES: Final = MAX_PACKET_BYTES - 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +131,6 @@ def config_text(outdir: Path, layout: BrokerLayout) -> str:
             f"max_queued_messages {layout.max_queued_messages}",
             "# no client publishes more than the registry's fleet copy of the largest record",
             f"max_packet_size {layout.max_packet_size}",
-            f"message_size_limit {layout.max_packet_size - 1024}",
             "# records and acks are small and latency-bound: no Nagle delay",
             "set_tcp_nodelay true",
             "",

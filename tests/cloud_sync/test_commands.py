@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import getpass
 import hashlib
 import json
 import math
@@ -31,8 +32,8 @@ def run(capsys, tmp_path: Path, *args: str) -> tuple[int, str, str]:
 
 
 def test_mosquitto_config_files_and_modes(capsys, tmp_path):
-    code, out, _ = run(capsys, tmp_path, "mosquitto-config", str(tmp_path / "b"), "--port",
-                       "18883", "--registry-port", "11883")  # fmt: skip
+    code, out, _ = run(capsys, tmp_path, "mosquitto-config", str(tmp_path / "b"), "--port", "18883",
+                       "--registry-port", "11883", "--run-as", getpass.getuser())  # fmt: skip
     assert code == 0 and "mosquitto.conf" in out
     conf = (tmp_path / "b" / "mosquitto.conf").read_text()
     assert "listener 18883 0.0.0.0" in conf and "listener 11883 127.0.0.1" in conf
@@ -40,7 +41,7 @@ def test_mosquitto_config_files_and_modes(capsys, tmp_path):
     assert "set_tcp_nodelay true" in conf.splitlines()
     acl = (tmp_path / "b" / "acl").read_text().splitlines()
     assert "pattern write msp/v1/dev/%u/rec" in acl and "pattern read msp/v1/dev/%u/ack" in acl
-    for secret in ("server.key", "registry.secret", "passwd"):
+    for secret in ("server.key", "registry.secret", "passwd", "fleet-passwd", "acl"):
         assert stat.S_IMODE((tmp_path / "b" / secret).stat().st_mode) == 0o600, secret
     assert stat.S_IMODE((tmp_path / "ca" / "device-ca.key").stat().st_mode) == 0o600
     password = (tmp_path / "b" / "registry.secret").read_text().strip()
@@ -50,7 +51,7 @@ def test_mosquitto_config_files_and_modes(capsys, tmp_path):
     expected = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(salt),
                                    int(rounds))  # fmt: skip
     assert base64.b64decode(digest) == expected
-    run(capsys, tmp_path, "mosquitto-config", str(tmp_path / "b"))
+    run(capsys, tmp_path, "mosquitto-config", str(tmp_path / "b"), "--run-as", getpass.getuser())
     assert (tmp_path / "b" / "registry.secret").read_text().strip() == password  # kept
 
 

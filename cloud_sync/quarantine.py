@@ -34,6 +34,7 @@ MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
 
 _HASH = re.compile(r"[A-Za-z0-9_-]{43}")
 _MAX_SEQ = 2**53 - 1
+_MAX_DIGITS = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +58,8 @@ def chain_place(payload: bytes, reason: str, detail: str) -> Refused | None:
     read as leniently as the envelope allows; ``None`` if even that is unreadable (then the
     record cannot take a place in the chain and is refused outright)."""
     try:
-        value = json.loads(payload)
-    except (ValueError, RecursionError):  # not JSON, digits over Python's limit, too deep
+        value = json.loads(payload, parse_int=_lenient_int)
+    except (ValueError, RecursionError):  # not JSON (or not UTF-8), or nested too deeply
         return None
     if not isinstance(value, dict):
         return None
@@ -78,6 +79,12 @@ def chain_place(payload: bytes, reason: str, detail: str) -> Refused | None:
         reason=reason,
         detail=detail[:500],
     )
+
+
+def _lenient_int(text: str) -> int | None:
+    # Python refuses to convert more than 4300 digits (ValueError); such a number anywhere in
+    # the body must not hide the envelope's seq and prev (as a seq it is invalid anyway).
+    return int(text) if len(text) <= _MAX_DIGITS else None
 
 
 def refused(record: Record, reason: str, detail: str) -> Refused:

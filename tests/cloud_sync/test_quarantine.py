@@ -6,6 +6,7 @@ record's handling rejects that record only."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,10 +19,13 @@ from cloud_sync.quarantine import MAX_FUTURE_SKEW
 from cloud_sync.republish import Republisher
 from cloud_sync.sqlite_store import SqliteStore
 from cloud_sync.store import Accepted, Device, Fanned
+from cloud_sync.worker import BrokerConfig, RegistryWorker
 from msp_protocol import bodies
 from msp_protocol.jws import record_hash
 from msp_protocol.records import Record, format_ts
 from msp_protocol.topics import rec_topic
+from tests.cloud_sync.test_faults import _publish_raw
+from tests.sync_deploy import wait_for
 from tests.sync_kit import T0, CardIssuer, Gateway, trip
 
 ARRIVAL = datetime.fromtimestamp(T0 + 3600, UTC)  # the records of sync_kit are from before
@@ -187,3 +191,41 @@ def test_a_bug_storing_one_record_quarantines_it_and_keeps_the_rest(store, devic
     assert store.chain_records("gw-1") == [tokens[0], tokens[2]]
     assert store.rejections() == {"internal_error": 1}
     assert store.chain_head("gw-1").seq == 3
+
+
+class _BatchBuggyIngestor(Ingestor):
+    """The real ingestor, with a bug planted outside its per-message guards."""
+
+    def ingest(self, messages):  # type: ignore[no-untyped-def]
+        if any(payload == b"boom" for _, payload in messages):
+            raise RuntimeError("a bug in the batch loop")
+        return super().ingest(messages)
+
+
+def test_worker_survives_a_batch_that_raises(deployment, card_issuer) -> None:
+    """Through real mosquitto: the batch is retried message by message, the bad message is
+    counted and dropped, the good ones are committed and acked, and the worker serves on."""
+    setup = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    store = SqliteStore(deployment.db)
+    password = (deployment.brokerdir / "registry.secret").read_text().strip()
+    worker = RegistryWorker(
+        _BatchBuggyIngestor(store, card_issuer.anchors()),
+        BrokerConfig(url=f"mqtt://127.0.0.1:{deployment.registry_port}", password=password),
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert worker.connected.wait(10)
+        outbox = setup.open_outbox()
+        setup.fill(outbox, 2)
+        good = [r.jws.encode() for r in outbox.records()]
+        outbox.close()
+        assert _publish_raw(deployment, setup, [good[0], b"boom", good[1]]) == ["Success"] * 3
+        wait_for(lambda: store.chain_head("gw-1").seq == 2, "both good records")
+        wait_for(lambda: store.rejections().get("internal_error") == 1, "the count")
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(10)
+        store.close()

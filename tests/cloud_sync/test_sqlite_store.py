@@ -73,7 +73,7 @@ def test_a_missing_key_is_an_error_not_a_new_key(tmp_path: Path) -> None:
     (secrets_dir(db) / "pseudonym.key").unlink()
     store = SqliteStore(db)  # the browsing commands still work without it
     try:
-        with pytest.raises(StoreError, match="pseudonym.key"):
+        with pytest.raises(StoreError, match=r"pseudonym\.key"):
             store.pseudonym_secret()
     finally:
         store.close()

@@ -10,6 +10,7 @@ import json
 import math
 import stat
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,15 @@ def test_audit_reverifies_stored_chains(capsys, tmp_path, device_ca, card_issuer
     code, out, _ = run(capsys, tmp_path, "audit", "--device", "gw-car")
     assert code == 1 and [line.split()[0] for line in out.splitlines()[1:]] == ["gw-car"]
     assert "BROKEN: seq 2" in out
+
+
+def test_version_and_one_object_answers(capsys, tmp_path, device_ca, card_issuer):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"msp-registry {version('msp-gateway')}"
+    _two_people_three_vehicles(tmp_path, device_ca, card_issuer)
+    code, out, _ = run(capsys, tmp_path, "stats", "--json")
+    stats = json.loads(out)
+    assert code == 0 and isinstance(stats, dict)
+    assert set(stats) == {"counts", "rejections", "withheld"} and stats["counts"]["records"] > 0

@@ -189,7 +189,7 @@ class Ingestor:
             return tuple(batch.accepted)
         except StoreError:
             raise
-        except Exception:
+        except Exception:  # last guard: a bug in one record's storing or fan-out
             log.exception("committing a batch of %d records failed; committing them one by one",
                           len(batch.accepted))  # fmt: skip
         self.store.commit(Batch(evictions=batch.evictions, rejections=batch.rejections,
@@ -201,7 +201,7 @@ class Ingestor:
                 accepted.append(acc)
             except StoreError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # last guard: quarantine the record that fails alone
                 rec = acc.record
                 log.exception("internal error storing seq %d of %s: quarantined", rec.seq,
                               rec.device)  # fmt: skip
@@ -385,7 +385,7 @@ class Ingestor:
                 card = None
             except StoreError:
                 raise
-            except Exception:
+            except Exception:  # last guard: a bug in the card check binds nobody
                 log.exception("internal error checking the card of seq %d of %s", rec.seq,
                               device)  # fmt: skip
                 state.rejections["internal_error"] += 1

@@ -226,7 +226,7 @@ class RegistryWorker:
             return self.ingestor.ingest(messages).acks
         except StoreError:
             raise
-        except Exception:
+        except Exception:  # last guard: no message may stop the worker
             if len(messages) > 1:
                 log.exception("ingesting a batch of %d failed; trying each message alone",
                               len(messages))  # fmt: skip
@@ -238,7 +238,7 @@ class RegistryWorker:
             self.ingestor.store.commit(Batch(rejections={"internal_error": 1}))
         except StoreError:
             raise
-        except Exception:
+        except Exception:  # counting is best effort, serving is not
             log.exception("could not count an internal error")
         return []
 

@@ -155,29 +155,23 @@ def migrate(conn: sqlite3.Connection, secret_files: SecretFiles) -> bool:
 
 
 def _to_version_2(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
-    log.warning("migrating the registry database to schema version 2 (secrets to %s)",
-                secret_files.directory)  # fmt: skip
-    tables = _tables(conn)
-    # 1. Secrets out, before anything is dropped: the files must hold them first.
-    if "secrets" in tables:
-        row = conn.execute("SELECT value FROM secrets WHERE name = 'pseudonym'").fetchone()
-        if row is not None:
-            secret_files.create_pseudonym_key(bytes(row[0]))
-    if "password_hash" in _columns(conn, "fleets"):
-        for fleet, hashed in conn.execute("SELECT id, password_hash FROM fleets").fetchall():
-            if hashed:
-                secret_files.set_fleet_password(str(fleet), str(hashed))
-    # 2. Rebuild every table in the new layout (foreign keys can only be declared by a new
-    #    table in SQLite), copying the columns both layouts have.
     conn.execute("PRAGMA legacy_alter_table = ON")  # renames must not rewrite references
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("BEGIN IMMEDIATE")  # one migration at a time: another process may race us
     try:
-        for (name,) in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type IN ('index', 'view')"
+        if int(conn.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION:
+            conn.execute("ROLLBACK")
+            return
+        log.warning("migrating the registry database to schema version 2 (secrets to %s)",
+                    secret_files.directory)  # fmt: skip
+        tables = _tables(conn)
+        _secrets_out(conn, tables, secret_files)
+        # Rebuild every table in the new layout (only a new table can declare foreign keys
+        # in SQLite), copying the columns both layouts have.
+        for name, kind in conn.execute(
+            "SELECT name, type FROM sqlite_master WHERE type IN ('index', 'view')"
             " AND name NOT LIKE 'sqlite_%'"
         ).fetchall():
-            kind = conn.execute("SELECT type FROM sqlite_master WHERE name = ?", (name,))
-            conn.execute(f'DROP {kind.fetchone()[0].upper()} "{name}"')
+            conn.execute(f'DROP {kind.upper()} "{name}"')
         old = sorted(t for t in tables if not t.startswith("sqlite_"))
         for table in old:
             conn.execute(f'ALTER TABLE "{table}" RENAME TO "_v1_{table}"')
@@ -191,13 +185,26 @@ def _to_version_2(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     finally:
         conn.execute("PRAGMA legacy_alter_table = OFF")
-    # 3. The dropped secrets must not survive in freed pages or the write-ahead log.
+    # The dropped secrets must not survive in freed pages or the write-ahead log.
     conn.execute("VACUUM")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _secrets_out(conn: sqlite3.Connection, tables: set[str], secret_files: SecretFiles) -> None:
+    """Write the database's secrets to their files, before anything is dropped."""
+    if "secrets" in tables:
+        row = conn.execute("SELECT value FROM secrets WHERE name = 'pseudonym'").fetchone()
+        if row is not None:
+            secret_files.create_pseudonym_key(bytes(row[0]))
+    if "password_hash" in _columns(conn, "fleets"):
+        for fleet, hashed in conn.execute("SELECT id, password_hash FROM fleets").fetchall():
+            if hashed:
+                secret_files.set_fleet_password(str(fleet), str(hashed))
 
 
 def _copy(conn: sqlite3.Connection, table: str) -> None:

@@ -228,4 +228,23 @@ def test_worker_survives_a_batch_that_raises(deployment, card_issuer) -> None:
     finally:
         stop.set()
         thread.join(10)
+    # The dropped message was acknowledged to the broker: a registry that takes over the
+    # session (same client id, persistent) is not handed it again, only what came after.
+    config = BrokerConfig(url=f"mqtt://127.0.0.1:{deployment.registry_port}", password=password)
+    successor = RegistryWorker(Ingestor(store, card_issuer.anchors()), config)
+    stop = threading.Event()
+    thread = threading.Thread(target=successor.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert successor.connected.wait(10)
+        outbox = setup.open_outbox()
+        setup.fill(outbox, 1, start=2)
+        [third] = [r.jws.encode() for r in outbox.records() if r.seq == 3]
+        outbox.close()
+        _publish_raw(deployment, setup, [third])
+        wait_for(lambda: store.chain_head("gw-1").seq == 3, "the record after the restart")
+        assert store.rejections() == {"internal_error": 1}  # b"boom" again would be malformed
+    finally:
+        stop.set()
+        thread.join(10)
         store.close()

@@ -402,8 +402,8 @@ class Ingestor:
         state.quarantined.append(Quarantined(place.device, place.seq, cand.hash, cand.jws,
                                              place.reason, place.detail))  # fmt: skip
         state.hashes[(place.device, place.seq)] = cand.hash
-        log.warning("quarantined seq %d of %s (%s): %s", place.seq, place.device, place.reason,
-                    place.detail)  # fmt: skip
+        log.warning("quarantined seq %d (%s) of %s, %s: %s", place.seq, place.kind or "?",
+                    place.device, place.reason, place.detail)  # fmt: skip
 
     def _card(self, state: _BatchState, rec: Record) -> CardIdentity | None:
         if not isinstance(rec.body, SessionStart):

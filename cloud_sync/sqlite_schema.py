@@ -123,6 +123,11 @@ def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
     return [str(r[1]) for r in conn.execute(f'PRAGMA table_info("{table}")')]
 
 
+def is_empty(conn: sqlite3.Connection) -> bool:
+    """True for a database without a single table (a file that was never a registry)."""
+    return not _tables(conn)
+
+
 def create(conn: sqlite3.Connection) -> None:
     """Make every table, index and view of the current version in an empty database."""
     conn.execute("BEGIN IMMEDIATE")
@@ -147,9 +152,6 @@ def migrate(conn: sqlite3.Connection, secret_files: SecretFiles) -> bool:
         raise sqlite3.DatabaseError(
             f"database schema version {version} is newer than this registry's {SCHEMA_VERSION}"
         )
-    if "devices" not in _tables(conn):  # an empty file
-        create(conn)
-        return True
     _to_version_2(conn, secret_files)
     return True
 

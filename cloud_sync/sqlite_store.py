@@ -90,7 +90,7 @@ class SqliteStore:
             self._db.enable_wal()
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
-            if new:
+            if new or sqlite_schema.is_empty(conn):
                 sqlite_schema.create(conn)
                 self.secret_files.create_pseudonym_key()
             elif sqlite_schema.migrate(conn, self.secret_files):
@@ -470,7 +470,10 @@ def _create_private(path: Path) -> bool:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return path.stat().st_size == 0
+        if path.stat().st_size:
+            return False
+        os.chmod(path, 0o600)  # an empty file someone made: it becomes the database
+        return True
     os.close(fd)
     return True
 

@@ -185,3 +185,14 @@ def test_migration_refuses_to_replace_a_different_key(tmp_path: Path) -> None:
     check = sqlite3.connect(db)  # nothing was changed: the old layout, its secret still in it
     assert check.execute("SELECT count(*) FROM secrets").fetchone() == (1,)
     check.close()
+
+
+def test_an_empty_file_becomes_a_private_database_with_its_key(tmp_path: Path) -> None:
+    db = tmp_path / "registry.db"
+    db.touch(mode=0o644)
+    store = SqliteStore(db)
+    try:
+        assert len(store.pseudonym_secret()) == 32 and store.counts()["records"] == 0
+    finally:
+        store.close()
+    assert mode(db) == 0o600

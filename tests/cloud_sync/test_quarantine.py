@@ -248,3 +248,24 @@ def test_worker_survives_a_batch_that_raises(deployment, card_issuer) -> None:
         stop.set()
         thread.join(10)
         store.close()
+
+
+class _CardBugIngestor(Ingestor):
+    """The real ingestor, with a bug planted in its card check."""
+
+    def _card(self, state, rec):  # type: ignore[no-untyped-def]
+        if isinstance(rec.body, bodies.SessionStart):
+            raise IndexError("a bug")
+        return super()._card(state, rec)
+
+
+def test_a_bug_in_the_card_check_binds_nobody_but_keeps_the_chain(store, device_ca,
+                                                                  card_issuer):  # fmt: skip
+    gw = enrolled(store, device_ca)
+    card = card_issuer.card()
+    ingestor = _CardBugIngestor(store, card_issuer.anchors())
+    tokens = [gw.sign(card.session_start(gw, "s-1"), "session.start", "s-1"),
+              gw.sign(trip(), "trip", "s-1")]  # fmt: skip
+    assert send(ingestor, gw, *tokens) == [Ack("gw-1", 2)]
+    assert store.rejections() == {"internal_error": 1}
+    assert store.persons() == [] and store.counts()["records"] == 2

@@ -128,7 +128,8 @@ def main() -> None:
     dport, rport = free_port(), free_port()
     files = write_config(root / "broker", ca, BrokerLayout(
         device_port=dport, device_bind="127.0.0.1", registry_port=rport,
-        run_as=getpass.getuser(), max_queued_messages=args.records + 1000))  # fmt: skip
+        fleet_port=free_port(), run_as=getpass.getuser(),
+        max_queued_messages=args.records + 1000))  # fmt: skip
     key = ed25519.Ed25519PrivateKey.generate()
     csr = x509.CertificateSigningRequestBuilder().subject_name(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gw-bench")])).sign(key, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import sys
 from collections.abc import Sequence
@@ -22,10 +23,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="msp-registry", description="Mobility Smart Passport cloud registry."
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"cloud_sync.commands.{name}").add_subparser(subparsers)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("msp-gateway")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,17 +10,31 @@ nothing: each is logged with its device and counted under its reason.
 
 Reasons: oversized, bad_topic, malformed, alg_mismatch, unknown_device, revoked_device,
 bad_signature, bad_record, device_mismatch, vin_mismatch, seq_reused (alarm: possible key
-theft), bad_prev, bad_gap, evicted_seq, out_of_order_overflow, and the card reasons of
-``cloud_sync.cards`` (the device's record still joins the chain, but binds no person);
-``duplicate`` counts harmless re-sends (acked, not stored twice).
+theft), bad_prev, bad_gap, future_ts, evicted_seq, out_of_order_overflow, internal_error, and
+the card reasons of ``cloud_sync.cards`` (the device's record still joins the chain, but binds
+no person); ``duplicate`` counts harmless re-sends (acked, not stored twice).
+
+A record whose signature verifies and whose seq/prev continue the chain, but whose body is
+refused (``bad_record``, ``bad_gap``, ``future_ts``: see ``cloud_sync.quarantine``), is
+quarantined instead of dropped, so the chain and the gateway's acks go on.
+
+No message can stop the pipeline: the parsers' own failures (``RecursionError`` from deep
+nesting, ``ValueError`` from numbers over Python's digit limit) are caught where they are
+called and counted as ``malformed``/``bad_record``; beyond that, a last guard per message turns
+any unexpected exception into an ``internal_error`` rejection (logged with the traceback, the
+device and, where known, the seq), and a commit that fails for any reason but the database
+(``StoreError``) is retried record by record, a record that still fails being quarantined as
+``internal_error``. Only a failing database stops ingest (nothing is acked; the broker
+redelivers).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from msp_protocol.bodies import Gap, SessionStart
 from msp_protocol.errors import ProtocolError, RecordError
@@ -29,9 +43,26 @@ from msp_protocol.records import MAX_RECORD_BYTES, Record, parse_record
 from msp_protocol.topics import device_of_rec_topic
 
 from .cards import CardRejected, TrustAnchors, verify_session_start
-from .store import Accepted, Batch, CardIdentity, ChainHead, Eviction, Fanout, Store
+from .errors import StoreError
+from .quarantine import Refused, chain_place, future_field, refused
+from .store import (
+    Accepted,
+    Batch,
+    CardIdentity,
+    ChainHead,
+    Eviction,
+    Fanout,
+    Quarantined,
+    Store,
+)
 
 log = logging.getLogger(__name__)
+
+#: The largest MQTT payload the registry reads: the JWS of the largest record (its payload is
+#: base64url, 4/3 of ``MAX_RECORD_BYTES``) plus room for the header and signature; the same
+#: bound ``msp_protocol.jws.split`` applies. The broker refuses larger messages already
+#: (``cloud_sync.mosquitto``).
+MAX_PAYLOAD_BYTES = MAX_RECORD_BYTES * 4 // 3 + 1024
 
 
 class Rejected(Exception):  # noqa: N818 - a verdict, counted by ``reason``
@@ -61,7 +92,7 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class _Candidate:
-    record: Record
+    record: Record | Refused  # Refused: signed, its body refused; it is quarantined in turn
     jws: str
     hash: str
 
@@ -75,13 +106,16 @@ class _BatchState:
     certificates: dict[str, bytes] = field(default_factory=dict)
     rejections: Counter[str] = field(default_factory=Counter)
     touched: set[str] = field(default_factory=set)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    arrival: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class Ingestor:
     """Turns batches of ``(topic, payload)`` into one store commit and the acks to send.
 
     One ingestor per registry worker; it keeps the out-of-order waiting room in memory (a
-    restart loses it harmlessly: gateways re-send whatever was not acked).
+    restart loses it harmlessly: gateways re-send whatever was not acked). ``clock`` gives the
+    arrival time of a batch (aware UTC), against which future-dated records are refused.
     """
 
     def __init__(
@@ -89,12 +123,14 @@ class Ingestor:
         store: Store,
         anchors: TrustAnchors,
         *,
-        max_payload: int = MAX_RECORD_BYTES,
+        max_payload: int = MAX_PAYLOAD_BYTES,
         max_waiting: int = 256,
         fanout: Fanout | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.fanout = fanout
+        self.clock = clock
         self.anchors = anchors
         self.max_payload = max_payload
         self.max_waiting = max_waiting
@@ -115,15 +151,19 @@ class Ingestor:
         """Check and commit one batch; returns the acks to send and what was committed.
         Raises ``StoreError`` if the commit fails (then nothing may be acked: the broker
         redelivers)."""
-        state = _BatchState()
+        state = _BatchState(arrival=self.clock())
         for topic, payload in messages:
+            candidate = None
             try:
-                candidate = self._check(topic, payload)
+                candidate = self._check(topic, payload, state.arrival)
+                state.touched.add(candidate.record.device)
+                self._place(state, candidate)
             except Rejected as exc:
                 self._reject(state, exc)
-                continue
-            state.touched.add(candidate.record.device)
-            self._place(state, candidate)
+            except StoreError:
+                raise  # the database failed, not this message: nothing may be acked
+            except Exception:  # noqa: BLE001 - the last guard: one message never stops ingest
+                self._internal_error(state, topic, candidate)
         for device, waiting in self._waiting.items():
             if waiting and device not in state.heads:
                 # another worker (shared subscription) may have committed the predecessor
@@ -131,14 +171,44 @@ class Ingestor:
                 self._drain(state, device)
                 if state.heads[device].seq > before:
                     state.touched.add(device)
-        batch = Batch(state.accepted, state.evictions, dict(state.rejections))
-        self.store.commit(batch, self.fanout)
+        batch = Batch(state.accepted, state.evictions, dict(state.rejections),
+                      quarantined=state.quarantined)  # fmt: skip
+        accepted = self._commit(batch)
         acks = []
         for device in sorted(state.touched):
             head = state.heads.get(device) or self.store.chain_head(device)
             if head.seq > 0:
                 acks.append(Ack(device, head.seq))
-        return Outcome(acks, tuple(state.accepted))
+        return Outcome(acks, accepted)
+
+    def _commit(self, batch: Batch) -> Sequence[Accepted]:
+        """Commit ``batch``; if that fails for another reason than the database, commit its
+        records one by one and quarantine any that fails alone. Returns what was accepted."""
+        try:
+            self.store.commit(batch, self.fanout)
+            return tuple(batch.accepted)
+        except StoreError:
+            raise
+        except Exception:  # last guard: a bug in one record's storing or fan-out
+            log.exception("committing a batch of %d records failed; committing them one by one",
+                          len(batch.accepted))  # fmt: skip
+        self.store.commit(Batch(evictions=batch.evictions, rejections=batch.rejections,
+                                quarantined=batch.quarantined))  # fmt: skip
+        accepted = []
+        for acc in batch.accepted:
+            try:
+                self.store.commit(Batch([acc]), self.fanout)
+                accepted.append(acc)
+            except StoreError:
+                raise
+            except Exception as exc:  # last guard: quarantine the record that fails alone
+                rec = acc.record
+                log.exception("internal error storing seq %d of %s: quarantined", rec.seq,
+                              rec.device)  # fmt: skip
+                kept = Quarantined(rec.device, rec.seq, acc.hash, acc.jws, "internal_error",
+                                   f"storing failed: {exc!r}"[:500])  # fmt: skip
+                self.store.commit(Batch(rejections={"internal_error": 1}, quarantined=[kept]))
+        return tuple(accepted)
 
     @staticmethod
     def _reject(state: _BatchState, exc: Rejected) -> None:
@@ -146,8 +216,22 @@ class Ingestor:
         level = logging.ERROR if exc.reason == "seq_reused" else logging.WARNING
         log.log(level, "rejected a record from %s: %s", exc.device or "?", exc)
 
-    def _check(self, topic: str, payload: bytes) -> _Candidate:
-        """Everything that needs no chain state: size, topic, device, signature, schema."""
+    @staticmethod
+    def _internal_error(state: _BatchState, topic: str, candidate: _Candidate | None) -> None:
+        """Count and log (with its traceback) a message whose handling raised unexpectedly."""
+        state.rejections["internal_error"] += 1
+        if candidate is not None:
+            where = f"seq {candidate.record.seq} of {candidate.record.device}"
+        else:
+            try:
+                where = f"a message of {device_of_rec_topic(topic)}"
+            except ProtocolError:
+                where = f"a message on {topic[:100]!r}"
+        log.exception("internal error handling %s: rejected, ingest goes on", where)
+
+    def _check(self, topic: str, payload: bytes, arrival: datetime) -> _Candidate:
+        """Everything that needs no chain state: size, topic, device, signature, schema, data
+        times. A signed record whose body is refused comes back as a ``Refused`` candidate."""
         if len(payload) > self.max_payload:
             raise Rejected("oversized", "", f"{len(payload)} bytes on {topic[:100]!r}")
         try:
@@ -162,6 +246,8 @@ class Ingestor:
         except ProtocolError as exc:
             reason = "alg_mismatch" if exc.field == "alg" else "malformed"
             raise Rejected(reason, device_id, str(exc)) from None
+        except (ValueError, RecursionError) as exc:  # json.loads: digit limit, nesting depth
+            raise Rejected("malformed", device_id, f"header: {_why(exc)}") from None
         if parts.kid != device_id:
             raise Rejected("device_mismatch", device_id, f"kid {parts.kid!r} on its topic")
         device = self.store.device(device_id)
@@ -174,19 +260,42 @@ class Ingestor:
         except ProtocolError as exc:
             reason = "alg_mismatch" if exc.field == "alg" else "bad_signature"
             raise Rejected(reason, device_id, str(exc)) from None
+        # Signed by the device: from here on, a refused body is quarantined if the record has
+        # a readable place in the chain, so that it does not stall the gateway.
+        candidate: Record | Refused
         try:
-            record = parse_record(parts.payload)
+            candidate = parse_record(parts.payload)
         except RecordError as exc:
-            raise Rejected("bad_record", device_id, str(exc)) from None
-        if record.device != device_id:
-            raise Rejected("device_mismatch", device_id, f"record says {record.device!r}")
+            candidate = self._unreadable(parts.payload, device_id, "bad_record", str(exc))
+        except (ValueError, RecursionError) as exc:  # json.loads: digit limit, nesting depth
+            candidate = self._unreadable(parts.payload, device_id, "bad_record", _why(exc))
+        if candidate.device != device_id:
+            raise Rejected("device_mismatch", device_id, f"record says {candidate.device!r}")
+        if candidate.vin is not None and candidate.vin != device.vin:
+            raise Rejected("vin_mismatch", device_id, f"VIN {candidate.vin} is not {device.vin}")
+        if isinstance(candidate, Record):
+            candidate = self._refusal(candidate, arrival) or candidate
+        return _Candidate(candidate, token, record_hash(token))
+
+    @staticmethod
+    def _unreadable(payload: bytes, device: str, reason: str, detail: str) -> Refused:
+        place = chain_place(payload, reason, detail)
+        if place is None:
+            raise Rejected(reason, device, f"{detail} (and no readable seq/prev)")
+        return place
+
+    @staticmethod
+    def _refusal(record: Record, arrival: datetime) -> Refused | None:
+        """Why a parsed, signed record is refused (and quarantined), if it is."""
         if isinstance(record.body, Gap) and not all(
             r.first <= r.last < record.seq for r in record.body.ranges
         ):
-            raise Rejected("bad_gap", device_id, f"seq {record.seq}: a range not before it")
-        if record.vin != device.vin:
-            raise Rejected("vin_mismatch", device_id, f"VIN {record.vin} is not {device.vin}")
-        return _Candidate(record, token, record_hash(token))
+            return refused(record, "bad_gap", f"seq {record.seq}: a range not before it")
+        future = future_field(record, arrival)
+        if future is not None:
+            at = arrival.strftime("%Y-%m-%dT%H:%M:%SZ")
+            return refused(record, "future_ts", f"{future}: after arrival {at} + the skew")
+        return None
 
     def _key(self, pem: str) -> PublicKey:
         key = self._keys.get(pem)
@@ -263,6 +372,10 @@ class Ingestor:
             if rec.prev != head.hash and not (rec.seq == 1 and rec.prev is None):
                 self._reject(state, Rejected("bad_prev", device, f"seq {rec.seq}"))
                 continue
+            if isinstance(rec, Refused):
+                self._quarantine(state, cand, rec)
+                head = ChainHead(rec.seq, cand.hash)
+                continue
             try:
                 card = self._card(state, rec)
             except CardRejected as exc:
@@ -270,10 +383,27 @@ class Ingestor:
                 # refused: no person, no session, and the session's trips stay unattributed.
                 self._reject(state, Rejected(exc.reason, device, str(exc)))
                 card = None
+            except StoreError:
+                raise
+            except Exception:  # last guard: a bug in the card check binds nobody
+                log.exception("internal error checking the card of seq %d of %s", rec.seq,
+                              device)  # fmt: skip
+                state.rejections["internal_error"] += 1
+                card = None
             state.accepted.append(Accepted(rec, cand.jws, cand.hash, card))
             state.hashes[(device, rec.seq)] = cand.hash
             head = ChainHead(rec.seq, cand.hash)
         state.heads[device] = head
+
+    @staticmethod
+    def _quarantine(state: _BatchState, cand: _Candidate, place: Refused) -> None:
+        """Keep a signed, chained record whose body is refused; it takes its place in the chain."""
+        state.rejections[place.reason] += 1
+        state.quarantined.append(Quarantined(place.device, place.seq, cand.hash, cand.jws,
+                                             place.reason, place.detail))  # fmt: skip
+        state.hashes[(place.device, place.seq)] = cand.hash
+        log.warning("quarantined seq %d (%s) of %s, %s: %s", place.seq, place.kind or "?",
+                    place.device, place.reason, place.detail)  # fmt: skip
 
     def _card(self, state: _BatchState, rec: Record) -> CardIdentity | None:
         if not isinstance(rec.body, SessionStart):
@@ -283,3 +413,8 @@ class Ingestor:
         card = verify_session_start(rec, rec.body, self.anchors, known)
         state.certificates[sha] = card.certificate_der
         return card
+
+
+def _why(exc: BaseException) -> str:
+    """A short account of a parser's own failure (the messages can be long)."""
+    return f"{type(exc).__name__}: {str(exc)[:120]}"

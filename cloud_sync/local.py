@@ -28,7 +28,7 @@ from .errors import BrokerError, EnrolmentError
 from .fleets import FleetCredentials, add_fleet, broker_users
 from .mosquitto import BrokerFiles, BrokerLayout, write_config
 from .pki import DeviceCa, cert_pem
-from .registry import enroll_device, utc_now
+from .registry import enroll_device, revoked_serials, utc_now
 from .sqlite_store import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,12 @@ class LocalDeployment:
         store = SqliteStore(self.config.db)
         try:
             fleets, passwords = broker_users(store)
+            revoked = revoked_serials(store)
         finally:
             store.close()
         ca = DeviceCa.open(self.config.ca_path)
-        self.files = write_config(self.brokerdir, ca, layout, fleets, passwords)
+        self.files = write_config(self.brokerdir, ca, layout, fleets, passwords,
+                                  revoked=revoked)
         if self.broker is None:
             self.broker = MosquittoProcess(self.files.config, self.ports)
         return self.files

@@ -3,8 +3,11 @@
 What :func:`write_config` writes into its output directory:
 
 * ``mosquitto.conf`` — ``per_listener_settings true``; a device listener (mTLS against the
-  device CA, ``use_identity_as_username`` so the certificate CN is the ACL user name) and a
+  device CA, ``use_identity_as_username`` so the certificate CN is the ACL user name, and
+  ``crlfile``: certificates of revoked devices are refused at the TLS handshake) and a
   loopback listener where the registry logs in as user ``registry`` with a password;
+  ``max_packet_size`` bounds what any client may publish (:data:`MAX_PACKET_BYTES`; not
+  ``message_size_limit``, which mosquitto 2.0 deprecates for it);
 * ``acl`` — per DESIGN.md: a gateway writes only ``msp/v1/dev/<its id>/rec`` and reads only
   its ``ack``; a fleet operator (certificate CN ``fleet.<fleet>``) reads only
   ``msp/v1/fleet/<fleet>/#``; the registry reads every ``rec`` and writes acks and fleet data;
@@ -13,25 +16,50 @@ What :func:`write_config` writes into its output directory:
   --password`` issued (``fleet-passwd``, hashes only);
 * ``passwd`` (PBKDF2-SHA512, mosquitto's ``$7$`` format) and ``registry.secret`` (0600, the
   registry's password, kept across runs so a running registry keeps working);
-* ``device-ca.pem``, ``server.pem``, ``server.key`` (0600).
+* ``device-ca.pem``, ``device-ca.crl.pem`` (the CA's list of revoked device certificates),
+  ``server.pem``, ``server.key``.
+
+Who may read them: mosquitto 2.0 started as root drops to its ``user`` as soon as it has read
+``mosquitto.conf`` and only then opens everything else, so written as root for another
+``run_as`` user (Debian's ``mosquitto.service`` starts it as root with ``user mosquitto``),
+the directory and what mosquitto reads belong to ``root:<that user's group>`` (0750, keys and
+password hashes 0640), ``data/`` (persistence) to the user itself, and ``registry.secret``
+(the registry's, not the broker's) stays root's, 0600. Written as anyone else, everything is
+the writer's, 0600: mosquitto must then run as that user.
 """
 
 from __future__ import annotations
 
 import base64
+import getpass
 import hashlib
 import logging
+import os
+import pwd
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
-from .pki import FLEET_PREFIX, DeviceCa, cert_pem, key_pem, write_private
+from msp_protocol.records import MAX_RECORD_BYTES
+
+from .errors import PkiError
+from .ingest import MAX_PAYLOAD_BYTES
+from .pki import CRL_FILE, FLEET_PREFIX, DeviceCa, cert_pem, key_pem, write_private
 
 log = logging.getLogger(__name__)
 
 REGISTRY_USER = "registry"
 _PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default in 2.0
+
+#: The broker's limit on one MQTT packet. mosquitto applies it to every client alike, so it is
+#: the largest message anyone may legitimately publish: the registry's fleet copy of the
+#: largest record, which carries the record's body as ASCII-escaped JSON (at most 3 x the
+#: record's bytes) beside the record's JWS (``MAX_PAYLOAD_BYTES``), plus topic and properties.
+#: A gateway's payload over ``MAX_PAYLOAD_BYTES`` but under this gets to the registry, which
+#: counts it ``oversized``; anything larger the broker refuses (it disconnects the client).
+MAX_PACKET_BYTES: Final = 3 * MAX_RECORD_BYTES + MAX_PAYLOAD_BYTES + 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +74,7 @@ class BrokerLayout:
     hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
     run_as: str = "mosquitto"
     max_queued_messages: int = 10000
+    max_packet_size: int = MAX_PACKET_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +85,7 @@ class BrokerFiles:
     acl: Path
     registry_secret: Path
     ca_cert: Path
+    crl: Path | None = None
 
 
 def password_hash(password: str, salt: bytes | None = None) -> str:
@@ -99,6 +129,8 @@ def config_text(outdir: Path, layout: BrokerLayout) -> str:
             "persistence true",
             f"persistence_location {d}/data/",
             f"max_queued_messages {layout.max_queued_messages}",
+            "# no client publishes more than the registry's fleet copy of the largest record",
+            f"max_packet_size {layout.max_packet_size}",
             "# records and acks are small and latency-bound: no Nagle delay",
             "set_tcp_nodelay true",
             "",
@@ -108,6 +140,8 @@ def config_text(outdir: Path, layout: BrokerLayout) -> str:
             f"certfile {d}/server.pem",
             f"keyfile {d}/server.key",
             "require_certificate true",
+            "# revoked devices are refused at the handshake (re-read on SIGHUP)",
+            f"crlfile {d}/{CRL_FILE}",
             "use_identity_as_username true",
             "allow_anonymous false",
             f"acl_file {d}/acl",
@@ -144,14 +178,20 @@ def write_config(
     layout: BrokerLayout,
     fleets: Iterable[str] = (),
     fleet_passwords: Mapping[str, str] | None = None,
+    *,
+    revoked: Iterable[int] = (),
 ) -> BrokerFiles:
     """Write a complete mosquitto configuration into ``outdir``; returns the paths written.
-    ``fleet_passwords`` maps a fleet to its ``$7$`` password hash (``Fleet.password_hash``)."""
+    ``fleet_passwords`` maps a fleet to its ``$7$`` password hash (``Fleet.password_hash``);
+    ``revoked`` are the serial numbers of revoked device certificates (for the CRL). Raises
+    ``PkiError`` if ``layout.run_as`` is no user of this system (when written as root)."""
+    owner = _owner(layout.run_as)
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "data").mkdir(exist_ok=True)
     server = ca.issue_server(layout.hosts)
-    (outdir / "device-ca.pem").write_bytes(cert_pem(ca.cert))
-    (outdir / "server.pem").write_bytes(cert_pem(server.cert))
+    write_private(outdir / "device-ca.pem", cert_pem(ca.cert))
+    write_private(outdir / CRL_FILE, ca.crl_pem(revoked))
+    write_private(outdir / "server.pem", cert_pem(server.cert))
     write_private(outdir / "server.key", key_pem(server.key))
     secret_file = outdir / "registry.secret"
     if secret_file.exists():
@@ -164,8 +204,43 @@ def write_config(
     write_private(outdir / "fleet-passwd", "".join(
         f"{FLEET_PREFIX}{fleet}:{hashed}\n" for fleet, hashed in sorted(passwords.items())
     ).encode())  # fmt: skip
-    (outdir / "acl").write_text(acl_text({*fleets, *passwords}))
+    write_private(outdir / "acl", acl_text({*fleets, *passwords}).encode())
     config = outdir / "mosquitto.conf"
-    config.write_text(config_text(outdir, layout))
+    write_private(config, config_text(outdir, layout).encode())
+    if owner is not None:
+        _hand_over(outdir, *owner)
     log.info("wrote mosquitto configuration to %s", config)
-    return BrokerFiles(config, outdir / "acl", secret_file, outdir / "device-ca.pem")
+    return BrokerFiles(config, outdir / "acl", secret_file, outdir / "device-ca.pem",
+                       outdir / CRL_FILE)  # fmt: skip
+
+
+#: What mosquitto reads, beside ``mosquitto.conf``; ``registry.secret`` is not among them.
+_BROKER_READS = ("mosquitto.conf", "acl", "passwd", "fleet-passwd", "device-ca.pem", CRL_FILE,
+                 "server.pem", "server.key")  # fmt: skip
+
+
+def _owner(run_as: str) -> tuple[int, int] | None:
+    """The uid and gid to hand the files to: only when written as root for another user."""
+    if os.geteuid() != 0:
+        if run_as != getpass.getuser():
+            log.warning("the broker files are yours and 0600, but mosquitto is to run as %r:"
+                        " write them as root, or give --run-as %s", run_as, getpass.getuser())
+        return None
+    try:
+        user = pwd.getpwnam(run_as)
+    except KeyError:
+        raise PkiError(f"--run-as {run_as}: no such user on this system") from None
+    return None if user.pw_uid == 0 else (user.pw_uid, user.pw_gid)
+
+
+def _hand_over(outdir: Path, uid: int, gid: int) -> None:
+    """Let the unprivileged broker user read what mosquitto reads and write its persistence."""
+    os.chown(outdir, 0, gid)
+    os.chmod(outdir, 0o750)  # noqa: S103 - root's and the broker group's only
+    for name in _BROKER_READS:
+        os.chown(outdir / name, 0, gid)
+        os.chmod(outdir / name, 0o640)
+    os.chown(outdir / "data", uid, gid)
+    os.chmod(outdir / "data", 0o700)
+    for kept in (outdir / "data").iterdir():  # a persistence file from an earlier run as root
+        os.chown(kept, uid, gid)

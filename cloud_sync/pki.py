@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,8 @@ FLEET_PREFIX = "fleet."
 
 _CA_CERT = "device-ca.pem"
 _CA_KEY = "device-ca.key"
+#: The CA's certificate revocation list (PEM), in the CA directory and the broker's.
+CRL_FILE = "device-ca.crl.pem"
 
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -175,6 +178,28 @@ class DeviceCa:
         cert = self._issue(common_name, key.public_key(), ExtendedKeyUsageOID.CLIENT_AUTH, days)
         return IssuedCert(cert, key)
 
+    def crl_pem(self, revoked: Iterable[int]) -> bytes:
+        """A CRL (PEM) signed by this CA listing the certificates with serial numbers
+        ``revoked``; empty is valid too (mosquitto's ``crlfile`` needs one for the CA)."""
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(now - dt.timedelta(minutes=5))
+            .next_update(crl_next_update(self.cert))
+        )
+        for serial in sorted(set(revoked)):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+            )
+        return builder.sign(self._key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    def write_crl(self, revoked: Iterable[int]) -> Path:
+        """Write :meth:`crl_pem` as ``device-ca.crl.pem`` into the CA directory; its path."""
+        path = self.directory / CRL_FILE
+        path.write_bytes(self.crl_pem(revoked))
+        return path
+
     def issue_device(self, device: str, csr_pem: bytes, days: int = 825) -> x509.Certificate:
         """Issue the device certificate (CN = ``device``) for the key in ``csr_pem``.
 
@@ -197,6 +222,13 @@ class DeviceCa:
             raise EnrolmentError(f"{device}: unsupported key {type(public_key).__name__}")
         jws_alg(public_key)
         return self._issue(device, public_key, ExtendedKeyUsageOID.CLIENT_AUTH, days)
+
+
+def crl_next_update(ca: x509.Certificate) -> dt.datetime:
+    """Until when a CRL of ``ca`` is valid: as long as the CA. OpenSSL refuses *every* client
+    certificate once the CRL it was given has expired, and this CRL is handed to the broker by
+    ``msp-registry``, not fetched, so there is nothing to gain from letting it lapse."""
+    return ca.not_valid_after_utc
 
 
 def check_device_id(device: str) -> None:

@@ -49,6 +49,12 @@ def enroll_device(
     return cert
 
 
+def revoked_serials(store: Store) -> list[int]:
+    """Serial numbers of the certificates of every revoked device (for the CA's CRL)."""
+    return [x509.load_pem_x509_certificate(d.certificate_pem.encode("ascii")).serial_number
+            for d in store.devices() if d.revoked]  # fmt: skip
+
+
 def broker_config(config: RegistryConfig) -> BrokerConfig:
     """The broker connection of a registry configuration (reads the password file)."""
     password = None
@@ -72,6 +78,7 @@ def serve(config: RegistryConfig, stop: threading.Event) -> None:
     anchors = TrustAnchors.load(config.anchors)
     store = SqliteStore(config.db)
     try:
+        store.pseudonym_secret()  # fail now, naming the file, not at the first fleet copy
         fanout = Republisher(store).fanout
         ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout)
         RegistryWorker(ingestor, broker_config(config)).run(stop)

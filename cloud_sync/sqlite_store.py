@@ -1,15 +1,19 @@
 """The registry store in one SQLite file (WAL) through sqlite-utils, readable by any SQLite tool.
 
-Plain tables with plain columns (JSON only for small maps), so a fleet analyst can open the
-file in Datasette or the sqlite3 shell: devices, vehicles, persons, card_certificates,
-sessions (the N:N person ↔ vehicle bindings), trips, events, dtcs, emergencies, records (the
-signed JWS of everything accepted, the chain), evictions, chain heads and rejection counts.
+Plain tables with plain columns (JSON, as UTF-8 text, only for small maps) and declared
+foreign keys, so a fleet analyst can open the file in Datasette or the sqlite3 shell: devices,
+vehicles, persons, card_certificates, sessions (the N:N person ↔ vehicle bindings), trips,
+events, dtcs, emergencies, records (the signed JWS of everything accepted, the chain),
+quarantine, evictions, chain heads, rejection counts, and the ``person_scores`` view
+(``cloud_sync.sqlite_schema``). No secret is kept in it (``cloud_sync.secret_files``), and a
+new database file is created readable by its owner only (0600).
 """
 
 from __future__ import annotations
 
 import json
-import secrets
+import logging
+import os
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -21,7 +25,10 @@ import sqlite_utils
 from msp_protocol import bodies
 from msp_protocol.records import Record
 
+from . import sqlite_schema
 from .errors import EnrolmentError, StoreError
+from .secret_files import SecretFiles
+from .sqlite_schema import as_text, dumps
 from .store import (
     Accepted,
     Batch,
@@ -33,61 +40,14 @@ from .store import (
     Fleet,
     Person,
     Publication,
+    Quarantined,
     SessionRow,
     TripRow,
     VehicleRow,
     Withheld,
 )
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, vin TEXT NOT NULL, fleet TEXT NOT NULL,
-  public_key_pem TEXT NOT NULL, alg TEXT NOT NULL, certificate_pem TEXT NOT NULL,
-  enrolled_at TEXT NOT NULL, revoked_at TEXT);
-CREATE TABLE IF NOT EXISTS vehicles (vin TEXT PRIMARY KEY, fleet TEXT NOT NULL, vehicle_class TEXT);
-CREATE TABLE IF NOT EXISTS records (device TEXT NOT NULL, seq INTEGER NOT NULL,
-  hash TEXT NOT NULL, kind TEXT NOT NULL, ts TEXT NOT NULL, session TEXT, jws TEXT NOT NULL,
-  received_at TEXT NOT NULL, PRIMARY KEY (device, seq));
-CREATE TABLE IF NOT EXISTS evictions (device TEXT NOT NULL, first INTEGER NOT NULL,
-  last INTEGER NOT NULL, last_hash TEXT NOT NULL, PRIMARY KEY (device, first));
-CREATE TABLE IF NOT EXISTS chain (device TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT);
-CREATE TABLE IF NOT EXISTS persons (id TEXT PRIMARY KEY, key_sha256 TEXT NOT NULL UNIQUE,
-  first_seen TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS card_certificates (sha256 TEXT PRIMARY KEY,
-  person_id TEXT NOT NULL REFERENCES persons(id), der BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, person_id TEXT NOT NULL
-  REFERENCES persons(id), device TEXT NOT NULL, vin TEXT NOT NULL, vehicle_class TEXT NOT NULL,
-  started_at TEXT NOT NULL, ended_at TEXT, end_reason TEXT, licence_expiry TEXT NOT NULL,
-  licence_categories TEXT NOT NULL, consents TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS trips (device TEXT NOT NULL, seq INTEGER NOT NULL, session TEXT,
-  person_id TEXT, vin TEXT NOT NULL, start TEXT NOT NULL, "end" TEXT NOT NULL,
-  distance_km REAL NOT NULL, odometer_km REAL, duration_s REAL NOT NULL,
-  max_speed_kmh REAL NOT NULL, fuel_l REAL, co2_kg REAL, idle_s REAL NOT NULL,
-  night_share REAL NOT NULL, events TEXT NOT NULL, penalty_points REAL NOT NULL, score REAL,
-  PRIMARY KEY (device, seq));
-CREATE TABLE IF NOT EXISTS events (device TEXT NOT NULL, seq INTEGER NOT NULL, session TEXT,
-  person_id TEXT, vin TEXT NOT NULL, type TEXT NOT NULL, start TEXT NOT NULL,
-  duration_s REAL NOT NULL, peak REAL NOT NULL, speed_kmh REAL NOT NULL, severity TEXT NOT NULL,
-  lat REAL, lon REAL, PRIMARY KEY (device, seq));
-CREATE TABLE IF NOT EXISTS dtcs (device TEXT NOT NULL, seq INTEGER NOT NULL, session TEXT,
-  person_id TEXT, vin TEXT NOT NULL, ts TEXT NOT NULL, code TEXT NOT NULL, status TEXT NOT NULL,
-  mil INTEGER NOT NULL, odometer_km REAL, PRIMARY KEY (device, seq, code));
-CREATE TABLE IF NOT EXISTS emergencies (device TEXT NOT NULL, seq INTEGER NOT NULL,
-  session TEXT, person_id TEXT, vin TEXT NOT NULL, detected_at TEXT NOT NULL,
-  trigger TEXT NOT NULL, peak_decel_ms2 REAL NOT NULL, speed_kmh REAL NOT NULL, lat REAL,
-  lon REAL, PRIMARY KEY (device, seq));
-CREATE TABLE IF NOT EXISTS rejections (reason TEXT PRIMARY KEY, count INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS fanout (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,
-  payload BLOB NOT NULL, retain INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS fleets (id TEXT PRIMARY KEY, added_at TEXT NOT NULL,
-  password_hash TEXT);
-CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, expires TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS withheld (fleet TEXT NOT NULL, kind TEXT NOT NULL,
-  reason TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (fleet, kind, reason));
-CREATE INDEX IF NOT EXISTS trips_person ON trips (person_id, "end");
-CREATE INDEX IF NOT EXISTS sessions_person ON sessions (person_id, started_at);
-"""
-
+log = logging.getLogger(__name__)
 
 _DEVICE_COLUMNS = ", ".join(Device.__dataclass_fields__)
 
@@ -116,21 +76,31 @@ def _now() -> str:
 class SqliteStore:
     """A :class:`cloud_sync.store.Store` in one SQLite file; safe for one writer process."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, environ: Mapping[str, str] | None = None) -> None:
+        """Open (or create, 0600, with its pseudonym key) the database at ``path``, migrating
+        an older layout; ``environ`` is where ``$CREDENTIALS_DIRECTORY`` is looked up."""
+        self.secret_files = SecretFiles(path, environ)
         try:
+            new = _create_private(path)
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{path}: cannot open registry database: {exc}") from exc
+        try:
             self._db = sqlite_utils.Database(conn)
             self._db.enable_wal()
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(_SCHEMA)
-            if "retain" not in {row[1] for row in conn.execute("PRAGMA table_info(fanout)")}:
-                conn.execute("ALTER TABLE fanout ADD COLUMN retain INTEGER NOT NULL DEFAULT 0")
-            conn.execute(
-                "INSERT OR IGNORE INTO secrets VALUES ('pseudonym', ?)", (secrets.token_bytes(32),)
-            )
+            if new or sqlite_schema.is_empty(conn):
+                sqlite_schema.create(conn)
+                self.secret_files.create_pseudonym_key()
+            elif sqlite_schema.migrate(conn, self.secret_files):
+                _make_private(path)
         except sqlite3.Error as exc:
+            conn.close()
             raise StoreError(f"{path}: cannot open registry database: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
         self._secret: bytes | None = None
         self.path = path
@@ -140,7 +110,10 @@ class SqliteStore:
         self._conn.close()
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._conn.execute(sql, params).fetchone()
+        try:
+            return self._conn.execute(sql, params).fetchone()
+        except sqlite3.Error as exc:  # a database failure, not the caller's input
+            raise StoreError(f"{self.path}: {exc}") from exc
 
     # devices -----------------------------------------------------------------------------
     def device(self, device_id: str) -> Device | None:
@@ -154,13 +127,13 @@ class SqliteStore:
             raise EnrolmentError(f"{device.id}: already enrolled (revoke it and use a new id)")
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            self._db.table("devices").insert(
-                {k: getattr(device, k) for k in Device.__dataclass_fields__}
-            )
             self._conn.execute(
                 "INSERT INTO vehicles (vin, fleet) VALUES (?, ?) ON CONFLICT (vin) DO UPDATE"
                 " SET fleet = excluded.fleet",
                 (device.vin, device.fleet),
+            )
+            self._db.table("devices").insert(
+                {k: getattr(device, k) for k in Device.__dataclass_fields__}
             )
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -186,9 +159,23 @@ class SqliteStore:
         return ChainHead(row[0], row[1]) if row else ChainHead(0, None)
 
     def record_hash(self, device_id: str, seq: int) -> str | None:
-        """The stored chain hash of ``(device, seq)``, ``None`` if not stored."""
-        row = self._one("SELECT hash FROM records WHERE device = ? AND seq = ?", (device_id, seq))
+        """The stored chain hash of ``(device, seq)`` (accepted or quarantined), ``None`` if
+        not stored."""
+        row = self._one(
+            "SELECT hash FROM records WHERE device = ? AND seq = ?"
+            " UNION ALL SELECT hash FROM quarantine WHERE device = ? AND seq = ?",
+            (device_id, seq, device_id, seq),
+        )
         return str(row[0]) if row else None
+
+    def quarantined(self, device_id: str | None = None) -> Sequence[Quarantined]:
+        """Quarantined records (of every device, or of one), by device and seq."""
+        rows = self._conn.execute(
+            "SELECT device, seq, hash, jws, reason, detail, received_at FROM quarantine"
+            " WHERE ? IS NULL OR device = ? ORDER BY device, seq",
+            (device_id, device_id),
+        )
+        return [Quarantined(*row) for row in rows]
 
     def chain_records(self, device_id: str) -> Sequence[str]:
         """Every stored JWS of a device, in seq order (for independent verification)."""
@@ -225,20 +212,22 @@ class SqliteStore:
                 for (text,) in rows for c in json.loads(text)]  # fmt: skip
 
     def add_fleet(self, fleet: Fleet) -> None:
-        """Register a fleet operator, or replace its password hash if already registered."""
+        """Register a fleet operator, or replace its password hash if already registered (the
+        hash goes to the secret files, not the database)."""
+        self.secret_files.set_fleet_password(fleet.id, fleet.password_hash)
         try:
             self._conn.execute(
-                "INSERT INTO fleets VALUES (?, ?, ?) ON CONFLICT (id)"
-                " DO UPDATE SET password_hash = excluded.password_hash",
-                (fleet.id, fleet.added_at, fleet.password_hash),
+                "INSERT INTO fleets VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                (fleet.id, fleet.added_at),
             )
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot add fleet {fleet.id}: {exc}") from exc
 
     def fleets(self) -> Sequence[Fleet]:
-        """Every registered fleet operator, by id."""
-        rows = self._conn.execute("SELECT id, added_at, password_hash FROM fleets ORDER BY id")
-        return [Fleet(*row) for row in rows]
+        """Every registered fleet operator, by id, with its password hash if it has one."""
+        hashes = self.secret_files.fleet_passwords()
+        rows = self._conn.execute("SELECT id, added_at FROM fleets ORDER BY id")
+        return [Fleet(i, a, hashes.get(i)) for i, a in rows]
 
     def withheld(self) -> Mapping[Withheld, int]:
         """How much data was withheld from fleets, by fleet, kind and reason."""
@@ -268,9 +257,10 @@ class SqliteStore:
         return len(topics)
 
     def pseudonym_secret(self) -> bytes:
-        """The registry's secret for per-fleet pseudonyms (made with the database)."""
+        """The registry's secret for per-fleet pseudonyms (made with the database, kept in
+        its secret files); raises ``StoreError`` if it is missing."""
         if self._secret is None:
-            self._secret = bytes(self._one("SELECT value FROM secrets WHERE name = 'pseudonym'")[0])
+            self._secret = self.secret_files.pseudonym_key()
         return self._secret
 
     # writing -----------------------------------------------------------------------------
@@ -284,12 +274,19 @@ class SqliteStore:
                 for eviction in batch.evictions:
                     self._evict(eviction)
                     touched.add(eviction.device)
+                for kept in batch.quarantined:
+                    self._conn.execute(
+                        "INSERT OR IGNORE INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (kept.device, kept.seq, kept.hash, kept.jws, kept.reason, kept.detail,
+                         _now()),
+                    )  # fmt: skip
+                    touched.add(kept.device)
                 inserted = [acc for acc in batch.accepted if self._insert(acc)]
                 touched.update(acc.record.device for acc in inserted)
                 fanned = fanout(inserted) if fanout is not None and inserted else Fanned()
                 self._conn.executemany(
                     "INSERT INTO fanout (topic, payload, retain) VALUES (?, ?, ?)",
-                    [(p.topic, p.payload, int(p.retain))
+                    [(p.topic, _payload_column(p.payload), int(p.retain))
                      for p in (*batch.publications, *fanned.publications)],
                 )  # fmt: skip
                 self._conn.executemany(
@@ -322,7 +319,8 @@ class SqliteStore:
         rows = self._conn.execute(
             "SELECT id, topic, payload, retain FROM fanout ORDER BY id LIMIT ?", (limit,)
         )
-        return [(int(i), Publication(str(t), bytes(p), bool(r))) for i, t, p, r in rows]
+        return [(int(i), Publication(str(t), p.encode() if isinstance(p, str) else bytes(p),
+                                     bool(r))) for i, t, p, r in rows]  # fmt: skip
 
     def fanout_done(self, ids: Sequence[int]) -> None:
         """Forget publications the broker has acknowledged."""
@@ -375,7 +373,7 @@ class SqliteStore:
                 (body.ended_at, body.reason, rec.session))  # fmt: skip
         elif isinstance(body, bodies.Trip):
             values = [getattr(body, f) for f in _TRIP_FIELDS]
-            values[_TRIP_FIELDS.index("events")] = json.dumps(dict(body.events), sort_keys=True)
+            values[_TRIP_FIELDS.index("events")] = dumps(dict(body.events))
             run(_SQL["trips"], (*common, *values))
         elif isinstance(body, bodies.Event):
             lat, lon = (body.location.lat, body.location.lon) if body.location else (None, None)
@@ -410,7 +408,7 @@ class SqliteStore:
         self._conn.execute(
             "INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)",
             (st.session, card.person_id, rec.device, st.vin, st.vehicle_class, st.started_at,
-             st.licence.expiry, json.dumps(list(st.licence.categories)), json.dumps(consents)),
+             st.licence.expiry, dumps(list(st.licence.categories)), dumps(consents)),
         )  # fmt: skip
         self._conn.execute(
             "UPDATE vehicles SET vehicle_class = ? WHERE vin = ?", (st.vehicle_class, st.vin)
@@ -455,6 +453,34 @@ class SqliteStore:
 
     def counts(self) -> Mapping[str, int]:
         """Row counts per table."""
-        tables = ("devices", "vehicles", "persons", "sessions", "records", "trips", "events",
-                  "dtcs", "emergencies", "evictions", "fanout", "fleets")  # fmt: skip
+        tables = ("devices", "vehicles", "persons", "sessions", "records", "quarantine", "trips",
+                  "events", "dtcs", "emergencies", "evictions", "fanout", "fleets")  # fmt: skip
         return {t: int(self._one(f"SELECT count(*) FROM {t}")[0]) for t in tables}  # noqa: S608
+
+
+def _payload_column(payload: bytes) -> str | bytes:
+    """A fleet copy as the ``fanout`` table keeps it: JSON as text, anything else as bytes."""
+    text = as_text(payload)
+    return payload if text is None else text
+
+
+def _create_private(path: Path) -> bool:
+    """Create ``path`` empty and 0600 if it does not exist (SQLite gives its ``-wal`` and
+    ``-shm`` files the same mode); returns whether it was created."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_size:
+            return False
+        os.chmod(path, 0o600)  # an empty file someone made: it becomes the database
+        return True
+    os.close(fd)
+    return True
+
+
+def _make_private(path: Path) -> None:
+    """Restrict a migrated database (and its WAL files) to its owner."""
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if name.exists() and name.stat().st_mode & 0o077:
+            os.chmod(name, 0o600)
+            log.warning("%s: was readable by others; now 0600", name)

@@ -2,7 +2,9 @@
 
 The pipeline (``cloud_sync.ingest``) decides what is valid; a store only keeps it. A store
 commits a whole :class:`Batch` atomically or not at all, inserts records idempotently on
-``(device, seq)``, and never keeps a rejected record: rejections are counters by reason.
+``(device, seq)``, and never keeps a rejected record: rejections are counters by reason. The
+one exception is a quarantined record (``cloud_sync.quarantine``): signed and chained, its body
+refused, it is kept aside with its reason and takes its place in the chain.
 ``cloud_sync.sqlite_store.SqliteStore`` is the default implementation; a PostgreSQL store
 implements the same protocol (and runs the same contract tests).
 """
@@ -87,6 +89,21 @@ class Eviction:
 
 
 @dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A signed, chained record whose body the registry refuses (``cloud_sync.quarantine``):
+    kept with its JWS and reason, it advances the chain but is never used or republished.
+    ``received_at`` is set on what a store returns."""
+
+    device: str
+    seq: int
+    hash: str
+    jws: str
+    reason: str
+    detail: str
+    received_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Publication:
     """One message for fleets or the public, kept until the broker has taken it (QoS 1);
     ``retain``: the broker keeps the last one per topic for later subscribers."""
@@ -124,13 +141,14 @@ Fanout = Callable[[Sequence[Accepted]], Fanned]
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """What one transaction commits: accepted records, declared evictions, rejections, and
-    publications of the registry's own (device keys for fleets)."""
+    """What one transaction commits: accepted records, declared evictions, rejections,
+    publications of the registry's own (device keys for fleets) and quarantined records."""
 
     accepted: Sequence[Accepted] = ()
     evictions: Sequence[Eviction] = ()
     rejections: Mapping[str, int] = field(default_factory=dict)
     publications: Sequence[Publication] = ()
+    quarantined: Sequence[Quarantined] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,10 +217,14 @@ class Store(Protocol):
         """Where the device's committed chain ends (seq 0, hash ``None`` before any record)."""
 
     def record_hash(self, device_id: str, seq: int) -> str | None:
-        """The stored chain hash of ``(device, seq)``, ``None`` if not stored."""
+        """The stored chain hash of ``(device, seq)`` (accepted or quarantined), ``None`` if
+        not stored."""
 
     def chain_records(self, device_id: str) -> Sequence[str]:
         """Every stored JWS of a device, in seq order (for independent verification)."""
+
+    def quarantined(self, device_id: str | None = None) -> Sequence[Quarantined]:
+        """Quarantined records (of every device, or of one), by device and seq."""
 
     def card_certificate(self, sha256: str) -> bytes | None:
         """The DER of a card certificate seen before, by its base64url SHA-256."""
@@ -217,7 +239,8 @@ class Store(Protocol):
         """Every consent the person signed, in any session, oldest session first."""
 
     def pseudonym_secret(self) -> bytes:
-        """The registry's secret for per-fleet pseudonyms (made once, kept in the store)."""
+        """The registry's secret for per-fleet pseudonyms (made once, kept beside the store,
+        never in it: ``cloud_sync.secret_files``)."""
 
     def add_fleet(self, fleet: Fleet) -> None:
         """Register a fleet operator, or replace its password hash if already registered."""

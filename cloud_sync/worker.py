@@ -9,6 +9,12 @@ acknowledges them, so they survive a registry crash too. The
 session is persistent (MQTT 5 ``clean_start`` false with a session expiry; 3.1.1
 ``clean_session`` false), so records published while the registry was down are delivered
 when it returns.
+
+A batch whose ingest raises anything but ``StoreError`` (a bug the ingestor's own guards did
+not catch) is ingested again message by message; a message that still fails alone is logged,
+counted ``internal_error`` and acknowledged to the broker without a registry ack, so it is not
+redelivered for ever (the gateway keeps and re-sends it). Only a failing database stops the
+worker, unacknowledged, and the broker redelivers to the next registry.
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from msp_protocol.topics import REC_FILTER, REC_SHARED_FILTER, ack_topic, encode_ack
 
-from .errors import BrokerError
-from .ingest import Ingestor
+from .errors import BrokerError, StoreError
+from .ingest import Ack, Ingestor
+from .store import Batch
 
 log = logging.getLogger(__name__)
 
@@ -204,14 +211,36 @@ class RegistryWorker:
                 batch.append(self._inbox.get_nowait())
             except queue.Empty:
                 break
-        outcome = self.ingestor.ingest([(m.topic, m.payload) for m in batch])
-        for ack in outcome.acks:
+        acks = self._ingest([(m.topic, m.payload) for m in batch])
+        for ack in acks:
             self._client.publish(ack_topic(ack.device), encode_ack(ack.seq), qos=1)
         for m in batch:
             if m.qos > 0:
                 self._client.ack(m.mid, m.qos)
         self._flush_fanout()
         return len(batch)
+
+    def _ingest(self, messages: list[tuple[str, bytes]]) -> list[Ack]:
+        """Ingest and commit ``messages``; the acks to publish. Raises only ``StoreError``."""
+        try:
+            return self.ingestor.ingest(messages).acks
+        except StoreError:
+            raise
+        except Exception:  # last guard: no message may stop the worker
+            if len(messages) > 1:
+                log.exception("ingesting a batch of %d failed; trying each message alone",
+                              len(messages))  # fmt: skip
+                return [ack for m in messages for ack in self._ingest([m])]
+            log.exception("internal error ingesting a message on %s: dropped (not acked to the"
+                          " gateway, which re-sends it)", messages[0][0][:100] if messages
+                          else "?")  # fmt: skip
+        try:
+            self.ingestor.store.commit(Batch(rejections={"internal_error": 1}))
+        except StoreError:
+            raise
+        except Exception:  # counting is best effort, serving is not
+            log.exception("could not count an internal error")
+        return []
 
     def _clear_expired(self) -> None:
         """Once a second: withdraw retained messages whose consent has ended (wall clock: the

@@ -125,7 +125,7 @@ class Deployment(LocalDeployment):
             [sys.executable, "-m", "cloud_sync.cli", "stats", "--json", "--db", str(self.db)],
             check=True, capture_output=True, env=os.environ,
         )  # fmt: skip
-        value: dict[str, dict[str, int]] = json.loads(out.stdout)[0]
+        value: dict[str, dict[str, int]] = json.loads(out.stdout)  # one object
         return value
 
 

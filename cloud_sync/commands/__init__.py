@@ -21,6 +21,15 @@ def open_store(args: argparse.Namespace) -> SqliteStore:
     return SqliteStore(config.db)
 
 
+def emit_one(row: dict[str, Any], columns: Sequence[str], as_json: bool) -> None:
+    """Print one answer: as one JSON object, or as a one-row text table of ``columns``."""
+    if as_json:
+        json.dump(row, sys.stdout, indent=2, ensure_ascii=False, default=str)
+        sys.stdout.write("\n")
+        return
+    emit([row], columns, False)
+
+
 def emit(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:
     """Print ``rows`` as JSON (one array) or as an aligned text table of ``columns``."""
     if as_json:

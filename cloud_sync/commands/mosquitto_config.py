@@ -9,6 +9,7 @@ from ..config import add_common, load_config
 from ..fleets import broker_users
 from ..mosquitto import BrokerLayout, write_config
 from ..pki import DeviceCa
+from ..registry import revoked_serials
 from ..sqlite_store import SqliteStore
 
 
@@ -28,7 +29,9 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
                    help="TLS port where fleet operators log in with a password (0: none)")
     p.add_argument("--host", action="append", dest="hosts",
                    help="server certificate host name or IP (repeatable)")  # fmt: skip
-    p.add_argument("--run-as", default=d.run_as, help="user mosquitto drops privileges to")
+    p.add_argument("--run-as", default=d.run_as,
+                   help="user mosquitto drops privileges to; written as root, the files are"
+                        " made readable to it [%(default)s]")  # fmt: skip
     add_common(p)
     p.set_defaults(func=_do_config)
 
@@ -37,10 +40,12 @@ def _do_config(args: argparse.Namespace) -> int:
     config = load_config(args)
     fleets: set[str] = set()
     passwords: dict[str, str] = {}
+    revoked: list[int] = []
     if config.db.exists():
         store = SqliteStore(config.db)
         try:
             fleets, passwords = broker_users(store)
+            revoked = revoked_serials(store)
         finally:
             store.close()
     layout = BrokerLayout(
@@ -51,7 +56,9 @@ def _do_config(args: argparse.Namespace) -> int:
         run_as=args.run_as,
         fleet_port=args.fleet_port or None,
     )
-    files = write_config(args.outdir, DeviceCa.open(config.ca_path), layout, fleets, passwords)
+    files = write_config(args.outdir, DeviceCa.open(config.ca_path), layout, fleets, passwords,
+                         revoked=revoked)  # fmt: skip
     print(f"wrote {files.config}; start it with: mosquitto -c {files.config}")
+    print("(under Debian's mosquitto.service: see docs/sync.md, The broker configuration)")
     print(f"the registry logs in with --password-file {files.registry_secret}")
     return 0

@@ -10,7 +10,7 @@ from ..config import add_common
 from ..errors import RegistryError
 from ..fleets import fleet_score
 from ..republish import score_of
-from . import emit, open_store
+from . import emit, emit_one, open_store
 
 
 def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,14 +19,16 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         ("persons", _do_persons, "persons (pseudonyms) with their portable score"),
         ("vehicles", _do_vehicles, "vehicles, their fleet and how many persons drove them"),
         ("sessions", _do_sessions, "driver sessions: the N:N person ↔ vehicle bindings"),
-        ("stats", _do_stats, "row counts and rejections by reason"),
+        ("stats", _do_stats, "row counts and rejections by reason (--json: one object)"),
     ):
         p = subparsers.add_parser(name, help=text)
         if name == "sessions":
             p.add_argument("--person", help="only this person's sessions")
         add_common(p)
         p.set_defaults(func=func)
-    p = subparsers.add_parser("score", help="a person's portable score across vehicles")
+    p = subparsers.add_parser(
+        "score", help="a person's portable score across vehicles (--json: one object)"
+    )
     p.add_argument("person", help="person id (p-...), or with --fleet the fleet's pseudonym")
     p.add_argument("--fleet", help="answer as FLEET sees it: PERSON is its pseudonym (fp-...), "
                                    "and the person must have consented score to FLEET")
@@ -85,9 +87,9 @@ def _do_score(args: argparse.Namespace) -> int:
             at = at.replace(tzinfo=UTC)
         if args.fleet is not None:
             seen = fleet_score(store, args.fleet, args.person, at or datetime.now(UTC))
-            emit([{"fleet": seen.fleet, "person": seen.person, "score": _round(seen.score),
-                   "consent_until": seen.until}], ["fleet", "person", "score", "consent_until"],
-                 args.json)  # fmt: skip
+            emit_one({"fleet": seen.fleet, "person": seen.person, "score": _round(seen.score),
+                      "consent_until": seen.until}, ["fleet", "person", "score", "consent_until"],
+                     args.json)  # fmt: skip
             return 0
         if args.person not in {p.id for p in store.persons()}:
             raise RegistryError(f"no person {args.person!r}")
@@ -97,7 +99,7 @@ def _do_score(args: argparse.Namespace) -> int:
                "km": round(sum(t.distance_km for t in trips), 1)}  # fmt: skip
     finally:
         store.close()
-    emit([row], ["person", "score", "trips", "vehicles", "km"], args.json)
+    emit_one(row, ["person", "score", "trips", "vehicles", "km"], args.json)
     return 0
 
 
@@ -110,7 +112,7 @@ def _do_stats(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        emit([{"counts": counts, "rejections": rejections, "withheld": withheld}], [], True)
+        emit_one({"counts": counts, "rejections": rejections, "withheld": withheld}, [], True)
         return 0
     emit([{"table": k, "rows": v} for k, v in counts.items()], ["table", "rows"], False)
     print()

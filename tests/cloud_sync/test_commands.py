@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import getpass
 import hashlib
 import json
 import math
 import stat
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -31,8 +33,8 @@ def run(capsys, tmp_path: Path, *args: str) -> tuple[int, str, str]:
 
 
 def test_mosquitto_config_files_and_modes(capsys, tmp_path):
-    code, out, _ = run(capsys, tmp_path, "mosquitto-config", str(tmp_path / "b"), "--port",
-                       "18883", "--registry-port", "11883")  # fmt: skip
+    code, out, _ = run(capsys, tmp_path, "mosquitto-config", str(tmp_path / "b"), "--port", "18883",
+                       "--registry-port", "11883", "--run-as", getpass.getuser())  # fmt: skip
     assert code == 0 and "mosquitto.conf" in out
     conf = (tmp_path / "b" / "mosquitto.conf").read_text()
     assert "listener 18883 0.0.0.0" in conf and "listener 11883 127.0.0.1" in conf
@@ -40,7 +42,7 @@ def test_mosquitto_config_files_and_modes(capsys, tmp_path):
     assert "set_tcp_nodelay true" in conf.splitlines()
     acl = (tmp_path / "b" / "acl").read_text().splitlines()
     assert "pattern write msp/v1/dev/%u/rec" in acl and "pattern read msp/v1/dev/%u/ack" in acl
-    for secret in ("server.key", "registry.secret", "passwd"):
+    for secret in ("server.key", "registry.secret", "passwd", "fleet-passwd", "acl"):
         assert stat.S_IMODE((tmp_path / "b" / secret).stat().st_mode) == 0o600, secret
     assert stat.S_IMODE((tmp_path / "ca" / "device-ca.key").stat().st_mode) == 0o600
     password = (tmp_path / "b" / "registry.secret").read_text().strip()
@@ -50,7 +52,7 @@ def test_mosquitto_config_files_and_modes(capsys, tmp_path):
     expected = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(salt),
                                    int(rounds))  # fmt: skip
     assert base64.b64decode(digest) == expected
-    run(capsys, tmp_path, "mosquitto-config", str(tmp_path / "b"))
+    run(capsys, tmp_path, "mosquitto-config", str(tmp_path / "b"), "--run-as", getpass.getuser())
     assert (tmp_path / "b" / "registry.secret").read_text().strip() == password  # kept
 
 
@@ -125,7 +127,7 @@ def test_queries_show_the_n_to_n_registry_and_portable_scores(capsys, tmp_path, 
     assert {v["vin"]: v["persons"] for v in vehicles} == {"JTCAR00001": 1, "JTTRUCK001": 1,
                                                           "JTVAN00001": 1}  # fmt: skip
     at = "2026-12-01T00:00:00Z"
-    score = json.loads(run(capsys, tmp_path, "score", alice, "--at", at, "--json")[1])[0]
+    score = json.loads(run(capsys, tmp_path, "score", alice, "--at", at, "--json")[1])
     # by hand: 100 - 100 * Σ w·points / Σ w·km, w = exp(-age/90 d), trips end on days 0 and 1
     store = SqliteStore(tmp_path / "registry.db")
     ends = [parse_ts(t.end) for t in store.trips(alice)]
@@ -185,3 +187,15 @@ def test_audit_reverifies_stored_chains(capsys, tmp_path, device_ca, card_issuer
     code, out, _ = run(capsys, tmp_path, "audit", "--device", "gw-car")
     assert code == 1 and [line.split()[0] for line in out.splitlines()[1:]] == ["gw-car"]
     assert "BROKEN: seq 2" in out
+
+
+def test_version_and_one_object_answers(capsys, tmp_path, device_ca, card_issuer):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"msp-registry {version('msp-gateway')}"
+    _two_people_three_vehicles(tmp_path, device_ca, card_issuer)
+    code, out, _ = run(capsys, tmp_path, "stats", "--json")
+    stats = json.loads(out)
+    assert code == 0 and isinstance(stats, dict)
+    assert set(stats) == {"counts", "rejections", "withheld"} and stats["counts"]["records"] > 0

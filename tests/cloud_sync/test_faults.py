@@ -14,6 +14,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud_sync.ingest import MAX_PAYLOAD_BYTES
 from cloud_sync.pki import DeviceCa, cert_pem, key_pem, write_private
 from edge_agent.outbox import Outbox
 from edge_agent.uplink import MqttUplink
@@ -125,7 +126,7 @@ def test_hostile_input_through_the_broker(deployment: Deployment) -> None:
         forger.sign(trip(), "trip").encode(),  # bad_signature
         good[0].encode(),  # replayed: duplicate
         b"\x00\xff" * 500,  # random bytes: malformed
-        b"A" * (10 * 1024 * 1024),  # 10 MB: oversized
+        b"A" * (MAX_PAYLOAD_BYTES + 1),  # oversized (the broker refuses far larger ones)
     ]
     assert _publish_raw(deployment, gw, hostile) == ["Success"] * 4
     revoked_outbox = revoked.open_outbox()

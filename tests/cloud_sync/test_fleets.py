@@ -288,6 +288,6 @@ def test_two_fleets_consent_score_and_acl(deployment: Deployment, card_issuer, t
                           "--at", format_ts(rental_at.timestamp())],
                          capture_output=True, text=True, check=False)  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)[0]["score"] == expected_score
+    assert json.loads(out.stdout)["score"] == expected_score
     refused = deployment.registry("score", alice_haul, "--fleet", "haul")
     assert refused == 2  # alice never consented her score to haul

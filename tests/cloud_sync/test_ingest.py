@@ -202,12 +202,14 @@ def test_gap_overlapping_what_arrived_declares_only_the_rest(ingestor, store, de
     assert store.rejections() == {}
 
 
-def test_gap_naming_later_seqs_is_refused(ingestor, store, device_ca):
+def test_gap_naming_later_seqs_is_quarantined_and_declares_nothing(ingestor, store, device_ca):
     gw = enrolled(store, device_ca)
     send(ingestor, gw, gw.sign(trip(), "trip"))
     gap = bodies.Gap("size_bound", (bodies.EvictedRange(5, 9, record_hash("x"), {"trip": 5}),))
-    assert send(ingestor, gw, gw.sign(gap, "gap")) == []
+    assert send(ingestor, gw, gw.sign(gap, "gap")) == [Ack("gw-1", 2)]  # the chain goes on
     assert store.rejections() == {"bad_gap": 1} and store.counts()["records"] == 1
+    assert [(q.seq, q.reason) for q in store.quarantined()] == [(2, "bad_gap")]
+    assert store.chain_head("gw-1").seq == 2  # seqs 5..9 are not taken as evicted
 
 
 def test_revoked_card_binds_nobody_and_a_forged_crl_is_ignored(store, device_ca, tmp_path):
@@ -262,13 +264,24 @@ _json = st.recursive(
        seq=st.integers(-1, 3))  # fmt: skip
 def test_validly_signed_garbage_is_refused_not_fatal(ingestor, store, device_ca, body, kind, seq):
     """A device's own key signing nonsense (a compromised or buggy gateway) never crashes the
-    registry and stores nothing."""
+    registry and stores no record; with a place in the chain (seq 1 here) it is quarantined,
+    once, and a different body for the same seq after that is a fork."""
     if store.device("gw-1") is None:  # one store for all examples of this test
         store.enroll(Gateway("gw-1", "JT1234567", key=_FUZZ_KEY).device_row(device_ca))
     payload = {"v": 1, "kind": kind, "device": "gw-1", "vin": "JT1234567", "seq": seq,
                "prev": None, "ts": "2026-11-26T10:00:00.000Z", "session": None, "body": body}
     token = Signer(_FUZZ_KEY, "gw-1").sign(json.dumps(payload).encode())
-    before = store.rejections().get("bad_record", 0)
-    assert ingestor.process([(rec_topic("gw-1"), token.encode())]) == []
+    before = store.rejections()
+    acks = ingestor.process([(rec_topic("gw-1"), token.encode())])
     assert store.counts()["records"] == 0
-    assert store.rejections()["bad_record"] == before + 1
+    after = store.rejections()
+    assert sum(after.values()) == sum(before.values()) + 1
+    quarantined = store.quarantined()
+    assert [q.seq for q in quarantined] == ([1] if quarantined else [])
+    if seq == 1:
+        assert acks == [Ack("gw-1", 1)]
+        changed = {r for r in after if after[r] != before.get(r, 0)}
+        first = quarantined[0].jws == token and changed == {"bad_record"}
+        assert first or changed <= {"duplicate", "seq_reused"}
+    else:
+        assert acks == [] and after["bad_record"] == before.get("bad_record", 0) + 1

@@ -86,6 +86,13 @@ def test_registry_unit_is_hardened() -> None:
     unit = _service("msp-registry.service")
     assert unit["CapabilityBoundingSet"] == [""] and unit["ProtectSystem"] == ["strict"]
     assert unit["NoNewPrivileges"] == ["yes"] and unit["User"] == ["msp-registry"]
+    for key in ("LockPersonality", "RestrictSUIDSGID", "RestrictRealtime", "RemoveIPC"):
+        assert unit[key] == ["yes"], key
+    assert unit["SystemCallArchitectures"] == ["native"]
+    assert unit["ProtectProc"] == ["invisible"]
+    # the broker password is root's (0600): it comes in as a credential, not by file access
+    assert unit["LoadCredential"] == ["registry.secret:/etc/mosquitto/msp/registry.secret"]
+    assert "MSP_REGISTRY_PASSWORD_FILE=%d/registry.secret" in unit["Environment"]
 
 
 def test_can_network_brings_can0_up_at_500k_with_bus_off_restart() -> None:

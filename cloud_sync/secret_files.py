@@ -1,0 +1,114 @@
+"""The registry's secrets, kept in files of mode 0600 beside its database, never inside it.
+
+The database is meant to be browsed (Datasette, the sqlite3 shell) and copied for analysis, so
+it holds nothing that would let its reader impersonate anyone. Beside ``registry.db`` lives
+the directory ``registry.secrets/`` (0700) with:
+
+* ``pseudonym.key`` — 32 random bytes, hex: the HMAC key of the per-fleet pseudonyms
+  (``cloud_sync.republish.fleet_pseudonym``). Made together with a new database; a database
+  whose key is missing is refused (a new key would silently rename every person for every
+  fleet). Under systemd it may come as a credential instead (``LoadCredential=pseudonym.key:…``):
+  a ``pseudonym.key`` in ``$CREDENTIALS_DIRECTORY`` wins over the file.
+* ``fleet-passwords`` — one ``FLEET:HASH`` line per fleet operator that logs in with a
+  password (mosquitto's ``$7$`` PBKDF2-SHA512 hash, never the password).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+from .errors import StoreError
+from .pki import write_private
+
+log = logging.getLogger(__name__)
+
+PSEUDONYM_KEY = "pseudonym.key"
+FLEET_PASSWORDS = "fleet-passwords"
+
+
+def secrets_dir(db: Path) -> Path:
+    """The secrets directory of the database ``db`` (``registry.db`` → ``registry.secrets``)."""
+    return db.with_name(db.stem + ".secrets")
+
+
+class SecretFiles:
+    """The secret files of one registry database (see the module docstring)."""
+
+    def __init__(self, db: Path, environ: Mapping[str, str] | None = None) -> None:
+        self.directory = secrets_dir(db)
+        env = os.environ if environ is None else environ
+        creds = env.get("CREDENTIALS_DIRECTORY")
+        self._credentials = Path(creds) if creds else None
+
+    def _make_dir(self) -> None:
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+
+    @property
+    def pseudonym_path(self) -> Path:
+        """Where the pseudonym key is read from: the systemd credential if given, else the file."""
+        if self._credentials is not None and (self._credentials / PSEUDONYM_KEY).exists():
+            return self._credentials / PSEUDONYM_KEY
+        return self.directory / PSEUDONYM_KEY
+
+    def create_pseudonym_key(self, value: bytes | None = None) -> None:
+        """Write the pseudonym key ``value`` (a migrated one) or, with ``None``, 32 fresh random
+        bytes unless a key exists (kept: the same persons keep their pseudonyms). Raises
+        ``StoreError`` if a different key than ``value`` exists (it would change pseudonyms)."""
+        path = self.pseudonym_path
+        if path.exists():
+            if value is not None and self.pseudonym_key() != value:
+                raise StoreError(f"{path}: a different pseudonym key is already there; move it"
+                                 " away or restore the one that belongs to this database")
+            return
+        value = secrets.token_bytes(32) if value is None else value
+        self._make_dir()
+        write_private(self.directory / PSEUDONYM_KEY, value.hex().encode() + b"\n")
+        log.info("wrote the pseudonym key to %s", self.directory / PSEUDONYM_KEY)
+
+    def pseudonym_key(self) -> bytes:
+        """The pseudonym key; raises ``StoreError`` naming the file if it is missing or bad."""
+        path = self.pseudonym_path
+        try:
+            text = path.read_text("ascii").strip()
+            key = bytes.fromhex(text)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise StoreError(f"{path}: cannot read the registry's pseudonym key ({exc}); it is"
+                             " made with the database and must be kept with it") from None
+        if len(key) < 16:
+            raise StoreError(f"{path}: pseudonym key of {len(key)} bytes, need at least 16")
+        return key
+
+    def fleet_passwords(self) -> dict[str, str]:
+        """Password hashes by fleet (empty if no fleet has a password)."""
+        path = self.directory / FLEET_PASSWORDS
+        try:
+            text = path.read_text("utf-8")
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{path}: cannot read fleet password hashes: {exc}") from None
+        hashes: dict[str, str] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            fleet, sep, hashed = line.partition(":")
+            if not sep or not fleet or not hashed.startswith("$"):
+                raise StoreError(f"{path}, line {number}: expected FLEET:$7$...")
+            hashes[fleet] = hashed
+        return hashes
+
+    def set_fleet_password(self, fleet: str, hashed: str | None) -> None:
+        """Record (or, with ``None``, forget) ``fleet``'s password hash."""
+        hashes = self.fleet_passwords()
+        if hashed is None:
+            if fleet not in hashes:
+                return
+            del hashes[fleet]
+        else:
+            hashes[fleet] = hashed
+        self._make_dir()
+        text = "".join(f"{f}:{h}\n" for f, h in sorted(hashes.items()))
+        write_private(self.directory / FLEET_PASSWORDS, text.encode("utf-8"))

@@ -38,13 +38,13 @@ from datetime import UTC, datetime
 
 from msp_protocol.bodies import Gap, SessionStart
 from msp_protocol.errors import ProtocolError, RecordError
-from msp_protocol.jws import PublicKey, load_public_key, record_hash, split, verify
-from msp_protocol.records import MAX_RECORD_BYTES, Record, parse_record
+from msp_protocol.jws import MAX_TOKEN_CHARS, PublicKey, load_public_key, record_hash, split, verify
+from msp_protocol.records import Record, check_not_future, parse_record
 from msp_protocol.topics import device_of_rec_topic
 
 from .cards import CardRejected, TrustAnchors, verify_session_start
 from .errors import StoreError
-from .quarantine import Refused, chain_place, future_field, refused
+from .quarantine import Refused, chain_place, refused
 from .store import (
     Accepted,
     Batch,
@@ -58,11 +58,10 @@ from .store import (
 
 log = logging.getLogger(__name__)
 
-#: The largest MQTT payload the registry reads: the JWS of the largest record (its payload is
-#: base64url, 4/3 of ``MAX_RECORD_BYTES``) plus room for the header and signature; the same
-#: bound ``msp_protocol.jws.split`` applies. The broker refuses larger messages already
+#: The largest MQTT payload the registry reads: the JWS of the largest record, the bound
+#: ``msp_protocol.jws.split`` applies. The broker refuses larger messages already
 #: (``cloud_sync.mosquitto``).
-MAX_PAYLOAD_BYTES = MAX_RECORD_BYTES * 4 // 3 + 1024
+MAX_PAYLOAD_BYTES = MAX_TOKEN_CHARS
 
 
 class Rejected(Exception):  # noqa: N818 - a verdict, counted by ``reason``
@@ -291,10 +290,10 @@ class Ingestor:
             r.first <= r.last < record.seq for r in record.body.ranges
         ):
             return refused(record, "bad_gap", f"seq {record.seq}: a range not before it")
-        future = future_field(record, arrival)
-        if future is not None:
-            at = arrival.strftime("%Y-%m-%dT%H:%M:%SZ")
-            return refused(record, "future_ts", f"{future}: after arrival {at} + the skew")
+        try:
+            check_not_future(record, arrival)
+        except RecordError as exc:
+            return refused(record, "future_ts", str(exc))
         return None
 
     def _key(self, pem: str) -> PublicKey:

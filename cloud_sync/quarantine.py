@@ -10,27 +10,21 @@ it can join the chain. Instead it is *quarantined*: kept with its JWS and the re
 past it), it is never republished and nothing is derived from it; ``msp-registry audit``
 lists it.
 
-``MAX_FUTURE_SKEW``: a record's data times (its ``ts`` and the instants in its body) may lie at
-most this far after the record's arrival at the registry. A gateway's clock can run a little
-ahead; a record from further in the future would keep the weight 1 in the decayed score
-(``msp_protocol.scoring.decay_weight``) until that future arrives. Old records are never
-refused for their age: a gateway may have been offline for weeks.
+Future-dated records (``future_ts``): a record's data times (its ``ts`` and the instants in its
+body, ``msp_protocol.records.occurred_at``) may lie at most ``MAX_CLOCK_SKEW`` (5 min) after the
+record's arrival at the registry (``msp_protocol.records.check_not_future``). A gateway's clock
+can run a little ahead; a record from further in the future would keep the weight 1 in the
+decayed score (``msp_protocol.scoring.decay_weight``) until that future arrives. Old records
+are never refused for their age: a gateway may have been offline for weeks.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Final
 
-from msp_protocol import bodies
-from msp_protocol.records import Record, parse_ts
-
-#: How far a record's data times may lie after its arrival (see the module docstring).
-MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
+from msp_protocol.records import Record
 
 _HASH = re.compile(r"[A-Za-z0-9_-]{43}")
 _MAX_SEQ = 2**53 - 1
@@ -91,37 +85,3 @@ def refused(record: Record, reason: str, detail: str) -> Refused:
     """The chain place of a record that parsed but that the registry refuses."""
     return Refused(record.device, record.vin, record.seq, record.prev, record.kind, reason,
                    detail[:500])  # fmt: skip
-
-
-def data_times(record: Record) -> Iterator[tuple[str, str]]:
-    """Each instant a record says its data comes from, as ``(field, wire timestamp)``; not the
-    instants it names for later (a consent's ``until``, a licence's expiry)."""
-    yield "ts", record.ts
-    body = record.body
-    if isinstance(body, bodies.Trip):
-        yield "body.start", body.start
-        yield "body.end", body.end
-    elif isinstance(body, bodies.Event):
-        yield "body.start", body.start
-    elif isinstance(body, bodies.SessionStart):
-        yield "body.statement.started_at", body.statement.started_at
-    elif isinstance(body, bodies.SessionEnd):
-        yield "body.ended_at", body.ended_at
-    elif isinstance(body, bodies.Emergency):
-        yield "body.detected_at", body.detected_at
-    elif isinstance(body, bodies.Stats):
-        yield "body.hour", body.hour
-
-
-def future_field(record: Record, arrival: datetime) -> str | None:
-    """The first data time of ``record`` more than ``MAX_FUTURE_SKEW`` after ``arrival`` (an
-    aware UTC instant), as ``"field timestamp"``; ``None`` if there is none."""
-    limit = arrival + MAX_FUTURE_SKEW
-    for name, text in data_times(record):
-        try:
-            moment = parse_ts(text)
-        except ValueError:
-            return f"{name} {text[:40]!r} (not a timestamp)"
-        if moment > limit:
-            return f"{name} {text}"
-    return None

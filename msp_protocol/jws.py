@@ -33,6 +33,9 @@ from .errors import SignatureError
 from .records import MAX_RECORD_BYTES, Record, parse_record
 from .strictjson import loads_strict
 
+#: Longest JWS accepted: the base64url of a ``MAX_RECORD_BYTES`` payload, header and signature.
+MAX_TOKEN_CHARS: Final = MAX_RECORD_BYTES * 4 // 3 + 1024
+
 PrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey
 #: Looks up a device's public key by ``kid``; raises ``SignatureError`` for an unknown device.
@@ -152,7 +155,7 @@ def split(token: str) -> Jws:
     """Split and decode a compact JWS strictly, without verifying it (to find the ``kid``)."""
     if not isinstance(token, str) or not token.isascii():
         raise SignatureError("not an ASCII string", "jws")
-    if len(token) > MAX_RECORD_BYTES * 4 // 3 + 1024:
+    if len(token) > MAX_TOKEN_CHARS:
         raise SignatureError(f"{len(token)} characters, too long", "jws")
     parts = token.split(".")
     if len(parts) != 3:

@@ -15,13 +15,13 @@ import pytest
 from cloud_sync import cli
 from cloud_sync.ingest import Ack, Ingestor
 from cloud_sync.pki import DeviceCa
-from cloud_sync.quarantine import MAX_FUTURE_SKEW
 from cloud_sync.republish import Republisher
 from cloud_sync.sqlite_store import SqliteStore
 from cloud_sync.store import Accepted, Device, Fanned
 from cloud_sync.worker import BrokerConfig, RegistryWorker
 from msp_protocol import bodies
 from msp_protocol.jws import record_hash
+from msp_protocol.records import MAX_CLOCK_SKEW as MAX_FUTURE_SKEW
 from msp_protocol.records import Record, format_ts
 from msp_protocol.topics import rec_topic
 from tests.cloud_sync.test_faults import _publish_raw
@@ -116,8 +116,11 @@ def test_future_dated_trip_is_quarantined_beyond_the_skew(fanned_ingestor, store
     gw = enrolled(store, device_ca)
     late = ARRIVAL + MAX_FUTURE_SKEW + timedelta(seconds=1)
     body = trip()
-    if field != "ts":
-        body = bodies.Trip(**{**_fields(body), field: format_ts(late.timestamp())})
+    if field == "end":
+        body = bodies.Trip(**{**_fields(body), "end": format_ts(late.timestamp())})
+    elif field == "start":  # a trip ends after it starts: both in the future
+        body = bodies.Trip(**{**_fields(body), "start": format_ts(late.timestamp()),
+                              "end": format_ts(late.timestamp() + 60)})  # fmt: skip
     rec = gw.record(body, "trip")
     if field == "ts":
         rec = Record(rec.kind, rec.device, rec.vin, rec.seq, rec.prev,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from msp_protocol.topics import check_id
 from . import config_values as values
 from .errors import ConfigError
 from .scoring.config import FuelType, ScoringConfig, VehicleClass, config_from_mapping
+from .tomlfile import load_toml
 
 #: scoring's vehicle class → the licence policy's class it needs at least (docs/configuration.md).
 LICENCE_CLASS_FOR: Final[dict[str, str]] = {
@@ -185,16 +185,6 @@ def _lookup(document: Mapping[str, Any], key: str) -> Any:
     return node
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-
-
 _TOP = frozenset({"device", "key", "vin", "vehicle_class", "licence_class", "fuel_type", "bus",
                   "obd", "replay", "card", "outbox", "uplink", "agent", "scoring"})  # fmt: skip
 _TABLE_KEYS = {
@@ -227,6 +217,13 @@ def _relative(base: Path, path: Path | None) -> Path | None:
     return None if path is None or path.is_absolute() else base / path
 
 
+def _is_file(key: str, path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError as exc:  # a name too long, a directory we may not search
+        raise ConfigError(f"{key}: cannot open {path}: {exc.strerror}") from None
+
+
 def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
     raw = document.get("bus", [])
     if not isinstance(raw, list):
@@ -248,7 +245,7 @@ def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
         signal_map = values.opt_path(f"{where}.signal_map", table.get("signal_map"))
         if signal_map is not None and not signal_map.is_absolute():
             signal_map = base / signal_map
-        if signal_map is not None and not signal_map.is_file():
+        if signal_map is not None and not _is_file(f"{where}.signal_map", signal_map):
             raise ConfigError(f"{where}.signal_map: no such file {signal_map}")
         obd = values.flag(f"{where}.obd", table.get("obd", False))
         if signal_map is None and not obd:
@@ -328,7 +325,7 @@ def load_config(
     """
     env = env or {}
     overrides = dict(overrides or {})
-    document = _read_toml(path) if path is not None else {}
+    document = load_toml(path, "configuration") if path is not None else {}
     source = str(path) if path is not None else "configuration"
     base = path.parent if path is not None else Path.cwd()
     try:
@@ -378,7 +375,7 @@ def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentC
     if v["card.enabled"] and not anchors:
         raise ConfigError("card.anchors: card.enabled is true but no trust anchors are given "
                           "(JPKI CA certificates); or set card.enabled = false")  # fmt: skip
-    if v["replay.log"] is not None and not v["replay.log"].is_file():
+    if v["replay.log"] is not None and not _is_file("replay.log", v["replay.log"]):
         raise ConfigError(f"replay.log: no such file {v['replay.log']}")
     if urlsplit(v["uplink.broker"]).scheme == "mqtts" and (
         v["uplink.ca"] is None or v["uplink.cert"] is None

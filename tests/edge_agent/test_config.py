@@ -136,7 +136,7 @@ def test_unknown_override_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"nothere\.toml: cannot read configuration"):
+    with pytest.raises(ConfigError, match=r"nothere\.toml: configuration not found"):
         load_config(tmp_path / "nothere.toml")
 
 

@@ -44,7 +44,7 @@ def test_several_dbcs_and_lenient_loading() -> None:
         ("unknown_canonical", r"unknown_canonical\.toml.*Vehicle\.Sped.*not a canonical"),
         ("unparsable_dbc", r"unparsable_dbc\.toml.*cannot parse DBC.*not_a\.dbc"),
         ("overlap_used", r"overlap_used\.toml.*'A' and 'B'.*overlap"),
-        ("bad_toml", r"bad_toml\.toml: not valid TOML"),
+        ("bad_toml", r"bad_toml\.toml: invalid TOML"),
     ],
 )
 def test_broken_maps_are_rejected_naming_file_and_entry(name: str, expected: str) -> None:

@@ -38,7 +38,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import can
-from can.io.blf import BLFParseError
+from can.io.blf import (
+    LOG_CONTAINER,
+    LOG_CONTAINER_STRUCT,
+    NO_COMPRESSION,
+    OBJ_HEADER_BASE_STRUCT,
+    ZLIB_DEFLATE,
+    BLFParseError,
+)
 
 from .errors import IngestError
 from .frames import Frame
@@ -65,6 +72,8 @@ _BENIGN = {
     ".csv": re.compile(r"timestamp,"),
 }
 _BLF_OBJECT_HEADER = 16  # LOBJ, header size, version, object size, object type
+#: Largest BLF object or inflated container read (writers make containers of 128 KiB).
+_BLF_MAX_OBJECT = 16 << 20
 #: Where an object smaller than its header might start (then the container is walked).
 _SMALL_OBJECT = re.compile(rb"LOBJ.{4}[\x00-\x0f]\x00\x00\x00", re.DOTALL)
 #: What reading a (compressed) text file can raise.
@@ -252,6 +261,7 @@ class LogSource:
             if header is not None and self.format == ".asc":
                 replay.append(_ASC_END_OF_HEADER)
             lines.restart(replay)
+            started = lines.number
             try:
                 messages = iter(cls(lines))
             except Exception as exc:  # noqa: BLE001 - python-can's readers raise anything
@@ -264,8 +274,9 @@ class LogSource:
                     bad = lines.number
                     if header is None:
                         header = lines.header(before=bad)
-                    if not lines.pending:  # it refused the header, or the end: nothing to resume
-                        self._corrupt("corrupt_data", bad or None, _describe(exc))
+                    if not lines.pending:  # it refused the header, or at the end: nothing to resume
+                        if bad > started:  # not the refusal of a line already counted
+                            self._corrupt("corrupt_data", bad, _describe(exc))
                         return
                     lines.pending = False
                     self._corrupt("corrupt_line", bad, _describe(exc))
@@ -392,8 +403,52 @@ class _Lines:
 
 
 class _BlfReader(can.BLFReader):  # type: ignore[misc]
-    """python-can's BLF reader, refusing an object smaller than its own header: python-can's
-    parse loop does not advance past an object of size 0, and would never end."""
+    """python-can's BLF reader with the checks it lacks: an object smaller than its own
+    header (python-can's parse loop never gets past one of size 0), an object or container
+    cut short, beyond :data:`_BLF_MAX_OBJECT` or an unknown compression method are
+    BLFParseErrors naming the byte offset, instead of a hang, a flood of memory or silence."""
+
+    def __iter__(self) -> Iterator[can.Message]:
+        header = OBJ_HEADER_BASE_STRUCT
+        while True:
+            at = self.file.tell()
+            data = self.file.read(header.size)
+            if not data:
+                break
+            if len(data) < header.size:
+                raise BLFParseError(f"object header cut short at byte {at}")
+            signature, _, _, size, kind = header.unpack(data)
+            if signature != b"LOBJ":
+                raise BLFParseError(f"no object at byte {at}")
+            if not header.size <= size <= _BLF_MAX_OBJECT:
+                raise BLFParseError(f"object of {size} bytes at byte {at}")
+            body = self.file.read(size - header.size)
+            short = None
+            if len(body) < size - header.size:  # the frames in what is there are still read
+                short = f"object at byte {at} cut short ({header.size + len(body)} of {size} bytes)"
+            self.file.read(size % 4)  # padding
+            if kind != LOG_CONTAINER:
+                if short:
+                    raise BLFParseError(short)
+                continue  # python-can reads frames only inside containers
+            method, _ = LOG_CONTAINER_STRUCT.unpack_from(body)
+            packed = body[LOG_CONTAINER_STRUCT.size :]
+            if method == NO_COMPRESSION:
+                data = packed
+            elif method == ZLIB_DEFLATE:
+                inflater = zlib.decompressobj()
+                data = inflater.decompress(packed, _BLF_MAX_OBJECT)
+                if inflater.unconsumed_tail:
+                    raise BLFParseError(f"container at byte {at} inflates beyond "
+                                        f"{_BLF_MAX_OBJECT} bytes")  # fmt: skip
+            else:
+                raise BLFParseError(f"container at byte {at}: unknown compression {method}")
+            yield from self._parse_container(data)
+            if short:
+                raise BLFParseError(short)
+        if b"LOBJ" in self._tail:
+            raise BLFParseError(f"the last object is cut short ({len(self._tail)} bytes)")
+        self.stop()
 
     def _parse_container(self, data: bytes) -> Iterator[can.Message]:
         joined = self._tail + data if self._tail else data
@@ -431,5 +486,9 @@ def _offset(reader: Any) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    """``Type: message`` (``struct.error``, ``zlib.error``: the module named too)."""
+    name = type(exc).__name__
+    if name == "error":
+        name = f"{type(exc).__module__}.error"
     text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return f"{name}: {text[:200]}" if text else name

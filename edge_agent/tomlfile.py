@@ -35,7 +35,10 @@ _short.maxlong = 40
 
 def show(value: object) -> str:
     """``repr(value)`` cut to a readable length (error messages quote what the user wrote)."""
-    return _short.repr(value)
+    try:
+        return _short.repr(value)
+    except ValueError:  # an integer beyond Python's digit limit for str()
+        return f"<an integer of {value.bit_length() if isinstance(value, int) else '?'} bits>"
 
 
 def load_toml(path: Path, what: str) -> dict[str, Any]:

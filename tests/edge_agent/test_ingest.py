@@ -12,7 +12,6 @@ import re
 import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import can
@@ -23,6 +22,7 @@ from edge_agent.frames import Frame
 from edge_agent.ingest import MAX_LINE, LogSource
 from tests.conftest import DATA, DEMO_MAP
 from tests.data.make_fixtures import fuzzed_asc
+from tests.edge_agent.logkit import empty_object, uncompressed_blf
 
 FORMATS = (".log", ".asc", ".blf", ".trc", ".csv")
 
@@ -191,31 +191,12 @@ def test_an_empty_blf_is_a_usage_error_through_the_cli(tmp_path: Path) -> None:
     assert "empty.blf: not a readable .blf log" in run.stderr and "Traceback" not in run.stderr
 
 
-def _blf_with_empty_object(version: int, index: int = 3) -> bytes:
-    """drive_short.blf's first container, uncompressed, with its ``index``-th object's size
-    set to 0 and its header version to ``version``."""
-    blf = (DATA / "drive_short.blf").read_bytes()
-    header_size = struct.unpack_from("<4sL", blf)[1]
-    signature, _, _, size, kind = struct.unpack_from("<4sHHLL", blf, header_size)
-    assert signature == b"LOBJ" and kind == 10  # a log container
-    method = struct.unpack_from("<H", blf, header_size + 16)[0]
-    body = blf[header_size + 32 : header_size + size]
-    data = bytearray(zlib.decompress(body) if method == 2 else body)
-    at = -1
-    for _ in range(index):
-        at = data.index(b"LOBJ", at + 1)
-    struct.pack_into("<HL", data, at + 6, version, 0)
-    container = struct.pack("<4sHHLL", b"LOBJ", 16, 1, 32 + len(data), 10)
-    container += struct.pack("<H6xL4x", 0, len(data)) + bytes(data)
-    return blf[:header_size] + container + b"\0" * (len(container) % 4)
-
-
 @pytest.mark.parametrize("version", [1, 7])
 def test_a_blf_object_of_size_zero_ends_the_read(tmp_path: Path, version: int) -> None:
     # python-can's loop stays on such an object for ever: yielding the same frame again and
     # again (header version 1), or silently (an unknown version).
     path = tmp_path / "zero.blf"
-    path.write_bytes(_blf_with_empty_object(version))
+    path.write_bytes(uncompressed_blf(empty_object(version)))
     source = LogSource(path)
     frames = list(itertools.islice(source.frames(), 10_000))
     assert len(frames) == 2  # the two objects before it

@@ -61,7 +61,7 @@ def describe(kind: str, value: dict[str, Any]) -> str:
     body = value.get("body")
     body = body if isinstance(body, dict) else {}
     person = value.get("person")
-    detail = _DETAIL.get(kind, lambda _b: "")(body)
+    detail = _DETAIL[kind](body) if kind in _DETAIL else ""
     line = f"{kind} {_text(value.get('vin'))} #{_text(value.get('seq'))} "
     line += _text(person) if person is not None else "no driver"
     return f"{line} {detail}".rstrip()
@@ -155,7 +155,7 @@ class FleetChecker:
         """The messages this one releases (a key message releases the records waiting for it)."""
         try:
             return self._feed(topic, payload)
-        except Exception as exc:  # noqa: BLE001 - the last guard: one message, not the watch
+        except Exception as exc:
             log.exception("fleet %s: %s: cannot check this message", self.fleet, _text(topic))
             return [self._bad(topic, "?", f"cannot check this message: {type(exc).__name__}")]
 
@@ -306,7 +306,7 @@ def _topic_of(message: mqtt.MQTTMessage) -> str:
     try:
         return message.topic
     except UnicodeDecodeError:
-        return repr(message._topic)  # noqa: SLF001 - paho offers no other way to the bytes
+        return repr(message._topic)
 
 
 def _str(path: Path | None) -> str | None:

@@ -25,6 +25,7 @@ is counted in :attr:`SourceCounts.corrupt`, logged with its line number (text) o
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import logging
@@ -32,10 +33,10 @@ import math
 import re
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO, cast
 
 import can
 from can.io.blf import (
@@ -149,7 +150,8 @@ class LogSource:
 
     def _open_binary(self) -> can.io.generic.MessageReader:
         if self.format == ".blf":
-            return _BlfReader(gzip.open(self.path, "rb") if self.gzipped else self.path)
+            return _BlfReader(cast("BinaryIO", gzip.open(self.path, "rb")) if self.gzipped
+                              else self.path)  # fmt: skip
         reader: can.io.generic.MessageReader = can.LogReader(self.path)
         return reader
 
@@ -263,7 +265,7 @@ class LogSource:
             lines.restart(replay)
             started = lines.number
             try:
-                messages = iter(cls(lines))
+                messages = iter(cls(lines))  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - python-can's readers raise anything
                 self._corrupt("corrupt_data", None, _describe(exc))
                 return
@@ -318,10 +320,8 @@ class LogSource:
                 if frame is not None:
                     yield frame
         finally:
-            try:
+            with contextlib.suppress(Exception):  # closing a damaged file
                 reader.stop()
-            except Exception:  # noqa: BLE001, S110 - closing a damaged file
-                pass
 
 
 class _Lines:
@@ -402,13 +402,13 @@ class _Lines:
         """python-can's reader closes its file when it ends; the source closes the real one."""
 
 
-class _BlfReader(can.BLFReader):  # type: ignore[misc]
+class _BlfReader(can.BLFReader):
     """python-can's BLF reader with the checks it lacks: an object smaller than its own
     header (python-can's parse loop never gets past one of size 0), an object or container
     cut short, beyond :data:`_BLF_MAX_OBJECT` or an unknown compression method are
     BLFParseErrors naming the byte offset, instead of a hang, a flood of memory or silence."""
 
-    def __iter__(self) -> Iterator[can.Message]:
+    def __iter__(self) -> Generator[can.Message, None, None]:
         header = OBJ_HEADER_BASE_STRUCT
         while True:
             at = self.file.tell()

@@ -67,15 +67,16 @@ def load_toml(path: Path, what: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except RecursionError:
-        raise ConfigError(f"{path}: {_where(text.splitlines(), _deep_line(text))}: arrays or "
-                          f"tables nested too deeply (at most {MAX_DEPTH} levels)") from None  # fmt: skip
+        where = _where(text.splitlines(), _deep_line(text))
+        raise ConfigError(f"{path}: {where}: arrays or tables nested too deeply (at most "
+                          f"{MAX_DEPTH} levels)") from None  # fmt: skip
     except ValueError as exc:  # Python's limit on integer digits
         long_int = _LONG_INT.search(text)
         if long_int is None:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-        line = text.count("\n", 0, long_int.start()) + 1
-        raise ConfigError(f"{path}: {_where(text.splitlines(), line)}: an integer of "
-                          f"{len(long_int.group())} digits; TOML integers are 64-bit") from None  # fmt: skip
+        where = _where(text.splitlines(), text.count("\n", 0, long_int.start()) + 1)
+        raise ConfigError(f"{path}: {where}: an integer of {len(long_int.group())} digits; "
+                          "TOML integers are 64-bit") from None  # fmt: skip
     _check_values(path, document)
     return document
 

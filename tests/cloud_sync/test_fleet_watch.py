@@ -14,10 +14,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_sync.broker_process import MosquittoProcess, free_port
 from cloud_sync.fleet_watch import FleetChecker, FleetMessage, describe, watch
-from cloud_sync.worker import BrokerConfig
 from cloud_sync.fleets import key_publication
 from cloud_sync.republish import Republisher
 from cloud_sync.store import Publication
+from cloud_sync.worker import BrokerConfig
 from msp_protocol import bodies
 from msp_protocol.topics import rec_topic
 from tests.sync_kit import Gateway, event, trip

@@ -3,7 +3,6 @@ defaults), and every error naming the key and what was expected."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 import tomllib
 from pathlib import Path

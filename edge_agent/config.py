@@ -24,7 +24,7 @@ from msp_protocol.topics import check_id
 from . import config_values as values
 from .errors import ConfigError
 from .scoring.config import FuelType, ScoringConfig, VehicleClass, config_from_mapping
-from .tomlfile import load_toml
+from .tomlfile import load_toml, show
 
 #: scoring's vehicle class → the licence policy's class it needs at least (docs/configuration.md).
 LICENCE_CLASS_FOR: Final[dict[str, str]] = {
@@ -198,10 +198,15 @@ _TABLE_KEYS = {
 }
 
 
+def _key(name: str) -> str:
+    """A key as the user wrote it, quoted only if it holds what a terminal should not show."""
+    return name if name.isprintable() and len(name) <= 60 else show(name)
+
+
 def _check_unknown(document: Mapping[str, Any]) -> None:
     for name, value in document.items():
         if name not in _TOP:
-            raise ConfigError(f"{name}: unknown key (known: {', '.join(sorted(_TOP))})")
+            raise ConfigError(f"{_key(name)}: unknown key (known: {', '.join(sorted(_TOP))})")
         allowed = _TABLE_KEYS.get(name)
         if allowed is None:
             continue
@@ -209,7 +214,7 @@ def _check_unknown(document: Mapping[str, Any]) -> None:
             raise ConfigError(f"{name}: expected a table [{name}]")
         for sub in value:
             if sub not in allowed:
-                raise ConfigError(f"{name}.{sub}: unknown key (known in [{name}]: "
+                raise ConfigError(f"{name}.{_key(sub)}: unknown key (known in [{name}]: "
                                   f"{', '.join(sorted(allowed))})")  # fmt: skip
 
 
@@ -237,7 +242,7 @@ def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
         for sub in table:
             if sub not in allowed:
                 known = ", ".join(sorted(allowed))
-                raise ConfigError(f"{where}.{sub}: unknown key (known: {known})")
+                raise ConfigError(f"{where}.{_key(sub)}: unknown key (known: {known})")
         name = values.pattern(_NAME, "a lower-case name such as can0")(f"{where}.name",
                                                                  table.get("name", f"can{i}"))
         if any(b.name == name for b in buses):

@@ -198,7 +198,9 @@ class LogSource:
                 except ValueError:
                     can_id = -1
                 if can_id < 0 or can_id > (0x7FF if hash_at <= 3 else 0x1FFFFFFF):
-                    self._corrupt("corrupt_line", lineno, repr(line[:80]))
+                    error = hash_at == 8 and can_id & 0x20000000  # SocketCAN's CAN_ERR_FLAG
+                    self._corrupt("error_frame" if error else "corrupt_line", lineno,
+                                  repr(line[:80]))  # fmt: skip
                     continue
                 counts.frames += 1
                 if wanted is not None and can_id not in wanted:

@@ -242,10 +242,11 @@ def test_impossible_frames_and_error_frames_are_counted(tmp_path: Path) -> None:
         "(1.0) can0 FFF#00\n"  # three digits: a standard ID, at most 7FF
         f"(1.0) can0 0B4##0{'00' * 65}\n"  # 65 bytes: more than CAN FD carries
         "(2.0) can0 0B4#0102\n"
+        "(3.0) can0 20000080#0000000000000000\n"  # SocketCAN's error frame
     )
     source = LogSource(log_file)
     assert [(f.timestamp, f.data) for f in source.frames()] == [(2.0, b"\x01\x02")]
-    assert source.counts.corrupt == {"corrupt_line": 4}
+    assert source.counts.corrupt == {"corrupt_line": 4, "error_frame": 1}
     asc = tmp_path / "odd.asc"
     head = "".join((DATA / "drive_short.asc").read_text().splitlines(keepends=True)[:5])
     asc.write_text(head + " 0.1 1 ErrorFrame\n 0.2 1 FFFFx Rx d 1 01\n 0.3 1 7FFF Rx d 1 01\n")

@@ -94,3 +94,18 @@ def test_replay_refuses_names_too_long(tmp_path: Path) -> None:
             "cannot read signal map: File name too long")  # fmt: skip
     refused(agent("replay", str(tmp_path / f"{LONG}.log"), "--map", str(DEMO_MAP)),
             "cannot open log file: File name too long")  # fmt: skip
+
+
+def test_replay_refuses_a_speed_that_is_no_number() -> None:
+    for speed in ("nan", "inf", "0"):
+        run = agent("replay", str(DATA / "drive_short.log"), "--map", str(DEMO_MAP),
+                    "--speed", speed)  # fmt: skip
+        assert run.returncode == 2 and "--speed must be a positive number" in run.stderr, speed
+
+
+def test_an_unknown_key_with_control_characters_is_shown_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text('"\\u001b[2Jx" = 1\n' + CONFIG)
+    run = agent("run", "--config", str(path), "--check")
+    refused(run, "agent.toml: '\\x1b[2Jx': unknown key")
+    assert "\x1b" not in run.stderr

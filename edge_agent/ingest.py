@@ -62,6 +62,9 @@ MAX_LINE = 4096
 _HEADER_LINES = 64
 #: A restarted ASC reader's header parser ends at this line instead of eating the next one.
 _ASC_END_OF_HEADER = "no internal events logged\n"
+#: How each reason for skipping input is logged.
+_SAID = {"corrupt_line": "corrupt line skipped", "skipped_line": "not a frame, skipped",
+         "error_frame": "error frame skipped", "corrupt_data": "corrupt data, reading stopped"}
 #: Lines a text format's reader passes over by design (not counted as skipped).
 _BENIGN = {
     ".asc": re.compile(
@@ -176,7 +179,7 @@ class LogSource:
         assert self.counts.corrupt is not None
         self.counts.corrupt[reason] += 1
         where = f"{self.path}:{line}" if line is not None else str(self.path)
-        self._warn(reason, "%s: %s skipped: %s", where, reason.replace("_", " "), detail)
+        self._warn(reason, "%s: %s: %s", where, _SAID[reason], detail)
 
     def _candump(self, f: IO[str], wanted: frozenset[int] | None) -> Iterator[Frame]:
         counts, bus, lineno = self.counts, self.bus, 0

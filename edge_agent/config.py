@@ -376,7 +376,8 @@ def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentC
     anchors_raw = _lookup(document, "card.anchors") or []
     if not isinstance(anchors_raw, list) or not all(isinstance(a, str) for a in anchors_raw):
         raise ConfigError("card.anchors: expected a list of certificate files")
-    anchors = tuple(_relative(base, Path(a)) or Path(a) for a in anchors_raw)
+    anchors = tuple(_relative(base, anchor) or anchor for anchor in
+                    (values.path(f"card.anchors[{i}]", a) for i, a in enumerate(anchors_raw)))
     if v["card.enabled"] and not anchors:
         raise ConfigError("card.anchors: card.enabled is true but no trust anchors are given "
                           "(JPKI CA certificates); or set card.enabled = false")  # fmt: skip

@@ -190,6 +190,8 @@ def test_reload_applies_only_what_is_reloadable(tmp_path: Path) -> None:
          "bus[0].signal_map: cannot open /"),
         (BASE.replace("msp_demo.toml", "a\\u0000b.toml"),
          "bus[0].signal_map: a path cannot contain NUL characters"),
+        (BASE.replace("enabled = false", 'enabled = false\nanchors = ["ca.pem", "a\\u0000"]'),
+         "card.anchors[1]: a path cannot contain NUL characters"),
         (BASE.replace('device = "gw-0001"', "device = " + "[" * 20 + "]" * 20),
          "device: expected a device id such as gw-0001, got [[[[[[[...]]]]]]]"),
     ],

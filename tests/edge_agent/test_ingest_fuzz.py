@@ -31,7 +31,7 @@ PREFIX = {suffix: (DATA / f"drive_short{suffix}").read_bytes()[:6000] for suffix
 HEADER = {".log": 0, ".asc": 300, ".csv": 60, ".trc": 1000}
 BLF = uncompressed_blf()
 #: Lines no reader turns into a frame and none counts: headers, comments, blank lines.
-QUIET = re.compile(r"\s*($|;|//|date |base |(no )?internal events logged|begin triggerblock"
+QUIET = re.compile(r"\s*($|;|//|date\s|base\s|(no )?internal events logged|begin triggerblock"
                    r"|end triggerblock|[0-9.]+ start of measurement|timestamp,)",
                    re.IGNORECASE)  # fmt: skip
 

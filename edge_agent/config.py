@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from msp_protocol.topics import check_id
 from . import config_values as values
 from .errors import ConfigError
 from .scoring.config import FuelType, ScoringConfig, VehicleClass, config_from_mapping
+from .tomlfile import load_toml, show
 from .vehicles import vehicle
 
 #: scoring's vehicle class → the licence policy's class it needs at least (docs/configuration.md).
@@ -186,16 +186,6 @@ def _lookup(document: Mapping[str, Any], key: str) -> Any:
     return node
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
-
-
 _TOP = frozenset({"device", "key", "vin", "vehicle_class", "licence_class", "fuel_type", "bus",
                   "obd", "replay", "card", "outbox", "uplink", "agent", "scoring"})  # fmt: skip
 _TABLE_KEYS = {
@@ -209,12 +199,17 @@ _TABLE_KEYS = {
 }
 
 
+def _key(name: str) -> str:
+    """A key as the user wrote it, quoted only if it holds what a terminal should not show."""
+    return name if name.isprintable() and len(name) <= 60 else show(name)
+
+
 def _check_unknown(document: Mapping[str, Any]) -> None:
     for name, value in document.items():
         if name == "consent":
             raise ConfigError("consent: the consent request is the [card.consent] table")
         if name not in _TOP:
-            raise ConfigError(f"{name}: unknown key (known: {', '.join(sorted(_TOP))})")
+            raise ConfigError(f"{_key(name)}: unknown key (known: {', '.join(sorted(_TOP))})")
         allowed = _TABLE_KEYS.get(name)
         if allowed is None:
             continue
@@ -222,12 +217,19 @@ def _check_unknown(document: Mapping[str, Any]) -> None:
             raise ConfigError(f"{name}: expected a table [{name}]")
         for sub in value:
             if sub not in allowed:
-                raise ConfigError(f"{name}.{sub}: unknown key (known in [{name}]: "
+                raise ConfigError(f"{name}.{_key(sub)}: unknown key (known in [{name}]: "
                                   f"{', '.join(sorted(allowed))})")  # fmt: skip
 
 
 def _relative(base: Path, path: Path | None) -> Path | None:
     return None if path is None or path.is_absolute() else base / path
+
+
+def _is_file(key: str, path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError as exc:  # a name too long, a directory we may not search
+        raise ConfigError(f"{key}: cannot open {path}: {exc.strerror}") from None
 
 
 def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
@@ -243,7 +245,7 @@ def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
         for sub in table:
             if sub not in allowed:
                 known = ", ".join(sorted(allowed))
-                raise ConfigError(f"{where}.{sub}: unknown key (known: {known})")
+                raise ConfigError(f"{where}.{_key(sub)}: unknown key (known: {known})")
         name = values.pattern(_NAME, "a lower-case name such as can0")(f"{where}.name",
                                                                  table.get("name", f"can{i}"))
         if any(b.name == name for b in buses):
@@ -251,7 +253,7 @@ def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
         signal_map = values.opt_path(f"{where}.signal_map", table.get("signal_map"))
         if signal_map is not None and not signal_map.is_absolute():
             signal_map = base / signal_map
-        if signal_map is not None and not signal_map.is_file():
+        if signal_map is not None and not _is_file(f"{where}.signal_map", signal_map):
             raise ConfigError(f"{where}.signal_map: no such file {signal_map}")
         if table.get("vehicle") is not None:
             if signal_map is not None:
@@ -341,7 +343,7 @@ def load_config(
     """
     env = env or {}
     overrides = dict(overrides or {})
-    document = _read_toml(path) if path is not None else {}
+    document = load_toml(path, "configuration") if path is not None else {}
     source = str(path) if path is not None else "configuration"
     base = path.parent if path is not None else Path.cwd()
     try:
@@ -387,11 +389,12 @@ def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentC
     anchors_raw = _lookup(document, "card.anchors") or []
     if not isinstance(anchors_raw, list) or not all(isinstance(a, str) for a in anchors_raw):
         raise ConfigError("card.anchors: expected a list of certificate files")
-    anchors = tuple(_relative(base, Path(a)) or Path(a) for a in anchors_raw)
+    anchors = tuple(_relative(base, anchor) or anchor for anchor in
+                    (values.path(f"card.anchors[{i}]", a) for i, a in enumerate(anchors_raw)))
     if v["card.enabled"] and not anchors:
         raise ConfigError("card.anchors: card.enabled is true but no trust anchors are given "
                           "(JPKI CA certificates); or set card.enabled = false")  # fmt: skip
-    if v["replay.log"] is not None and not v["replay.log"].is_file():
+    if v["replay.log"] is not None and not _is_file("replay.log", v["replay.log"]):
         raise ConfigError(f"replay.log: no such file {v['replay.log']}")
     if urlsplit(v["uplink.broker"]).scheme == "mqtts" and (
         v["uplink.ca"] is None or v["uplink.cert"] is None

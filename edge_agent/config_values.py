@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .tomlfile import show
 
 #: A value parser: (key as the user gave it, raw value) → typed value.
 Parser = Callable[[str, Any], Any]
@@ -24,7 +25,7 @@ Parser = Callable[[str, Any], Any]
 def text(key: str, value: Any) -> str:
     """A non-empty string."""
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
+        raise ConfigError(f"{key}: expected a non-empty string, got {show(value)}")
     return value
 
 
@@ -34,8 +35,10 @@ def opt_text(key: str, value: Any) -> str | None:
 
 
 def path(key: str, value: Any) -> Path:
-    """A path (not checked for existence here)."""
-    return Path(text(key, value))
+    """A path (not checked for existence here) without NUL characters."""
+    if "\0" in text(key, value):
+        raise ConfigError(f"{key}: a path cannot contain NUL characters, got {show(value)}")
+    return Path(value)
 
 
 def opt_path(key: str, value: Any) -> Path | None:
@@ -51,26 +54,33 @@ def flag(key: str, value: Any) -> bool:
         return True
     if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
         return False
-    raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    raise ConfigError(f"{key}: expected true or false, got {show(value)}")
 
 
 def number(key: str, value: Any) -> float:
     """A finite number (a TOML number or its text)."""
+    raw = value
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    return float(value)
+            raise ConfigError(f"{key}: expected a number, got {show(raw)}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{key}: expected a number, got {show(raw)}")
+    try:
+        result = float(value)
+    except OverflowError:  # an integer beyond any float
+        result = math.inf
+    if not math.isfinite(result):
+        raise ConfigError(f"{key}: expected a finite number, got {show(raw)}")
+    return result
 
 
 def positive(key: str, value: Any) -> float:
     """A finite number above zero."""
     result = number(key, value)
     if result <= 0:
-        raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+        raise ConfigError(f"{key}: expected a positive number, got {show(value)}")
     return result
 
 
@@ -83,7 +93,7 @@ def count(key: str, value: Any) -> int:
     """A whole number above zero."""
     result = positive(key, value)
     if result != int(result):
-        raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        raise ConfigError(f"{key}: expected a whole number, got {show(value)}")
     return int(result)
 
 
@@ -91,28 +101,34 @@ def choice(choices: tuple[str, ...]) -> Parser:
     """A parser accepting exactly one of ``choices``."""
     def parse(key: str, value: Any) -> str:
         if value not in choices:
-            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {show(value)}")
         return str(value)
 
     return parse
 
 
 def pattern(regex: re.Pattern[str], what: str) -> Parser:
-    """A parser accepting strings ``regex`` matches; errors say ``what`` was expected."""
+    """A parser accepting strings ``regex`` matches whole (a trailing newline included);
+    errors say ``what`` was expected."""
     def parse(key: str, value: Any) -> str:
-        if not isinstance(value, str) or not regex.match(value):
-            raise ConfigError(f"{key}: expected {what}, got {value!r}")
+        if not isinstance(value, str) or not regex.fullmatch(value):
+            raise ConfigError(f"{key}: expected {what}, got {show(value)}")
         return value
 
     return parse
 
 
 def broker(key: str, value: Any) -> str:
-    """An ``mqtts://HOST:PORT`` or ``mqtt://HOST:PORT`` URL."""
-    url = urlsplit(text(key, value))
-    if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
+    """An ``mqtts://HOST:PORT`` or ``mqtt://HOST:PORT`` URL (the port may be left out)."""
+    try:
+        url = urlsplit(text(key, value))
+        ok = url.scheme in ("mqtt", "mqtts") and bool(url.hostname)
+        url.port  # noqa: B018 - raises for a port that is not a number in 0-65535
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL", "Port out of range 0-65535"
+        raise ConfigError(f"{key}: expected mqtts://HOST:PORT, got {show(value)} ({exc})") from None
+    if not ok or url.port == 0:
         raise ConfigError(f"{key}: expected mqtts://HOST:PORT (or mqtt:// on loopback), "
-                          f"got {value!r}")  # fmt: skip
+                          f"got {show(value)}")  # fmt: skip
     return str(value)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +29,15 @@ from cantools.database.can import Database, Message, Signal
 from cantools.database.errors import UnsupportedDatabaseFormatError
 
 from .errors import ConfigError
+from .scoring.config import CLASS_DEFAULTS
 from .signals import CANONICAL
+from .tomlfile import load_toml, show
 from .units import dimension, factor
 
 log = logging.getLogger(__name__)
+
+#: The keys a map may have at its top level.
+_TOP_KEYS = frozenset({"dbc", "vehicle_class", "signals"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,12 @@ def _load_dbc(map_path: Path, name: str, warnings: list[str]) -> Database:
         return cantools.database.load_file(str(path), strict=strict)
 
     try:
+        found = text is not None or Path(path).is_file()  # not a directory, FIFO, /dev/zero
+    except (OSError, ValueError) as exc:  # a name too long, a NUL in it
+        raise ConfigError(f"{map_path}: DBC file {show(str(path))}: {exc}") from None
+    if not found:
+        raise ConfigError(f"{map_path}: DBC file {path} not found")
+    try:
         db = load(strict=False)
     except FileNotFoundError:
         raise ConfigError(f"{map_path}: DBC file {path} not found") from None
@@ -155,17 +165,17 @@ def load_signal_map(path: str | Path) -> SignalMap:
     from the DBCs, a unit we do not know or that does not fit the canonical signal.
     """
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: signal map not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    doc = load_toml(path, "signal map")
+    unknown = sorted(set(doc) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: {show(unknown[0])[1:-1]}: unknown key (known at the top: "
+                          f"{', '.join(sorted(_TOP_KEYS))}; see docs/signal-maps.md)")  # fmt: skip
 
     dbc_entry = doc.get("dbc")
     dbc_names = [dbc_entry] if isinstance(dbc_entry, str) else dbc_entry
     if not dbc_names or not all(isinstance(n, str) for n in dbc_names):
         raise ConfigError(f"{path}: 'dbc' must name a DBC file or a list of them")
+    dbc_names = list(dict.fromkeys(dbc_names))
     warnings: list[str] = []
     by_name: dict[str, Message] = {}
     for name in dbc_names:
@@ -177,7 +187,7 @@ def load_signal_map(path: str | Path) -> SignalMap:
         raise ConfigError(f'{path}: no [signals."..."] entries')
     grouped: dict[str, list[SignalRule]] = {}
     for canonical, entry in signals.items():
-        where = f"{path}: [signals.{canonical!r}]"
+        where = f"{path}: [signals.{show(canonical)}]"
         message_name, rule = _rule(canonical, entry, by_name, where, dbc_names)
         grouped.setdefault(message_name, []).append(rule)
 
@@ -187,8 +197,9 @@ def load_signal_map(path: str | Path) -> SignalMap:
         _check_message(message, {r.signal for r in rules}, f"{path}: message {message_name!r}")
         messages[message.frame_id] = MessageRule(message, tuple(rules))
     vehicle_class = doc.get("vehicle_class")
-    if vehicle_class is not None and not isinstance(vehicle_class, str):
-        raise ConfigError(f"{path}: 'vehicle_class' must be a string")
+    if vehicle_class is not None and vehicle_class not in CLASS_DEFAULTS:
+        raise ConfigError(f"{path}: vehicle_class: expected one of {', '.join(CLASS_DEFAULTS)}, "
+                          f"got {show(vehicle_class)}")  # fmt: skip
     for warning in warnings:
         log.warning("%s", warning)
     return SignalMap(path, messages, vehicle_class, tuple(warnings))
@@ -211,12 +222,12 @@ def _rule(
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     message = by_name.get(entry["message"])
     if message is None:
-        raise ConfigError(f"{where}: message {entry['message']!r} is not in {', '.join(dbcs)}")
+        raise ConfigError(f"{where}: message {show(entry['message'])} is not in {', '.join(dbcs)}")
     try:
         signal = message.get_signal_by_name(entry["signal"])
     except KeyError:
         raise ConfigError(
-            f"{where}: signal {entry['signal']!r} is not in message {entry['message']!r}"
+            f"{where}: signal {show(entry['signal'])} is not in message {show(entry['message'])}"
         ) from None
     invert = entry.get("invert", False)
     if not isinstance(invert, bool):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,8 @@ def add_subparser(subparsers: Any) -> None:
 
 
 def _do_replay(args: argparse.Namespace) -> int:
-    if args.speed is not None and args.speed <= 0:
-        print("msp-agent replay: --speed must be positive", file=sys.stderr)
+    if args.speed is not None and not 0 < args.speed < math.inf:  # nan, inf, 0, -1
+        print("msp-agent replay: --speed must be a positive number", file=sys.stderr)
         return 2
     wanted = [args.outbox, args.key, args.device, args.vin]
     if any(wanted) and not all(wanted):

@@ -3,6 +3,8 @@ defaults), and every error naming the key and what was expected."""
 
 from __future__ import annotations
 
+import tempfile
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -138,7 +140,7 @@ def test_unknown_override_key_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"nothere\.toml: cannot read configuration"):
+    with pytest.raises(ConfigError, match=r"nothere\.toml: configuration not found"):
         load_config(tmp_path / "nothere.toml")
 
 
@@ -165,3 +167,123 @@ def test_reload_applies_only_what_is_reloadable(tmp_path: Path) -> None:
     applied, restart = reloaded(old, new)
     assert applied.health_interval_s == 7.0 and applied.scoring.max_speed_kmh == 90.0
     assert applied.device == "gw-0001" and restart == ["device"]
+
+
+# --- hostile files: each ended in a traceback before; now a ConfigError naming file and key
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (BASE.replace("mqtt://127.0.0.1:1883", "mqtts://[::1"),
+         "uplink.broker: expected mqtts://HOST:PORT, got 'mqtts://[::1' (Invalid IPv6 URL)"),
+        (BASE.replace("mqtt://127.0.0.1:1883", "mqtt://host:99999"),
+         "uplink.broker: expected mqtts://HOST:PORT, got 'mqtt://host:99999' (Port out of range"),
+        (BASE.replace("mqtt://127.0.0.1:1883", "mqtt://host:x"), "uplink.broker: expected"),
+        (BASE + "\n[agent]\nhealth_interval_s = 1e400\n",
+         "agent.health_interval_s: expected a finite number, got inf"),
+        (BASE + "\n[agent]\nqueue_size = " + "9" * 300 + "\n",
+         "agent.queue_size: integer out of range"),
+        (BASE + "\n[scoring]\nmax_speed_kmh = " + "9" * 400 + "\n",
+         "scoring.max_speed_kmh: integer out of range"),
+        (BASE.replace('"gw-0001"', '"gw-0001\\n"'), "device: expected a device id such as "
+         "gw-0001, got 'gw-0001\\n'"),
+        (BASE.replace("msp_demo.toml", "x" * 300 + ".toml"),
+         "bus[0].signal_map: cannot open /"),
+        (BASE.replace("msp_demo.toml", "a\\u0000b.toml"),
+         "bus[0].signal_map: a path cannot contain NUL characters"),
+        (BASE.replace("enabled = false", 'enabled = false\nanchors = ["ca.pem", "a\\u0000"]'),
+         "card.anchors[1]: a path cannot contain NUL characters"),
+        (BASE.replace('device = "gw-0001"', "device = " + "[" * 20 + "]" * 20),
+         "device: expected a device id such as gw-0001, got [[[[[[[...]]]]]]]"),
+    ],
+)  # fmt: skip
+def test_hostile_values_are_named(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert expected in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_a_long_replay_log_name_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    with pytest.raises(ConfigError, match=r"replay\.log: cannot open .*File name too long"):
+        load_config(path, {"MSP_REPLAY_LOG": "/" + "y" * 300})
+
+
+toml_scalars = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70), st.floats(), st.booleans(),
+    st.text(max_size=12), st.sampled_from(["gw-0001", "mqtt://[::1", "mqtts://h:0", "0D", "car"]),
+)  # fmt: skip
+toml_values = st.recursive(
+    toml_scalars, lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["name", "obd", "log", "10", "x"]), inner, max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+KEYS = sorted({*SCALARS, "bus", "card.anchors", "card.consent", "obd.rates", "scoring.hysteresis",
+               "scoring.max_speed_kmh", "colour"})  # fmt: skip
+
+
+def toml_text(value: object) -> str:
+    """``value`` as a TOML value (inline tables and arrays)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "nan" if value != value else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):  # TOML wants control characters (DEL too) escaped
+        return '"' + "".join(f"\\u{ord(c):04x}" if ord(c) < 0x20 or c in '\x7f"\\' else c
+                             for c in value) + '"'  # fmt: skip
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_text(v) for v in value) + "]"
+    assert isinstance(value, dict)
+    return "{" + ", ".join(f"{toml_text(k)} = {toml_text(v)}" for k, v in value.items()) + "}"
+
+
+
+def document_with(overrides: dict[str, object]) -> str:
+    """The minimal configuration with ``overrides`` (dotted key → value) set, as TOML."""
+    document = tomllib.loads(BASE)
+    for key, value in overrides.items():
+        *tables, name = key.split(".")
+        node = document
+        for table in tables:
+            if not isinstance(node.get(table), dict):
+                node[table] = {}
+            node = node[table]
+        node[name] = value
+    return "\n".join(f"{toml_text(k)} = {toml_text(v)}" for k, v in document.items()) + "\n"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(KEYS), toml_values, max_size=4))
+def test_any_document_loads_or_names_the_key(overrides: dict[str, object]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "agent.toml"
+        path.write_text(document_with(overrides))
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            assert str(exc).startswith(f"{path}: ")
+            assert "invalid TOML" not in str(exc)  # the generator writes valid TOML
+            assert len(str(exc)) < 600
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.binary(min_size=1, max_size=4)),
+                min_size=1, max_size=6))  # fmt: skip
+def test_any_mutation_of_the_example_loads_or_is_named(edits: list[tuple[int, bytes]]) -> None:
+    data = bytearray((REPO / "examples" / "agent.toml").read_bytes().replace(b"/opt/msp/",
+                                                                         f"{REPO}/".encode()))
+    for pos, new in edits:
+        at = pos % len(data)
+        data[at : at + len(new)] = new
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "agent.toml"
+        path.write_bytes(bytes(data))
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            assert str(path) in str(exc)

@@ -29,6 +29,7 @@ from msp_protocol.errors import ProtocolError
 from msp_protocol.jws import PublicKey, b64url_decode, record_hash, verify
 from msp_protocol.records import KINDS
 
+from ..errors import OutboxError
 from .database import State, StoredRecord, read_identity, read_state
 from .eviction import RANGES_PER_GAP
 
@@ -82,7 +83,7 @@ def is_corrupt(exc: sqlite3.Error) -> bool:
     return "malformed" in text or "not a database" in text
 
 
-def check_row(seq: int, kind: str, jws: object, digest: object, device: str,
+def check_row(seq: int, kind: str, jws: object, digest: object, device: str | None,
               key: PublicKey | None) -> Salvaged | str:  # fmt: skip
     """Return the intact record of a row, or what is wrong with it.
 
@@ -108,7 +109,7 @@ def check_row(seq: int, kind: str, jws: object, digest: object, device: str,
         except ProtocolError:
             return f"row holds a record of seq {claimed!r} that does not verify"
         seq = claimed
-    if payload.get("device") != device or actual not in KINDS:
+    if (device is not None and payload.get("device") != device) or actual not in KINDS:
         return "not a record of this device"
     if not (prev is None or isinstance(prev, str)):
         return "prev is not a hash"
@@ -127,17 +128,22 @@ def check_row(seq: int, kind: str, jws: object, digest: object, device: str,
 def _try(action: Callable[[], object]) -> tuple[object, str | None]:
     try:
         return action(), None
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OutboxError, TypeError, ValueError) as exc:
         return None, str(exc)
 
 
-def scan(conn: sqlite3.Connection | None, device: str, key: PublicKey | None,
+def scan(conn: sqlite3.Connection | None, device: str | None, key: PublicKey | None,
          end_hint: int = 0) -> Scan:  # fmt: skip
     """Read everything readable of an outbox connection (``None``: the file could not even be
-    opened). ``end_hint`` is the highest seq that may have been written, if known elsewhere."""
+    opened) of ``device`` (``None``: the records' own), checking signatures with ``key`` where
+    a hash does not match. ``end_hint`` is the highest seq that may have been written, if
+    known elsewhere."""
     if conn is None:
         return Scan((), (Damage(0, 0, "the file cannot be opened as SQLite"),), None, None)
     damage: list[Damage] = []
+    _, error = _try(lambda: conn.execute("SELECT count(*) FROM sqlite_master").fetchone())
+    if error:
+        return Scan((), (Damage(0, 0, f"not readable as SQLite: {error}"),), None, None)
     state, error = _try(lambda: read_state(conn))
     if error:
         damage.append(Damage(0, 0, f"state row unreadable: {error}"))
@@ -183,7 +189,10 @@ def _walk(conn: sqlite3.Connection, end: int,
                 damage.append(Damage(0, 0, f"the records table is gone ({exc})"))
                 return
         # Probe seq by seq past the damaged stretch; stop at the first readable page.
-        limit = max(end, after + PROBE_PAST) if end <= after else end
+        if end <= after:
+            limit, what = after + PROBE_PAST, what + "; where the chain ends is unknown"
+        else:
+            limit = end
         seq = after + 1
         while seq <= limit:
             try:

@@ -18,7 +18,7 @@ from msp_protocol.jws import PublicKey, load_public_key
 from ..errors import OutboxError
 from ..keys import load_signer
 from ..outbox import OutboxLimits, connect, stats_of
-from ..outbox.salvage import Damage, Scan, scan
+from ..outbox.salvage import Damage, Scan, scan_file
 
 
 def add_subparser(subparsers: Any) -> None:
@@ -77,7 +77,7 @@ def _open(db: Path) -> sqlite3.Connection:
 def _scan(db: Path) -> tuple[sqlite3.Connection, Scan]:
     """Read what can be read; a file with nothing of an outbox in it is an error."""
     conn = _open(db)
-    found = scan(conn, None, None)
+    found = scan_file(db, conn, None, None)
     if found.identity is None and not found.records:
         problems = "; ".join(str(d) for d in found.damage) or "no outbox state"
         raise OutboxError(f"{db} is not a readable outbox: {problems}")
@@ -90,12 +90,12 @@ def _report(db: Path, damage: tuple[Damage, ...]) -> None:
 
 
 def _integrity(conn: sqlite3.Connection) -> list[str]:
-    """SQLite's own verdict on the file's structure (its first lines), ``[]`` if intact."""
+    """SQLite's own verdict on the file's structure (up to 20 lines)."""
     try:
         lines = [str(row[0]) for row in conn.execute("PRAGMA integrity_check(20)")]
     except sqlite3.DatabaseError as exc:
         return [str(exc)]
-    return [] if lines == ["ok"] else lines
+    return ["ok: the structure is sound, the damage is inside rows"] if lines == ["ok"] else lines
 
 
 def _do_verify(args: argparse.Namespace) -> int:

@@ -162,6 +162,10 @@ def restrict_mode(path: Path) -> None:
                             path) from None  # fmt: skip
 
 
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Open the outbox database in autocommit mode (transactions are explicit); a writable one
     is created 0600 (see :func:`restrict_mode`)."""
@@ -175,6 +179,8 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
                 restrict_mode(path)
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
+        # A damaged byte must read as a damaged value, not fail the whole query.
+        conn.text_factory = _lenient_text
     except sqlite3.Error as exc:
         raise storage_error(exc, f"cannot open outbox {path}", path) from None
     return conn

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from msp_protocol.jws import Signer, record_hash
+from msp_protocol.errors import ProtocolError
+from msp_protocol.jws import Signer, record_hash, verify_record
 
 from ..errors import OutboxError
 from .chainstate import ChainState
@@ -75,6 +76,9 @@ def open_checked(path: Path, signer: Signer, chain: ChainState | None,
         conn.close()
         raise storage_error(exc, f"cannot set up outbox {path}", path) from None
     if device != signer.kid or stored_pem != public_pem:
+        if _records_are_ours(conn, signer):
+            return conn, Problem("damaged", "the device id or key stored in it is damaged, "
+                                            "while its records are this device's")  # fmt: skip
         conn.close()
         raise OutboxError(
             f"{path} was written by {device!r} with another key than {signer.kid!r}'s; "
@@ -97,6 +101,22 @@ def open_checked(path: Path, signer: Signer, chain: ChainState | None,
             return conn, Problem("damaged", f"not readable ({exc})")
         conn.close()
         raise storage_error(exc, f"cannot check outbox {path}", path) from None
+
+
+def _records_are_ours(conn: sqlite3.Connection, signer: Signer) -> bool:
+    """True if the file's last records are signed by ``signer``: then a stored identity that
+    differs from it is damage, not another device's outbox."""
+    try:
+        rows = conn.execute("SELECT jws FROM records ORDER BY seq DESC LIMIT 3").fetchall()
+    except sqlite3.Error:
+        return False
+    for (jws,) in rows:
+        try:
+            verify_record(str(jws), lambda _kid: signer.public_key())
+        except ProtocolError:
+            continue
+        return True
+    return False
 
 
 def _inspect(conn: sqlite3.Connection, chain: ChainState | None) -> Problem | None:

@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from msp_protocol.bodies import EvictedRange, Gap
@@ -155,15 +159,27 @@ def scan(conn: sqlite3.Connection | None, device: str | None, key: PublicKey | N
     for row in _walk(conn, end, damage):
         checked = check_row(*row, device=device, key=key)
         if isinstance(checked, str):
-            damage.append(Damage(row[0], row[0], checked))
+            seq = row[0] if row[0] >= 1 else 0
+            damage.append(Damage(seq, seq, checked if seq else f"a row of seq {row[0]}: {checked}"))
         else:
             found.setdefault(checked.record.seq, checked)
     return Scan(
         tuple(found[s] for s in sorted(found)),
-        tuple(damage),
+        _merged(damage),
         state if isinstance(state, State) else None,
         identity if isinstance(identity, tuple) else None,
     )
+
+
+def _merged(damage: list[Damage]) -> tuple[Damage, ...]:
+    """Repeats of one report (the zeroed cells of one page) as one report with a count."""
+    merged: list[tuple[Damage, int]] = []
+    for item in damage:
+        if merged and merged[-1][0] == item:
+            merged[-1] = (item, merged[-1][1] + 1)
+        else:
+            merged.append((item, 1))
+    return tuple(d if n == 1 else Damage(d.first, d.last, f"{d.what} ({n} rows)") for d, n in merged)
 
 
 def _walk(conn: sqlite3.Connection, end: int,
@@ -212,6 +228,56 @@ def _walk(conn: sqlite3.Connection, end: int,
         if row is not None:
             yield seq, str(row[1]), row[2], row[3]
         after = seq
+
+
+def repaired_copy(source: Path, dest: Path) -> None:
+    """Copy a file SQLite refuses outright and mend, in the copy, what it checks before any
+    table is read: a header page count beyond the end of a truncated file, a length that is
+    not a whole number of pages, and the WAL flags (the copy is read without a WAL)."""
+    shutil.copyfile(source, dest)
+    os.chmod(dest, 0o600)
+    with open(dest, "r+b") as handle:
+        header = bytearray(handle.read(100))
+        if len(header) < 100:
+            return
+        size = int.from_bytes(header[16:18], "big")
+        page = 65536 if size == 1 else size
+        if page < 512 or page > 65536 or page & (page - 1):
+            page = 4096
+            header[16:18] = page.to_bytes(2, "big")
+        pages = -(-os.fstat(handle.fileno()).st_size // page)
+        header[28:32] = pages.to_bytes(4, "big")
+        header[18:20] = b"\x01\x01"
+        handle.seek(0)
+        handle.write(header)
+        handle.truncate(pages * page)
+
+
+def scan_file(path: Path, conn: sqlite3.Connection | None, device: str | None,
+              key: PublicKey | None, end_hint: int = 0) -> Scan:  # fmt: skip
+    """:func:`scan` the open file at ``path``; if SQLite refuses it as a whole (a truncated
+    file, a damaged header), scan a :func:`repaired_copy` instead."""
+    found = scan(conn, device, key, end_hint)
+    if found.state is not None or found.records or not path.is_file():
+        return found
+    with tempfile.TemporaryDirectory(prefix=".salvage-", dir=path.parent) as tmp:
+        copy = Path(tmp) / path.name
+        try:
+            repaired_copy(path, copy)
+            copy_conn = sqlite3.connect(f"{copy.resolve().as_uri()}?mode=ro", uri=True)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("cannot read a repaired copy of %s: %s", path, exc)
+            return found
+        copy_conn.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
+        try:
+            mended = scan(copy_conn, device, key, end_hint)
+        finally:
+            copy_conn.close()
+    if not mended.records and mended.identity is None:
+        return found
+    note = Damage(0, 0, f"{found.damage[0] if found.damage else 'refused by SQLite'}; "
+                        "read from a copy with its header mended")  # fmt: skip
+    return Scan(mended.records, (note, *mended.damage), mended.state, mended.identity)
 
 
 class _Declared:

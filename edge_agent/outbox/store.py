@@ -209,7 +209,8 @@ class Outbox:
         assert self._path is not None
         path, chain = self._path, self._chain
         end = chain.reserved - 1 if chain else 0
-        found = salvage.scan(self._conn, self._signer.kid, self._signer.public_key(), end)
+        found = salvage.scan_file(path, self._conn, self._signer.kid, self._signer.public_key(),
+                                  end)  # fmt: skip
         old = found.state if found.state and found.state.last_seq else None  # None: new file
         acked = [v for v in (chain.acked if chain else None,
                              old.acked_seq if old else None) if isinstance(v, int) and v >= 0]

@@ -87,7 +87,7 @@ def is_corrupt(exc: sqlite3.Error) -> bool:
     return "malformed" in text or "not a database" in text
 
 
-def check_row(seq: int, kind: str, jws: object, digest: object, device: str | None,
+def check_row(seq: int, kind: str, jws: object, digest: object, *, device: str | None,
               key: PublicKey | None) -> Salvaged | str:  # fmt: skip
     """Return the intact record of a row, or what is wrong with it.
 
@@ -160,7 +160,8 @@ def scan(conn: sqlite3.Connection | None, device: str | None, key: PublicKey | N
         checked = check_row(*row, device=device, key=key)
         if isinstance(checked, str):
             seq = row[0] if row[0] >= 1 else 0
-            damage.append(Damage(seq, seq, checked if seq else f"a row of seq {row[0]}: {checked}"))
+            what = checked if seq else f"a row of seq {row[0]}: {checked}"
+            damage.append(Damage(seq, seq, what))
         else:
             found.setdefault(checked.record.seq, checked)
     return Scan(
@@ -179,7 +180,9 @@ def _merged(damage: list[Damage]) -> tuple[Damage, ...]:
             merged[-1] = (item, merged[-1][1] + 1)
         else:
             merged.append((item, 1))
-    return tuple(d if n == 1 else Damage(d.first, d.last, f"{d.what} ({n} rows)") for d, n in merged)
+    return tuple(
+        d if n == 1 else Damage(d.first, d.last, f"{d.what} ({n} rows)") for d, n in merged
+    )
 
 
 def _walk(conn: sqlite3.Connection, end: int,
@@ -290,7 +293,8 @@ class _Declared:
                 continue
             try:
                 payload = json.loads(b64url_decode(item.record.jws.split(".")[1], "payload"))
-                self.ranges += [(int(r["first"]), int(r["last"])) for r in payload["body"]["ranges"]]
+                ranges = payload["body"]["ranges"]
+                self.ranges += [(int(r["first"]), int(r["last"])) for r in ranges]
             except (ProtocolError, ValueError, KeyError, TypeError):
                 continue
 

@@ -38,7 +38,7 @@ from msp_protocol.jws import Signer, record_hash
 from msp_protocol.records import Record, format_ts, kind_of
 
 from ..errors import OutboxError
-from . import recovery
+from . import recovery, salvage
 from .chainstate import ChainState, ChainStateError, ChainStateFile, chain_state_path
 from .database import (
     OutboxFullError,
@@ -49,14 +49,12 @@ from .database import (
     connect,
     create_schema,
     read_anchor,
-    read_identity,
     read_state,
     stats_of,
     storage_error,
     write_state,
 )
 from .eviction import PRIORITY, Need, Victim, choose_victims, gap_bodies
-from . import salvage
 from .salvage import Damage, check_row, is_corrupt
 
 T = TypeVar("T")
@@ -87,6 +85,7 @@ class Outbox:
         vin: str,
         limits: OutboxLimits,
         clock: Callable[[], float],
+        *,
         path: Path | None = None,
         chain: ChainStateFile | None = None,
     ) -> None:
@@ -115,6 +114,7 @@ class Outbox:
         vin: str,
         limits: OutboxLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        *,
         chain_path: Path | None = None,
     ) -> Outbox:
         """Open or create the outbox at ``path`` for ``signer``'s device (``signer.kid``).
@@ -138,7 +138,7 @@ class Outbox:
                 f"{chain_file.path} holds the chain of {chain.device!r}, not {signer.kid!r}; "
                 "move it aside with the outbox before changing the device"
             )
-        box = cls(conn, signer, vin, limits or OutboxLimits(), clock, path, chain_file)
+        box = cls(conn, signer, vin, limits or OutboxLimits(), clock, path=path, chain=chain_file)
         box._chain = chain
         if problem is None:
             if chain_error is not None:
@@ -441,7 +441,7 @@ class Outbox:
         for seq, kind, jws, digest in cursor:
             sent = self._in_flight.get(seq)
             if sent is None or now - sent >= self.limits.resend_after_s:
-                checked = check_row(seq, kind, jws, digest, self._signer.kid, None)
+                checked = check_row(seq, kind, jws, digest, device=self._signer.kid, key=None)
                 if isinstance(checked, str) or checked.record.kind != kind:
                     cursor.close()
                     raise _Damaged(f"seq {seq}: {checked if isinstance(checked, str) else 'kind'}")
@@ -521,7 +521,7 @@ class Outbox:
         """Yield every stored record in seq order (for export and verification)."""
         with self._lock:
             try:
-                rows = self._recovering(lambda: self._all())
+                rows = self._recovering(self._all)
             except sqlite3.Error as exc:
                 raise storage_error(exc, "cannot read records") from None
         return iter(rows)

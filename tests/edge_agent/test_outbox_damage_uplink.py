@@ -14,10 +14,12 @@ import pytest
 
 from cloud_sync.sqlite_store import SqliteStore
 from edge_agent import cli as agent_cli
-from edge_agent.outbox import connect
-from edge_agent.outbox.salvage import scan, scan_file
+from edge_agent.keys import init_device_key, load_signer
+from edge_agent.outbox import NewRecord, Outbox, connect
+from edge_agent.outbox.salvage import scan_file
 from msp_protocol.jws import b64url_decode
 from tests.sync_deploy import Deployment, GatewaySetup
+from tests.sync_kit import T0, trip
 
 #: (damage, seed): a bounded, deterministic set; each seed picks the points in the file.
 CASES = [("zero", 1), ("zero", 2), ("truncate", 3), ("truncate", 5), ("truncate", 6),
@@ -104,10 +106,6 @@ def test_damaged_outboxes_drain_and_their_chains_go_on(deployment: Deployment) -
 def test_export_and_verify_name_the_damage_and_carry_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str, seed: int
 ) -> None:
-    from edge_agent.keys import init_device_key, load_signer
-    from edge_agent.outbox import NewRecord, Outbox
-    from tests.sync_kit import T0, trip
-
     key = init_device_key(tmp_path / "device.key", "gw-1")
     path = tmp_path / "outbox.db"
     with Outbox.open(path, load_signer(key.key_path, "gw-1"), "JTCAR00001") as box:

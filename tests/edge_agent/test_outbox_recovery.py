@@ -9,6 +9,7 @@ import os
 import shutil
 import sqlite3
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from msp_protocol.chain import verify_chain
 from msp_protocol.jws import Signer, load_public_key, record_hash, verify_record
 from msp_protocol.records import Record
 from msp_protocol.topics import rec_topic
-from tests.sync_kit import T0, Gateway, trip
+from tests.sync_kit import T0, CardIssuer, Gateway, trip
 
 VIN = "JT1234567"
 
@@ -56,7 +57,7 @@ class Registry:
 
 
 @pytest.fixture
-def registry(tmp_path: Path, device_ca: DeviceCa, card_issuer) -> Registry:  # type: ignore[no-untyped-def]
+def registry(tmp_path: Path, device_ca: DeviceCa, card_issuer: CardIssuer) -> Iterator[Registry]:
     store = SqliteStore(tmp_path / "registry.db")
     yield Registry(store, device_ca, Ingestor(store, card_issuer.anchors(), max_waiting=256))
     store.close()
@@ -77,7 +78,9 @@ def decoded(box: Outbox, signer: Signer) -> list[Record]:
 # -- chain state ----------------------------------------------------------------------------
 
 
-def test_seqs_are_reserved_in_blocks_before_they_are_signed(tmp_path: Path, ed_signer) -> None:
+def test_seqs_are_reserved_in_blocks_before_they_are_signed(
+    tmp_path: Path, ed_signer: Signer
+) -> None:
     path = tmp_path / "ob.db"
     chain = ChainStateFile(chain_state_path(path))
     with open_box(path, ed_signer) as box:
@@ -98,7 +101,7 @@ def test_seqs_are_reserved_in_blocks_before_they_are_signed(tmp_path: Path, ed_s
 
 
 def test_an_unreadable_chain_state_is_rewritten_from_an_intact_outbox(
-    tmp_path: Path, ed_signer
+    tmp_path: Path, ed_signer: Signer
 ) -> None:
     path = tmp_path / "ob.db"
     with open_box(path, ed_signer) as box:
@@ -109,7 +112,7 @@ def test_an_unreadable_chain_state_is_rewritten_from_an_intact_outbox(
     assert ChainStateFile(chain_state_path(path)).load().seq == 4  # type: ignore[union-attr]
 
 
-def test_both_damaged_is_a_clear_refusal(tmp_path: Path, ed_signer) -> None:
+def test_both_damaged_is_a_clear_refusal(tmp_path: Path, ed_signer: Signer) -> None:
     path = tmp_path / "ob.db"
     with open_box(path, ed_signer) as box:
         fill(box, 3)
@@ -281,7 +284,7 @@ def test_a_schema_1_file_is_migrated(tmp_path: Path, ed_signer: Signer) -> None:
         assert raw.execute("SELECT schema_version FROM state").fetchone()[0] == 2
 
 
-def test_a_newer_schema_is_refused_naming_both_versions(tmp_path: Path, ed_signer) -> None:
+def test_a_newer_schema_is_refused_naming_both_versions(tmp_path: Path, ed_signer: Signer) -> None:
     path = tmp_path / "ob.db"
     open_box(path, ed_signer).close()
     with sqlite3.connect(path) as raw:

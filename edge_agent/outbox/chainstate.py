@@ -16,6 +16,8 @@ read-only systemd credential, so it cannot live beside the key).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..errors import OutboxError
+from .database import OutboxStorageError
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +111,7 @@ class ChainStateFile:
         return state
 
     def save(self, state: ChainState) -> None:
-        """Replace the file with ``state`` durably (mode 0600); raises ``OutboxError``."""
+        """Replace the file with ``state`` durably (mode 0600); raises ``OutboxStorageError``."""
         data = json.dumps(state.to_json(), sort_keys=True).encode("ascii") + b"\n"
         tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
         try:
@@ -126,8 +129,13 @@ class ChainStateFile:
             finally:
                 os.close(dirfd)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise OutboxError(f"cannot write chain state {self.path}: {exc.strerror}") from None
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            reason = {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full",
+                      errno.EROFS: "read_only"}.get(exc.errno or 0, "io")  # fmt: skip
+            raise OutboxStorageError(
+                f"cannot write chain state {self.path}: {exc.strerror}", reason
+            ) from None
 
     def reserve(self, state: ChainState, seq: int, head: int, head_hash: str | None,
                 acked: int) -> ChainState:  # fmt: skip

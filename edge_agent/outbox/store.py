@@ -44,6 +44,7 @@ from .database import (
     OutboxFullError,
     OutboxLimits,
     OutboxStats,
+    OutboxStorageError,
     State,
     StoredRecord,
     connect,
@@ -145,6 +146,8 @@ class Outbox:
                 log.warning("%s; rewriting it from the outbox, which is intact", chain_error)
             try:
                 box._save_chain()
+            except OutboxStorageError as exc:  # reading and sending still work; appends refuse
+                log.warning("%s", exc)
             except BaseException:
                 conn.close()
                 raise
@@ -244,7 +247,10 @@ class Outbox:
             self._conn = damaged_conn
             raise
         conn.close()
-        damaged_conn.close()
+        try:
+            damaged_conn.close()
+        except sqlite3.Error as exc:
+            log.warning("closing the damaged outbox: %s", exc)
         aside = recovery.swap_in(new, path)
         self._conn = connect(path)
         create_schema(self._conn, self._signer.kid, self._signer.public_pem())
@@ -300,6 +306,10 @@ class Outbox:
                 self._rollback()
                 self._refuse(len(items))
                 raise storage_error(exc, f"refused {len(items)} record(s)") from None
+            except OutboxStorageError:  # the chain state could not reserve the seqs
+                self._rollback()
+                self._refuse(len(items))
+                raise
             except (OutboxError, ProtocolError):
                 self._rollback()
                 raise
@@ -506,7 +516,10 @@ class Outbox:
         """Return a ``health`` body with the queue depth, and the evictions and refusals not yet
         reported; appending it marks exactly those counts as reported."""
         with self._lock:
-            state = read_state(self._conn)
+            try:
+                state = self._recovering(lambda: read_state(self._conn))
+            except sqlite3.Error as exc:
+                raise storage_error(exc, "cannot read outbox state") from None
             return Health(
                 uptime_s=uptime_s,
                 queue_depth=state.rows,

@@ -18,7 +18,7 @@ from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa
 from cloud_sync.sqlite_store import SqliteStore
 from edge_agent.errors import OutboxError
-from edge_agent.outbox import NewRecord, Outbox, OutboxLimits
+from edge_agent.outbox import NewRecord, Outbox, OutboxLimits, OutboxStorageError
 from edge_agent.outbox.chainstate import BLOCK, ChainStateFile, chain_state_path
 from edge_agent.outbox.database import SCHEMA_VERSION
 from edge_agent.uplink import MemoryUplink
@@ -319,3 +319,17 @@ def test_chain_state_is_json_naming_the_device(tmp_path: Path, ed_signer: Signer
     assert value == {"v": 1, "device": "gw-0001", "reserved": 1 + BLOCK, "seq": 2,
                      "hash": value["hash"], "acked": 0}  # fmt: skip
     assert isinstance(value["hash"], str) and len(value["hash"]) == 43
+
+
+def test_a_reservation_that_cannot_be_written_refuses_the_record(
+    tmp_path: Path, ed_signer: Signer
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    box = Outbox.open(tmp_path / "ob.db", ed_signer, VIN, chain_path=blocker / "ob.chain")
+    with pytest.raises(OutboxStorageError, match="cannot write chain state") as caught:
+        box.append(trip(), T0)
+    assert caught.value.reason == "io"
+    stats = box.stats()
+    assert (stats.rows, stats.last_seq, stats.refused_total) == (0, 0, 1)  # nothing signed
+    box.close()

@@ -86,7 +86,7 @@ class ChainStateFile:
         """
         try:
             data = self.path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             raise ChainStateError(f"cannot read chain state {self.path}: {exc.strerror}") from None

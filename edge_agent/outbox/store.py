@@ -139,6 +139,13 @@ class Outbox:
                 f"{chain_file.path} holds the chain of {chain.device!r}, not {signer.kid!r}; "
                 "move it aside with the outbox before changing the device"
             )
+        if chain_error is not None and (fresh or problem is not None):
+            conn.close()
+            what = "missing or empty" if problem is None else f"damaged ({problem.what})"
+            raise OutboxError(
+                f"{path} is {what} and {chain_error}: where the chain stands is unknown, and "
+                "starting again could reuse seqs; see docs/records.md, 'A lost or damaged outbox'"
+            )
         box = cls(conn, signer, vin, limits or OutboxLimits(), clock, path=path, chain=chain_file)
         box._chain = chain
         if problem is None:
@@ -152,13 +159,6 @@ class Outbox:
                 conn.close()
                 raise
             return box
-        if chain is None and chain_error is not None:
-            conn.close()
-            raise OutboxError(
-                f"{path} is damaged ({problem.what}) and {chain_error}: where the chain stands "
-                "is unknown. Ask the registry for the device's last seq (msp-registry audit "
-                f"--device {signer.kid}) before removing either file"
-            )
         log.error("outbox %s: %s; rebuilding it", path, problem.what)
         with box._lock:
             box._rebuild(problem)

@@ -120,6 +120,28 @@ def test_both_damaged_is_a_clear_refusal(tmp_path: Path, ed_signer: Signer) -> N
     path.write_bytes(b"\x00" * 8192)
     with pytest.raises(OutboxError, match="where the chain stands is unknown"):
         open_box(path, ed_signer)
+    path.unlink()
+    with pytest.raises(OutboxError, match=r"is missing or empty and .*\(not JSON\)"):
+        open_box(path, ed_signer)
+
+
+def test_a_chain_state_written_by_hand_continues_after_the_registry(
+    tmp_path: Path, registry: Registry
+) -> None:
+    path = tmp_path / "outbox.db"
+    with open_box(path, registry.signer) as box:
+        fill(box, 4)
+        registry.drain(box)
+    path.unlink()
+    chain = chain_state_path(path)
+    chain.write_text("{")  # both lost; the operator reads N = 4 from the registry's audit
+    chain.write_text('{"v": 1, "device": "gw-1", "reserved": 5, "seq": 4, "hash": null, '
+                     '"acked": 0}')  # fmt: skip
+    with open_box(path, registry.signer) as box:
+        fill(box, 1)
+        registry.drain(box)
+    assert registry.audit()[:2] == (7, 6)  # 1..4, the gap at 6 declaring 5, one new
+    assert registry.store.rejections() == {}
 
 
 # -- a lost outbox --------------------------------------------------------------------------

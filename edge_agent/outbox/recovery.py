@@ -9,9 +9,11 @@ the new file from what :mod:`salvage` read; the outbox then appends the ``gap`` 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -155,29 +157,46 @@ def _inspect(conn: sqlite3.Connection, chain: ChainState | None) -> Problem | No
     return None
 
 
-def write_rebuilt(path: Path, signer: Signer, records: tuple[Salvaged, ...],
-                  state: State) -> sqlite3.Connection:  # fmt: skip
-    """Create the new file at ``path`` (replacing any leftover) holding ``records`` and the
-    state row ``state`` (its counters are recomputed); returns its open connection."""
+def write_rebuilt(path: Path, signer: Signer, records: Iterable[Salvaged],
+                  batch: int = 500) -> sqlite3.Connection:  # fmt: skip
+    """Create the new file at ``path`` (replacing any leftover) and copy ``records`` into it as
+    they come, ``batch`` rows per transaction; returns its open connection. The state row is
+    the caller's to write."""
     for stale in (path, *_sidecars(path)):
         stale.unlink(missing_ok=True)
     conn = connect(path)
     try:
         create_schema(conn, signer.kid, signer.public_pem())
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO records (seq, kind, jws, hash, size, priority) VALUES (?, ?, ?, ?, ?, ?)",
-            [(r.record.seq, r.record.kind, r.record.jws, r.record.hash, len(r.record.jws),
-              PRIORITY.get(r.record.kind)) for r in records],
-        )  # fmt: skip
-        state.rows = len(records)
-        state.bytes = sum(len(r.record.jws) for r in records)
-        write_state(conn, state)
-        conn.execute("COMMIT")
+        rows = iter(records)
+        while chunk := list(itertools.islice(rows, batch)):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT OR IGNORE INTO records (seq, kind, jws, hash, size, priority)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(r.record.seq, r.record.kind, r.record.jws, r.record.hash, len(r.record.jws),
+                  PRIORITY.get(r.record.kind)) for r in chunk],
+            )  # fmt: skip
+            conn.execute("COMMIT")
     except sqlite3.Error as exc:
         conn.close()
         raise storage_error(exc, f"cannot write rebuilt outbox {path}", path) from None
     return conn
+
+
+def finish_rebuilt(conn: sqlite3.Connection, state: State) -> None:
+    """Write the state row of the rebuilt file, its counters taken from its records."""
+    conn.execute("BEGIN IMMEDIATE")
+    state.rows, state.bytes = conn.execute(
+        "SELECT count(*), coalesce(sum(size), 0) FROM records"
+    ).fetchone()
+    write_state(conn, state)
+    conn.execute("COMMIT")
+
+
+def last_record(conn: sqlite3.Connection) -> tuple[int, str | None]:
+    """The highest seq of the rebuilt file and its chain hash (0, None if it is empty)."""
+    row = conn.execute("SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+    return (int(row[0]), str(row[1])) if row else (0, None)
 
 
 def swap_in(new: Path, path: Path) -> Path:

@@ -17,6 +17,8 @@ else in the file is damaged; :func:`lost_ranges` then names the seqs that are go
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import os
@@ -136,40 +138,68 @@ def _try(action: Callable[[], object]) -> tuple[object, str | None]:
         return None, str(exc)
 
 
+class Reader:
+    """Reads an outbox connection row by row: :attr:`state`, :attr:`identity` and the first
+    :attr:`damage` are known at once; iterating yields every intact record (in seq order but
+    for a damaged seq column) and adds to :attr:`damage`. Memory stays small: the rows go
+    wherever the caller puts them."""
+
+    def __init__(self, conn: sqlite3.Connection | None, device: str | None,
+                 key: PublicKey | None, end_hint: int = 0) -> None:  # fmt: skip
+        self._conn, self._device, self._key = conn, device, key
+        self.damage: list[Damage] = []
+        self.state: State | None = None
+        self.identity: tuple[str, str] | None = None
+        #: False when SQLite refuses the file as a whole (nothing to iterate).
+        self.readable = False
+        self._end = end_hint
+        if conn is None:
+            self.damage.append(Damage(0, 0, "the file cannot be opened as SQLite"))
+            return
+        _, error = _try(lambda: conn.execute("SELECT count(*) FROM sqlite_master").fetchone())
+        if error:
+            self.damage.append(Damage(0, 0, f"not readable as SQLite: {error}"))
+            return
+        self.readable = True
+        state, error = _try(lambda: read_state(conn))
+        if error:
+            self.damage.append(Damage(0, 0, f"state row unreadable: {error}"))
+        self.state = state if isinstance(state, State) else None
+        identity, _ = _try(lambda: read_identity(conn))
+        self.identity = identity if isinstance(identity, tuple) else None
+        top, _ = _try(lambda: conn.execute("SELECT max(seq) FROM records").fetchone()[0])
+        known = [end_hint, self.state.last_seq if self.state else 0, top or 0]
+        self._end = max(v for v in known if isinstance(v, int))
+
+    def __iter__(self) -> Iterator[Salvaged]:
+        if self._conn is None or not self.readable:
+            return
+        for row in _walk(self._conn, self._end, self.damage):
+            checked = check_row(*row, device=self._device, key=self._key)
+            if isinstance(checked, str):
+                seq = row[0] if row[0] >= 1 else 0
+                what = checked if seq else f"a row of seq {row[0]}: {checked}"
+                self.damage.append(Damage(seq, seq, what))
+            else:
+                yield checked
+
+    def merged_damage(self) -> tuple[Damage, ...]:
+        """The damage so far, repeats folded into one report with a count."""
+        return _merged(self.damage)
+
+
 def scan(conn: sqlite3.Connection | None, device: str | None, key: PublicKey | None,
          end_hint: int = 0) -> Scan:  # fmt: skip
     """Read everything readable of an outbox connection (``None``: the file could not even be
     opened) of ``device`` (``None``: the records' own), checking signatures with ``key`` where
     a hash does not match. ``end_hint`` is the highest seq that may have been written, if
-    known elsewhere."""
-    if conn is None:
-        return Scan((), (Damage(0, 0, "the file cannot be opened as SQLite"),), None, None)
-    damage: list[Damage] = []
-    _, error = _try(lambda: conn.execute("SELECT count(*) FROM sqlite_master").fetchone())
-    if error:
-        return Scan((), (Damage(0, 0, f"not readable as SQLite: {error}"),), None, None)
-    state, error = _try(lambda: read_state(conn))
-    if error:
-        damage.append(Damage(0, 0, f"state row unreadable: {error}"))
-    identity, _ = _try(lambda: read_identity(conn))
-    top, _ = _try(lambda: conn.execute("SELECT max(seq) FROM records").fetchone()[0])
-    known = [end_hint, state.last_seq if isinstance(state, State) else 0, top or 0]
-    end = max(v for v in known if isinstance(v, int))
+    known elsewhere. Holds every record in memory: for inspection, not for rebuilding."""
+    reader = Reader(conn, device, key, end_hint)
     found: dict[int, Salvaged] = {}
-    for row in _walk(conn, end, damage):
-        checked = check_row(*row, device=device, key=key)
-        if isinstance(checked, str):
-            seq = row[0] if row[0] >= 1 else 0
-            what = checked if seq else f"a row of seq {row[0]}: {checked}"
-            damage.append(Damage(seq, seq, what))
-        else:
-            found.setdefault(checked.record.seq, checked)
-    return Scan(
-        tuple(found[s] for s in sorted(found)),
-        _merged(damage),
-        state if isinstance(state, State) else None,
-        identity if isinstance(identity, tuple) else None,
-    )
+    for item in reader:
+        found.setdefault(item.record.seq, item)
+    return Scan(tuple(found[s] for s in sorted(found)), reader.merged_damage(), reader.state,
+                reader.identity)  # fmt: skip
 
 
 def _merged(damage: list[Damage]) -> tuple[Damage, ...]:
@@ -256,13 +286,16 @@ def repaired_copy(source: Path, dest: Path) -> None:
         handle.truncate(pages * page)
 
 
-def scan_file(path: Path, conn: sqlite3.Connection | None, device: str | None,
-              key: PublicKey | None, end_hint: int = 0) -> Scan:  # fmt: skip
-    """:func:`scan` the open file at ``path``; if SQLite refuses it as a whole (a truncated
-    file, a damaged header), scan a :func:`repaired_copy` instead."""
-    found = scan(conn, device, key, end_hint)
-    if found.state is not None or found.records or not path.is_file():
-        return found
+@contextlib.contextmanager
+def reading(path: Path, conn: sqlite3.Connection | None, device: str | None,
+            key: PublicKey | None, end_hint: int = 0) -> Iterator[Reader]:  # fmt: skip
+    """A :class:`Reader` of the open file at ``path``; if SQLite refuses the file as a whole
+    (a truncated file, a damaged header), of a :func:`repaired_copy` of it instead, kept
+    beside it until the block ends."""
+    reader = Reader(conn, device, key, end_hint)
+    if reader.readable or not path.is_file():
+        yield reader
+        return
     with tempfile.TemporaryDirectory(prefix=".salvage-", dir=path.parent) as tmp:
         copy = Path(tmp) / path.name
         try:
@@ -270,69 +303,84 @@ def scan_file(path: Path, conn: sqlite3.Connection | None, device: str | None,
             copy_conn = sqlite3.connect(f"{copy.resolve().as_uri()}?mode=ro", uri=True)
         except (OSError, sqlite3.Error) as exc:
             log.warning("cannot read a repaired copy of %s: %s", path, exc)
-            return found
+            yield reader
+            return
         copy_conn.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
         try:
-            mended = scan(copy_conn, device, key, end_hint)
+            mended = Reader(copy_conn, device, key, end_hint)
+            if not mended.readable:
+                yield reader
+                return
+            mended.damage.insert(0, Damage(0, 0, f"{reader.damage[0]}; read from a copy "
+                                                 "with its header mended"))  # fmt: skip
+            yield mended
         finally:
             copy_conn.close()
-    if not mended.records and mended.identity is None:
-        return found
-    note = Damage(0, 0, f"{found.damage[0] if found.damage else 'refused by SQLite'}; "
-                        "read from a copy with its header mended")  # fmt: skip
-    return Scan(mended.records, (note, *mended.damage), mended.state, mended.identity)
 
 
-class _Declared:
-    """Seqs that gap records among the salvaged ones already declare evicted."""
-
-    def __init__(self, records: tuple[Salvaged, ...]) -> None:
-        self.ranges: list[tuple[int, int]] = []
-        for item in records:
-            if item.record.kind != "gap":
-                continue
-            try:
-                payload = json.loads(b64url_decode(item.record.jws.split(".")[1], "payload"))
-                ranges = payload["body"]["ranges"]
-                self.ranges += [(int(r["first"]), int(r["last"])) for r in ranges]
-            except (ProtocolError, ValueError, KeyError, TypeError):
-                continue
-
-    def covers(self, seq: int) -> bool:
-        return any(lo <= seq <= hi for lo, hi in self.ranges)
+def scan_file(path: Path, conn: sqlite3.Connection | None, device: str | None,
+              key: PublicKey | None, end_hint: int = 0) -> Scan:  # fmt: skip
+    """:func:`scan` through :func:`reading`: a file SQLite refuses is read from a mended copy."""
+    with reading(path, conn, device, key, end_hint) as reader:
+        found: dict[int, Salvaged] = {}
+        for item in reader:
+            found.setdefault(item.record.seq, item)
+        return Scan(tuple(found[s] for s in sorted(found)), reader.merged_damage(),
+                    reader.state, reader.identity)  # fmt: skip
 
 
-def lost_ranges(records: tuple[Salvaged, ...], first: int, unused: int,
+def _declared(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+    """The seq ranges the gap records among the kept ones already declare evicted."""
+    ranges: list[tuple[int, int]] = []
+    for (jws,) in conn.execute("SELECT jws FROM records WHERE kind = 'gap'"):
+        try:
+            payload = json.loads(b64url_decode(str(jws).split(".")[1], "payload"))
+            ranges += [(int(r["first"]), int(r["last"])) for r in payload["body"]["ranges"]]
+        except (ProtocolError, ValueError, KeyError, TypeError, IndexError):
+            continue
+    return ranges
+
+
+def _prev_of(conn: sqlite3.Connection, seq: int) -> str | None:
+    row = conn.execute("SELECT jws FROM records WHERE seq = ?", (seq,)).fetchone()
+    if row is None:
+        return None
+    prev = json.loads(b64url_decode(str(row[0]).split(".")[1], "payload")).get("prev")
+    return prev if isinstance(prev, str) else None
+
+
+def lost_ranges(conn: sqlite3.Connection, first: int, unused: int,
                 prev_of_gap: str) -> list[EvictedRange]:  # fmt: skip
-    """The ranges of seqs ``first``..``unused`` that are neither among ``records`` nor declared
-    evicted by one of them: what a gap record must declare lost.
+    """The ranges of seqs ``first``..``unused`` that are neither records of ``conn`` (the
+    rebuilt file, holding only intact records) nor declared evicted by one of its gap
+    records: what a gap record must declare lost.
 
     ``unused`` was never signed (the chain state reserved it), so the last range always ends
     there, and its ``last_sha256`` is ``prev_of_gap``: the ``prev`` of the gap record that
     follows it. Every other range ends before an intact record, whose signed ``prev`` is the
     hash of the range's last seq.
     """
-    present = {item.record.seq: item for item in records}
-    declared = _Declared(records)
+    declared = _declared(conn)
     ranges: list[EvictedRange] = []
-    # Only seqs from the first missing one on matter; walk the present ones in order.
-    candidates = sorted(s for s in present if first <= s <= unused)
     cursor = first
-    for seq in [*candidates, unused + 1]:
-        for missing in _missing_runs(cursor, seq - 1, declared):
-            start, last = missing
-            after = present.get(last + 1)
-            digest = after.prev if after is not None and after.prev else prev_of_gap
-            ranges.append(EvictedRange(first=start, last=last, last_sha256=digest, kinds={}))
+    present = conn.execute(
+        "SELECT seq FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, unused)
+    )
+    for seq in itertools.chain((row[0] for row in present), [unused + 1]):
+        for start, last in _missing_runs(cursor, seq - 1, declared):
+            after = _prev_of(conn, last + 1) if last < unused else None
+            ranges.append(EvictedRange(first=start, last=last,
+                                       last_sha256=after or prev_of_gap, kinds={}))  # fmt: skip
         cursor = seq + 1
     return ranges
 
 
-def _missing_runs(lo: int, hi: int, declared: _Declared) -> Iterator[tuple[int, int]]:
+def _missing_runs(lo: int, hi: int,
+                  declared: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:  # fmt: skip
     """Runs of lo..hi not covered by ``declared`` (which is small: a few gap records)."""
     if lo > hi:
         return
-    cuts = sorted((max(a, lo), min(b, hi)) for a, b in declared.ranges if a <= hi and b >= lo)
+    cuts = sorted((max(a, lo), min(b, hi)) for a, b in declared if a <= hi and b >= lo)
     at = lo
     for a, b in cuts:
         if a > at:

@@ -161,7 +161,10 @@ class Outbox:
             return box
         log.error("outbox %s: %s; rebuilding it", path, problem.what)
         with box._lock:
-            box._rebuild(problem)
+            try:
+                box._rebuild(problem)
+            except sqlite3.Error as exc:
+                raise storage_error(exc, f"cannot rebuild outbox {path}", path) from None
         return box
 
     def close(self) -> None:
@@ -211,36 +214,22 @@ class Outbox:
         seq that is gone in gap records after the reserved ones (caller holds the lock)."""
         assert self._path is not None
         path, chain = self._path, self._chain
-        end = chain.reserved - 1 if chain else 0
-        found = salvage.scan_file(path, self._conn, self._signer.kid, self._signer.public_key(),
-                                  end)  # fmt: skip
-        old = found.state if found.state and found.state.last_seq else None  # None: new file
-        acked = [v for v in (chain.acked if chain else None,
-                             old.acked_seq if old else None) if isinstance(v, int) and v >= 0]
-        first = min(acked, default=0) + 1
-        top = found.records[-1].record.seq if found.records else 0
-        if chain is not None:
-            unused = max(chain.reserved, top + 1)
-        else:  # no chain state (a file of an older agent): the best that is known
-            unused = max(top, old.last_seq if old and isinstance(old.last_seq, int) else 0) + 1
-        prev = (found.records[-1].record.hash if found.records
-                else chain.hash if chain and chain.hash else recovery.UNKNOWN_PREV)  # fmt: skip
-        ranges = salvage.lost_ranges(found.records, first, unused, prev)
-        reason = "damaged" if any(d.first for d in found.damage) else problem.reason
-        lost = sum(r.last - r.first + 1 for r in ranges)
-        state = State(
-            device=self._signer.kid, last_seq=unused, last_hash=prev, acked_seq=first - 1,
-            acked_hash=None, rows=0, bytes=0,
-            evicted_total=max(old.evicted_total, 0) if old else 0,
-            evicted_at_health=max(old.evicted_at_health, 0) if old else 0,
-            lost_total=(max(old.lost_total, 0) if old else 0) + lost,
-        )  # fmt: skip
         new = path.with_name(path.name + ".rebuild")
-        conn = recovery.write_rebuilt(new, self._signer, found.records, state)
+        end = chain.reserved - 1 if chain else 0
+        key = self._signer.public_key()
+        with salvage.reading(path, self._conn, self._signer.kid, key, end) as reader:
+            conn = recovery.write_rebuilt(new, self._signer, reader)
+            damage = reader.merged_damage()
+            old = reader.state if reader.state and reader.state.last_seq else None  # None: new
+        try:
+            gaps = self._plan_rebuilt(conn, old, problem, damage)
+        except BaseException:
+            conn.close()
+            raise
         damaged_conn, self._conn = self._conn, conn
         try:
             now = time.time()
-            self._append_locked([NewRecord(g, now) for g in salvage.gap_bodies(reason, ranges)])
+            self._append_locked([NewRecord(g, now) for g in gaps])
         except BaseException:
             self._rollback()
             conn.close()
@@ -255,16 +244,46 @@ class Outbox:
         self._conn = connect(path)
         create_schema(self._conn, self._signer.kid, self._signer.public_pem())
         self._save_chain()
-        kept = {item.record.seq for item in found.records}
-        self._in_flight = {s: t for s, t in self._in_flight.items() if s in kept}
-        self.damage = (salvage.Damage(0, 0, problem.what), *found.damage)
+        self._in_flight = {
+            s: t for s, t in self._in_flight.items()
+            if self._conn.execute("SELECT 1 FROM records WHERE seq = ?", (s,)).fetchone()
+        }  # fmt: skip
+        self.damage = (salvage.Damage(0, 0, problem.what), *damage)
+        stats = stats_of(self._conn, self.limits)
         log.error(
-            "outbox %s rebuilt (%s): %d intact record(s) kept, %d seq(s) declared lost in "
-            "%d range(s) up to %d; the damaged file is kept as %s",
-            path, problem.what, len(found.records), lost, len(ranges), unused, aside,
-        )
-        for item in found.damage:
+            "outbox %s rebuilt (%s): %d record(s) kept, %d seq(s) declared lost in all; the "
+            "damaged file is kept as %s", path, problem.what, stats.rows, stats.lost_total, aside,
+        )  # fmt: skip
+        for item in damage:
             log.error("outbox %s damage: %s", path, item)
+
+    def _plan_rebuilt(self, conn: sqlite3.Connection, old: State | None,
+                      problem: recovery.Problem,
+                      damage: tuple[Damage, ...]) -> list[Gap]:  # fmt: skip
+        """Write the rebuilt file's state row (the chain head after the reserved seqs) and
+        return the gap bodies declaring what is gone."""
+        chain = self._chain
+        acked = [v for v in (chain.acked if chain else None,
+                             old.acked_seq if old else None) if isinstance(v, int) and v >= 0]
+        first = min(acked, default=0) + 1
+        top, top_hash = recovery.last_record(conn)
+        if chain is not None:
+            unused = max(chain.reserved, top + 1)
+        else:  # no chain state (a file of an older agent): the best that is known
+            unused = max(top, old.last_seq if old and isinstance(old.last_seq, int) else 0) + 1
+        prev = top_hash or (chain.hash if chain and chain.hash else recovery.UNKNOWN_PREV)
+        ranges = salvage.lost_ranges(conn, first, unused, prev)
+        reason = "damaged" if any(d.first for d in damage) else problem.reason
+        lost = sum(r.last - r.first + 1 for r in ranges)
+        state = State(
+            device=self._signer.kid, last_seq=unused, last_hash=prev, acked_seq=first - 1,
+            acked_hash=None, rows=0, bytes=0,
+            evicted_total=max(old.evicted_total, 0) if old else 0,
+            evicted_at_health=max(old.evicted_at_health, 0) if old else 0,
+            lost_total=(max(old.lost_total, 0) if old else 0) + lost,
+        )  # fmt: skip
+        recovery.finish_rebuilt(conn, state)
+        return salvage.gap_bodies(reason, ranges)
 
     def _recovering(self, action: Callable[[], T]) -> T:
         """Run ``action`` (under the lock); if it finds the file damaged, rebuild the file and

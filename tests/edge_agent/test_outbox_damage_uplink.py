@@ -102,7 +102,8 @@ def test_damaged_outboxes_drain_and_their_chains_go_on(deployment: Deployment) -
         store.close()
 
 
-@pytest.mark.parametrize(("how", "seed"), [("zero", 11), ("flip", 12), ("truncate", 13)])
+@pytest.mark.parametrize(("how", "seed"), [("zero", 11), ("flip", 12), ("truncate", 5),
+                                           ("truncate", 13)])  # fmt: skip
 def test_export_and_verify_name_the_damage_and_carry_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str, seed: int
 ) -> None:
@@ -114,6 +115,9 @@ def test_export_and_verify_name_the_damage_and_carry_on(
     damage(path, how, seed)
     found = scan_file(path, connect(path, readonly=True), None, None)
     assert found.damage  # each seed damages what a reader sees
+    if (how, seed) == ("truncate", 5):  # SQLite refuses it; a mended copy reads its first pages
+        assert "read from a copy with its header mended" in str(found.damage[0])
+        assert [item.record.seq for item in found.records] == list(range(1, 21))
     code = agent_cli.main(["outbox", "export", str(path)])
     out, err = capsys.readouterr()
     if found.identity is None and not found.records:

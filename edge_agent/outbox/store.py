@@ -153,8 +153,8 @@ class Outbox:
                 log.warning("%s; rewriting it from the outbox, which is intact", chain_error)
             try:
                 box._save_chain()
-            except OutboxStorageError as exc:  # reading and sending still work; appends refuse
-                log.warning("%s", exc)
+            except (OutboxStorageError, sqlite3.Error) as exc:  # reading and sending work
+                log.warning("chain state not updated at open: %s", exc)
             except BaseException:
                 conn.close()
                 raise
@@ -179,20 +179,43 @@ class Outbox:
 
     # -- chain state -----------------------------------------------------------------------
 
+    def _disk_chain(self) -> ChainState | None:
+        """The chain state on disk, if readable and this device's: another process (an
+        uplink beside the agent) may have reserved further."""
+        assert self._chain_file is not None
+        try:
+            disk = self._chain_file.load()
+        except ChainStateError:
+            return None
+        return disk if disk is not None and disk.device == self._signer.kid else None
+
     def _save_chain(self) -> None:
-        """Write the committed head to the chain state, keeping the reservation."""
+        """Write the committed head to the chain state, never lowering the reservation on
+        disk; under the database's write lock, so two processes cannot interleave."""
         if self._chain_file is None:
             return
-        state = read_state(self._conn)
-        # Nothing reserved yet: the next seq signed reserves a block.
-        reserved = max(self._chain.reserved if self._chain else 0, state.last_seq + 1)
-        self._chain = ChainState(self._signer.kid, reserved, state.last_seq, state.last_hash,
-                                 state.acked_seq)  # fmt: skip
-        self._chain_file.save(self._chain)
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            state = read_state(self._conn)
+            disk = self._disk_chain()
+            # Nothing reserved yet: the next seq signed reserves a block.
+            reserved = max(self._chain.reserved if self._chain else 0,
+                           disk.reserved if disk else 0, state.last_seq + 1)  # fmt: skip
+            chain = ChainState(self._signer.kid, reserved, state.last_seq, state.last_hash,
+                               state.acked_seq)  # fmt: skip
+            self._chain_file.save(chain)
+            self._chain = chain
+        finally:
+            self._conn.execute("ROLLBACK")
 
     def _reserve(self, seq: int) -> None:
-        """Make sure ``seq`` is reserved (and one seq beyond it) before it is signed."""
+        """Make sure ``seq`` is reserved (and one seq beyond it) before it is signed; called
+        inside the append's transaction, which holds the write lock."""
         if self._chain_file is None or (self._chain is not None and seq < self._chain.reserved):
+            return
+        disk = self._disk_chain()
+        if disk is not None and seq < disk.reserved:
+            self._chain = disk  # another process reserved it already
             return
         base = self._base
         chain = self._chain or ChainState(self._signer.kid, 0, 0, None, 0)

@@ -355,3 +355,15 @@ def test_a_reservation_that_cannot_be_written_refuses_the_record(
     stats = box.stats()
     assert (stats.rows, stats.last_seq, stats.refused_total) == (0, 0, 1)  # nothing signed
     box.close()
+
+
+def test_a_second_process_never_lowers_the_reservation(tmp_path: Path, ed_signer: Signer) -> None:
+    path = tmp_path / "ob.db"
+    uplink = open_box(path, ed_signer)  # e.g. msp-agent uplink beside the running agent
+    with open_box(path, ed_signer) as agent:
+        fill(agent, BLOCK + 10)  # reserves twice, after the uplink read the chain state
+        assert uplink.stats().last_seq == BLOCK + 10
+        uplink.close()  # writes the head it sees: must keep the agent's reservation
+        assert ChainStateFile(chain_state_path(path)).load().reserved == 2 * BLOCK + 1  # type: ignore[union-attr]
+        agent.append(trip(), T0)
+    assert ChainStateFile(chain_state_path(path)).load().reserved == 2 * BLOCK + 1  # type: ignore[union-attr]

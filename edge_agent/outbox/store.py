@@ -23,6 +23,7 @@ accepts the continuation and keeps its ``seq_reused`` alarm for real forks.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -106,6 +107,7 @@ class Outbox:
         self._refusing = False
         #: What the last rebuild found damaged (empty if the file was never rebuilt).
         self.damage: tuple[Damage, ...] = ()
+        self._opened = self._file_id()
 
     @classmethod
     def open(
@@ -230,6 +232,39 @@ class Outbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- another process may have rebuilt the file -----------------------------------------
+
+    def _file_id(self) -> tuple[int, int] | None:
+        if self._path is None:
+            return None
+        try:
+            info = os.stat(self._path)
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def _follow(self) -> bool:
+        """If another process rebuilt the file (a new file under the name), reopen it; returns
+        whether it did. Writers call it with the write lock held: the rebuilding process holds
+        the old file's lock until the new one is in place, so no write goes to the old file."""
+        if self._path is None or self._file_id() == self._opened:
+            return False
+        log.warning("outbox %s was replaced by another process; reopening it", self._path)
+        self._rollback()
+        self._conn.close()
+        self._conn = connect(self._path)
+        create_schema(self._conn, self._signer.kid, self._signer.public_pem())
+        self._opened = self._file_id()
+        self._in_flight.clear()
+        self._chain = self._disk_chain() if self._chain_file else None
+        return True
+
+    def _begin(self) -> None:
+        """``BEGIN IMMEDIATE`` on the current file (reopened if another process replaced it)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        if self._follow():
+            self._conn.execute("BEGIN IMMEDIATE")
+
     # -- rebuilding a damaged file -----------------------------------------------------------
 
     def _rebuild(self, problem: recovery.Problem) -> None:
@@ -240,6 +275,11 @@ class Outbox:
         new = path.with_name(path.name + ".rebuild")
         end = chain.reserved - 1 if chain else 0
         key = self._signer.public_key()
+        self._rollback()
+        try:  # keep other processes from writing to the old file until the new one is in
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            log.warning("cannot lock the damaged outbox %s: %s", path, exc)
         with salvage.reading(path, self._conn, self._signer.kid, key, end) as reader:
             conn = recovery.write_rebuilt(new, self._signer, reader)
             damage = reader.merged_damage()
@@ -257,14 +297,16 @@ class Outbox:
             self._rollback()
             conn.close()
             self._conn = damaged_conn
+            self._rollback()
             raise
         conn.close()
-        try:
+        aside = recovery.swap_in(new, path)
+        try:  # releases the old file's lock: other processes now find the new file
             damaged_conn.close()
         except sqlite3.Error as exc:
             log.warning("closing the damaged outbox: %s", exc)
-        aside = recovery.swap_in(new, path)
         self._conn = connect(path)
+        self._opened = self._file_id()
         create_schema(self._conn, self._signer.kid, self._signer.public_pem())
         self._save_chain()
         self._in_flight = {
@@ -374,8 +416,8 @@ class Outbox:
                 log.warning("rollback failed (SQLite rolls back on its own): %s", exc)
 
     def _append_locked(self, items: Sequence[NewRecord]) -> list[StoredRecord]:
+        self._begin()
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         state = read_state(conn)
         self._base = state
         work = replace(state)
@@ -488,6 +530,7 @@ class Outbox:
         return due
 
     def _due(self, now: float, limit: int) -> list[StoredRecord]:
+        self._follow()
         due: list[StoredRecord] = []
         cursor = self._conn.execute("SELECT seq, kind, jws, hash FROM records ORDER BY seq")
         for seq, kind, jws, digest in cursor:
@@ -517,8 +560,8 @@ class Outbox:
                 raise storage_error(exc, f"cannot apply ack {seq}") from None
 
     def _ack_locked(self, seq: int) -> int:
+        self._begin()
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         state = read_state(conn)
         if seq > state.last_seq:
             conn.execute("ROLLBACK")
@@ -547,10 +590,13 @@ class Outbox:
         """Return what the outbox holds now."""
         with self._lock:
             try:
-                return self._recovering(lambda: stats_of(
-                    self._conn, self.limits, len(self._in_flight), self._refused_total))
+                return self._recovering(self._stats)
             except sqlite3.Error as exc:
                 raise storage_error(exc, "cannot read outbox state") from None
+
+    def _stats(self) -> OutboxStats:
+        self._follow()
+        return stats_of(self._conn, self.limits, len(self._in_flight), self._refused_total)
 
     def health_body(
         self, uptime_s: float, frames_per_s: float, errors: dict[str, int] | None = None
@@ -582,6 +628,7 @@ class Outbox:
         return iter(rows)
 
     def _all(self) -> list[StoredRecord]:
+        self._follow()
         cursor = self._conn.execute("SELECT seq, kind, jws, hash FROM records ORDER BY seq")
         return [StoredRecord(*row) for row in cursor]
 

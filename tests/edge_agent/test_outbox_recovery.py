@@ -367,3 +367,20 @@ def test_a_second_process_never_lowers_the_reservation(tmp_path: Path, ed_signer
         assert ChainStateFile(chain_state_path(path)).load().reserved == 2 * BLOCK + 1  # type: ignore[union-attr]
         agent.append(trip(), T0)
     assert ChainStateFile(chain_state_path(path)).load().reserved == 2 * BLOCK + 1  # type: ignore[union-attr]
+
+
+def test_a_process_follows_a_rebuild_made_by_another(tmp_path: Path, registry: Registry) -> None:
+    path = tmp_path / "outbox.db"
+    agent = open_box(path, registry.signer)
+    fill(agent, 4)
+    uplink = open_box(path, registry.signer)  # a second process on the same file
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE records SET jws = 'x' || substr(jws, 2) WHERE seq = 2")
+    registry.drain(uplink)  # finds the damage, rebuilds the file, declares seq 2
+    after = agent.append(trip(50.0), T0 + 50)  # must land in the new file, after the gap
+    assert after.seq == BLOCK + 3
+    registry.drain(uplink)
+    uplink.close()
+    agent.close()
+    assert registry.audit()[:2] == (BLOCK + 3, 5)  # 1, 3, 4, the gap, the new one
+    assert registry.store.record_hash("gw-1", BLOCK + 3) == after.hash

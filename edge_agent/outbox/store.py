@@ -22,6 +22,7 @@ accepts the continuation and keeps its ``seq_reused`` alarm for real forks.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sqlite3
@@ -60,6 +61,10 @@ from .eviction import PRIORITY, Need, Victim, choose_victims, gap_bodies
 from .salvage import Damage, check_row, is_corrupt
 
 T = TypeVar("T")
+
+
+#: Rows per read of :meth:`Outbox.records`.
+_CHUNK = 500
 
 
 class _Damaged(Exception):  # noqa: N818 - internal signal, never leaves this module
@@ -618,18 +623,28 @@ class Outbox:
                 refused=self._refused_total - self._refused_at_health,
             )
 
-    def records(self) -> Iterator[StoredRecord]:
-        """Yield every stored record in seq order (for export and verification)."""
-        with self._lock:
-            try:
-                rows = self._recovering(self._all)
-            except sqlite3.Error as exc:
-                raise storage_error(exc, "cannot read records") from None
-        return iter(rows)
+    def records(self, kind: str | None = None) -> Iterator[StoredRecord]:
+        """Yield every stored record (of ``kind`` only, if given) in seq order, read in chunks
+        so a full outbox is never held in memory at once."""
+        after = 0
+        while True:
+            with self._lock:
+                try:
+                    chunk = self._recovering(functools.partial(self._chunk, after, kind))
+                except sqlite3.Error as exc:
+                    raise storage_error(exc, "cannot read records") from None
+            yield from chunk
+            if len(chunk) < _CHUNK:
+                return
+            after = chunk[-1].seq
 
-    def _all(self) -> list[StoredRecord]:
+    def _chunk(self, after: int, kind: str | None) -> list[StoredRecord]:
         self._follow()
-        cursor = self._conn.execute("SELECT seq, kind, jws, hash FROM records ORDER BY seq")
+        cursor = self._conn.execute(
+            "SELECT seq, kind, jws, hash FROM records WHERE seq > ? AND (? IS NULL OR kind = ?)"
+            " ORDER BY seq LIMIT ?",
+            (after, kind, kind, _CHUNK),
+        )
         return [StoredRecord(*row) for row in cursor]
 
     def anchor(self) -> Anchor | None:

@@ -55,8 +55,8 @@ class Outbox(Protocol):
     def ack(self, seq: int) -> int:
         """Delete every record with a seq <= ``seq``; returns how many were deleted."""
 
-    def records(self) -> Iterator[OutboxRecord]:
-        """Every stored record in seq order."""
+    def records(self, kind: str | None = None) -> Iterator[OutboxRecord]:
+        """Every stored record (of ``kind`` only, if given) in seq order."""
 
 
 @dataclass(frozen=True, slots=True)

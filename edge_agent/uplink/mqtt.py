@@ -239,8 +239,8 @@ class MqttUplink:
         if given_up == self._evicted_seen:
             return
         self._evicted_seen = given_up
-        for record in self.outbox.records():
-            if record.kind == "gap" and record.seq not in self._window:
+        for record in self.outbox.records("gap"):
+            if record.seq not in self._window:
                 self._publish(record)
 
     def _send_due(self) -> None:

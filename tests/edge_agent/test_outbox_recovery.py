@@ -384,3 +384,17 @@ def test_a_process_follows_a_rebuild_made_by_another(tmp_path: Path, registry: R
     agent.close()
     assert registry.audit()[:2] == (BLOCK + 3, 5)  # 1, 3, 4, the gap, the new one
     assert registry.store.record_hash("gw-1", BLOCK + 3) == after.hash
+
+
+def test_a_damaged_priority_never_evicts_a_gap_or_session_record(
+    tmp_path: Path, ed_signer: Signer
+) -> None:
+    path = tmp_path / "ob.db"
+    box = Outbox.open(path, ed_signer, VIN, OutboxLimits(max_rows=4))
+    box.append(trip(), T0)
+    with sqlite3.connect(path) as raw:  # as if a flipped bit made seq 1 evictable
+        raw.execute("UPDATE records SET kind = 'gap', priority = 0 WHERE seq = 1")
+    for i in range(6):
+        box.append(trip(float(i)), T0 + i)
+    assert 1 in [r.seq for r in box.records()]
+    box.close()

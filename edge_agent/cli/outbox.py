@@ -18,7 +18,7 @@ from msp_protocol.jws import PublicKey, load_public_key
 from ..errors import OutboxError
 from ..keys import load_signer
 from ..outbox import OutboxLimits, connect, stats_of
-from ..outbox.salvage import Damage, Scan, scan_file
+from ..outbox.salvage import Damage, Scan, reading, scan_file
 
 
 def add_subparser(subparsers: Any) -> None:
@@ -158,11 +158,17 @@ def _do_stats(args: argparse.Namespace) -> int:
 
 
 def _do_export(args: argparse.Namespace) -> int:
-    _conn, found = _scan(args.db)
-    for item in found.records:
-        sys.stdout.write(item.record.jws + "\n")
-    _report(args.db, found.damage)
-    if found.damage:
-        print(f"{args.db}: exported {len(found.records)} readable record(s); "
-              f"{len(found.damage)} problem(s) above", file=sys.stderr)  # fmt: skip
-    return 1 if found.damage else 0
+    count = 0
+    with reading(args.db, _open(args.db), None, None) as reader:
+        for item in reader:  # streamed: a full outbox is never held in memory
+            sys.stdout.write(item.record.jws + "\n")
+            count += 1
+        damage = reader.merged_damage()
+        if reader.identity is None and not count:
+            problems = "; ".join(str(d) for d in damage) or "no outbox state"
+            raise OutboxError(f"{args.db} is not a readable outbox: {problems}")
+    _report(args.db, damage)
+    if damage:
+        print(f"{args.db}: exported {count} readable record(s); {len(damage)} problem(s) "
+              "above", file=sys.stderr)  # fmt: skip
+    return 1 if damage else 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import shutil
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -208,7 +209,10 @@ def swap_in(new: Path, path: Path) -> Path:
         for stale in (aside, *_sidecars(aside)):
             stale.unlink(missing_ok=True)
         if path.exists():
-            os.link(path, aside)
+            try:
+                os.link(path, aside)
+            except OSError:  # a file system without hard links (FAT): keep a copy instead
+                shutil.copyfile(path, aside)
             os.chmod(aside, 0o600)
         wal, shm = _sidecars(path)
         if wal.exists():  # never let the new file pick up the old file's WAL

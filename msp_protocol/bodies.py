@@ -171,7 +171,9 @@ class Health:
 @dataclass(frozen=True, slots=True)
 class EvictedRange:
     """Seqs ``first``..``last`` evicted unsent; ``last_sha256`` is the hash of seq ``last``'s JWS,
-    so the next record's ``prev`` still checks; ``kinds`` counts the evicted records by kind."""
+    so the next record's ``prev`` still checks; ``kinds`` counts the evicted records by kind
+    (empty when they are unknown: lost). A lost range may end at a seq that was reserved but
+    never signed; its ``last_sha256`` is then the ``prev`` of the gap record right after it."""
 
     first: int
     last: int
@@ -181,7 +183,11 @@ class EvictedRange:
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """``gap``: a marker in the chain naming records the outbox evicted, and why."""
+    """``gap``: a marker in the chain naming records the outbox gave up, and why.
+
+    ``reason``: ``size_bound`` (evicted unsent), ``outbox_lost`` (the file was lost or an
+    older copy took its place), ``damaged`` (rows of the file could not be read).
+    """
 
     reason: str
     ranges: tuple[EvictedRange, ...]

@@ -2,7 +2,9 @@
 
 ``Outbox.open(path, signer, vin, limits)`` then ``append(body, ts, session)`` /
 ``append_many([NewRecord, ...])`` to store, ``pending(limit)`` to send, ``ack(seq)`` when the
-registry confirms, ``stats()`` and ``health_body(...)`` to report. See docs/records.md.
+registry confirms, ``stats()`` and ``health_body(...)`` to report. Seqs are reserved in a
+chain-state file beside the database (``chainstate``); a lost or damaged file is rebuilt
+from its intact rows (``salvage``, ``recovery``). See docs/records.md.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from .database import (
     OutboxFullError,
     OutboxLimits,
+    OutboxSchemaError,
     OutboxStats,
     OutboxStorageError,
     StoredRecord,
@@ -27,6 +30,7 @@ __all__ = [
     "Outbox",
     "OutboxFullError",
     "OutboxLimits",
+    "OutboxSchemaError",
     "OutboxStats",
     "OutboxStorageError",
     "StoredRecord",

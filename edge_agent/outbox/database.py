@@ -1,16 +1,24 @@
-"""The outbox's SQLite file: schema, the state row, storage-error mapping, read helpers.
+"""The outbox's SQLite file: schema and its migrations, the state row, storage errors, reads.
 
 The ``records`` table holds one row per unacked record (seq, kind, JWS, chain hash, size,
 eviction priority); the single ``state`` row holds the chain head (last seq and hash), the
-ack anchor, the size counters and the eviction totals, updated in the same transaction as
-the records, so the two never disagree after a crash.
+ack anchor, the size counters and the eviction and loss totals, updated in the same
+transaction as the records, so the two never disagree after a crash.
+
+The schema version is ``PRAGMA user_version`` (files of schema 1 predate it and carry it in
+``state.schema_version``). Opening applies the migrations from the file's version up to
+:data:`SCHEMA_VERSION`, each in its own transaction, and refuses a file newer than the code,
+naming both versions. The file (and SQLite's ``-wal`` and ``-shm`` beside it, which take the
+database's mode) is created 0600: it holds card certificates.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +28,12 @@ from msp_protocol.chain import Anchor
 
 from ..errors import OutboxError
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+#: The schema this code writes; see :data:`MIGRATIONS`.
+SCHEMA_VERSION = 2
+#: Mode of the outbox file: records hold card certificates (personal data).
+FILE_MODE = 0o600
 
 
 class OutboxFullError(OutboxError):
@@ -37,6 +50,10 @@ class OutboxStorageError(OutboxError):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class OutboxSchemaError(OutboxError):
+    """The file's schema is newer than this code knows (or is not an outbox schema)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +95,7 @@ class OutboxStats:
     refused_total: int
     max_rows: int
     max_bytes: int
+    lost_total: int = 0
 
 
 @dataclass(slots=True)
@@ -93,6 +111,7 @@ class State:
     bytes: int
     evicted_total: int
     evicted_at_health: int
+    lost_total: int
 
 
 STATE_COLUMNS = tuple(State.__dataclass_fields__)
@@ -123,16 +142,45 @@ def storage_error(exc: sqlite3.Error, action: str, path: Path | None = None) -> 
     return OutboxError(f"{action}: {exc}")
 
 
+def restrict_mode(path: Path) -> None:
+    """Create ``path`` (empty) with mode 0600 if it is missing, and take group and other access
+    away from it and its ``-wal``/``-shm`` if an older version left them wider."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+        os.close(fd)
+        for name in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
+            try:
+                mode = os.stat(name).st_mode & 0o777
+            except FileNotFoundError:
+                continue
+            if mode & 0o077:
+                os.chmod(name, mode & 0o700)
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return  # opening reports it (read-only storage) as the storage error it is
+        raise storage_error(sqlite3.OperationalError(str(exc)), f"cannot open outbox {path}",
+                            path) from None  # fmt: skip
+
+
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open the outbox database in autocommit mode (transactions are explicit)."""
+    """Open the outbox database in autocommit mode (transactions are explicit); a writable one
+    is created 0600 (see :func:`restrict_mode`)."""
     try:
         if readonly:
             conn = sqlite3.connect(
                 f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None
             )
         else:
+            if path.parent.is_dir():
+                restrict_mode(path)
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 5000")
+        # A damaged byte must read as a damaged value, not fail the whole query.
+        conn.text_factory = _lenient_text
     except sqlite3.Error as exc:
         raise storage_error(exc, f"cannot open outbox {path}", path) from None
     return conn
@@ -141,32 +189,80 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 # -- the database ------------------------------------------------------------------------------
 
 
+def _create_v1(conn: sqlite3.Connection) -> None:
+    """Schema 1: the records table, its eviction index and the state row's table."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
+        " jws TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL, priority INTEGER)"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_records_priority_seq ON records (priority, seq)")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY, schema_version INTEGER,"
+        " device TEXT, last_seq INTEGER, last_hash TEXT, acked_seq INTEGER, acked_hash TEXT,"
+        " rows INTEGER, bytes INTEGER, evicted_total INTEGER, evicted_at_health INTEGER,"
+        " public_key TEXT)"
+    )
+
+
+def _to_v2(conn: sqlite3.Connection) -> None:
+    """Schema 2: ``state.lost_total`` counts seqs declared lost to a damaged outbox."""
+    conn.execute("ALTER TABLE state ADD COLUMN lost_total INTEGER NOT NULL DEFAULT 0")
+
+
+#: ``MIGRATIONS[n]`` takes a file from schema ``n`` to ``n + 1`` (0: a new, empty file).
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1, _to_v2)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The schema version of an open outbox file (0 for a new, empty file)."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version:
+        return int(version)
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+        return 0
+    if "state" not in tables:
+        raise OutboxSchemaError(f"not an outbox: tables {', '.join(sorted(tables))}")
+    row = conn.execute("SELECT schema_version FROM state WHERE id = 1").fetchone()
+    return int(row[0]) if row and row[0] is not None else 1
+
+
 def create_schema(conn: sqlite3.Connection, device: str, public_key: str) -> None:
-    """Create the tables (if new) in WAL mode with ``synchronous=FULL`` for ``device``, whose
-    PEM public key is kept beside the records for ``msp-agent outbox verify``."""
+    """Bring the file to :data:`SCHEMA_VERSION` (creating it if new) in WAL mode with
+    ``synchronous=FULL``, for ``device``, whose PEM public key is kept beside the records for
+    ``msp-agent outbox verify``. Raises ``OutboxSchemaError`` for a file newer than the code."""
+    version = schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise OutboxSchemaError(
+            f"outbox schema version {version} is newer than this agent's {SCHEMA_VERSION}: "
+            "upgrade msp-agent (a downgrade cannot read it)"
+        )
     db = sqlite_utils.Database(conn)
     if db.journal_mode != "wal":
         db.enable_wal()
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA journal_size_limit = 4194304")  # truncate the WAL to 4 MiB after use
-    db.table("records").create(
-        {"seq": int, "kind": str, "jws": str, "hash": str, "size": int, "priority": int},
-        pk="seq",
-        not_null={"kind", "jws", "hash", "size"},
-        if_not_exists=True,
-    )
-    db.table("records").create_index(["priority", "seq"], if_not_exists=True)
-    db.table("state").create(
-        {"id": int, "schema_version": int, "device": str, "last_seq": int, "last_hash": str,
-         "acked_seq": int, "acked_hash": str, "rows": int, "bytes": int, "evicted_total": int,
-         "evicted_at_health": int, "public_key": str},
-        pk="id",
-        if_not_exists=True,
-    )  # fmt: skip
-    conn.execute(
-        "INSERT OR IGNORE INTO state VALUES (1, ?, ?, 0, NULL, 0, NULL, 0, 0, 0, 0, ?)",
-        (SCHEMA_VERSION, device, public_key),
-    )
+    for step in range(version, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[step](conn)
+            if step == 0:
+                conn.execute(
+                    "INSERT OR IGNORE INTO state (id, schema_version, device, last_seq, rows,"
+                    " bytes, acked_seq, evicted_total, evicted_at_health, public_key)"
+                    " VALUES (1, 1, ?, 0, 0, 0, 0, 0, 0, ?)",
+                    (device, public_key),
+                )
+            conn.execute("UPDATE state SET schema_version = ? WHERE id = 1", (step + 1,))
+            conn.execute(f"PRAGMA user_version = {step + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if step:
+            log.info("outbox schema migrated from version %d to %d", step, step + 1)
 
 
 def read_identity(conn: sqlite3.Connection) -> tuple[str, str]:
@@ -212,6 +308,7 @@ def stats_of(
         refused_total=refused,
         max_rows=limits.max_rows,
         max_bytes=limits.max_bytes,
+        lost_total=state.lost_total,
     )
 
 

@@ -59,6 +59,8 @@ def choose_victims(conn: sqlite3.Connection, need: Need) -> list[Victim] | None:
         "ORDER BY priority, seq"
     )
     for seq, kind, digest, length in cursor:
+        if kind not in PRIORITY:  # a damaged priority column must never evict a gap record
+            continue
         victims.append(Victim(seq, kind, digest, length))
         size += length
         if need.met_by(len(victims), size):

@@ -8,17 +8,30 @@ row, signs, chains and commits in one transaction; the signed bytes leave the pr
 after that commit, through ``pending``. A crash before the commit leaves no trace: the seq was
 never handed out, nothing signed under it exists anywhere, so taking it again cannot make two
 contents for one seq; a crash after it loses nothing.
+
+The file itself may still be lost or damaged (SD cards fail, files get deleted or restored
+from old copies). So seqs are also reserved in blocks in a chain-state file apart from the
+database (``chainstate``), before they are signed; and the outbox checks its file when it
+opens and whenever a read fails as damaged. A file that is missing, not a database,
+inconsistent or older than the chain state is *rebuilt*: every intact record is copied into
+a new file (``salvage``), the damaged one is kept aside as ``<name>.damaged``, and the chain
+continues after the reserved seqs with a ``gap`` record (reason ``outbox_lost`` or
+``damaged``) declaring every seq that is gone. No seq is ever signed twice, so the registry
+accepts the continuation and keeps its ``seq_reused`` alarm for real forks.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from msp_protocol.bodies import Body, Gap, Health
 from msp_protocol.chain import Anchor
@@ -27,23 +40,35 @@ from msp_protocol.jws import Signer, record_hash
 from msp_protocol.records import Record, format_ts, kind_of
 
 from ..errors import OutboxError
+from . import recovery, salvage
+from .chainstate import ChainState, ChainStateError, ChainStateFile, chain_state_path
 from .database import (
     OutboxFullError,
     OutboxLimits,
     OutboxStats,
+    OutboxStorageError,
     State,
     StoredRecord,
     connect,
     create_schema,
-    iter_records,
     read_anchor,
-    read_identity,
     read_state,
     stats_of,
     storage_error,
     write_state,
 )
 from .eviction import PRIORITY, Need, Victim, choose_victims, gap_bodies
+from .salvage import Damage, check_row, is_corrupt
+
+T = TypeVar("T")
+
+
+#: Rows per read of :meth:`Outbox.records`.
+_CHUNK = 500
+
+
+class _Damaged(Exception):  # noqa: N818 - internal signal, never leaves this module
+    """A row read for sending is not the intact record it should be."""
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +92,27 @@ class Outbox:
         vin: str,
         limits: OutboxLimits,
         clock: Callable[[], float],
+        *,
+        path: Path | None = None,
+        chain: ChainStateFile | None = None,
     ) -> None:
         self._conn = conn
         self._signer = signer
         self._vin = vin
         self.limits = limits
         self._clock = clock
+        self._path = path
+        self._chain_file = chain
+        self._chain: ChainState | None = None
+        self._base: State | None = None  # the committed state at the start of a transaction
         self._lock = threading.Lock()
         self._in_flight: dict[int, float] = {}
         self._refused_total = 0
         self._refused_at_health = 0
         self._refusing = False
+        #: What the last rebuild found damaged (empty if the file was never rebuilt).
+        self.damage: tuple[Damage, ...] = ()
+        self._opened = self._file_id()
 
     @classmethod
     def open(
@@ -87,40 +122,257 @@ class Outbox:
         vin: str,
         limits: OutboxLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        chain_path: Path | None = None,
     ) -> Outbox:
         """Open or create the outbox at ``path`` for ``signer``'s device (``signer.kid``).
 
-        Refuses a database that belongs to another device. ``clock`` only times re-sends.
+        ``chain_path`` is the chain-state file (default ``<path>.chain``). A missing, damaged
+        or rolled-back file is rebuilt (see the module docstring); the result is in
+        :attr:`damage`. Refuses a database that belongs to another device, and a file of a
+        newer schema. ``clock`` only times re-sends.
         """
-        conn = connect(path)
+        chain_file = ChainStateFile(chain_path or chain_state_path(path))
+        chain_error: ChainStateError | None = None
         try:
-            public_pem = signer.public_pem()
-            create_schema(conn, signer.kid, public_pem)
-            device, stored_pem = read_identity(conn)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise storage_error(exc, f"cannot set up outbox {path}", path) from None
-        except OutboxError:
-            conn.close()
-            raise
-        if device != signer.kid or stored_pem != public_pem:
+            chain = chain_file.load()
+        except ChainStateError as exc:
+            chain, chain_error = None, exc
+        fresh = not path.exists() or path.stat().st_size == 0
+        conn, problem = recovery.open_checked(path, signer, chain, fresh)
+        if chain is not None and chain.device != signer.kid:
             conn.close()
             raise OutboxError(
-                f"{path} was written by {device!r} with another key than {signer.kid!r}'s; "
-                "drain it or move it aside before changing the device key"
+                f"{chain_file.path} holds the chain of {chain.device!r}, not {signer.kid!r}; "
+                "move it aside with the outbox before changing the device"
             )
-        return cls(conn, signer, vin, limits or OutboxLimits(), clock)
+        if chain_error is not None and (fresh or problem is not None):
+            conn.close()
+            what = "missing or empty" if problem is None else f"damaged ({problem.what})"
+            raise OutboxError(
+                f"{path} is {what} and {chain_error}: where the chain stands is unknown, and "
+                "starting again could reuse seqs; see docs/records.md, 'A lost or damaged outbox'"
+            )
+        box = cls(conn, signer, vin, limits or OutboxLimits(), clock, path=path, chain=chain_file)
+        box._chain = chain
+        if problem is None:
+            if chain_error is not None:
+                log.warning("%s; rewriting it from the outbox, which is intact", chain_error)
+            try:
+                box._save_chain()
+            except (OutboxStorageError, sqlite3.Error) as exc:  # reading and sending work
+                log.warning("chain state not updated at open: %s", exc)
+            except BaseException:
+                conn.close()
+                raise
+            return box
+        log.error("outbox %s: %s; rebuilding it", path, problem.what)
+        with box._lock:
+            try:
+                box._rebuild(problem)
+            except sqlite3.Error as exc:
+                raise storage_error(exc, f"cannot rebuild outbox {path}", path) from None
+        return box
 
     def close(self) -> None:
-        """Close the database; committed records stay on disk."""
+        """Close the database and note the exact chain head in the chain state; committed
+        records stay on disk."""
         with self._lock:
+            try:
+                self._save_chain()
+            except (OutboxError, sqlite3.Error) as exc:
+                log.warning("chain state not updated at close: %s", exc)
             self._conn.close()
+
+    # -- chain state -----------------------------------------------------------------------
+
+    def _disk_chain(self) -> ChainState | None:
+        """The chain state on disk, if readable and this device's: another process (an
+        uplink beside the agent) may have reserved further."""
+        assert self._chain_file is not None
+        try:
+            disk = self._chain_file.load()
+        except ChainStateError:
+            return None
+        return disk if disk is not None and disk.device == self._signer.kid else None
+
+    def _save_chain(self) -> None:
+        """Write the committed head to the chain state, never lowering the reservation on
+        disk; under the database's write lock, so two processes cannot interleave."""
+        if self._chain_file is None:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            state = read_state(self._conn)
+            disk = self._disk_chain()
+            # Nothing reserved yet: the next seq signed reserves a block.
+            reserved = max(self._chain.reserved if self._chain else 0,
+                           disk.reserved if disk else 0, state.last_seq + 1)  # fmt: skip
+            chain = ChainState(self._signer.kid, reserved, state.last_seq, state.last_hash,
+                               state.acked_seq)  # fmt: skip
+            self._chain_file.save(chain)
+            self._chain = chain
+        finally:
+            self._conn.execute("ROLLBACK")
+
+    def _reserve(self, seq: int) -> None:
+        """Make sure ``seq`` is reserved (and one seq beyond it) before it is signed; called
+        inside the append's transaction, which holds the write lock."""
+        if self._chain_file is None or (self._chain is not None and seq < self._chain.reserved):
+            return
+        disk = self._disk_chain()
+        if disk is not None and seq < disk.reserved:
+            self._chain = disk  # another process reserved it already
+            return
+        base = self._base
+        chain = self._chain or ChainState(self._signer.kid, 0, 0, None, 0)
+        self._chain = self._chain_file.reserve(
+            chain, seq, base.last_seq if base else 0, base.last_hash if base else None,
+            base.acked_seq if base else 0,
+        )  # fmt: skip
 
     def __enter__(self) -> Outbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- another process may have rebuilt the file -----------------------------------------
+
+    def _file_id(self) -> tuple[int, int] | None:
+        if self._path is None:
+            return None
+        try:
+            info = os.stat(self._path)
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def _follow(self) -> bool:
+        """If another process rebuilt the file (a new file under the name), reopen it; returns
+        whether it did. Writers call it with the write lock held: the rebuilding process holds
+        the old file's lock until the new one is in place, so no write goes to the old file."""
+        if self._path is None or self._file_id() == self._opened:
+            return False
+        log.warning("outbox %s was replaced by another process; reopening it", self._path)
+        self._rollback()
+        self._conn.close()
+        self._conn = connect(self._path)
+        create_schema(self._conn, self._signer.kid, self._signer.public_pem())
+        self._opened = self._file_id()
+        self._in_flight.clear()
+        self._chain = self._disk_chain() if self._chain_file else None
+        return True
+
+    def _begin(self) -> None:
+        """``BEGIN IMMEDIATE`` on the current file (reopened if another process replaced it)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        if self._follow():
+            self._conn.execute("BEGIN IMMEDIATE")
+
+    # -- rebuilding a damaged file -----------------------------------------------------------
+
+    def _rebuild(self, problem: recovery.Problem) -> None:
+        """Replace the damaged file by one holding every intact record, then declare every
+        seq that is gone in gap records after the reserved ones (caller holds the lock)."""
+        assert self._path is not None
+        path, chain = self._path, self._chain
+        new = path.with_name(path.name + ".rebuild")
+        end = chain.reserved - 1 if chain else 0
+        key = self._signer.public_key()
+        self._rollback()
+        try:  # keep other processes from writing to the old file until the new one is in
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            log.warning("cannot lock the damaged outbox %s: %s", path, exc)
+        with salvage.reading(path, self._conn, self._signer.kid, key, end) as reader:
+            conn = recovery.write_rebuilt(new, self._signer, reader)
+            damage = reader.merged_damage()
+            old = reader.state if reader.state and reader.state.last_seq else None  # None: new
+        try:
+            gaps = self._plan_rebuilt(conn, old, problem, damage)
+        except BaseException:
+            conn.close()
+            raise
+        damaged_conn, self._conn = self._conn, conn
+        try:
+            now = time.time()
+            self._append_locked([NewRecord(g, now) for g in gaps])
+        except BaseException:
+            self._rollback()
+            conn.close()
+            self._conn = damaged_conn
+            self._rollback()
+            raise
+        conn.close()
+        aside = recovery.swap_in(new, path)
+        try:  # releases the old file's lock: other processes now find the new file
+            damaged_conn.close()
+        except sqlite3.Error as exc:
+            log.warning("closing the damaged outbox: %s", exc)
+        self._conn = connect(path)
+        self._opened = self._file_id()
+        create_schema(self._conn, self._signer.kid, self._signer.public_pem())
+        self._save_chain()
+        self._in_flight = {
+            s: t for s, t in self._in_flight.items()
+            if self._conn.execute("SELECT 1 FROM records WHERE seq = ?", (s,)).fetchone()
+        }  # fmt: skip
+        self.damage = (salvage.Damage(0, 0, problem.what), *damage)
+        stats = stats_of(self._conn, self.limits)
+        log.error(
+            "outbox %s rebuilt (%s): %d record(s) kept, %d seq(s) declared lost in all; the "
+            "damaged file is kept as %s", path, problem.what, stats.rows, stats.lost_total, aside,
+        )  # fmt: skip
+        for item in damage:
+            log.error("outbox %s damage: %s", path, item)
+
+    def _plan_rebuilt(self, conn: sqlite3.Connection, old: State | None,
+                      problem: recovery.Problem,
+                      damage: tuple[Damage, ...]) -> list[Gap]:  # fmt: skip
+        """Write the rebuilt file's state row (the chain head after the reserved seqs) and
+        return the gap bodies declaring what is gone."""
+        chain = self._chain
+        acked = [v for v in (chain.acked if chain else None,
+                             old.acked_seq if old else None) if isinstance(v, int) and v >= 0]
+        first = min(acked, default=0) + 1
+        top, top_hash = recovery.last_record(conn)
+        if chain is not None:
+            unused = max(chain.reserved, top + 1)
+        else:  # no chain state (a file of an older agent): the best that is known
+            unused = max(top, old.last_seq if old and isinstance(old.last_seq, int) else 0) + 1
+        prev = top_hash or (chain.hash if chain and chain.hash else recovery.UNKNOWN_PREV)
+        ranges = salvage.lost_ranges(conn, first, unused, prev)
+        reason = "damaged" if any(d.first for d in damage) else problem.reason
+        lost = sum(r.last - r.first + 1 for r in ranges)
+        state = State(
+            device=self._signer.kid, last_seq=unused, last_hash=prev, acked_seq=first - 1,
+            acked_hash=None, rows=0, bytes=0,
+            evicted_total=max(old.evicted_total, 0) if old else 0,
+            evicted_at_health=max(old.evicted_at_health, 0) if old else 0,
+            lost_total=(max(old.lost_total, 0) if old else 0) + lost,
+        )  # fmt: skip
+        recovery.finish_rebuilt(conn, state)
+        return salvage.gap_bodies(reason, ranges)
+
+    def _recovering(self, action: Callable[[], T]) -> T:
+        """Run ``action`` (under the lock); if it finds the file damaged, rebuild the file and
+        run it once more."""
+        try:
+            return action()
+        except _Damaged as exc:
+            problem = recovery.Problem("damaged", str(exc))
+        except sqlite3.DatabaseError as exc:
+            if not is_corrupt(exc) or self._path is None:
+                raise
+            problem = recovery.Problem("damaged", f"a read failed: {exc}")
+        self._rollback()
+        log.error("outbox %s: %s; rebuilding it", self._path, problem.what)
+        self._rebuild(problem)
+        try:
+            return action()
+        except _Damaged as exc:
+            raise OutboxError(f"outbox {self._path} still damaged after a rebuild: {exc}") from None
 
     # -- appending -------------------------------------------------------------------------
 
@@ -138,11 +390,15 @@ class Outbox:
             return []
         with self._lock:
             try:
-                stored = self._append_locked(items)
+                stored = self._recovering(lambda: self._append_locked(items))
             except sqlite3.Error as exc:
                 self._rollback()
                 self._refuse(len(items))
                 raise storage_error(exc, f"refused {len(items)} record(s)") from None
+            except OutboxStorageError:  # the chain state could not reserve the seqs
+                self._rollback()
+                self._refuse(len(items))
+                raise
             except (OutboxError, ProtocolError):
                 self._rollback()
                 raise
@@ -165,9 +421,10 @@ class Outbox:
                 log.warning("rollback failed (SQLite rolls back on its own): %s", exc)
 
     def _append_locked(self, items: Sequence[NewRecord]) -> list[StoredRecord]:
+        self._begin()
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         state = read_state(conn)
+        self._base = state
         work = replace(state)
         signed = [self._sign(work, item.body, item.ts, item.session) for item in items]
         victims, gaps = self._plan_eviction(
@@ -231,6 +488,7 @@ class Outbox:
 
     def _sign(self, state: State, body: Body, ts: float | str, session: str | None) -> StoredRecord:
         seq = state.last_seq + 1
+        self._reserve(seq)
         record = Record(
             kind=kind_of(body),
             device=self._signer.kid,
@@ -269,18 +527,28 @@ class Outbox:
         due: list[StoredRecord] = []
         with self._lock:
             try:
-                cursor = self._conn.execute("SELECT seq, kind, jws, hash FROM records ORDER BY seq")
-                for row in cursor:
-                    sent = self._in_flight.get(row[0])
-                    if sent is None or now - sent >= self.limits.resend_after_s:
-                        due.append(StoredRecord(*row))
-                        if len(due) >= limit:
-                            break
-                cursor.close()
+                due = self._recovering(lambda: self._due(now, limit))
             except sqlite3.Error as exc:
                 raise storage_error(exc, "cannot read pending records") from None
             for record in due:
                 self._in_flight[record.seq] = now
+        return due
+
+    def _due(self, now: float, limit: int) -> list[StoredRecord]:
+        self._follow()
+        due: list[StoredRecord] = []
+        cursor = self._conn.execute("SELECT seq, kind, jws, hash FROM records ORDER BY seq")
+        for seq, kind, jws, digest in cursor:
+            sent = self._in_flight.get(seq)
+            if sent is None or now - sent >= self.limits.resend_after_s:
+                checked = check_row(seq, kind, jws, digest, device=self._signer.kid, key=None)
+                if isinstance(checked, str) or checked.record.kind != kind:
+                    cursor.close()
+                    raise _Damaged(f"seq {seq}: {checked if isinstance(checked, str) else 'kind'}")
+                due.append(checked.record)
+                if len(due) >= limit:
+                    break
+        cursor.close()
         return due
 
     def ack(self, seq: int) -> int:
@@ -291,14 +559,14 @@ class Outbox:
         """
         with self._lock:
             try:
-                return self._ack_locked(seq)
+                return self._recovering(lambda: self._ack_locked(seq))
             except sqlite3.Error as exc:
                 self._rollback()
                 raise storage_error(exc, f"cannot apply ack {seq}") from None
 
     def _ack_locked(self, seq: int) -> int:
+        self._begin()
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         state = read_state(conn)
         if seq > state.last_seq:
             conn.execute("ROLLBACK")
@@ -327,9 +595,13 @@ class Outbox:
         """Return what the outbox holds now."""
         with self._lock:
             try:
-                return stats_of(self._conn, self.limits, len(self._in_flight), self._refused_total)
+                return self._recovering(self._stats)
             except sqlite3.Error as exc:
                 raise storage_error(exc, "cannot read outbox state") from None
+
+    def _stats(self) -> OutboxStats:
+        self._follow()
+        return stats_of(self._conn, self.limits, len(self._in_flight), self._refused_total)
 
     def health_body(
         self, uptime_s: float, frames_per_s: float, errors: dict[str, int] | None = None
@@ -337,7 +609,10 @@ class Outbox:
         """Return a ``health`` body with the queue depth, and the evictions and refusals not yet
         reported; appending it marks exactly those counts as reported."""
         with self._lock:
-            state = read_state(self._conn)
+            try:
+                state = self._recovering(lambda: read_state(self._conn))
+            except sqlite3.Error as exc:
+                raise storage_error(exc, "cannot read outbox state") from None
             return Health(
                 uptime_s=uptime_s,
                 queue_depth=state.rows,
@@ -348,9 +623,29 @@ class Outbox:
                 refused=self._refused_total - self._refused_at_health,
             )
 
-    def records(self) -> Iterator[StoredRecord]:
-        """Yield every stored record in seq order (for export and verification)."""
-        return iter_records(self._conn)
+    def records(self, kind: str | None = None) -> Iterator[StoredRecord]:
+        """Yield every stored record (of ``kind`` only, if given) in seq order, read in chunks
+        so a full outbox is never held in memory at once."""
+        after = 0
+        while True:
+            with self._lock:
+                try:
+                    chunk = self._recovering(functools.partial(self._chunk, after, kind))
+                except sqlite3.Error as exc:
+                    raise storage_error(exc, "cannot read records") from None
+            yield from chunk
+            if len(chunk) < _CHUNK:
+                return
+            after = chunk[-1].seq
+
+    def _chunk(self, after: int, kind: str | None) -> list[StoredRecord]:
+        self._follow()
+        cursor = self._conn.execute(
+            "SELECT seq, kind, jws, hash FROM records WHERE seq > ? AND (? IS NULL OR kind = ?)"
+            " ORDER BY seq LIMIT ?",
+            (after, kind, kind, _CHUNK),
+        )
+        return [StoredRecord(*row) for row in cursor]
 
     def anchor(self) -> Anchor | None:
         """Return the last acked record as a chain anchor, if its hash is known."""

@@ -33,17 +33,21 @@ class OutboxRecord(Protocol):
 
 
 class OutboxCounters(Protocol):
-    """The outbox statistic an uplink watches."""
+    """The outbox statistics an uplink watches: both grow when a gap record is written."""
 
     @property
     def evicted_total(self) -> int: ...
+
+    @property
+    def lost_total(self) -> int: ...
 
 
 class Outbox(Protocol):
     """The part of ``edge_agent.outbox.Outbox`` an uplink uses."""
 
     def stats(self) -> OutboxCounters:
-        """Counters of the outbox; ``evicted_total`` grows when records are evicted."""
+        """Counters of the outbox; ``evicted_total`` grows when records are evicted,
+        ``lost_total`` when a damaged outbox file was rebuilt without some seqs."""
 
     def pending(self, limit: int = 100) -> Sequence[OutboxRecord]:
         """Unacked records due for sending, in seq order."""
@@ -51,8 +55,8 @@ class Outbox(Protocol):
     def ack(self, seq: int) -> int:
         """Delete every record with a seq <= ``seq``; returns how many were deleted."""
 
-    def records(self) -> Iterator[OutboxRecord]:
-        """Every stored record in seq order."""
+    def records(self, kind: str | None = None) -> Iterator[OutboxRecord]:
+        """Every stored record (of ``kind`` only, if given) in seq order."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -247,22 +247,24 @@ class MqttUplink:
         self._stats = self._stats.bump(resent=len(seqs))
 
     def _send_gaps(self) -> None:
-        """Send gap records out of turn after an eviction: the registry cannot pass the evicted
-        seqs before it sees the gap record, which may sit beyond the in-flight window."""
-        evicted = self.outbox.stats().evicted_total
-        if evicted == self._evicted_seen:
+        """Send gap records out of turn after an eviction or a rebuild of a damaged outbox:
+        the registry cannot pass the seqs they declare before it sees the gap record, which
+        may sit beyond the in-flight window."""
+        stats = self.outbox.stats()
+        given_up = stats.evicted_total + stats.lost_total
+        if given_up == self._evicted_seen:
             return
-        self._evicted_seen = evicted
-        for record in self.outbox.records():
-            if record.kind == "gap" and record.seq not in self._window:
+        self._evicted_seen = given_up
+        for record in self.outbox.records("gap"):
+            if record.seq not in self._window:
                 self._publish(record)
 
     def _send_due(self) -> None:
+        self._send_gaps()
         now = self._clock()
         late = [s for s, (_r, at) in self._window.items() if now - at >= self.config.resend_after_s]
         if late:
             self._resend(late)
-            self._send_gaps()
         room = self.config.window - len(self._window)
         if room <= 0:
             return

@@ -47,7 +47,11 @@ class RecordWriter:
         try:
             stored = self.outbox.append_many(items)
         except ProtocolError as exc:  # a body the schema refuses: a bug, keep running
-            self.counts["records.invalid"] += len(items)
+            if len(items) > 1:  # one bad record must not cost the batch: append one by one
+                for item in items:
+                    self._append([item])
+                return
+            self.counts["records.invalid"] += 1
             log.error("record refused by its schema: %s", exc)
             return
         except OutboxError as exc:

@@ -35,6 +35,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 #: Text formats python-can parses line by line: a bad line can be skipped and parsing resumed.
 _TEXT_FORMATS = frozenset({".asc", ".trc", ".csv"})
+#: Options of python-can's text readers: ASC timestamps from the header's date, not from 0.
+_TEXT_OPTIONS: dict[str, dict[str, Any]] = {".asc": {"relative_timestamp": False}}
 #: Longest line read as one; anything longer is junk (a real frame line is under 400 chars).
 MAX_LINE = 4096
 #: Lines kept from the start of a text log to bring a restarted reader back to its state.
@@ -102,15 +105,25 @@ class LogSource:
     """Frames from a CAN log file; the format is chosen by suffix as python-can does
     (``.gz`` by the suffix before it, e.g. ``drive.asc.gz``).
 
+    Each frame's ``bus`` is ``bus`` when given (the service replays a log as one of its named
+    buses), else the log's own channel: the candump interface name, or python-can's channel
+    (``str(msg.channel)``; python-can numbers Vector channels from 0, so ASC/BLF "CAN 1" is
+    ``"0"``), or ``"log"`` where the format records none. Timestamps are the wall clock the
+    log records: ASC files are read with their header's date (``relative_timestamp=False``),
+    a wall time in the zone ``tz`` (default: the host's), as Vector tools write it; BLF and
+    TRC headers are read as python-can reads them (UTC).
+
     candump ``.log`` files take a fast path that parses only the ID of unwanted lines. Other
     text formats resume after a line python-can cannot parse; binary formats (.blf, .mf4,
     .db) stop at the first corrupt object, keeping everything read before it. Raises
     IngestError, naming the file, if the file cannot be read as its format at all.
     """
 
-    def __init__(self, path: str | Path, bus: str = "log") -> None:
+    def __init__(self, path: str | Path, bus: str | None = None, tz: tzinfo | None = None) -> None:
         self.path = Path(path)
         self.bus = bus
+        self.tz = tz
+        self._shifts: dict[float, float] = {}
         self.counts = SourceCounts()
         self._warn = RateLimitedLog(log)
         try:
@@ -182,7 +195,7 @@ class LogSource:
         self._warn(reason, "%s: %s: %s", where, _SAID[reason], detail)
 
     def _candump(self, f: IO[str], wanted: frozenset[int] | None) -> Iterator[Frame]:
-        counts, bus, lineno = self.counts, self.bus, 0
+        counts, forced, lineno = self.counts, self.bus, 0
         try:
             for line in iter(functools.partial(f.readline, MAX_LINE), ""):
                 lineno += 1
@@ -222,7 +235,7 @@ class LogSource:
                     counts.frames -= 1
                     self._corrupt("corrupt_line", lineno, repr(line[:80]))
                     continue
-                yield Frame(timestamp, can_id, data, hash_at > 3, bus)
+                yield Frame(timestamp, can_id, data, hash_at > 3, forced or parts[1])
         except _READ_ERRORS as exc:  # a damaged gzip stream, an I/O error
             self._corrupt("corrupt_data", lineno + 1, _describe(exc))
 
@@ -250,7 +263,7 @@ class LogSource:
         if wanted is not None and can_id not in wanted:
             self.counts.unmapped += 1
             return None
-        channel = self.bus if msg.channel is None else str(msg.channel)
+        channel = self.bus or ("log" if msg.channel is None else str(msg.channel))
         return Frame(timestamp, can_id, data, msg.is_extended_id, channel)
 
     def _text(self, f: IO[str], wanted: frozenset[int] | None) -> Iterator[Frame]:
@@ -262,7 +275,7 @@ class LogSource:
         """
         lines = _Lines(f, self._skipped, self._corrupt)
         header: list[str] | None = None
-        cls = can.io.player.MESSAGE_READERS[self.format]
+        cls = _AscReader if self.format == ".asc" else can.io.player.MESSAGE_READERS[self.format]
         while True:
             replay = list(header or [])
             if header is not None and self.format == ".asc":
@@ -270,7 +283,8 @@ class LogSource:
             lines.restart(replay)
             started = lines.number
             try:
-                messages = iter(cls(lines))  # type: ignore[arg-type]
+                reader = cls(lines, **_TEXT_OPTIONS.get(self.format, {}))  # type: ignore[arg-type]
+                messages = iter(reader)
             except Exception as exc:  # noqa: BLE001 - python-can's readers raise anything
                 self._corrupt("corrupt_data", None, _describe(exc))
                 return
@@ -295,9 +309,22 @@ class LogSource:
                 if header is None:
                     header = lines.header(before=line)
                 lines.pending = False
+                if self.tz is not None and self.format == ".asc":
+                    msg.timestamp += self._zone_shift(cast("_AscReader", reader).start_time)
                 frame = self._convert(msg, wanted, "corrupt_line", line)
                 if frame is not None:
                     yield frame
+
+    def _zone_shift(self, start: float) -> float:
+        """Seconds to add to python-can's ASC timestamps (the header's wall time read in the
+        host's zone) to read that wall time in :attr:`tz` instead."""
+        if not start:  # no date in the header: relative timestamps, nothing to shift
+            return 0.0
+        shift = self._shifts.get(start)
+        if shift is None:
+            wall = datetime.fromtimestamp(start)  # the header's wall time, as python-can read it
+            shift = self._shifts[start] = wall.replace(tzinfo=self.tz).timestamp() - start
+        return shift
 
     def _skipped(self, line: int, text: str) -> None:
         """A line python-can's reader passed over without a frame."""
@@ -405,6 +432,26 @@ class _Lines:
 
     def close(self) -> None:
         """python-can's reader closes its file when it ends; the source closes the real one."""
+
+
+class _AscReader(can.ASCReader):
+    """python-can's ASC reader, reading the header's date as the wall clock of the log; a date
+    it cannot read leaves the timestamps relative to the start of the log, with a warning
+    (python-can would raise, and the whole trigger block would be lost)."""
+
+    def __init__(self, file: Any, **options: Any) -> None:
+        super().__init__(file, **options)
+        self._said = False
+
+    def _datetime_to_timestamp(self, datetime_string: str) -> float:  # type: ignore[override]
+        try:
+            return can.ASCReader._datetime_to_timestamp(datetime_string)
+        except ValueError:
+            if not self._said:
+                self._said = True
+                log.warning("ASC date %r unreadable: timestamps relative to the start of the log",
+                            datetime_string[:60])  # fmt: skip
+            return 0.0
 
 
 class _BlfReader(can.BLFReader):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from .frames import Frame, FrameDecoder
 from .samples import Sample
@@ -50,4 +50,55 @@ class DecodeStage:
         total: Counter[str] = Counter()
         for decoder in self.decoders:
             total.update(decoder.rejected)
+        return total
+
+
+class BusRouter:
+    """Routes each frame to the decode stage of its bus (``Frame.bus``).
+
+    Either one stage takes every bus (``every_bus``: a bare ``--map``), or each stage its own
+    named bus, and a frame of a bus no stage claims is counted in :attr:`unmapped_bus` and
+    dropped before any decode work. Offers what :class:`DecodeStage` offers, summed over its
+    stages.
+    """
+
+    def __init__(
+        self, named: Mapping[str, DecodeStage] | None = None, every_bus: DecodeStage | None = None
+    ) -> None:
+        if (named is None) == (every_bus is None):
+            raise ValueError("give named stages or one stage for every bus")
+        self.named = dict(named or {})
+        self.every_bus = every_bus
+        self._all = [every_bus] if every_bus is not None else list(self.named.values())
+        self.wanted: frozenset[int] = frozenset().union(*(s.wanted for s in self._all))
+        self.unmapped_bus = 0
+
+    def run(self, frames: Iterable[Frame]) -> Iterator[Sample]:
+        """Decode ``frames`` lazily, each by its bus's stage, yielding samples in frame order."""
+        if self.every_bus is not None:
+            yield from self.every_bus.run(frames)
+            return
+        stages = self.named
+        for frame in frames:
+            stage = stages.get(frame.bus)
+            if stage is None:
+                self.unmapped_bus += 1
+                continue
+            yield from stage.run((frame,))
+
+    @property
+    def unmapped(self) -> int:
+        """Frames on IDs no decoder of their bus asked for."""
+        return sum(stage.unmapped for stage in self._all)
+
+    @property
+    def decoded_frames(self) -> int:
+        """Frames that yielded at least one sample."""
+        return sum(stage.decoded_frames for stage in self._all)
+
+    def rejected(self) -> Counter[str]:
+        """Rejections of every stage's decoders, by reason."""
+        total: Counter[str] = Counter()
+        for stage in self._all:
+            total.update(stage.rejected())
         return total

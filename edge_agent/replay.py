@@ -5,15 +5,17 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
 from .decode import DbcDecoder
+from .errors import ConfigError
 from .frames import Frame, FrameDecoder
 from .ingest import LogSource
-from .pipeline import DecodeStage
+from .pipeline import BusRouter, DecodeStage
 from .samples import Sample
 from .scoring import Event, Scorer, ScoringConfig, Trip
 from .signalmap import load_signal_map
@@ -46,6 +48,7 @@ class ReplayReport:
     frames: int = 0
     decoded_frames: int = 0
     unmapped: int = 0
+    unmapped_bus: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     outside_dbc_range: Counter[str] = field(default_factory=Counter)
     signals: dict[str, SignalStats] = field(default_factory=dict)
@@ -59,7 +62,7 @@ class ReplayReport:
             "source": self.source,
             "frames": self.frames,
             "decoded_frames": self.decoded_frames,
-            "ignored": {"unmapped_id": self.unmapped},
+            "ignored": {"unmapped_id": self.unmapped, "unmapped_bus": self.unmapped_bus},
             "rejected": rejected,
             "outside_dbc_range": dict(sorted(self.outside_dbc_range.items())),
             "signals": {
@@ -85,8 +88,17 @@ def paced(frames: Iterable[Frame], speed: float) -> Iterator[Frame]:
         yield frame
 
 
+#: The signal maps of a replay: one map for every channel (a path), or a map per channel.
+MapSpec = str | Path | Mapping[str, str | Path]
+
+
 class Replay:
-    """Replays one log through a decode stage built from a signal map (plus extra decoders).
+    """Replays one log through decode stages built from signal maps (plus extra decoders).
+
+    ``maps`` is one map (for every channel of the log, unless the map names its own ``bus``)
+    or ``{channel: map}``, which overrides what the maps name; frames of a channel no map
+    claims are counted as ``unmapped_bus``. ``tz`` is the zone of an ASC header's wall time
+    (default: the host's).
 
     :meth:`run` also scores the drive (``scoring``; by default the map's vehicle class) and,
     given a ``writer``, appends its event and trip records to that writer's outbox through
@@ -96,19 +108,31 @@ class Replay:
     def __init__(
         self,
         log: str | Path,
-        map_path: str | Path,
+        maps: MapSpec,
         *,
+        tz: tzinfo | None = None,
         speed: float | None = None,
         extra_decoders: Sequence[FrameDecoder] = (),
         scoring: ScoringConfig | None = None,
         writer: RecordWriter | None = None,
     ) -> None:
-        self.source = LogSource(log)
-        signal_map = load_signal_map(map_path)
-        self.decoder = DbcDecoder(signal_map)
-        self.stage = DecodeStage([self.decoder, *extra_decoders])
+        self.source = LogSource(log, tz=tz)
+        if isinstance(maps, str | Path):
+            signal_map = load_signal_map(maps)
+            by_bus = {signal_map.bus: signal_map}
+        else:
+            by_bus = {bus: load_signal_map(path) for bus, path in maps.items()}
+        if not by_bus:
+            raise ConfigError("replay: no signal map")
+        self.decoders = {bus: DbcDecoder(m) for bus, m in by_bus.items()}
+        stages = {bus: DecodeStage([d, *extra_decoders]) for bus, d in self.decoders.items()}
+        every = stages.pop(None, None)
+        self.stage = BusRouter(every_bus=every) if every is not None else BusRouter(
+            {bus: stage for bus, stage in stages.items() if bus is not None}
+        )
         self.speed = speed
-        self.scoring = scoring or ScoringConfig.for_class(signal_map.vehicle_class or "car")
+        first = next(iter(by_bus.values()))
+        self.scoring = scoring or ScoringConfig.for_class(first.vehicle_class or "car")
         self.writer = writer
         self.report = ReplayReport(source=self.source.path.name)
 
@@ -134,7 +158,10 @@ class Replay:
         report.unmapped = counts.unmapped + self.stage.unmapped
         report.decoded_frames = self.stage.decoded_frames
         report.rejected = self.stage.rejected()
-        report.outside_dbc_range = Counter(self.decoder.outside_dbc_range)
+        report.unmapped_bus = self.stage.unmapped_bus
+        report.outside_dbc_range = Counter()
+        for decoder in self.decoders.values():
+            report.outside_dbc_range.update(decoder.outside_dbc_range)
         assert counts.corrupt is not None
         report.rejected.update(counts.corrupt)
 

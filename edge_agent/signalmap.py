@@ -37,7 +37,7 @@ from .units import dimension, factor
 log = logging.getLogger(__name__)
 
 #: The keys a map may have at its top level.
-_TOP_KEYS = frozenset({"dbc", "vehicle_class", "signals"})
+_TOP_KEYS = frozenset({"dbc", "vehicle_class", "bus", "signals"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,8 @@ class SignalMap:
     messages: dict[int, MessageRule]
     vehicle_class: str | None
     warnings: tuple[str, ...]
+    #: The bus (log channel or [[bus]] name) the map is for; None: every channel.
+    bus: str | None = None
 
     @property
     def canonical_names(self) -> frozenset[str]:
@@ -200,9 +202,13 @@ def load_signal_map(path: str | Path) -> SignalMap:
     if vehicle_class is not None and vehicle_class not in CLASS_DEFAULTS:
         raise ConfigError(f"{path}: vehicle_class: expected one of {', '.join(CLASS_DEFAULTS)}, "
                           f"got {show(vehicle_class)}")  # fmt: skip
+    bus = doc.get("bus")
+    if bus is not None and (not isinstance(bus, str) or not bus.strip()):
+        raise ConfigError(f"{path}: bus: expected the name of a bus or log channel, "
+                          f"got {show(bus)}")  # fmt: skip
     for warning in warnings:
         log.warning("%s", warning)
-    return SignalMap(path, messages, vehicle_class, tuple(warnings))
+    return SignalMap(path, messages, vehicle_class, tuple(warnings), bus)
 
 
 def _rule(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from ..mapcheck import check
 from ..replay import Replay
-from ..vehicles import vehicle
+from .mapargs import add_map_arguments, log_tz, maps_of
 
 
 def add_subparser(subparsers: Any) -> None:
@@ -28,22 +29,19 @@ def add_subparser(subparsers: Any) -> None:
         "motion to tell. Exit 0 when nothing looks wrong, 1 when something does.",
     )
     check_parser.add_argument("log", metavar="LOG", help="CAN log file of a drive")
-    which = check_parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--map", metavar="MAP", help="signal map (TOML)")
-    which.add_argument("--vehicle", metavar="NAME",
-                       help="the catalogue's map for NAME (msp-agent vehicles lists them)")
+    add_map_arguments(check_parser)
     check_parser.add_argument("--json", action="store_true", help="print one JSON object")
     check_parser.set_defaults(func=_do_check)
 
 
 def _do_check(args: argparse.Namespace) -> int:
-    if args.vehicle is not None:
-        args.map = str(vehicle(args.vehicle).map_path)
-    replay = Replay(args.log, args.map)
+    maps = maps_of(args)
+    replay = Replay(args.log, maps, tz=log_tz(args))
     findings = check(replay.samples())
     wrong = [f for f in findings if f.verdict in ("inverted", "scale", "inconsistent")]
     if args.json:
-        print(json.dumps({"map": args.map, "log": args.log,
+        names = str(maps) if isinstance(maps, str | Path) else {k: str(v) for k, v in maps.items()}
+        print(json.dumps({"map": names, "log": args.log,
                           "findings": [f.to_json() for f in findings]}))  # fmt: skip
     else:
         width = max((len(f.signal) for f in findings), default=0)

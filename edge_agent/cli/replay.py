@@ -18,8 +18,8 @@ from ..scoring import ScoringConfig
 from ..scoring.config import CLASS_DEFAULTS, CO2_KG_PER_L
 from ..signalmap import load_signal_map
 from ..text import plural
-from ..vehicles import vehicle
 from ..writer import RecordWriter
+from .mapargs import add_map_arguments, log_tz, maps_of
 
 
 def add_subparser(subparsers: Any) -> None:
@@ -31,10 +31,7 @@ def add_subparser(subparsers: Any) -> None:
         "live bus goes through, with the frames' own timestamps as the clock, and report.",
     )
     parser.add_argument("log", metavar="LOG", help="CAN log file")
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--map", metavar="MAP", help="signal map (TOML)")
-    which.add_argument("--vehicle", metavar="NAME",
-                       help="the catalogue's map for NAME (msp-agent vehicles lists them)")
+    add_map_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument(
         "--speed",
@@ -71,12 +68,13 @@ def _do_replay(args: argparse.Namespace) -> int:
     if any(wanted) and not all(wanted):
         print("msp-agent replay: --outbox, --key, --device and --vin go together", file=sys.stderr)
         return 2
-    if args.vehicle is not None:
-        args.map = str(vehicle(args.vehicle).map_path)
+    maps = maps_of(args)
+    tz = log_tz(args)
     extra = [PassiveObdDecoder()] if args.obd else []
     scoring = None
     if args.vehicle_class or args.fuel_type != "gasoline":
-        cls = args.vehicle_class or load_signal_map(args.map).vehicle_class or "car"
+        first = maps if isinstance(maps, str | Path) else next(iter(maps.values()))
+        cls = args.vehicle_class or load_signal_map(first).vehicle_class or "car"
         scoring = ScoringConfig.for_class(cls, fuel_type=args.fuel_type)
     with contextlib.ExitStack() as stack:
         writer = None
@@ -86,7 +84,7 @@ def _do_replay(args: argparse.Namespace) -> int:
             )
             stack.callback(outbox.close)
             writer = RecordWriter(outbox)
-        replay = Replay(args.log, args.map, speed=args.speed, extra_decoders=extra,
+        replay = Replay(args.log, maps, tz=tz, speed=args.speed, extra_decoders=extra,
                         scoring=scoring, writer=writer)  # fmt: skip
         report = _run(replay)
         if writer is not None:

@@ -32,7 +32,7 @@ from ..identity.trust import TrustStore
 from ..identity.watcher import CardWatcher, SessionEnded, SessionStarted
 from ..keys import load_signer
 from ..outbox import Outbox, OutboxLimits
-from ..pipeline import DecodeStage
+from ..pipeline import BusRouter, DecodeStage
 from ..samples import Sample
 from ..scoring import Scorer, ScoringConfig
 from ..sdnotify import Notifier
@@ -72,6 +72,7 @@ class Agent:
         self._pending_scoring: ScoringConfig | None = None
         self._next_ping: float | None = None
         self.stages: dict[str, DecodeStage] = {}
+        self._router = BusRouter({})  # the real one once the stages are built
         self.source: FrameSource | None = None
         self.obd: ObdSource | None = None
         self.vin = config.vin
@@ -123,6 +124,7 @@ class Agent:
             if dtc is not None:
                 self.writer.dtc(dtc)
         self.stages = build_stages(cfg)
+        self._router = BusRouter(self.stages)
         wanted = frozenset().union(*(stage.wanted for stage in self.stages.values()))
         if cfg.replay_log is not None:
             self.source = ReplaySource(cfg.replay_log, cfg.buses[0].name, wanted,
@@ -212,16 +214,7 @@ class Agent:
         return iter(())
 
     def _decode(self, frames: Iterable[Frame]) -> Iterator[Sample]:
-        if len(self.stages) == 1:
-            return next(iter(self.stages.values())).run(frames)
-        return self._route(frames)
-
-    def _route(self, frames: Iterable[Frame]) -> Iterator[Sample]:
-        stages = self.stages
-        for frame in frames:
-            stage = stages.get(frame.bus)
-            if stage is not None:
-                yield from stage.run((frame,))
+        return self._router.run(frames)
 
     def _on_sample(self, sample: Sample) -> None:
         assert self.writer is not None

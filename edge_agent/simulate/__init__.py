@@ -75,7 +75,7 @@ def simulate(
     odometer_start = vehicle.state.odometer_m / 1000
     frames = 0
     try:
-        writer = can.Logger(str(out))
+        writer = _AscWriter(str(out)) if Path(out).suffix == ".asc" else can.Logger(str(out))
     except ValueError as exc:
         raise ConfigError(f"{out}: {exc}") from None
     with writer:
@@ -114,3 +114,11 @@ def simulate(
 def write_truth(result: SimulationResult, path: str | Path) -> None:
     """Write the ground truth as JSON."""
     Path(path).write_text(json.dumps(result.truth, indent=2) + "\n", encoding="utf-8")
+
+
+class _AscWriter(can.ASCWriter):
+    """python-can's ASC writer with the header's milliseconds as three digits (as Vector tools
+    write them): python-can 4.6 writes 10 ms as ".10", which every reader takes for 100 ms."""
+
+    def _format_header_datetime(self, dt: datetime) -> str:
+        return dt.strftime(f"%a %b %d %H:%M:%S.{dt.microsecond // 1000:03d} %Y")

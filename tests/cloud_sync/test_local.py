@@ -66,8 +66,8 @@ def test_fleet_feeds_side_by_side(tmp_path, card_issuer: CardIssuer, broker: str
     acme = sorted(r.strip() for r in rows if not r.startswith(" "))
     rental = sorted(r[70:] for r in rows if r.startswith(" " * 70))
     assert acme == ["· key of gw-0001 (EdDSA)",
-                    "✓ trip JTACME00001 #1 no driver 15.0 km score 80.0",
-                    "✓ trip JTACME00001 #2 no driver 16.0 km score 80.0"]  # fmt: skip
+                    "✓ trip JTACME00001 #1 no driver 15.0 km, score 80.0",
+                    "✓ trip JTACME00001 #2 no driver 16.0 km, score 80.0"]  # fmt: skip
     assert rental == ["· key of gw-0002 (EdDSA)",
-                      "✓ trip JTRENT00001 #1 no driver 15.0 km score 80.0",
-                      "✓ trip JTRENT00001 #2 no driver 16.0 km score 80.0"]  # fmt: skip
+                      "✓ trip JTRENT00001 #1 no driver 15.0 km, score 80.0",
+                      "✓ trip JTRENT00001 #2 no driver 16.0 km, score 80.0"]  # fmt: skip

@@ -85,9 +85,10 @@ def demo_map_in(directory: Path, text: str | bytes) -> Path:
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        # accepted silently before: a map that named a bus or misspelt a key did nothing
-        ('bus = "can0"\n', r"m\.toml: bus: unknown key \(known at the top: dbc, signals, "
-         r"vehicle_class"),
+        # accepted silently before: a misspelt key did nothing
+        ('buss = "can0"\n', r"m\.toml: buss: unknown key \(known at the top: bus, dbc, "
+         r"signals, vehicle_class"),
+        ("bus = 0\n", r"m\.toml: bus: expected the name of a bus or log channel, got 0"),
         ("signal = 1\n", r"m\.toml: signal: unknown key"),
         ('vehicle_class = "bus"\n', r"m\.toml: vehicle_class: expected one of car, "
          r"light_truck, heavy_truck, got 'bus'"),

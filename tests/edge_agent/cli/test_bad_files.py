@@ -75,7 +75,7 @@ def test_run_refuses_a_configuration_name_too_long(tmp_path: Path) -> None:
          "m.toml: line 1 (x): arrays or tables nested too deeply"),
         (MAP.replace('vehicle_class = "car"', "vehicle_class = 1e400"),
          "m.toml: vehicle_class: expected one of car, light_truck, heavy_truck, got inf"),
-        ('bus = "can0"\n' + MAP, "m.toml: bus: unknown key"),
+        ('buss = "can0"\n' + MAP, "m.toml: buss: unknown key"),
         (MAP.replace("msp_demo.dbc", LONG + ".dbc"), ("m.toml: DBC file", "File name too long")),
     ],
 )  # fmt: skip

@@ -42,8 +42,9 @@ _VIN = re.compile(r"^([A-HJ-NPR-Z0-9]{11,17}|obd)$")
 
 @dataclass(frozen=True, slots=True)
 class BusConfig:
-    """One CAN bus: our name for it, python-can's interface and channel, its signal map, and
-    whether OBD-II answers seen on it are decoded passively."""
+    """One CAN bus: our name for it, python-can's interface and channel, its signal map,
+    whether OBD-II answers seen on it are decoded passively, and any other keyword the
+    python-can interface takes (``fd``, ``data_bitrate``, ``tty_baudrate``, ...)."""
 
     name: str
     interface: str
@@ -51,6 +52,7 @@ class BusConfig:
     bitrate: int | None
     signal_map: Path | None
     obd: bool
+    options: tuple[tuple[str, str | int | float | bool], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ class ObdConfig:
     stops a PID); whether trouble codes are read at start-up."""
 
     serial: str | None
-    baud: int
+    baud: int | None  # None: detected (38400, 9600, 115200, 500000 in turn)
     can: str | None
     interface: str
     rates: tuple[tuple[int, float], ...]
@@ -148,7 +150,7 @@ SCALARS: Final[dict[str, tuple[values.Parser, Any]]] = {
     "uplink.cert": (values.opt_path, None),
     "uplink.mqtt311": (values.flag, False),
     "obd.serial": (values.opt_text, None),
-    "obd.baud": (values.count, 38400),
+    "obd.baud": (values.baud, 38400),
     "obd.can": (values.opt_text, None),
     "obd.interface": (values.text, "socketcan"),
     "obd.dtc": (values.flag, True),
@@ -237,15 +239,11 @@ def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
     if not isinstance(raw, list):
         raise ConfigError("bus: expected an array of tables [[bus]]")
     buses: list[BusConfig] = []
-    allowed = {"name", "interface", "channel", "bitrate", "signal_map", "vehicle", "obd"}
     for i, table in enumerate(raw):
         where = f"bus[{i}]"
         if not isinstance(table, Mapping):
             raise ConfigError(f"{where}: expected a table")
-        for sub in table:
-            if sub not in allowed:
-                known = ", ".join(sorted(allowed))
-                raise ConfigError(f"{where}.{_key(sub)}: unknown key (known: {known})")
+        options = _bus_options(where, table)
         name = values.pattern(_NAME, "a lower-case name such as can0")(f"{where}.name",
                                                                  table.get("name", f"can{i}"))
         if any(b.name == name for b in buses):
@@ -258,21 +256,68 @@ def _buses(document: Mapping[str, Any], base: Path) -> tuple[BusConfig, ...]:
         if table.get("vehicle") is not None:
             if signal_map is not None:
                 raise ConfigError(f"{where}: set signal_map or vehicle, not both")
-            name = values.text(f"{where}.vehicle", table["vehicle"])
+            model = values.text(f"{where}.vehicle", table["vehicle"])
             try:
-                signal_map = vehicle(name).map_path
+                signal_map = vehicle(model).map_path
             except ConfigError as exc:
                 raise ConfigError(f"{where}.vehicle: {exc}") from None
         obd = values.flag(f"{where}.obd", table.get("obd", False))
         if signal_map is None and not obd:
             raise ConfigError(f"{where}: needs a signal_map (or vehicle), obd = true, or both")
-        bitrate = table.get("bitrate")
+        given = {key: table[key] for key in ("interface", "channel", "bitrate") if key in table}
+        found = _python_can_config(given, options) if len(given) < 3 else given
+        bitrate = found.get("bitrate")
         buses.append(BusConfig(
-            name, values.text(f"{where}.interface", table.get("interface", "socketcan")),
-            values.text(f"{where}.channel", table.get("channel", name)),
+            name, values.text(f"{where}.interface", found.get("interface", "socketcan")),
+            values.text(f"{where}.channel", found.get("channel", name)),
             None if bitrate is None else values.count(f"{where}.bitrate", bitrate), signal_map, obd,
+            tuple(sorted(options.items())),
         ))  # fmt: skip
     return tuple(buses)
+
+
+#: The keys of a ``[[bus]]`` this project reads; any other is a python-can interface keyword.
+_BUS_KEYS: Final = frozenset({"name", "interface", "channel", "bitrate", "signal_map", "vehicle",
+                              "obd"})  # fmt: skip
+
+
+def _bus_options(where: str, table: Mapping[str, Any]) -> dict[str, str | int | float | bool]:
+    """The keywords of a ``[[bus]]`` passed through to ``can.Bus`` (scalars only)."""
+    options: dict[str, str | int | float | bool] = {}
+    for key, value in table.items():
+        if key in _BUS_KEYS:
+            continue
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", key):
+            raise ConfigError(f"{where}.{_key(key)}: not a python-can keyword (known here: "
+                              f"{', '.join(sorted(_BUS_KEYS))}; any other is passed to "
+                              "python-can's interface)")  # fmt: skip
+        if isinstance(value, bool | str):
+            options[key] = value
+        elif isinstance(value, int | float):
+            values.number(f"{where}.{key}", value)  # refuses inf, nan and huge integers
+            options[key] = value
+        else:
+            raise ConfigError(f"{where}.{key}: expected a string, number or boolean for "
+                              "python-can's interface")  # fmt: skip
+    return options
+
+
+def _python_can_config(given: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Fill a bus's missing interface, channel and bitrate from python-can's own configuration
+    (``CAN_INTERFACE``, ``CAN_CHANNEL``, ``CAN_BITRATE``, ``~/.canrc``, ``/etc/can.conf``), as
+    every python-can user expects; its other keywords join ``options`` unless set here."""
+    import can  # noqa: PLC0415 - python-can loads only for configurations that need it
+
+    try:
+        found = dict(can.util.load_config(config=dict(given)))
+    except (can.CanInterfaceNotImplementedError, ValueError, OSError):
+        return given  # python-can has no configuration: our defaults
+    for key, value in found.items():
+        ours = key in ("interface", "channel", "bitrate", "context") or key in options
+        if not ours and isinstance(value, bool | str | int | float):
+            options[key] = value
+    return {key: found[key] for key in ("interface", "channel", "bitrate") if found.get(key)
+            is not None}  # fmt: skip
 
 
 def _obd(document: Mapping[str, Any], v: dict[str, Any]) -> ObdConfig | None:

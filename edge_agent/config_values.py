@@ -97,6 +97,13 @@ def count(key: str, value: Any) -> int:
     return int(result)
 
 
+def baud(key: str, value: Any) -> int | None:
+    """A serial speed in baud, or ``"auto"`` (None: detect it)."""
+    if value == "auto":
+        return None
+    return count(key, value)
+
+
 def choice(choices: tuple[str, ...]) -> Parser:
     """A parser accepting exactly one of ``choices``."""
     def parse(key: str, value: Any) -> str:

@@ -53,7 +53,8 @@ class LiveSource:
     """Live python-can buses (:class:`~edge_agent.buses.LiveBuses`), one thread per bus."""
 
     def __init__(self, buses: Sequence[BusConfig], wanted: frozenset[int], maxsize: int) -> None:
-        specs = [BusSpec(b.name, b.interface, b.channel, b.bitrate) for b in buses]
+        specs = [BusSpec(b.name, b.interface, b.channel, b.bitrate, dict(b.options))
+                 for b in buses]  # fmt: skip
         self._buses = LiveBuses(specs, wanted, maxsize)
         self.counts = self._buses.counts
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gzip
+import importlib.util
 import logging
 import math
 import re
@@ -145,6 +146,9 @@ class LogSource:
 
     def _probe(self) -> None:
         """Refuse, before anything starts, a file that is not its format at all."""
+        if self.format == ".mf4" and importlib.util.find_spec("asammdf") is None:
+            raise IngestError(f"{self.path}: .mf4 logs need the asammdf package: "
+                              "pip install 'msp-gateway[mf4]' (or asammdf)")  # fmt: skip
         try:
             if self.gzipped:
                 with gzip.open(self.path, "rb") as f:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import io
 import itertools
 import json
@@ -276,10 +277,16 @@ def test_a_trc_without_its_columns_ends(tmp_path: Path) -> None:
 
 
 def test_other_formats_refuse_junk_at_open(tmp_path: Path) -> None:
-    for suffix in (".db", ".mf4"):
-        (tmp_path / f"junk{suffix}").write_bytes(b"\x00junk" * 100)
-        with pytest.raises(IngestError, match=rf"junk\{suffix}: not a readable \{suffix} log"):
-            LogSource(tmp_path / f"junk{suffix}")
+    (tmp_path / "junk.db").write_bytes(b"\x00junk" * 100)
+    with pytest.raises(IngestError, match=r"junk\.db: not a readable \.db log"):
+        LogSource(tmp_path / "junk.db")
+    (tmp_path / "junk.mf4").write_bytes(b"\x00junk" * 100)
+    if importlib.util.find_spec("asammdf") is None:  # the dev extras do not bring it
+        expected = r"junk\.mf4: \.mf4 logs need the asammdf package: pip install"
+    else:
+        expected = r"junk\.mf4: not a readable \.mf4 log"
+    with pytest.raises(IngestError, match=expected):
+        LogSource(tmp_path / "junk.mf4")
 
 
 def test_a_name_too_long_is_refused(tmp_path: Path) -> None:

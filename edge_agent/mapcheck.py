@@ -20,6 +20,7 @@ The speed is the anchor: its sign and unit are taken as right, as the dashboard 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,8 +37,12 @@ STEP_S = 0.1
 STALE_S = 1.0
 #: Half-width of the window for derivatives and smoothing, in grid steps (0.5 s).
 HALF_WINDOW = 5
+#: Grid points (0.1 s each) the reference must show motion at, to tell anything.
+MIN_MOTION_POINTS = 30
 #: |correlation| needed to call a sign.
 MIN_CORRELATION = 0.5
+#: Odometer steps a drive must cover for its ratio to be read (a 1 km odometer: 20 km).
+MIN_ODOMETER_STEPS = 20
 #: A ratio within these bounds is consistent.
 RATIO_OK = (0.8, 1.25)
 #: Hints for ratios near common unit mix-ups: ratio → what the map probably says.
@@ -137,18 +142,18 @@ def check(samples: Iterable[Sample]) -> list[Finding]:
         slope = _derivative(speed_ms)
         findings.append(
             _compare(sig.ACCEL_LON, "d(speed)/dt", _smooth(series.get(sig.ACCEL_LON)), slope,
-                     min_spread=0.3, moving=speed_ms)
+                     min_motion=0.3, moving=speed_ms)
         )
     yaw_sign = 1.0
     course = _course_rate(series)
     if sig.YAW_RATE in series.names:
         if course is not None:
             yaw = _compare(sig.YAW_RATE, "course over ground", _smooth(series.get(sig.YAW_RATE)),
-                           course, min_spread=2.0, moving=speed_ms)
+                           course, min_motion=2.0, moving=speed_ms)
         else:
             steer = series.get(sig.STEERING_ANGLE)
             yaw = _compare(sig.YAW_RATE, "steering angle", series.get(sig.YAW_RATE), steer,
-                           min_spread=10.0, moving=speed_ms, sign_only=True)
+                           min_motion=10.0, moving=speed_ms, sign_only=True)
         findings.append(yaw)
         yaw_sign = -1.0 if yaw.verdict == "inverted" and course is not None else 1.0
         if sig.ACCEL_LAT in series.names:
@@ -158,13 +163,13 @@ def check(samples: Iterable[Sample]) -> list[Finding]:
             ]
             findings.append(
                 _compare(sig.ACCEL_LAT, "yaw rate x speed", _smooth(series.get(sig.ACCEL_LAT)),
-                         centripetal, min_spread=0.3, moving=speed_ms)
+                         centripetal, min_motion=0.3, moving=speed_ms)
             )
         if sig.STEERING_ANGLE in series.names and course is not None:
             corrected = [None if y is None else yaw_sign * y for y in series.get(sig.YAW_RATE)]
             findings.append(
                 _compare(sig.STEERING_ANGLE, "yaw rate", series.get(sig.STEERING_ANGLE),
-                         corrected, min_spread=2.0, moving=speed_ms, sign_only=True)
+                         corrected, min_motion=2.0, moving=speed_ms, sign_only=True)
             )
     if sig.ODOMETER in series.names:
         findings.append(_odometer(series))
@@ -182,17 +187,18 @@ def _compare(
     values: Sequence[float | None],
     expected: Sequence[float | None],
     *,
-    min_spread: float,
+    min_motion: float,
     moving: Sequence[float | None],
     sign_only: bool = False,
 ) -> Finding:
-    """Fit ``expected ≈ ratio · values`` over the moments the vehicle moves."""
+    """Fit ``expected ≈ ratio · values`` over the moments the vehicle moves; at least
+    ``MIN_MOTION_POINTS`` of them must show the reference at ``min_motion`` or more."""
     pairs = [
         (x, y)
         for x, y, v in zip(values, expected, moving, strict=True)
         if x is not None and y is not None and v is not None and v > 2.0
     ]
-    if len(pairs) < 50 or _spread([y for _, y in pairs]) < min_spread:
+    if len(pairs) < 50 or sum(abs(y) >= min_motion for _, y in pairs) < MIN_MOTION_POINTS:
         return Finding(name, reference, "no_motion", "not enough motion to tell", len(pairs))
     r = _correlation(pairs)
     sxx = sum(x * x for x, _ in pairs)
@@ -225,6 +231,13 @@ def _odometer(series: Series) -> Finding:
     if driven < 0.5:
         return Finding(sig.ODOMETER, reference, "no_motion", "not enough motion to tell",
                        len(known))
+    readings = [value for value in odometer if value is not None]
+    steps = [b - a for a, b in itertools.pairwise(readings) if b > a]
+    resolution = min(steps, default=0.0)
+    if 0 < travelled < MIN_ODOMETER_STEPS * resolution:  # whole-km odometers need a long drive
+        return Finding(sig.ODOMETER, reference, "no_motion",
+                       f"not enough motion to tell: {travelled:g} in steps of {resolution:g}; "
+                       f"drive at least {MIN_ODOMETER_STEPS} steps", len(known))
     if travelled <= 0:
         return Finding(sig.ODOMETER, reference, "inconsistent",
                        f"does not advance over {driven:.2f} km driven", len(known))
@@ -334,11 +347,6 @@ def _haversine_km(lat0: float, lon0: float, lat1: float, lon1: float) -> float:
     a = (math.sin((p1 - p0) / 2) ** 2
          + math.cos(p0) * math.cos(p1) * math.sin(math.radians(lon1 - lon0) / 2) ** 2)
     return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
-
-
-def _spread(values: Sequence[float]) -> float:
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
 
 
 def _correlation(pairs: Sequence[tuple[float, float]]) -> float | None:

@@ -101,7 +101,8 @@ def test_scoring_overrides_apply_over_the_class_defaults(tmp_path: Path) -> None
          "card.anchors: card.enabled is true but no trust anchors"),
         (BASE.replace('name = "can0"', 'name = "CAN 0"'), {}, "bus[0].name: expected a lower"),
         # any other lower-case key is a python-can keyword (test_config_buses.py); this is not
-        (BASE.replace('signal_map = "', 'Colour = "'), {}, "bus[0].Colour: not a python-can keyword"),
+        (BASE.replace('signal_map = "', 'Colour = "'), {},
+         "bus[0].Colour: not a python-can keyword"),
         (BASE + "\n[scoring]\nharsh_braking_mps2 = -1\n", {}, "harsh_braking_mps2: expected a "
          "positive"),
         (BASE + "\n[scoring]\nvehicle_class = 'car'\n", {}, "scoring: vehicle_class and "

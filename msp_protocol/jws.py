@@ -133,11 +133,13 @@ class Signer:
             signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
         return f"{signing_input.decode('ascii')}.{b64url(signature)}"
 
-    def sign_record(self, record: Record) -> str:
-        """Return the JWS of a record; refuses a record of another device than ``kid``."""
+    def sign_record(self, record: Record, *, body_checked: bool = False) -> str:
+        """Return the JWS of a record; refuses a record of another device than ``kid``, and
+        an invalid record (``RecordError``; with ``body_checked``, the body is taken as checked
+        when it was built: see ``Record.canonical``)."""
         if record.device != self.kid:
             raise SignatureError(f"record of {record.device!r}, key of {self.kid!r}", "device")
-        return self.sign(record.canonical())
+        return self.sign(record.canonical(body_checked=body_checked))
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,9 +53,12 @@ _HEADER_FIELDS: Final = frozenset({"alg", "kid"})
 _KID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 
 
+_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+
+
 def b64url(data: bytes) -> str:
     """Return unpadded base64url (RFC 7515 §2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: str, what: str) -> bytes:
@@ -124,7 +127,7 @@ class Signer:
 
     def sign(self, payload: bytes) -> str:
         """Return the JWS compact serialisation of ``payload``."""
-        signing_input = f"{self._header_b64}.{b64url(payload)}".encode("ascii")
+        signing_input = (self._header_b64 + "." + b64url(payload)).encode("ascii")
         if isinstance(self._key, Ed25519PrivateKey):
             signature = self._key.sign(signing_input)
         else:

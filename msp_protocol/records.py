@@ -12,6 +12,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final, TypeVar
 
 from . import bodies
@@ -53,6 +54,7 @@ FORMATS: Final[dict[int, RecordFormat]] = {
 VERSION: Final = 2
 #: No record may claim an instant before this (a clock that was never set reads 1970).
 EARLIEST_TS: Final = datetime(1990, 1, 1, tzinfo=UTC)
+_EARLIEST_TEXT: Final = EARLIEST_TS.strftime("%Y-%m-%dT%H:%M:%S")
 #: How far a record's instants may lie after the moment the registry received it
 #: (``check_not_future``): clocks of gateway and registry may disagree by this much.
 MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
@@ -131,7 +133,7 @@ def kind_of(body: bodies.Body) -> str:
 def format_ts(seconds: float) -> str:
     """Return the wire form of a UTC instant in epoch seconds, to the millisecond."""
     moment = datetime.fromtimestamp(round(seconds, 3), tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_ts(text: str) -> datetime:
@@ -229,19 +231,32 @@ def check_record_json(value: Any) -> None:
 
 def check_envelope(record: Record) -> None:
     """Validate everything of a record but its body's content: the envelope schema, ``prev``
-    null exactly for seq 1, ``ts`` not before ``EARLIEST_TS``, a body of the kind's class."""
-    info = KINDS.get(record.kind) if isinstance(record.kind, str) else None
-    if info is not None and type(record.body) is not info.body:
+    null exactly for seq 1, ``ts`` not before ``EARLIEST_TS``, a body of the kind's class.
+
+    The fields that repeat from record to record (``v``, ``kind``, ``device``, ``vin``,
+    ``session``) are checked once per distinct value (a small cache of what passed).
+    """
+    try:
+        _check_repeating(record.v, record.kind, record.device, record.vin, record.session)
+    except TypeError:  # unhashable, so not a JSON scalar: the check says what it is
+        _check_repeating.__wrapped__(
+            record.v, record.kind, record.device, record.vin, record.session
+        )
+    if type(record.body) is not KINDS[record.kind].body:
         shown = type(record.body).__name__
         raise RecordError(f"a {shown} is not the body of a {record.kind!r} record", "body")
-    value = {
-        "v": record.v, "kind": record.kind, "device": record.device, "vin": record.vin,
-        "seq": record.seq, "prev": record.prev, "ts": record.ts, "session": record.session,
-        "body": {},
-    }  # fmt: skip
-    found = validator("envelope").validate_collecting(value, "date-time")
+    envelope = validator("envelope")
+    envelope.validate_field("seq", record.seq)
+    envelope.validate_field("prev", record.prev)
+    envelope.validate_field("ts", record.ts)
     _check_prev(record.seq, record.prev)
-    _check_times(record.kind, None, found)
+    _check_times(record.kind, None, [("ts", record.ts)])
+
+
+@lru_cache(maxsize=64, typed=True)
+def _check_repeating(v: Any, kind: Any, device: Any, vin: Any, session: Any) -> None:
+    fields = {"v": v, "kind": kind, "device": device, "vin": vin, "session": session}
+    validator("envelope").validate_fields(fields, "date-time")
 
 
 def check_body(kind: str, value: Any, path: str = "body") -> None:
@@ -270,8 +285,8 @@ def _check_prev(seq: Any, prev: Any) -> None:
 def _check_times(kind: str, body: Any, found: list[tuple[str, str]]) -> None:
     """The instants ``found`` (``(path, text)`` of date-time fields) are not before
     ``EARLIEST_TS``, and a trip's ``body`` (if given) does not end before its start."""
-    for field, text in found:
-        if parse_ts(text) < EARLIEST_TS:
+    for field, text in found:  # valid date-times: fixed width to the second, so text order
+        if text[:19] < _EARLIEST_TEXT:
             raise RecordError(f"{text} is before {EARLIEST_TS.isoformat()}", field)
     if kind == "trip" and body is not None:
         start, end = body["start"], body["end"]

@@ -83,9 +83,11 @@ class RecordWriter:
         """Append driving events; a crash also gets an ``emergency`` record, ahead of it."""
         items: list[NewRecord] = []
         for event in events:
-            made = [self._body(emergency_body, event)] if event.type == "crash" else []
+            made: list[bodies.Body | None] = []
+            if event.type == "crash":
+                made.append(self._body(emergency_body, event))
             made.append(self._body(event_body, event))
-            items += [NewRecord(body, event.start, self.session) for body in made if body is not None]
+            items += [NewRecord(b, event.start, self.session) for b in made if b is not None]
         if items:
             self._append(items)
 

@@ -244,8 +244,11 @@ def _writer(cls: type) -> Writer:
         _WRITERS[cls] = _any_dataclass  # UTF-16 key order: the slow path's
         return _any_dataclass
     namespace: dict[str, Any] = {"_cls": cls, "_any": _any}
-    # A placeholder first, so that a class that contains itself finds its writer.
-    _WRITERS[cls] = lambda value: namespace["write"](value)
+
+    def placeholder(value: Any) -> str:  # until it is made: a class that contains itself
+        return namespace["write"](value)  # type: ignore[no-any-return]
+
+    _WRITERS[cls] = placeholder
     try:
         hints = typing.get_type_hints(cls)
     except (NameError, TypeError):

@@ -239,9 +239,8 @@ def _object_check(schema: dict[str, Any]) -> _Check | None:
     extra_schema = schema.get("additionalProperties", True)
     closed = extra_schema is False
     extra = _compile(extra_schema) if isinstance(extra_schema, dict) else None
-    if not props and not required and most is None and names is None and extra is None:
-        if not closed:
-            return None
+    if not (props or required or closed) and most is None and names is None and extra is None:
+        return None
 
     def check(value: dict[str, Any], path: str, found: list[tuple[str, str, str]] | None) -> None:
         prefix = f"{path}." if path else ""

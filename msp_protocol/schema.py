@@ -16,6 +16,7 @@ whole string (``fullmatch``: Python's ``$`` would also match before a final newl
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
@@ -204,7 +205,71 @@ def _compile(schema: dict[str, Any]) -> _Check:
         elif isinstance(value, list) and array is not None:
             array(value, path, found)
 
-    return check
+    return _fast_leaf(schema, names, check) or check
+
+
+#: The keywords of a leaf that ``_fast_leaf`` takes; any other keyword keeps the general check.
+_LEAF_KEYWORDS = frozenset({
+    "type", "minimum", "maximum", "exclusiveMinimum", "minLength", "maxLength", "pattern",
+    "format", "enum", "description", "title",
+})  # fmt: skip
+
+
+def _fast_leaf(schema: dict[str, Any], names: list[str] | None, general: _Check) -> _Check | None:
+    """A check of a common leaf (a number in a range, a string of a pattern, an enum of
+    strings) that accepts what it can tell valid in a few operations and gives everything else
+    to ``general``, which accepts or refuses it as before; None for any other node."""
+    if not set(schema) <= _LEAF_KEYWORDS:
+        return None
+    kinds = set(names or ())
+    nullable = "null" in kinds
+    kinds.discard("null")
+    options = schema.get("enum")
+    if options is not None:
+        if names is not None or not all(isinstance(o, str) for o in options):
+            return None
+        strings = frozenset(options)
+
+        def enum(value: Any, path: str, found: list[tuple[str, str, str]] | None) -> None:
+            if type(value) is not str or value not in strings:
+                general(value, path, found)
+
+        return enum
+    if kinds in ({"number"}, {"integer"}):
+        low, high = schema.get("minimum", -math.inf), schema.get("maximum", math.inf)
+        above = schema.get("exclusiveMinimum", -math.inf)
+        floats = kinds == {"number"}  # an integral float is an integer: the general check's
+
+        def number(value: Any, path: str, found: list[tuple[str, str, str]] | None) -> None:
+            kind = type(value)
+            if kind is int or (floats and kind is float):
+                if low <= value <= high and value > above:
+                    return
+            elif value is None and nullable:
+                return
+            general(value, path, found)
+
+        return number
+    if kinds == {"string"}:
+        shortest, longest = schema.get("minLength", 0), schema.get("maxLength", math.inf)
+        source = schema.get("pattern")
+        match = _pattern(source).fullmatch if source is not None else None
+        fmt: str | None = schema.get("format")
+
+        def string(value: Any, path: str, found: list[tuple[str, str, str]] | None) -> None:
+            if type(value) is str:
+                if shortest <= len(value) <= longest and (match is None or match(value)):
+                    if fmt is not None:
+                        _check_format(value, fmt, path or "(record)")
+                        if found is not None:
+                            found.append((fmt, path, value))
+                    return
+            elif value is None and nullable:
+                return
+            general(value, path, found)
+
+        return string
+    return None
 
 
 def _string_check(schema: dict[str, Any]) -> _Check | None:

@@ -164,10 +164,10 @@ def run(work: Path, single: int, rounds: int, batches: int, batch: int) -> None:
     print(f"append_many ratio per round ({rounds} rounds of {batches}x{batch}): median "
           f"{statistics.median(ratios):.2f}, range {low:.2f}..{high:.2f}")  # fmt: skip
     per_record = 1e6 / ob_batched, 1e6 / base_batched
-    cpu = ours_cpu / count * 1e6, base_cpu / count * 1e6
+    ours_us, base_us = ours_cpu / count * 1e6, base_cpu / count * 1e6
     print(f"append_many per record: ours {per_record[0]:.1f} us, baseline {per_record[1]:.1f} us;"
-          f" CPU time (this process, not the load of others) ours {cpu[0]:.1f} us, baseline "
-          f"{cpu[1]:.1f} us, ratio {cpu[1] / cpu[0]:.2f}")  # fmt: skip
+          f" CPU time (this process, not the load of others) ours {ours_us:.1f} us, baseline "
+          f"{base_us:.1f} us, ratio {base_us / ours_us:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -264,7 +264,8 @@ def check_body(kind: str, value: Any, path: str = "body") -> None:
     ``EARLIEST_TS``, a trip not ending before its start. Raises ``RecordError`` naming the
     field (under ``path``); what passes may be signed as it is (``canonical(body_checked=...)``)."""
     kind_info(kind)
-    _check_times(kind, value, validator(kind).validate_collecting(value, "date-time", path))
+    found = validator(kind).validate_collecting(value, "date-time", path)
+    _check_times(kind, value, found, path)
 
 
 B = TypeVar("B", bound=bodies.Body)
@@ -282,7 +283,7 @@ def _check_prev(seq: Any, prev: Any) -> None:
         raise RecordError("must be null exactly when seq is 1", "prev")
 
 
-def _check_times(kind: str, body: Any, found: list[tuple[str, str]]) -> None:
+def _check_times(kind: str, body: Any, found: list[tuple[str, str]], path: str = "body") -> None:
     """The instants ``found`` (``(path, text)`` of date-time fields) are not before
     ``EARLIEST_TS``, and a trip's ``body`` (if given) does not end before its start."""
     for field, text in found:  # valid date-times: fixed width to the second, so text order
@@ -291,7 +292,7 @@ def _check_times(kind: str, body: Any, found: list[tuple[str, str]]) -> None:
     if kind == "trip" and body is not None:
         start, end = body["start"], body["end"]
         if parse_ts(end) < parse_ts(start):
-            raise RecordError(f"the trip ends at {end}, before its start {start}", "body.end")
+            raise RecordError(f"the trip ends at {end}, before its start {start}", f"{path}.end")
 
 
 def record_from_json(value: Any) -> Record:

@@ -2,7 +2,8 @@
 
 Scoring's events and trips and identity's session bodies each have their own dataclasses; this
 is the one place that maps them onto the wire contract, so the live agent and a replay append
-exactly the same records.
+exactly the same records. Every body is checked against its kind's schema here, once, when it
+is made (``RecordError`` if the data breaks it); the outbox signs it without checking it again.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from msp_protocol import bodies
-from msp_protocol.records import body_from_json, format_ts, parse_ts
+from msp_protocol.records import body_from_json, checked, format_ts, parse_ts
 
 from .identity.binding import SessionEndBody, SessionStartBody
 from .scoring import Event, Trip
@@ -37,13 +38,13 @@ def emergency_body(crash: Event) -> bodies.Emergency:
     if crash.trigger is None:
         raise ValueError("a crash event must name its trigger")
     location = crash.location
-    return bodies.Emergency(
+    return checked(bodies.Emergency(
         detected_at=format_ts(crash.start),
         trigger=crash.trigger,
         peak_decel_ms2=round(crash.peak, 3),
         speed_kmh=round(crash.speed_kmh, 1),
         location=None if location is None else bodies.Location(location.lat, location.lon),
-    )
+    ))  # fmt: skip
 
 
 def session_start_body(start: SessionStartBody) -> bodies.SessionStart:
@@ -56,7 +57,7 @@ def session_start_body(start: SessionStartBody) -> bodies.SessionStart:
 def session_end_body(end: SessionEndBody, trips: Sequence[Trip]) -> bodies.SessionEnd:
     """The ``session.end`` record body, with the totals of the ``trips`` driven in the session."""
     ended = parse_ts(end.ended_at).timestamp()
-    return bodies.SessionEnd(
+    return checked(bodies.SessionEnd(
         reason=end.reason.value,
         ended_at=format_ts(ended),
         totals=bodies.SessionTotals(
@@ -65,4 +66,4 @@ def session_end_body(end: SessionEndBody, trips: Sequence[Trip]) -> bodies.Sessi
             duration_s=round(end.duration_s, 3),
             events=sum(len(t.events) for t in trips),
         ),
-    )
+    ))  # fmt: skip

@@ -1,8 +1,11 @@
 """Turns what the stages produce into outbox records, tagged with the driver's session.
 
 It keeps the session the records belong to and the trips driven in it (for the totals of
-``session.end``). A record the outbox refuses (full, disk full, read-only) is counted and
-logged, never fatal: the agent keeps scoring and retries with the next record.
+``session.end``). Every body is checked against its schema once, when it is made (the
+builders of ``edge_agent.records``, or here for the bodies other stages make: trouble codes,
+health); the outbox then signs it without checking it again. A body the protocol refuses
+and a record the outbox refuses (full, disk full, read-only) are counted and logged, never
+fatal: the agent keeps scoring and retries with the next record.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from msp_protocol import bodies
 from msp_protocol.errors import ProtocolError
+from msp_protocol.records import checked
 
 from .errors import OutboxError
 from .identity.session import DriverSession
@@ -31,6 +36,9 @@ from .scoring import Event, Trip
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+B = TypeVar("B", bound=bodies.Body)
+
 
 class RecordWriter:
     """Appends records to ``outbox`` from the main loop's thread; :attr:`counts` holds
@@ -43,10 +51,20 @@ class RecordWriter:
         self._trips: list[Trip] = []
         self._warn = RateLimitedLog(log)
 
+    def _body(self, build: Callable[[T], B], source: T) -> B | None:
+        """The body ``build`` makes of ``source``, or None (counted) if the protocol refuses it:
+        a value out of its schema's range, an instant before 1990 (a log's relative clock)."""
+        try:
+            return build(source)
+        except ProtocolError as exc:
+            self.counts["records.invalid"] += 1
+            log.error("record refused by its schema: %s", exc)
+            return None
+
     def _append(self, items: Sequence[NewRecord]) -> None:
         try:
             stored = self.outbox.append_many(items)
-        except ProtocolError as exc:  # a body the schema refuses: a bug, keep running
+        except ProtocolError as exc:  # an envelope the protocol refuses: keep running
             if len(items) > 1:  # one bad record must not cost the batch: append one by one
                 for item in items:
                     self._append([item])
@@ -65,9 +83,11 @@ class RecordWriter:
         """Append driving events; a crash also gets an ``emergency`` record, ahead of it."""
         items: list[NewRecord] = []
         for event in events:
+            made: list[bodies.Body | None] = []
             if event.type == "crash":
-                items.append(NewRecord(emergency_body(event), event.start, self.session))
-            items.append(NewRecord(event_body(event), event.start, self.session))
+                made.append(self._body(emergency_body, event))
+            made.append(self._body(event_body, event))
+            items += [NewRecord(b, event.start, self.session) for b in made if b is not None]
         if items:
             self._append(items)
 
@@ -76,7 +96,10 @@ class RecordWriter:
         if not trips:
             return
         self._trips.extend(trips)
-        self._append([NewRecord(trip_body(t), t.end, self.session) for t in trips])
+        made = [(t, self._body(trip_body, t)) for t in trips]
+        items = [NewRecord(body, t.end, self.session) for t, body in made if body is not None]
+        if items:
+            self._append(items)
         for trip in trips:
             log.info("trip recorded: %.3f km, %d events, session %s", trip.distance_km,
                      len(trip.events), self.session)  # fmt: skip
@@ -84,20 +107,26 @@ class RecordWriter:
     def session_started(self, session: DriverSession) -> None:
         """Append ``session.start``; later records carry the session's id."""
         self.session, self._trips = session.id, []
-        body = session_start_body(session.start)
-        self._append([NewRecord(body, session.started.timestamp(), session.id)])
+        body = self._body(session_start_body, session.start)
+        if body is not None:
+            self._append([NewRecord(body, session.started.timestamp(), session.id)])
 
     def session_ended(self, ended: SessionEnded) -> None:
         """Append ``session.end`` with the totals of the session's trips."""
-        body = session_end_body(ended.body, self._trips)
-        self._append([NewRecord(body, body.ended_at, ended.body.session)])
+        body = self._body(lambda end: session_end_body(end, self._trips), ended.body)
+        if body is not None:
+            self._append([NewRecord(body, body.ended_at, ended.body.session)])
         if self.session == ended.body.session:
             self.session, self._trips = None, []
 
     def dtc(self, body: bodies.Dtc) -> None:
-        """Append a ``dtc`` record (trouble codes read at start-up), stamped now."""
-        self._append([NewRecord(body, time.time(), self.session)])
+        """Append a ``dtc`` record (trouble codes read at start-up), stamped now; the body is
+        checked first (the codes come from the vehicle)."""
+        if self._body(checked, body) is not None:
+            self._append([NewRecord(body, time.time(), self.session)])
 
     def health(self, body: bodies.Health) -> None:
-        """Append a ``health`` record, stamped with the host clock."""
-        self._append([NewRecord(body, time.time(), None)])
+        """Append a ``health`` record, stamped with the host clock; the body is checked first
+        (its error counters are named by every stage)."""
+        if self._body(checked, body) is not None:
+            self._append([NewRecord(body, time.time(), None)])

@@ -53,9 +53,12 @@ _HEADER_FIELDS: Final = frozenset({"alg", "kid"})
 _KID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 
 
+_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+
+
 def b64url(data: bytes) -> str:
     """Return unpadded base64url (RFC 7515 §2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(text: str, what: str) -> bytes:
@@ -124,7 +127,7 @@ class Signer:
 
     def sign(self, payload: bytes) -> str:
         """Return the JWS compact serialisation of ``payload``."""
-        signing_input = f"{self._header_b64}.{b64url(payload)}".encode("ascii")
+        signing_input = (self._header_b64 + "." + b64url(payload)).encode("ascii")
         if isinstance(self._key, Ed25519PrivateKey):
             signature = self._key.sign(signing_input)
         else:
@@ -133,11 +136,13 @@ class Signer:
             signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
         return f"{signing_input.decode('ascii')}.{b64url(signature)}"
 
-    def sign_record(self, record: Record) -> str:
-        """Return the JWS of a record; refuses a record of another device than ``kid``."""
+    def sign_record(self, record: Record, *, body_checked: bool = False) -> str:
+        """Return the JWS of a record; refuses a record of another device than ``kid``, and
+        an invalid record (``RecordError``; with ``body_checked``, the body is taken as checked
+        when it was built: see ``Record.canonical``)."""
         if record.device != self.kid:
             raise SignatureError(f"record of {record.device!r}, key of {self.kid!r}", "device")
-        return self.sign(record.canonical())
+        return self.sign(record.canonical(body_checked=body_checked))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from functools import lru_cache
+from typing import Any, Final, TypeVar
 
 from . import bodies
 from .canonical import CanonicalJsonError, canonical_json, canonical_json_v1
@@ -30,7 +31,9 @@ class RecordFormat:
     """One envelope version ``v``: how a record's JSON value becomes the bytes that are signed.
 
     A payload of version ``v`` is accepted only if it is byte for byte ``canonical`` of what it
-    parses to. (A framing other than JSON, e.g. a binary v3, adds its decoder here.)
+    parses to. ``canonical`` takes the record's JSON value or the ``Record`` itself (a
+    dataclass: its fields are the envelope's keys). (A framing other than JSON, e.g. a binary
+    v3, adds its decoder here.)
     """
 
     version: int
@@ -51,6 +54,7 @@ FORMATS: Final[dict[int, RecordFormat]] = {
 VERSION: Final = 2
 #: No record may claim an instant before this (a clock that was never set reads 1970).
 EARLIEST_TS: Final = datetime(1990, 1, 1, tzinfo=UTC)
+_EARLIEST_TEXT: Final = EARLIEST_TS.strftime("%Y-%m-%dT%H:%M:%S")
 #: How far a record's instants may lie after the moment the registry received it
 #: (``check_not_future``): clocks of gateway and registry may disagree by this much.
 MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
@@ -129,7 +133,7 @@ def kind_of(body: bodies.Body) -> str:
 def format_ts(seconds: float) -> str:
     """Return the wire form of a UTC instant in epoch seconds, to the millisecond."""
     moment = datetime.fromtimestamp(round(seconds, 3), tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_ts(text: str) -> datetime:
@@ -165,21 +169,28 @@ class Record:
             "body": to_json(self.body),
         }
 
-    def canonical(self) -> bytes:
+    def canonical(self, *, body_checked: bool = False) -> bytes:
         """Return the bytes that get signed (the canonical form of format ``v``); raises
-        ``RecordError`` if the record is invalid or its format unknown."""
-        value = self.to_json()
-        check_record_json(value)
-        data = _encode(value)
+        ``RecordError`` if the record is invalid or its format unknown.
+
+        With ``body_checked`` the body is taken as valid (it was checked when it was built:
+        ``body_from_json``, ``checked``), and only the envelope is checked here: the agent
+        signs its own bodies without validating them a second time.
+        """
+        if body_checked:
+            check_envelope(self)
+        else:
+            check_record_json(self.to_json())
+        data = _encode(self)
         if len(data) > MAX_RECORD_BYTES:
             raise RecordError(f"{len(data)} bytes, more than {MAX_RECORD_BYTES}", "(record)")
         return data
 
 
-def _encode(value: dict[str, Any]) -> bytes:
-    """The canonical bytes of a checked record value, in the form of its version."""
+def _encode(record: Record) -> bytes:
+    """The canonical bytes of a checked record, in the form of its version (in one pass)."""
     try:
-        return FORMATS[value["v"]].canonical(value)
+        return FORMATS[record.v].canonical(record)
     except CanonicalJsonError as exc:
         raise RecordError(str(exc), "body") from None
 
@@ -211,24 +222,77 @@ def loads_strict(data: bytes | str) -> Any:
 def check_record_json(value: Any) -> None:
     """Validate a record's JSON value: the envelope and its kind's body schema, ``prev`` null
     exactly for seq 1, no instant before ``EARLIEST_TS``, a trip not ending before its start."""
-    validator("envelope").validate(value)
-    kind = value["kind"]
-    validator(kind).validate(value["body"], "body")
-    if (value["seq"] == 1) != (value["prev"] is None):
+    found = validator("envelope").validate_collecting(value, "date-time")
+    kind, body = value["kind"], value["body"]
+    found += validator(kind).validate_collecting(body, "date-time", "body")
+    _check_prev(value["seq"], value["prev"])
+    _check_times(kind, body, found)
+
+
+def check_envelope(record: Record) -> None:
+    """Validate everything of a record but its body's content: the envelope schema, ``prev``
+    null exactly for seq 1, ``ts`` not before ``EARLIEST_TS``, a body of the kind's class.
+
+    The fields that repeat from record to record (``v``, ``kind``, ``device``, ``vin``,
+    ``session``) are checked once per distinct value (a small cache of what passed).
+    """
+    try:
+        _check_repeating(record.v, record.kind, record.device, record.vin, record.session)
+    except TypeError:  # unhashable, so not a JSON scalar: the check says what it is
+        _check_repeating.__wrapped__(
+            record.v, record.kind, record.device, record.vin, record.session
+        )
+    if type(record.body) is not KINDS[record.kind].body:
+        shown = type(record.body).__name__
+        raise RecordError(f"a {shown} is not the body of a {record.kind!r} record", "body")
+    envelope = validator("envelope")
+    envelope.validate_field("seq", record.seq)
+    envelope.validate_field("prev", record.prev)
+    envelope.validate_field("ts", record.ts)
+    _check_prev(record.seq, record.prev)
+    _check_times(record.kind, None, [("ts", record.ts)])
+
+
+@lru_cache(maxsize=64, typed=True)
+def _check_repeating(v: Any, kind: Any, device: Any, vin: Any, session: Any) -> None:
+    fields = {"v": v, "kind": kind, "device": device, "vin": vin, "session": session}
+    validator("envelope").validate_fields(fields, "date-time")
+
+
+def check_body(kind: str, value: Any, path: str = "body") -> None:
+    """Validate the JSON value of a body of ``kind``: its schema, no instant before
+    ``EARLIEST_TS``, a trip not ending before its start. Raises ``RecordError`` naming the
+    field (under ``path``); what passes may be signed as it is (``canonical(body_checked=...)``)."""
+    kind_info(kind)
+    found = validator(kind).validate_collecting(value, "date-time", path)
+    _check_times(kind, value, found, path)
+
+
+B = TypeVar("B", bound=bodies.Body)
+
+
+def checked(body: B) -> B:
+    """Return ``body`` after ``check_body`` of its JSON value: for a body the agent builds
+    from its dataclasses, checked once when it is made."""
+    check_body(kind_of(body), to_json(body))
+    return body
+
+
+def _check_prev(seq: Any, prev: Any) -> None:
+    if (seq == 1) != (prev is None):
         raise RecordError("must be null exactly when seq is 1", "prev")
-    _check_times(value)
 
 
-def _check_times(value: dict[str, Any]) -> None:
-    found = [("ts", value["ts"])]
-    found += validator(value["kind"]).formatted(value["body"], "date-time", "body")
-    for field, text in found:
-        if parse_ts(text) < EARLIEST_TS:
+def _check_times(kind: str, body: Any, found: list[tuple[str, str]], path: str = "body") -> None:
+    """The instants ``found`` (``(path, text)`` of date-time fields) are not before
+    ``EARLIEST_TS``, and a trip's ``body`` (if given) does not end before its start."""
+    for field, text in found:  # valid date-times: fixed width to the second, so text order
+        if text[:19] < _EARLIEST_TEXT:
             raise RecordError(f"{text} is before {EARLIEST_TS.isoformat()}", field)
-    if value["kind"] == "trip":
-        start, end = value["body"]["start"], value["body"]["end"]
+    if kind == "trip" and body is not None:
+        start, end = body["start"], body["end"]
         if parse_ts(end) < parse_ts(start):
-            raise RecordError(f"the trip ends at {end}, before its start {start}", "body.end")
+            raise RecordError(f"the trip ends at {end}, before its start {start}", f"{path}.end")
 
 
 def record_from_json(value: Any) -> Record:
@@ -257,7 +321,7 @@ def parse_record(data: bytes | str) -> Record:
     """
     raw = _payload_bytes(data)
     record = record_from_json(_loads(raw, "(record)", RecordError))
-    canonical = _encode(record.to_json())
+    canonical = _encode(record)
     if canonical != raw:
         at = next((i for i, (a, b) in enumerate(zip(raw, canonical, strict=False)) if a != b),
                   min(len(raw), len(canonical)))  # fmt: skip
@@ -301,7 +365,8 @@ def check_not_future(
 
 
 def body_from_json(kind: str, value: Any) -> bodies.Body:
-    """Validate and build the body of ``kind`` from JSON (for code that receives bodies alone)."""
+    """Check (``check_body``) and build the body of ``kind`` from JSON: for code that receives
+    bodies alone, and for the agent's builders, whose bodies are then signed as they are."""
     info = kind_info(kind)
-    validator(kind).validate(value, "body")
+    check_body(kind, value)
     return from_json(info.body, value)

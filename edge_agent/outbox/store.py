@@ -37,7 +37,7 @@ from msp_protocol.bodies import Body, Gap, Health
 from msp_protocol.chain import Anchor
 from msp_protocol.errors import ProtocolError
 from msp_protocol.jws import Signer, record_hash
-from msp_protocol.records import Record, format_ts, kind_of
+from msp_protocol.records import Record, checked, format_ts, kind_of
 
 from ..errors import OutboxError
 from . import recovery, salvage
@@ -75,7 +75,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class NewRecord:
-    """A record to append: its body, its timestamp (epoch seconds or wire form), its session."""
+    """A record to append: its body, its timestamp (epoch seconds or wire form), its session.
+
+    The body is signed as it is: it must have been checked when it was made (as every body of
+    ``body_from_json``, ``checked`` and the builders of ``edge_agent.records`` is); the outbox
+    checks the envelope it writes around it, not the body a second time.
+    """
 
     body: Body
     ts: float | str
@@ -353,7 +358,7 @@ class Outbox:
             lost_total=(max(old.lost_total, 0) if old else 0) + lost,
         )  # fmt: skip
         recovery.finish_rebuilt(conn, state)
-        return salvage.gap_bodies(reason, ranges)
+        return [checked(body) for body in salvage.gap_bodies(reason, ranges)]
 
     def _recovering(self, action: Callable[[], T]) -> T:
         """Run ``action`` (under the lock); if it finds the file damaged, rebuild the file and
@@ -379,8 +384,9 @@ class Outbox:
     def append(self, body: Body, ts: float | str, session: str | None = None) -> StoredRecord:
         """Sign, chain and durably store one record; when this returns it survives power loss.
 
-        Raises ``ProtocolError`` (invalid body), ``OutboxFullError`` or ``OutboxStorageError``;
-        on any error nothing was stored and the outbox stays usable.
+        ``body`` must be checked already (see ``NewRecord``). Raises ``ProtocolError`` (an
+        invalid envelope: a session id or timestamp the protocol refuses), ``OutboxFullError``
+        or ``OutboxStorageError``; on any error nothing was stored and the outbox stays usable.
         """
         return self.append_many([NewRecord(body, ts, session)])[0]
 
@@ -436,13 +442,10 @@ class Outbox:
             self._evict(work, victims)
             signed = [self._sign(work, body, items[0].ts, None) for body in gaps]
             signed += [self._sign(work, item.body, item.ts, item.session) for item in items]
-        for record in signed:
-            conn.execute(
-                "INSERT INTO records (seq, kind, jws, hash, size, priority) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (record.seq, record.kind, record.jws, record.hash, len(record.jws),
-                 PRIORITY.get(record.kind)),
-            )  # fmt: skip
+        conn.executemany(
+            "INSERT INTO records (seq, kind, jws, hash, size, priority) VALUES (?, ?, ?, ?, ?, ?)",
+            [(r.seq, r.kind, r.jws, r.hash, len(r.jws), PRIORITY.get(r.kind)) for r in signed],
+        )
         work.rows += len(signed)
         work.bytes += sum(len(r.jws) for r in signed)
         # A stored health record has reported what its body counts (see health_body).
@@ -474,7 +477,7 @@ class Outbox:
                 victims = choose_victims(self._conn, need)
                 if victims is None:
                     break
-                gaps = gap_bodies(victims)
+                gaps = [checked(body) for body in gap_bodies(victims)]  # made from rows read
                 scratch = replace(state)
                 sizes = [len(self._sign(scratch, body, ts, None).jws) for body in gaps]
                 if len(sizes) <= reserve_rows and sum(sizes) <= reserve_bytes:
@@ -499,7 +502,7 @@ class Outbox:
             session=session,
             body=body,
         )
-        token = self._signer.sign_record(record)
+        token = self._signer.sign_record(record, body_checked=True)
         state.last_seq, state.last_hash = seq, record_hash(token)
         return StoredRecord(seq, record.kind, token, state.last_hash)
 
@@ -607,7 +610,8 @@ class Outbox:
         self, uptime_s: float, frames_per_s: float, errors: dict[str, int] | None = None
     ) -> Health:
         """Return a ``health`` body with the queue depth, and the evictions and refusals not yet
-        reported; appending it marks exactly those counts as reported."""
+        reported; appending it marks exactly those counts as reported. ``errors`` are the
+        caller's: check the body (``checked``) before appending it, as ``RecordWriter`` does."""
         with self._lock:
             try:
                 state = self._recovering(lambda: read_state(self._conn))

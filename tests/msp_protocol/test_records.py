@@ -11,6 +11,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from msp_protocol.bodies import Emergency
 from msp_protocol.canonical import canonical_json, canonical_json_v1
 from msp_protocol.errors import RecordError
 from msp_protocol.records import (
@@ -21,7 +22,9 @@ from msp_protocol.records import (
     VERSION,
     Record,
     Tier,
+    body_from_json,
     check_not_future,
+    checked,
     format_ts,
     occurred_at,
     parse_record,
@@ -379,3 +382,92 @@ def test_occurred_at_names_the_instants_of_every_kind() -> None:
     assert trip[2] == ("body.end", parse_ts("2026-11-26T08:41:30.500Z"))
     with pytest.raises(ValueError, match="aware"):
         check_not_future(_trip(VERSION), datetime(2026, 11, 26))
+
+
+# -- bodies checked once, when made; records of checked bodies signed with the envelope checked
+
+
+def _record(kind: str = "trip", **changes: Any) -> Record:
+    fields: dict[str, Any] = {
+        "kind": kind, "device": DEVICE, "vin": VIN, "seq": 2,
+        "prev": "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg",
+        "ts": "2026-11-26T10:15:30.123Z", "session": "s-1",
+        "body": changes.pop("body") if "body" in changes else body(kind),
+    }  # fmt: skip
+    fields.update(changes)
+    return Record(**fields)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(KINDS)), seq=st.integers(1, 2**53 - 1),
+    seconds=st.floats(631152000.0, 4102444800.0), session=st.none() | st.from_regex(
+        r"[A-Za-z0-9._-]{1,64}", fullmatch=True),
+)  # fmt: skip
+def test_a_checked_body_signs_the_very_bytes_of_the_full_check(
+    kind: str, seq: int, seconds: float, session: str | None
+) -> None:
+    prev = None if seq == 1 else "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg"
+    record = _record(kind, seq=seq, prev=prev, ts=format_ts(seconds), session=session)
+    data = record.canonical(body_checked=True)
+    assert data == record.canonical() == rfc8785.dumps(record.to_json())
+    assert parse_record(data) == record
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"session": "spaces are not allowed"}, "session"), ({"ts": "1970-01-01T00:00:00Z"}, "ts"),
+        ({"ts": "2026-02-30T00:00:00Z"}, "ts"), ({"seq": 1}, "prev"), ({"prev": None}, "prev"),
+        ({"seq": 0}, "seq"), ({"seq": True}, "seq"), ({"vin": "jtd"}, "vin"),
+        ({"device": "gw/1"}, "device"), ({"kind": "texting", "body": body("trip")}, "kind"),
+        ({"v": 3}, "v"),
+        ({"v": True}, "v"), ({"body": body("event")}, "body"),
+    ],
+)  # fmt: skip
+def test_a_checked_body_still_gets_its_envelope_checked(change: dict[str, Any], field: str) -> None:
+    _record(v=1).canonical(body_checked=True)  # v=1 and v=True: the check caches by type too
+    record = _record(**dict(change))
+    with pytest.raises(RecordError) as info:
+        record.canonical(body_checked=True)
+    assert info.value.field == field
+    with pytest.raises(RecordError):
+        record.canonical()
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "field"),
+    [
+        ("event", ["start"], "body.start"), ("trip", ["start"], "body.start"),
+        ("emergency", ["detected_at"], "body.detected_at"),
+        ("session.start", ["statement", "started_at"], "body.statement.started_at"),
+    ],
+)  # fmt: skip
+def test_a_body_is_checked_in_full_when_made_instants_included(
+    kind: str, path: list[str], field: str
+) -> None:
+    # Before the outbox stopped checking bodies again, only the schema was checked here.
+    value = body_json(kind)
+    target = value
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = "1970-01-01T00:00:00.000Z"
+    with pytest.raises(RecordError, match="before 1990") as info:
+        body_from_json(kind, value)
+    assert info.value.field == field
+
+
+def test_a_trip_body_ending_before_its_start_is_refused_when_made() -> None:
+    value = body_json("trip")
+    value["start"], value["end"] = value["end"], value["start"]
+    with pytest.raises(RecordError, match="before its start") as info:
+        body_from_json("trip", value)
+    assert info.value.field == "body.end"
+
+
+def test_checked_returns_a_valid_body_and_refuses_an_invalid_one() -> None:
+    good = body("emergency")
+    assert checked(good) is good
+    with pytest.raises(RecordError) as info:
+        checked(Emergency("2026-11-26T10:15:30.123Z", "deceleration", 1e6, 50.0, None))
+    assert info.value.field == "body.peak_decel_ms2"

@@ -319,6 +319,7 @@ class MqttUplink:
                 log.warning("uplink disconnected: %s", event.reason)
             self._connected = False
         elif event.kind == "ack":
+            self._stats = self._stats.bump(acks=1)
             self._apply_ack(event.seq)
         elif event.kind == "published":
             seqs = self._mids.pop(event.mid, None)

@@ -52,6 +52,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cloud_sync.broker_process import free_port
+from edge_agent.uplink.mqtt import TLS12_CIPHERS
 from tests.sync_deploy import Deployment, GatewaySetup, wait_for
 from tests.sync_kit import CardIssuer
 
@@ -136,6 +137,7 @@ def _pump(src: socket.socket, dst: socket.socket, counter: Direction) -> None:
 
 def tls_context(site: Deployment, gw: GatewaySetup) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.set_ciphers(TLS12_CIPHERS)  # as the uplink does
     ctx.load_verify_locations(str(site.brokerdir / "device-ca.pem"))
     ctx.load_cert_chain(str(gw.cert), str(gw.key))
     return ctx

@@ -110,6 +110,10 @@ def batches(records: list[OutboxRecord], max_records: int,
     return out
 
 
+#: The TLS 1.2 cipher suites the uplink offers (OpenSSL syntax).
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
 class _ResumingContext(ssl.SSLContext):
     """A client context that offers the last TLS session it was given (TLS 1.3 ticket or 1.2
     session id) on the next handshake; paho wraps every new socket with it."""
@@ -174,6 +178,10 @@ class MqttUplink:
         if cfg.ca_file is not None and cfg.tls_resume:
             try:
                 self._tls = _ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+                # Only forward-secret AEAD suites for TLS 1.2 (1.3 has its own): the
+                # ClientHello shrinks below 256 bytes, where OpenSSL adds no padding
+                # extension (RFC 7685), 517 -> 251 bytes per handshake
+                self._tls.set_ciphers(TLS12_CIPHERS)
                 self._tls.load_verify_locations(cafile=str(cfg.ca_file))
                 if cfg.cert_file is not None:
                     self._tls.load_cert_chain(

@@ -324,7 +324,8 @@ def main() -> int:
             for name, settings in runs.items():
                 if args.only and name != args.only:
                     continue
-                gw = site.enroll_gateway(f"{DEVICE}-{name}", VIN)
+                # ids of one length: the id is in every record's header and payload
+                gw = site.enroll_gateway(f"{DEVICE}-{name[:3]}", VIN)
                 probe = Relay(site.device_port)
                 ctx = tls_context(site, gw)
                 full, session, _ = handshake_probe(probe, ctx)

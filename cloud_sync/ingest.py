@@ -1,12 +1,14 @@
 """The registry's ingest pipeline: from MQTT payloads to committed records and acks.
 
-For each message, in this order: size → topic → JWS parse → enrolled, unrevoked device →
+For each message, in this order: size → topic → (a batch: one JWS per line, LF-separated,
+each of the following steps for each record on its own) JWS parse → enrolled, unrevoked device →
 signature with the device's key and algorithm → strict record parse → seq/prev against the
 stored chain → (``session.start``) card evidence → idempotent insert. A batch of messages is
 committed in one transaction, and only then are the acks ``{"seq": N}`` (N = highest
 contiguous committed seq) produced. Records that arrive ahead of their predecessor wait, up
 to ``max_waiting`` per device, instead of breaking the chain. Rejected messages store
-nothing: each is logged with its device and counted under its reason.
+nothing: each is logged with its device and counted under its reason; a record refused
+inside a batch is counted alone and the batch's other records go on.
 
 Reasons: oversized, bad_topic, malformed, alg_mismatch, unknown_device, revoked_device,
 bad_signature, bad_record, device_mismatch, vin_mismatch, seq_reused (alarm: possible key
@@ -152,17 +154,23 @@ class Ingestor:
         redelivers)."""
         state = _BatchState(arrival=self.clock())
         for topic, payload in messages:
-            candidate = None
             try:
-                candidate = self._check(topic, payload, state.arrival)
-                state.touched.add(candidate.record.device)
-                self._place(state, candidate)
+                device_id, tokens = self._envelope(topic, payload)
             except Rejected as exc:
                 self._reject(state, exc)
-            except StoreError:
-                raise  # the database failed, not this message: nothing may be acked
-            except Exception:  # noqa: BLE001 - the last guard: one message never stops ingest
-                self._internal_error(state, topic, candidate)
+                continue
+            for token in tokens:
+                candidate = None
+                try:
+                    candidate = self._check(device_id, token, state.arrival)
+                    state.touched.add(candidate.record.device)
+                    self._place(state, candidate)
+                except Rejected as exc:
+                    self._reject(state, exc)
+                except StoreError:
+                    raise  # the database failed, not this message: nothing may be acked
+                except Exception:  # noqa: BLE001 - the last guard: one record never stops ingest
+                    self._internal_error(state, topic, candidate)
         for device, waiting in self._waiting.items():
             if waiting and device not in state.heads:
                 # another worker (shared subscription) may have committed the predecessor
@@ -228,15 +236,23 @@ class Ingestor:
                 where = f"a message on {topic[:100]!r}"
         log.exception("internal error handling %s: rejected, ingest goes on", where)
 
-    def _check(self, topic: str, payload: bytes, arrival: datetime) -> _Candidate:
-        """Everything that needs no chain state: size, topic, device, signature, schema, data
-        times. A signed record whose body is refused comes back as a ``Refused`` candidate."""
+    def _envelope(self, topic: str, payload: bytes) -> tuple[str, list[bytes]]:
+        """The device a message's topic names and the records it carries: one JWS, or a
+        batch of JWS separated by LF (DESIGN.md, Records), each then checked alone."""
         if len(payload) > self.max_payload:
             raise Rejected("oversized", "", f"{len(payload)} bytes on {topic[:100]!r}")
         try:
             device_id = device_of_rec_topic(topic)
         except ProtocolError as exc:
             raise Rejected("bad_topic", "", str(exc)) from None
+        return device_id, payload.split(b"\n")
+
+    def _check(self, device_id: str, payload: bytes, arrival: datetime) -> _Candidate:
+        """Everything about one record that needs no chain state: device, signature, schema,
+        data times. A signed record whose body is refused comes back as a ``Refused``
+        candidate."""
+        if not payload:
+            raise Rejected("malformed", device_id, "an empty record (an empty line in a batch?)")
         try:
             token = payload.decode("ascii")
             parts = split(token)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from msp_protocol.consent import CATEGORIES as CONSENT_CATEGORIES
 from msp_protocol.consent import parse_categories
 from msp_protocol.errors import ProtocolError
+from msp_protocol.records import MAX_RECORD_BYTES
 from msp_protocol.topics import check_id
 
 from . import config_values as values
@@ -111,8 +112,14 @@ class AgentConfig:
     broker_ca: Path | None
     broker_cert: Path | None
     mqtt311: bool
+    uplink_keepalive_s: int
+    uplink_batch_records: int
+    uplink_batch_bytes: int
+    uplink_linger_s: float
+    uplink_session_expiry_s: int
     queue_size: int
     health_interval_s: float
+    health_max_interval_s: float
     no_frames_s: float
     stop_flush_s: float
     scoring: ScoringConfig
@@ -124,6 +131,10 @@ class AgentConfig:
         tls = url.scheme == "mqtts"
         return url.hostname or "", url.port or (8883 if tls else 1883), tls
 
+
+#: The registry's limit on one message (``msp_protocol.jws.MAX_TOKEN_CHARS``, not imported:
+#: it would load the crypto stack into every command that reads a configuration).
+_MAX_MESSAGE: Final = MAX_RECORD_BYTES * 4 // 3 + 1024
 
 #: (``[[bus]]``, ``[card.consent]``, ``card.anchors``, ``[scoring]``) are handled apart.
 SCALARS: Final[dict[str, tuple[values.Parser, Any]]] = {
@@ -149,6 +160,11 @@ SCALARS: Final[dict[str, tuple[values.Parser, Any]]] = {
     "uplink.ca": (values.opt_path, None),
     "uplink.cert": (values.opt_path, None),
     "uplink.mqtt311": (values.flag, False),
+    "uplink.keepalive_s": (values.count, 300),
+    "uplink.batch_records": (values.count, 32),
+    "uplink.batch_bytes": (values.count, 16 * 1024),
+    "uplink.linger_s": (values.number, 30.0),
+    "uplink.session_expiry_s": (values.number, 24 * 3600),
     "obd.serial": (values.opt_text, None),
     "obd.baud": (values.baud, 38400),
     "obd.can": (values.opt_text, None),
@@ -156,13 +172,14 @@ SCALARS: Final[dict[str, tuple[values.Parser, Any]]] = {
     "obd.dtc": (values.flag, True),
     "agent.queue_size": (values.count, 10_000),
     "agent.health_interval_s": (values.positive, 300.0),
+    "agent.health_max_interval_s": (values.positive, 3600.0),
     "agent.no_frames_s": (values.positive, 30.0),
     "agent.stop_flush_s": (values.positive, 5.0),
 }
 
 
 #: What a reload (SIGHUP) applies at once; the rest needs a restart.
-RELOADABLE: Final = ("health_interval_s", "no_frames_s", "scoring")
+RELOADABLE: Final = ("health_interval_s", "health_max_interval_s", "no_frames_s", "scoring")
 
 
 def reloaded(old: AgentConfig, new: AgentConfig) -> tuple[AgentConfig, list[str]]:
@@ -195,9 +212,11 @@ _TABLE_KEYS = {
     "card": {"enabled", "reader", "poll_s", "pin_socket", "pin_timeout_s", "max_session_s",
              "anchors", "consent"},
     "outbox": {"path", "max_bytes", "max_rows"},
-    "uplink": {"broker", "ca", "cert", "mqtt311"},
+    "uplink": {"broker", "ca", "cert", "mqtt311", "keepalive_s", "batch_records", "batch_bytes",
+               "linger_s", "session_expiry_s"},
     "obd": {"serial", "baud", "can", "interface", "dtc", "rates"},
-    "agent": {"queue_size", "health_interval_s", "no_frames_s", "stop_flush_s"},
+    "agent": {"queue_size", "health_interval_s", "health_max_interval_s", "no_frames_s",
+              "stop_flush_s"},
 }
 
 
@@ -445,6 +464,14 @@ def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentC
         v["uplink.ca"] is None or v["uplink.cert"] is None
     ):
         raise ConfigError("uplink.broker: mqtts:// needs uplink.ca and uplink.cert")
+    if v["uplink.keepalive_s"] > 65535:
+        raise ConfigError("uplink.keepalive_s: at most 65535 (MQTT's limit)")
+    if v["uplink.batch_bytes"] > _MAX_MESSAGE:
+        raise ConfigError(f"uplink.batch_bytes: at most {_MAX_MESSAGE} (the registry's "
+                          "limit on one message)")  # fmt: skip
+    for key in ("uplink.linger_s", "uplink.session_expiry_s"):
+        if v[key] < 0 or (key == "uplink.session_expiry_s" and v[key] != int(v[key])):
+            raise ConfigError(f"{key}: expected a number of seconds, 0 or more")
     scoring_table = document.get("scoring", {})
     if not isinstance(scoring_table, Mapping):
         raise ConfigError("scoring: expected a table [scoring]")
@@ -467,7 +494,12 @@ def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentC
         outbox_path=v["outbox.path"], outbox_max_bytes=v["outbox.max_bytes"],
         outbox_max_rows=v["outbox.max_rows"], broker=v["uplink.broker"],
         broker_ca=v["uplink.ca"], broker_cert=v["uplink.cert"], mqtt311=v["uplink.mqtt311"],
+        uplink_keepalive_s=v["uplink.keepalive_s"],
+        uplink_batch_records=v["uplink.batch_records"],
+        uplink_batch_bytes=v["uplink.batch_bytes"], uplink_linger_s=v["uplink.linger_s"],
+        uplink_session_expiry_s=int(v["uplink.session_expiry_s"]),
         queue_size=v["agent.queue_size"], health_interval_s=v["agent.health_interval_s"],
+        health_max_interval_s=v["agent.health_max_interval_s"],
         no_frames_s=v["agent.no_frames_s"], stop_flush_s=v["agent.stop_flush_s"],
         scoring=scoring,
     )  # fmt: skip

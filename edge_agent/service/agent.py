@@ -40,7 +40,7 @@ from ..text import plural
 from ..uplink import MqttUplink, UplinkConfig
 from ..writer import RecordWriter
 from .driver import CardThread
-from .health import HealthClock, RateWindow, bounded, interval_counters, process_usage
+from .health import HealthClock, HealthPolicy, RateWindow, bounded, process_usage, total_counters
 from .obd_source import ObdSource
 from .sources import FrameSource, LiveSource, ReplaySource, build_stages, naming
 
@@ -92,6 +92,7 @@ class Agent:
         self._last_frame_at = time.monotonic()
         self._rates = RateWindow()
         self._health = HealthClock(config.health_interval_s)
+        self._health_policy = HealthPolicy(config.health_max_interval_s)
         self._started = time.monotonic()
 
     # -- control from signal handlers (they only set flags) --------------------------------
@@ -138,7 +139,9 @@ class Agent:
         uplink_cfg = UplinkConfig(
             device=cfg.device, host=host, port=port, ca_file=cfg.broker_ca if tls else None,
             cert_file=cfg.broker_cert if tls else None, key_file=cfg.key if tls else None,
-            mqtt5=not cfg.mqtt311,
+            mqtt5=not cfg.mqtt311, keepalive_s=cfg.uplink_keepalive_s,
+            batch_records=cfg.uplink_batch_records, batch_bytes=cfg.uplink_batch_bytes,
+            linger_s=cfg.uplink_linger_s, session_expiry_s=cfg.uplink_session_expiry_s,
         )  # fmt: skip
         self.uplink = MqttUplink(uplink_cfg, self.outbox)
 
@@ -302,11 +305,14 @@ class Agent:
             totals.update({f"decode.{name}.{k}": v for k, v in stage.rejected().items()})
         totals.update({f"scoring.{k}": v for k, v in self.scorer.rejected.items()})
         totals.update(self.writer.counts)
-        frames, counters = interval_counters(self._rates.delta(totals), elapsed)
+        stats = self.outbox.stats()
+        totals.update({"outbox.evicted_total": stats.evicted_total,
+                       "outbox.refused_total": stats.refused_total,
+                       "outbox.lost_total": stats.lost_total})  # fmt: skip
+        frames, counters = total_counters(totals, self._rates.delta(totals), elapsed)
         usage = process_usage()
         assert self.uplink is not None
         up = self.uplink.stats()
-        stats = self.outbox.stats()
         if stats.acked_seq != self._acked_seq:
             self._acked_seq, self._last_ack_at = stats.acked_seq, now
         if self._last_ack_at is not None and stats.acked_seq > 0:
@@ -315,6 +321,7 @@ class Agent:
             "queue.frames": self.source.depth() if self.source is not None else 0,
             "uplink.connected": int(self.uplink.connected), "uplink.published": up.published,
             "uplink.acked": up.acked, "uplink.acked_seq": stats.acked_seq,
+            "uplink.messages": up.messages,
             "process.rss_kib": usage.rss_kib, "process.max_rss_kib": usage.max_rss_kib,
             "process.cpu_ms": round(usage.cpu_s * 1000),
         })  # fmt: skip
@@ -322,9 +329,15 @@ class Agent:
             counters.update({"queue.card": self.card.events.qsize(),
                              "card.reader": int(self.card.reader_present),
                              "card.errors": self.card.errors})  # fmt: skip
+        errors = bounded(counters)
         body = self.outbox.health_body(round(now - self._started, 3), round(frames / elapsed, 3),
-                                       bounded(counters))  # fmt: skip
+                                       errors)  # fmt: skip
+        why = self._health_policy.due(errors, now, body.evicted, body.refused)
+        if why is None:
+            return  # nothing an operator acts on changed: no bytes spent on it
+        log.debug("health record (%s)", why)
         self.writer.health(body)
+        self._health_policy.wrote(errors, now)
 
     def _apply_reload(self) -> None:
         path, overrides = self._reload_from
@@ -339,6 +352,7 @@ class Agent:
             self._pending_scoring = new.scoring
         self.config, restart = reloaded(self.config, new)
         self._health.reschedule(self.config.health_interval_s)
+        self._health_policy.max_interval_s = self.config.health_max_interval_s
         if restart:
             log.warning("reload: %s changed and take effect at the next restart",
                         ", ".join(restart))  # fmt: skip
@@ -372,6 +386,8 @@ class Agent:
         if self._uplink_thread is None or self.outbox is None:
             return
         deadline = time.monotonic() + self.config.stop_flush_s
+        if self.uplink is not None:
+            self.uplink.hurry()  # no waiting for a batch to fill
         while time.monotonic() < deadline and self.outbox.stats().rows > 0:
             if self.uplink is None or not self.uplink.connected:
                 break

@@ -1,17 +1,27 @@
-"""The agent's ``health`` record: rates and counters since the previous one, process usage.
+"""The agent's ``health`` record: counters since the agent started, rates, process usage.
 
 The contract's ``health`` body has fixed fields (uptime, outbox depth, frames/s, evicted,
 refused) and one open map of integer counters, ``errors``; everything else the operator
 needs goes there under dotted names (docs/configuration.md lists them):
 
-* ``bus.<name>.frames_per_s``; ``bus.<name>.frames`` / ``.dropped`` / ``.read_error``: since
-  the previous health record
-* ``decode.<reason>``, ``scoring.<reason>``: rejections since the previous health record
+* ``bus.<name>.frames_per_s`` (over the last ``agent.health_interval_s``);
+  ``bus.<name>.frames`` / ``.dropped`` / ``.read_error`` / ``.corrupt_line``: since start
+* ``decode.<reason>``, ``scoring.<reason>``, ``records.<kind>``: since start
+* ``outbox.evicted_total``, ``outbox.refused_total``, ``outbox.lost_total``: since the outbox
+  was created
 * ``queue.frames``, ``queue.card``: queue depths now
 * ``uplink.connected`` (0/1), ``uplink.published``, ``uplink.acked``, ``uplink.acked_seq``,
-  ``uplink.last_ack_age_s`` (after the first ack)
+  ``uplink.messages``, ``uplink.last_ack_age_s`` (after the first ack)
 * ``card.reader`` (0/1), ``card.errors``
 * ``process.rss_kib``, ``process.max_rss_kib``, ``process.cpu_ms``
+
+Counters are absolute (totals, not differences), so any one health record reads alone: one
+the outbox evicted, or one lost in transit, takes nothing from the next. The agent looks at
+its counters every ``agent.health_interval_s`` but writes a record only when something an
+operator acts on changed (:func:`significant`: a rejection, a dropped frame, the uplink or
+the card reader coming or going, an eviction) or ``agent.health_max_interval_s`` after the
+previous one (:class:`HealthPolicy`); frame counts, rates, memory, queue depths and the
+uplink's progress alone do not make a record.
 """
 
 from __future__ import annotations
@@ -81,6 +91,60 @@ def interval_counters(delta: Mapping[str, int], elapsed_s: float) -> tuple[int, 
     counters.update({f"{k}_per_s": round(v / elapsed_s) for k, v in delta.items()
                      if k.startswith("bus.") and k.endswith(".frames")})  # fmt: skip
     return frames, counters
+
+
+def total_counters(totals: Mapping[str, int], delta: Mapping[str, int],
+                   elapsed_s: float) -> tuple[int, dict[str, int]]:  # fmt: skip
+    """The counters to report as totals since start (those not zero, and every frame count),
+    each bus's frames/s over ``elapsed_s``, and the frames of every bus over ``elapsed_s``."""
+    frames, rates = interval_counters(delta, elapsed_s)
+    counters = {k: v for k, v in totals.items() if v or k.endswith(".frames")}
+    counters.update({k: v for k, v in rates.items() if k.endswith("_per_s")})
+    return frames, counters
+
+
+#: Counters that move on their own in normal running: they never make a health record alone.
+_ROUTINE_SUFFIXES = (".frames", "_per_s", ".samples")
+_ROUTINE_PREFIXES = ("process.", "queue.", "uplink.published", "uplink.acked",
+                     "uplink.messages", "uplink.last_ack_age_s")  # fmt: skip
+_NOTABLE_RECORDS = ("records.invalid", "records.refused")
+
+
+def significant(counters: Mapping[str, int]) -> dict[str, int]:
+    """The counters an operator acts on when they change (not frame counts, rates, memory,
+    queue depths, the uplink's progress or the count of records written)."""
+    return {k: v for k, v in counters.items()
+            if not (k.endswith(_ROUTINE_SUFFIXES) or k.startswith(_ROUTINE_PREFIXES)
+                    or (k.startswith("records.") and k not in _NOTABLE_RECORDS))}  # fmt: skip
+
+
+class HealthPolicy:
+    """Whether a health record is worth its bytes: the first one, one whose
+    :func:`significant` counters differ from the previous record's, one reporting evictions
+    or refusals, or one ``max_interval_s`` after the previous record."""
+
+    def __init__(self, max_interval_s: float) -> None:
+        self.max_interval_s = max_interval_s
+        self._last: dict[str, int] | None = None
+        self._written_at = 0.0
+
+    def due(self, counters: Mapping[str, int], now: float, evicted: int = 0,
+            refused: int = 0) -> str | None:  # fmt: skip
+        """Why a record with ``counters`` should be written at ``now`` (monotonic), or None."""
+        if self._last is None:
+            return "first"
+        if evicted or refused:
+            return "outbox"
+        if significant(counters) != self._last:
+            return "changed"
+        if now - self._written_at >= self.max_interval_s:
+            return "interval"
+        return None
+
+    def wrote(self, counters: Mapping[str, int], now: float) -> None:
+        """Record that a health record with ``counters`` was written at ``now``."""
+        self._last = significant(counters)
+        self._written_at = now
 
 
 def bounded(counters: Mapping[str, int]) -> dict[str, int]:

@@ -68,6 +68,9 @@ class UplinkStats:
     acked: int = 0
     refused: int = 0
     connects: int = 0
+    messages: int = 0  # MQTT messages published (a batch is one)
+    acks: int = 0  # ack messages received from the registry
+    tls_resumed: int = 0  # connections that resumed the previous TLS session
 
     def bump(self, **deltas: int) -> UplinkStats:
         """A copy with the named counters increased."""

@@ -3,11 +3,21 @@
 paho-mqtt 2.x (callback API v2), MQTT 5 by default or 3.1.1, mutual TLS with the device
 certificate. paho's network thread only puts events on a queue (its callbacks run under its
 locks); the agent's thread calls :meth:`MqttUplink.step`, which publishes, re-sends and
-applies acks. Delivery: records go out in seq order, at most ``window`` unacked at a time;
-the registry's ack ``{"seq": N}`` deletes every record ≤ N from the outbox; anything unacked
-is re-sent after ``resend_after_s`` and after every reconnect. A broker refusal (MQTT 5
-reason code) keeps the record and is logged once per cause. Reconnects back off
-exponentially from ``backoff_min_s`` to ``backoff_max_s`` (paho's reconnect delay).
+applies acks. Delivery: records go out in seq order, at most ``window`` unacked at a time,
+several to a message (DESIGN.md, Records: JWS separated by LF, at most ``batch_records`` and
+``batch_bytes``), waiting up to ``linger_s`` for a batch to fill (``emergency``, ``consent``
+and session records never wait); the registry's ack ``{"seq": N}`` deletes every record ≤ N
+from the outbox; anything unacked is re-sent after ``resend_after_s``, and after a reconnect
+what paho does not re-send itself. A broker refusal (MQTT 5 reason code) keeps the record
+and is logged once per cause. Reconnects back off exponentially from ``backoff_min_s`` to
+``backoff_max_s`` (paho's reconnect delay).
+
+For a metered cellular link: one long-lived connection with a long keepalive
+(``keepalive_s``, 300 s by default: a PINGREQ/PINGRESP pair costs about 60 bytes with TLS);
+under MQTT 5 a persistent session (``clean_start`` false, ``session_expiry_s``) so that a
+reconnect needs no new SUBSCRIBE and the broker keeps the acks meanwhile; and TLS session
+resumption on reconnects of the same process (``tls_resume``): the previous connection's
+session ticket is offered, so the certificates are not sent again.
 """
 
 from __future__ import annotations
@@ -26,9 +36,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from msp_protocol.errors import ProtocolError
+from msp_protocol.jws import MAX_TOKEN_CHARS
 from msp_protocol.topics import ack_topic, parse_ack, rec_topic
 
 from ..errors import OutboxError
@@ -53,7 +66,64 @@ class UplinkConfig:
     resend_after_s: float = 10.0
     backoff_min_s: int = 1
     backoff_max_s: int = 60
-    keepalive_s: int = 30
+    keepalive_s: int = 300
+    batch_records: int = 32
+    batch_bytes: int = 16 * 1024
+    linger_s: float = 0.0
+    session_expiry_s: int = 24 * 3600
+    tls_resume: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_records < 1:
+            raise UplinkError(f"batch_records {self.batch_records}: at least 1")
+        if not 0 < self.batch_bytes <= MAX_TOKEN_CHARS:
+            raise UplinkError(f"batch_bytes {self.batch_bytes}: 1 to {MAX_TOKEN_CHARS} (the "
+                              "registry's limit on one message)")  # fmt: skip
+        if self.keepalive_s < 0 or self.keepalive_s > 65535:
+            raise UplinkError(f"keepalive_s {self.keepalive_s}: 0 to 65535 (MQTT's limit)")
+        if self.linger_s < 0 or self.session_expiry_s < 0:
+            raise UplinkError("linger_s and session_expiry_s may not be negative")
+
+
+#: Never held back for a batch: what the registry must act on at once (DESIGN.md, Records),
+#: and a driver session's start and end (the binding a fleet sees).
+URGENT_KINDS = frozenset({"emergency", "consent", "session.start", "session.end"})
+
+
+def batches(records: list[OutboxRecord], max_records: int,
+            max_bytes: int) -> list[list[OutboxRecord]]:  # fmt: skip
+    """``records`` in order, cut into messages of at most ``max_records`` records and
+    ``max_bytes`` bytes (JWS plus the LF between them); a record larger than ``max_bytes``
+    goes alone."""
+    out: list[list[OutboxRecord]] = []
+    current: list[OutboxRecord] = []
+    size = 0
+    for record in records:
+        grown = size + len(record.jws) + (1 if current else 0)
+        if current and (len(current) >= max_records or grown > max_bytes):
+            out.append(current)
+            current, grown = [], len(record.jws)
+        current.append(record)
+        size = grown
+    if current:
+        out.append(current)
+    return out
+
+
+#: The TLS 1.2 cipher suites the uplink offers (OpenSSL syntax).
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+class _ResumingContext(ssl.SSLContext):
+    """A client context that offers the last TLS session it was given (TLS 1.3 ticket or 1.2
+    session id) on the next handshake; paho wraps every new socket with it."""
+
+    session: ssl.SSLSession | None = None
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        if kwargs.get("session") is None and self.session is not None:
+            kwargs["session"] = self.session
+        return super().wrap_socket(sock, *args, **kwargs)
 
 
 def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
@@ -67,6 +137,7 @@ def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
 class _Event:
     kind: str  # connected | disconnected | ack | published
     seq: int = 0
+    resumed: bool = False
     mid: int = 0
     reason: str = ""
     failed: bool = False
@@ -83,7 +154,12 @@ class MqttUplink:
         self._clock = clock
         self._events: queue.Queue[_Event] = queue.Queue()
         self._window: dict[int, tuple[OutboxRecord, float]] = {}
-        self._mids: dict[int, int] = {}
+        self._mids: dict[int, tuple[int, ...]] = {}  # MQTT mid -> seqs paho still holds
+        self._linger_from: float | None = None
+        # taken from the outbox (which starts their re-send timers), held back for a batch
+        self._held: dict[int, OutboxRecord] = {}
+        self._hurry = False
+        self._tls: _ResumingContext | None = None
         self._causes: set[str] = set()
         self._connected = False
         self._evicted_seen = -1
@@ -99,7 +175,22 @@ class MqttUplink:
             protocol=mqtt.MQTTv5 if cfg.mqtt5 else mqtt.MQTTv311,
             clean_session=None if cfg.mqtt5 else True,
         )
-        if cfg.ca_file is not None:
+        if cfg.ca_file is not None and cfg.tls_resume:
+            try:
+                self._tls = _ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+                # Only forward-secret AEAD suites for TLS 1.2 (1.3 has its own): the
+                # ClientHello shrinks below 256 bytes, where OpenSSL adds no padding
+                # extension (RFC 7685), 517 -> 251 bytes per handshake
+                self._tls.set_ciphers(TLS12_CIPHERS)
+                self._tls.load_verify_locations(cafile=str(cfg.ca_file))
+                if cfg.cert_file is not None:
+                    self._tls.load_cert_chain(
+                        str(cfg.cert_file), str(cfg.key_file) if cfg.key_file else None
+                    )
+            except (OSError, ssl.SSLError) as exc:
+                raise UplinkError(f"TLS files ({cfg.ca_file}, {cfg.cert_file}): {exc}") from exc
+            client.tls_set_context(self._tls)
+        elif cfg.ca_file is not None:
             client.tls_set(
                 ca_certs=str(cfg.ca_file),
                 certfile=str(cfg.cert_file) if cfg.cert_file else None,
@@ -118,12 +209,24 @@ class MqttUplink:
         return client
 
     # paho callbacks: on paho's network thread; they only queue events -----------------------
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: ReasonCode,
+                    _p: Any) -> None:  # fmt: skip
         if rc.is_failure:
             self._events.put(_Event("refused_connect", reason=str(rc)))
             return
-        client.subscribe(ack_topic(self.config.device), qos=1)
-        self._events.put(_Event("connected"))
+        resumed = False
+        sock = client.socket()
+        if self._tls is not None and isinstance(sock, ssl.SSLSocket):
+            # the server's tickets came before the CONNACK: keep one for the next handshake
+            resumed = bool(sock.session_reused)
+            session = sock.session
+            if session is not None:
+                self._tls.session = session
+        if not getattr(flags, "session_present", False):
+            # QoS 0: an ack is cumulative and idempotent; a lost one is made good by the next
+            # (or by the re-send it leads to), so a PUBACK for each is bytes for nothing
+            client.subscribe(ack_topic(self.config.device), qos=0)
+        self._events.put(_Event("connected", resumed=resumed))
 
     def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
         # paho calls this inside its ``except OSError`` and passes no error: the one being
@@ -153,10 +256,17 @@ class MqttUplink:
     # the agent's thread ----------------------------------------------------------------------
     def start(self) -> None:
         """Start connecting in the background (retries with back-off until :meth:`stop`)."""
+        cfg = self.config
+        props = None
+        if cfg.mqtt5 and cfg.session_expiry_s > 0:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = cfg.session_expiry_s
         try:
             self._client.connect_async(
-                self.config.host, self.config.port, keepalive=self.config.keepalive_s
-            )
+                cfg.host, cfg.port, keepalive=cfg.keepalive_s,
+                clean_start=props is None if cfg.mqtt5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+                properties=props,
+            )  # fmt: skip
         except (OSError, ValueError) as exc:
             raise UplinkError(f"{self.config.host}:{self.config.port}: {exc}") from exc
         self._client.loop_start()
@@ -174,6 +284,10 @@ class MqttUplink:
     def stats(self) -> UplinkStats:
         """Counters since start: published, re-sent, acked, refused, reconnects."""
         return self._stats
+
+    def hurry(self) -> None:
+        """Send what is pending without waiting for a batch to fill (at shutdown)."""
+        self._hurry = True
 
     def step(self, timeout: float = 0.1) -> None:
         """Handle what paho reported (waiting up to ``timeout`` for it), then send what is due.
@@ -201,21 +315,26 @@ class MqttUplink:
     def _handle(self, event: _Event) -> None:
         if event.kind == "connected":
             self._connected = True
-            self._stats = self._stats.bump(connects=1)
-            log.info("uplink connected to %s:%d", self.config.host, self.config.port)
-            self._resend(list(self._window))
+            self._stats = self._stats.bump(connects=1, tls_resumed=int(event.resumed))
+            log.info("uplink connected to %s:%d%s", self.config.host, self.config.port,
+                     " (TLS session resumed)" if event.resumed else "")  # fmt: skip
+            # paho re-sends the messages it still holds (no PUBACK yet); the rest of the
+            # window (PUBACKed, but no registry ack) goes again now
+            held = {seq for seqs in self._mids.values() for seq in seqs}
+            self._resend([seq for seq in self._window if seq not in held])
         elif event.kind == "disconnected":
             if self._connected:
                 log.warning("uplink disconnected: %s", event.reason)
             self._connected = False
-            self._mids.clear()
         elif event.kind == "ack":
+            self._stats = self._stats.bump(acks=1)
             self._apply_ack(event.seq)
         elif event.kind == "published":
-            seq = self._mids.pop(event.mid, None)
-            if event.failed and seq is not None:
-                self._stats = self._stats.bump(refused=1)
-                self._log_cause(f"broker refused seq {seq}: {event.reason}", event.reason)
+            seqs = self._mids.pop(event.mid, None)
+            if event.failed and seqs:
+                self._stats = self._stats.bump(refused=len(seqs))
+                where = f"seq {seqs[0]}" + (f"..{seqs[-1]}" if len(seqs) > 1 else "")
+                self._log_cause(f"broker refused {where}: {event.reason}", event.reason)
         else:  # refused_connect, connect_failed, socket_error, bad_ack
             self._log_cause(f"{event.kind}: {event.reason}", event.kind + event.reason)
 
@@ -234,17 +353,26 @@ class MqttUplink:
             return
         for done in [s for s in self._window if s <= seq]:
             del self._window[done]
+        for done in [s for s in self._held if s <= seq]:
+            del self._held[done]
         self._stats = self._stats.bump(acked=pruned)
 
-    def _publish(self, record: OutboxRecord) -> None:
-        info = self._client.publish(self._topic, record.jws.encode("ascii"), qos=1)
-        self._mids[info.mid] = record.seq
-        self._window[record.seq] = (record, self._clock())
+    def _publish(self, records: list[OutboxRecord]) -> None:
+        """Publish ``records`` (in seq order) in as few messages as the batch bounds allow."""
+        cfg = self.config
+        now = self._clock()
+        for batch in batches(records, cfg.batch_records, cfg.batch_bytes):
+            payload = "\n".join(r.jws for r in batch).encode("ascii")
+            info = self._client.publish(self._topic, payload, qos=1)
+            self._mids[info.mid] = tuple(r.seq for r in batch)
+            for record in batch:
+                self._window[record.seq] = (record, now)
+            self._stats = self._stats.bump(messages=1)
 
     def _resend(self, seqs: list[int]) -> None:
-        for seq in sorted(seqs):
-            self._publish(self._window[seq][0])
-        self._stats = self._stats.bump(resent=len(seqs))
+        if seqs:
+            self._publish([self._window[seq][0] for seq in sorted(seqs)])
+            self._stats = self._stats.bump(resent=len(seqs))
 
     def _send_gaps(self) -> None:
         """Send gap records out of turn after an eviction or a rebuild of a damaged outbox:
@@ -255,9 +383,7 @@ class MqttUplink:
         if given_up == self._evicted_seen:
             return
         self._evicted_seen = given_up
-        for record in self.outbox.records("gap"):
-            if record.seq not in self._window:
-                self._publish(record)
+        self._publish([r for r in self.outbox.records("gap") if r.seq not in self._window])
 
     def _send_due(self) -> None:
         self._send_gaps()
@@ -268,7 +394,29 @@ class MqttUplink:
         room = self.config.window - len(self._window)
         if room <= 0:
             return
-        fresh = [r for r in self.outbox.pending(room) if r.seq not in self._window]
-        for record in fresh:
-            self._publish(record)
+        for record in self.outbox.pending(room - len(self._held)) if room > len(self._held) else ():
+            if record.seq not in self._window:
+                self._held.setdefault(record.seq, record)
+        fresh = [self._held[seq] for seq in sorted(self._held)]
+        if not fresh:
+            self._linger_from = None
+            return
+        if self._lingers(fresh, room, now):
+            return
+        self._linger_from = None
+        self._held.clear()
+        self._publish(fresh)
         self._stats = self._stats.bump(published=len(fresh))
+
+    def _lingers(self, fresh: list[OutboxRecord], room: int, now: float) -> bool:
+        """Whether to hold ``fresh`` back a little longer for a fuller batch."""
+        cfg = self.config
+        if cfg.linger_s <= 0 or self._hurry or any(r.kind in URGENT_KINDS for r in fresh):
+            return False
+        full = len(fresh) >= min(cfg.batch_records, room) or (
+            sum(len(r.jws) + 1 for r in fresh) >= cfg.batch_bytes)  # fmt: skip
+        if full:
+            return False
+        if self._linger_from is None:
+            self._linger_from = now
+        return now - self._linger_from < cfg.linger_s

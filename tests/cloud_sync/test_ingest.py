@@ -43,6 +43,42 @@ def test_chain_in_order_is_stored_acked_and_verifies(ingestor: Ingestor, store, 
     assert store.rejections() == {}
 
 
+def test_a_batch_message_commits_every_record_with_one_cumulative_ack(ingestor, store,
+                                                                      device_ca):
+    gw = enrolled(store, device_ca)
+    tokens = [gw.sign(trip(float(i)), "trip") for i in range(1, 6)] + [gw.sign(event(), "event")]
+    batch = "\n".join(tokens).encode()
+    assert ingestor.process([(rec_topic(gw.device), batch)]) == [Ack("gw-1", 6)]
+    assert [store.record_hash("gw-1", s) for s in range(1, 7)] == [record_hash(t) for t in tokens]
+    assert store.counts()["trips"] == 5 and store.counts()["events"] == 1
+    assert store.rejections() == {}
+    # re-sent (no ack arrived): every record a duplicate, the same ack again
+    assert ingestor.process([(rec_topic(gw.device), batch)]) == [Ack("gw-1", 6)]
+    assert store.rejections() == {"duplicate": 6}
+
+
+def test_a_forged_record_inside_a_batch_is_refused_alone(ingestor, store, device_ca):
+    gw = enrolled(store, device_ca)
+    t1, t2, t3 = (gw.sign(trip(), "trip") for _ in range(3))
+    forger = Gateway("gw-1", gw.vin, seq=1, prev=record_hash(t1))  # right id and place, wrong key
+    forged = forger.sign(trip(500.0), "trip")
+    batch = b"\n".join(t.encode() for t in (t1, forged, t2, b"".decode(), t3))
+    assert ingestor.process([(rec_topic(gw.device), batch)]) == [Ack("gw-1", 3)]
+    assert [store.record_hash("gw-1", s) for s in (1, 2, 3)] == [record_hash(t) for t in
+                                                                  (t1, t2, t3)]  # fmt: skip
+    assert store.rejections() == {"bad_signature": 1, "malformed": 1}  # the empty line too
+
+
+def test_a_batch_over_the_payload_bound_is_refused_whole(store, card_issuer, device_ca):
+    gw = enrolled(store, device_ca)
+    tokens = [gw.sign(trip(), "trip") for _ in range(4)]
+    small = Ingestor(store, card_issuer.anchors(), max_payload=3 * len(tokens[0]))
+    assert small.process([(rec_topic(gw.device), "\n".join(tokens).encode())]) == []
+    assert store.rejections() == {"oversized": 1} and store.counts()["records"] == 0
+    assert small.process([(rec_topic(gw.device), "\n".join(tokens[:2]).encode())]) == [
+        Ack("gw-1", 2)]
+
+
 def test_duplicate_is_acked_and_stored_once(ingestor, store, device_ca):
     gw = enrolled(store, device_ca)
     token = gw.sign(trip(), "trip")
@@ -148,7 +184,7 @@ def test_rejections_store_nothing_and_are_counted(ingestor, store, device_ca):
         "revoked_device": (rec_topic("gw-r"), revoked.sign(trip(), "trip").encode()),
         "device_mismatch": (rec_topic("gw-r"), good.encode()),
         "oversized": (rec_topic("gw-1"), b"x" * (10 * 1024 * 1024)),
-        "malformed": (rec_topic("gw-1"), bytes(range(256))),
+        "malformed": (rec_topic("gw-1"), bytes(b for b in range(256) if b != 10)),  # one line
         "alg_mismatch": (rec_topic("gw-1"), f"{none_alg}.{payload}.".encode()),
         "bad_topic": ("msp/v1/dev/gw-1/other", good.encode()),
     }  # fmt: skip
@@ -188,7 +224,9 @@ def test_random_payloads_never_crash_or_store(ingestor, store, device_ca, payloa
     before = sum(store.rejections().values())
     assert ingestor.process([(f"msp/v1/dev/{device}/rec", payload)]) == []
     assert store.counts()["records"] == 0
-    assert sum(store.rejections().values()) == before + 1
+    # a bad topic refuses the message; otherwise each line is a record of a batch, refused alone
+    lines = 1 if device == "a/b" else payload.count(b"\n") + 1
+    assert sum(store.rejections().values()) == before + lines
 
 
 def test_gap_overlapping_what_arrived_declares_only_the_rest(ingestor, store, device_ca):

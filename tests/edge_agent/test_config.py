@@ -39,6 +39,26 @@ def test_minimal_file_gets_the_documented_defaults() -> None:
     assert signal_map.resolve() == (REPO / "dbc" / "msp_demo.toml").resolve()
     assert config.scoring.vehicle_class == "car"
     assert config.broker_host_port == ("127.0.0.1", 1883, False)
+    # chosen for a metered cellular link (docs/sync.md, Bytes on the wire)
+    assert (config.uplink_keepalive_s, config.uplink_batch_records, config.uplink_linger_s,
+            config.uplink_session_expiry_s, config.health_max_interval_s) == (
+        300, 32, 30.0, 86400, 3600.0)  # fmt: skip
+
+
+def test_uplink_settings_for_the_link_are_read_and_bounded(tmp_path: Path) -> None:
+    assert BASE.rstrip().endswith('[uplink]\nbroker = "mqtt://127.0.0.1:1883"')
+    text = BASE + ("keepalive_s = 600\nbatch_records = 8\nbatch_bytes = 4096\nlinger_s = 0\n"
+                   "session_expiry_s = 0\n[agent]\nhealth_max_interval_s = 900\n")
+    config = load_config(write(tmp_path, text))
+    assert (config.uplink_keepalive_s, config.uplink_batch_records, config.uplink_batch_bytes,
+            config.uplink_linger_s, config.uplink_session_expiry_s) == (600, 8, 4096, 0.0, 0)
+    assert config.health_max_interval_s == 900.0
+    for env, expected in [({"MSP_UPLINK_KEEPALIVE_S": "70000"}, "at most 65535"),
+                          ({"MSP_UPLINK_BATCH_BYTES": "10000000"}, "uplink.batch_bytes: at most"),
+                          ({"MSP_UPLINK_LINGER_S": "-1"}, "uplink.linger_s: expected"),
+                          ({"MSP_UPLINK_SESSION_EXPIRY_S": "1.5"}, "session_expiry_s: expected")]:
+        with pytest.raises(ConfigError, match=expected):
+            load_config(write(tmp_path, BASE), env)
 
 
 def test_the_example_configuration_loads(tmp_path: Path) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import socket
 import ssl
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -13,12 +18,14 @@ from cloud_sync.ingest import Ingestor
 from cloud_sync.sqlite_store import SqliteStore
 from edge_agent import cli as agent_cli
 from edge_agent.keys import load_signer
-from edge_agent.outbox import Outbox, OutboxLimits
-from edge_agent.uplink import MemoryUplink, MqttUplink
+from edge_agent.outbox import NewRecord, Outbox, OutboxLimits
+from edge_agent.uplink import MemoryUplink, MqttUplink, UplinkConfig, UplinkError
+from edge_agent.uplink.mqtt import batches
 from msp_protocol.chain import verify_chain
-from msp_protocol.jws import load_public_key
+from msp_protocol.jws import MAX_TOKEN_CHARS, load_public_key
 from msp_protocol.topics import rec_topic
-from tests.sync_deploy import Deployment, UplinkThread, wait_for
+from tests.sync_deploy import T0, Deployment, UplinkThread, wait_for
+from tests.sync_kit import session_end
 
 
 @pytest.mark.parametrize("mqtt5", [True, False], ids=["mqtt5", "mqtt311"])
@@ -127,3 +134,123 @@ def test_uplink_command_line_errors(tmp_path, capsys, args, message) -> None:
     files = ["--outbox", str(tmp_path / "o.db"), "--key", str(tmp_path / "k")]
     code = agent_cli.main(["uplink", *files, "--device", "gw-1", "--vin", "JT1234567", *args])
     assert code == 2 and message in capsys.readouterr().err
+
+
+# -- bytes on a metered link: batches, linger, keepalive, session, TLS resumption --------------
+
+
+def _registry_listening(deployment: Deployment) -> None:
+    """Start the registry and wait for its subscription: the counts below allow no re-send."""
+    deployment.start_registry()
+    log = deployment.root / "registry.log"
+    wait_for(lambda: log.exists() and "registry connected" in log.read_text(), "the registry")
+
+
+@dataclass(frozen=True)
+class _Rec:
+    seq: int
+    kind: str
+    jws: str
+
+
+def test_batches_keep_order_and_both_bounds() -> None:
+    records = [_Rec(i, "trip", "x" * size) for i, size in enumerate([10, 10, 10, 50, 10, 10], 1)]
+    cut = batches(records, 3, 40)  # type: ignore[arg-type]
+    assert [[r.seq for r in b] for b in cut] == [[1, 2, 3], [4], [5, 6]]  # 50 > 40 goes alone
+    assert all(len("\n".join(r.jws for r in b)) <= 40 or len(b) == 1 for b in cut)
+    assert [[r.seq for r in b] for b in batches(records, 2, 10_000)] == [[1, 2], [3, 4], [5, 6]]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("changes", [{"keepalive_s": 70_000}, {"batch_records": 0},
+                                     {"batch_bytes": MAX_TOKEN_CHARS + 1}, {"linger_s": -1.0}])
+def test_uplink_settings_out_of_range_are_refused(changes: dict[str, float]) -> None:
+    with pytest.raises(UplinkError, match=next(iter(changes))):
+        UplinkConfig("gw-1", **changes)  # type: ignore[arg-type]
+
+
+def test_a_batch_is_one_message_committed_whole_with_one_cumulative_ack(
+    deployment: Deployment,
+) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    _registry_listening(deployment)
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 10)
+    uplink = MqttUplink(deployment.uplink_config(gw, resend_after_s=600), outbox)
+    with UplinkThread(uplink):
+        wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain")
+    assert deployment.verify(gw, 10).records == 10
+    stats = uplink.stats()
+    assert (stats.published, stats.messages, stats.acks, stats.acked) == (10, 1, 1, 10)
+    log = (deployment.brokerdir / "mosquitto.log").read_text()
+    # a long keepalive, a persistent MQTT 5 session, acks subscribed at QoS 0
+    assert re.search(r"as gw-1 \(p5, c0, k5", log), log[-2000:]
+    assert "gw-1 0 msp/v1/dev/gw-1/ack" in log
+
+
+def test_batches_are_bounded_and_every_record_still_committed(deployment: Deployment) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    _registry_listening(deployment)
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 40)
+    config = deployment.uplink_config(gw, resend_after_s=600, batch_records=16)
+    uplink = MqttUplink(config, outbox)
+    with UplinkThread(uplink):
+        wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain")
+    assert deployment.verify(gw, 40).records == 40
+    assert uplink.stats().messages == 3  # 16 + 16 + 8
+
+
+def _step_until(uplink: MqttUplink, condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        uplink.step(0.05)
+
+
+def test_linger_holds_a_small_batch_until_hurried(deployment: Deployment) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    _registry_listening(deployment)
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 3)
+    uplink = MqttUplink(deployment.uplink_config(gw, linger_s=3600), outbox)
+    uplink.start()
+    try:
+        _step_until(uplink, lambda: uplink.connected, "the connection")
+        for _ in range(20):
+            uplink.step(0.05)
+        assert uplink.stats().published == 0 and outbox.stats().rows == 3  # held for a batch
+        uplink.hurry()
+        _step_until(uplink, lambda: outbox.stats().rows == 0, "the outbox to drain")
+    finally:
+        uplink.stop()
+    assert uplink.stats().messages == 1 and deployment.verify(gw, 3).records == 3
+
+
+def test_a_session_record_is_never_held_for_a_batch(deployment: Deployment) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    _registry_listening(deployment)
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 2)
+    outbox.append_many([NewRecord(session_end(), T0 + 5000.0, "s-1")])
+    uplink = MqttUplink(deployment.uplink_config(gw, linger_s=3600), outbox)
+    with UplinkThread(uplink):
+        wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain")
+    assert uplink.stats().messages == 1  # the two trips went with it
+
+
+def test_a_reconnect_resumes_the_tls_session(deployment: Deployment) -> None:
+    gw = deployment.enroll_gateway("gw-1", "JTCAR00001")
+    _registry_listening(deployment)
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 2)
+    uplink = MqttUplink(deployment.uplink_config(gw), outbox)
+    with UplinkThread(uplink):
+        wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain")
+        sock = uplink._client.socket()  # the link drops (a tunnel, a cell handover)
+        assert isinstance(sock, socket.socket)
+        sock.shutdown(socket.SHUT_RDWR)
+        wait_for(lambda: uplink.stats().connects == 2 and uplink.connected, "a reconnect")
+        gw.fill(outbox, 2, start=2)
+        wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain again")
+    assert uplink.stats().tls_resumed == 1  # the second handshake sent no certificates
+    assert deployment.verify(gw, 4).records == 4

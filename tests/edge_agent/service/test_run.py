@@ -135,6 +135,7 @@ cert = "{gw.cert}"
 
 [agent]
 health_interval_s = 2
+health_max_interval_s = 2
 no_frames_s = 600
 stop_flush_s = 15
 # a shared test machine may fall behind the feeder: no frame may be dropped in these tests

@@ -225,8 +225,6 @@ _BASES = {
     "decode, signing": "import can, cantools, edge_agent.replay, msp_protocol.jws",
     "decode, signing, x509": "import can, cantools, edge_agent.replay, msp_protocol.jws, "
     "cryptography.x509",
-    "decode, signing, sqlite-utils": "import can, cantools, edge_agent.replay, msp_protocol.jws, "
-    "sqlite_utils",
     "decode, signing, paho": "import can, cantools, edge_agent.replay, msp_protocol.jws, "
     "paho.mqtt.client",
     "decode, signing, outbox, uplink": "import can, cantools, edge_agent.replay, "
@@ -245,9 +243,9 @@ IMPORTS: tuple[tuple[str, str, str], ...] = (
     ("signing: cryptography's Ed25519/ES256 (msp_protocol.jws)", "decode",
      "import msp_protocol.jws"),
     ("cryptography.x509 (CSR, card certificates)", "decode, signing", "import cryptography.x509"),
-    ("sqlite-utils", "can", "import sqlite_utils"),
-    ("outbox: ours, beyond sqlite-utils and signing (edge_agent.outbox)",
-     "decode, signing, sqlite-utils", "import edge_agent.outbox"),
+    ("sqlite-utils (the registry's store; not the agent)", "can", "import sqlite_utils"),
+    ("outbox: ours, on sqlite3 (edge_agent.outbox)", "decode, signing",
+     "import edge_agent.outbox"),
     ("paho-mqtt (with ssl)", "can", "import paho.mqtt.client, ssl"),
     ("uplink: ours (edge_agent.uplink)", "decode, signing, paho", "import edge_agent.uplink"),
     ("the rest of msp-agent run (edge_agent.service)", "decode, signing, outbox, uplink",

@@ -14,11 +14,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.x509.oid import NameOID
 
 from msp_protocol.errors import ProtocolError
 from msp_protocol.jws import PrivateKey, Signer
@@ -89,6 +87,9 @@ def init_device_key(
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+    from cryptography import x509  # noqa: PLC0415 - X.509 only to write the CSR
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device)]))

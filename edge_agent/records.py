@@ -9,12 +9,15 @@ is made (``RecordError`` if the data breaks it); the outbox signs it without che
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from msp_protocol import bodies
 from msp_protocol.records import body_from_json, checked, format_ts, parse_ts
 
-from .identity.binding import SessionEndBody, SessionStartBody
 from .scoring import Event, Trip
+
+if TYPE_CHECKING:  # identity brings X.509 and RSA: the agent without a card never loads it
+    from .identity.binding import SessionEndBody, SessionStartBody
 
 
 def trip_body(trip: Trip) -> bodies.Trip:

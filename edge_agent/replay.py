@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .decode import DbcDecoder
 from .errors import ConfigError
@@ -19,7 +19,9 @@ from .pipeline import BusRouter, DecodeStage
 from .samples import Sample
 from .scoring import Event, Scorer, ScoringConfig, Trip
 from .signalmap import load_signal_map
-from .writer import RecordWriter
+
+if TYPE_CHECKING:  # the writer brings the outbox, SQLite and cryptography: only with --outbox
+    from .writer import RecordWriter
 
 #: Rejection reasons every report lists, even at zero, so consumers can rely on the keys.
 REJECTION_REASONS = ("bad_length", "decode_error", "implausible", "corrupt_line")

@@ -14,15 +14,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from msp_protocol import bodies
 from msp_protocol.errors import ProtocolError
 from msp_protocol.records import checked
 
 from .errors import OutboxError
-from .identity.session import DriverSession
-from .identity.watcher import SessionEnded
 from .outbox import NewRecord, Outbox
 from .ratelimit import RateLimitedLog
 from .records import (
@@ -33,6 +31,10 @@ from .records import (
     trip_body,
 )
 from .scoring import Event, Trip
+
+if TYPE_CHECKING:  # sessions come from the card thread: the agent without a card never loads them
+    from .identity.session import DriverSession
+    from .identity.watcher import SessionEnded
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 | topic                          | publisher             | payload                          |
 |--------------------------------|-----------------------|----------------------------------|
-| msp/v1/dev/{device}/rec        | gateway, QoS 1        | one record JWS, or a batch of them one per line (ASCII) |
+| msp/v1/dev/{device}/rec        | gateway, QoS 1        | record JWS(s), one per line     |
 | msp/v1/dev/{device}/ack        | registry              | ``{"seq": N}``: all <= N stored  |
 | msp/v1/fleet/{fleet}/{kind}    | registry              | consent-filtered record          |
 | msp/v1/fleet/{fleet}/score/{p} | registry, retained    | person ``p``'s portable score    |

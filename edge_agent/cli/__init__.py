@@ -19,8 +19,13 @@ SUBCOMMANDS: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the parser with every subcommand registered."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Return the parser with every subcommand registered, or with ``only`` that one.
+
+    Registering a subcommand imports its module, and with it what the subcommand runs
+    (python-can, cryptography, SQLite, paho...): :func:`main` registers just the one the
+    command line names, so that ``msp-agent replay`` does not pay for ``msp-agent uplink``.
+    """
     parser = argparse.ArgumentParser(
         prog="msp-agent", description="Mobility Smart Passport in-vehicle gateway agent."
     )
@@ -29,14 +34,25 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)"
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMANDS:
+    for name in SUBCOMMANDS if only is None else (only,):
         importlib.import_module(f"{__name__}.{name}").add_subparser(subparsers)
     return parser
 
 
+def command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names, or None when it names none (``--help``, a typo, no
+    command): the options before a subcommand (``-v``, ``--version``, ``-h``) take no value,
+    so the subcommand is the first argument that is not an option."""
+    for arg in argv:
+        if arg == "--" or not arg.startswith("-"):
+            return arg if arg in SUBCOMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``msp-agent``; returns the process exit code (2 for a usage or input error)."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(command_of(argv)).parse_args(argv)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

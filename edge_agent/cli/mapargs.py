@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 from datetime import tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import ConfigError
-from ..replay import MapSpec
 from ..vehicles import vehicle
+
+if TYPE_CHECKING:
+    from ..replay import MapSpec
 
 
 def add_map_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,15 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..keys import load_signer
 from ..obd.passive import PassiveObdDecoder
-from ..outbox import Outbox
 from ..replay import Replay, ReplayReport
 from ..scoring import ScoringConfig
 from ..scoring.config import CLASS_DEFAULTS, CO2_KG_PER_L
 from ..signalmap import load_signal_map
 from ..text import plural
-from ..writer import RecordWriter
 from .mapargs import add_map_arguments, log_tz, maps_of
 
 
@@ -78,7 +75,11 @@ def _do_replay(args: argparse.Namespace) -> int:
         scoring = ScoringConfig.for_class(cls, fuel_type=args.fuel_type)
     with contextlib.ExitStack() as stack:
         writer = None
-        if args.outbox:
+        if args.outbox:  # the outbox brings SQLite and cryptography: loaded only for it
+            from ..keys import load_signer  # noqa: PLC0415
+            from ..outbox import Outbox  # noqa: PLC0415
+            from ..writer import RecordWriter  # noqa: PLC0415
+
             outbox = Outbox.open(
                 Path(args.outbox), load_signer(Path(args.key), args.device), args.vin
             )

@@ -19,17 +19,12 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import signals as sig
-from ..card.pcsc import PcscTransport
 from ..config import AgentConfig, load_config, reloaded
 from ..errors import AgentError, ConfigError, OutboxError
 from ..frames import Frame
-from ..identity.consent import ConsentRequest
-from ..identity.pin_entry import SocketPinEntry
-from ..identity.session import LoginConfig, SessionManager
-from ..identity.trust import TrustStore
-from ..identity.watcher import CardWatcher, SessionEnded, SessionStarted
 from ..keys import load_signer
 from ..outbox import Outbox, OutboxLimits
 from ..pipeline import BusRouter, DecodeStage
@@ -39,10 +34,13 @@ from ..sdnotify import Notifier
 from ..text import plural
 from ..uplink import MqttUplink, UplinkConfig
 from ..writer import RecordWriter
-from .driver import CardThread
 from .health import HealthClock, HealthPolicy, RateWindow, bounded, process_usage, total_counters
-from .obd_source import ObdSource
 from .sources import FrameSource, LiveSource, ReplaySource, build_stages, naming
+
+if TYPE_CHECKING:  # the card (pyscard, X.509) and OBD-II (pyserial, isotp) load when configured
+    from ..identity.pin_entry import SocketPinEntry
+    from .driver import CardThread
+    from .obd_source import ObdSource
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +108,8 @@ class Agent:
         with naming("key"):
             signer = load_signer(cfg.key, cfg.device)
         if cfg.obd is not None:
+            from .obd_source import ObdSource  # noqa: PLC0415 - only with [obd]
+
             with naming("obd"):
                 self.obd = ObdSource(cfg.obd)
             if cfg.vin == "obd":
@@ -146,6 +146,15 @@ class Agent:
         self.uplink = MqttUplink(uplink_cfg, self.outbox)
 
     def _open_card(self) -> CardThread:
+        # Only with [card] enabled: these bring pyscard and cryptography's X.509.
+        from ..card.pcsc import PcscTransport  # noqa: PLC0415
+        from ..identity.consent import ConsentRequest  # noqa: PLC0415
+        from ..identity.pin_entry import SocketPinEntry  # noqa: PLC0415
+        from ..identity.session import LoginConfig, SessionManager  # noqa: PLC0415
+        from ..identity.trust import TrustStore  # noqa: PLC0415
+        from ..identity.watcher import CardWatcher  # noqa: PLC0415
+        from .driver import CardThread  # noqa: PLC0415
+
         cfg = self.config
         with naming("card.anchors"):
             trust = TrustStore.load(cfg.trust_anchors)
@@ -263,6 +272,8 @@ class Agent:
     def _drain_card(self, reason: str | None = None) -> None:
         if self.card is None or self.writer is None:
             return
+        from ..identity.watcher import SessionEnded, SessionStarted  # noqa: PLC0415 - with a card
+
         while not self.card.events.empty():
             event = self.card.events.get_nowait()
             if isinstance(event, SessionStarted):

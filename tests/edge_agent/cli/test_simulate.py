@@ -24,5 +24,6 @@ def test_dbc_given_explicitly_is_used(tmp_path: Path) -> None:
     dbc = tmp_path / "elsewhere.dbc"
     dbc.write_bytes(DEFAULT_DBC.read_bytes())
     out = tmp_path / "drive.log"
-    assert main(["simulate", str(out), "--duration", "5", "--no-background", "--dbc", str(dbc)]) == 0
+    argv = ["simulate", str(out), "--duration", "5", "--no-background", "--dbc", str(dbc)]
+    assert main(argv) == 0
     assert out.stat().st_size > 0

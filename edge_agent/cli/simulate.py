@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from ..simulate import SCENARIOS, simulate, write_truth
+from ..simulate import DEFAULT_DBC, SCENARIOS, simulate, write_truth
 from ..text import plural
 
 
@@ -36,6 +37,13 @@ def add_subparser(subparsers: Any) -> None:
         "--no-background", action="store_true", help="leave out traffic on unmapped IDs"
     )
     parser.add_argument("--truth", metavar="TRUTH.json", help="write the ground truth here")
+    parser.add_argument(
+        "--dbc",
+        type=Path,
+        default=DEFAULT_DBC,
+        help="the demo vehicle's DBC (default: dbc/msp_demo.dbc of the source tree; "
+        "give it when the agent is installed from a wheel)",
+    )
     parser.set_defaults(func=_do_simulate)
 
 
@@ -47,6 +55,7 @@ def _do_simulate(args: argparse.Namespace) -> int:
         duration=args.duration,
         crash=args.crash,
         background=not args.no_background,
+        dbc_path=args.dbc,
     )
     if args.truth:
         write_truth(result, args.truth)

@@ -63,6 +63,10 @@ def simulate(
     Deterministic for the same arguments. Raises ConfigError for an unknown scenario or suffix.
     """
     out = Path(out)
+    if not Path(dbc_path).is_file():
+        # The demo DBC lives in the repository's dbc/, which a wheel does not carry.
+        raise ConfigError(f"{dbc_path}: no such DBC (the demo vehicle's is dbc/msp_demo.dbc "
+                          "of the repository)")  # fmt: skip
     try:
         builder = PlanBuilder(scenario, seed, duration, crash)
     except ValueError as exc:

@@ -69,7 +69,7 @@ class PedalMisapplicationDetector:
             timestamp,
             both if fast_enough else 0.0,
             speed_kmh=state.speed,
-            location=state.location(timestamp),
+            locate=state.location,
         )
 
     def _update_stomp(self, name: str, timestamp: float, state: VehicleState) -> Event | None:
@@ -151,7 +151,7 @@ class SeatbeltDetector:
         value = 0.0 if state.belted else state.speed
         return closed(
             self._level.update(
-                timestamp, value, speed_kmh=state.speed, location=state.location(timestamp)
+                timestamp, value, speed_kmh=state.speed, locate=state.location
             )
         )
 

@@ -45,16 +45,15 @@ class LongitudinalDetector:
         if name != source or state.accel_lon is None:
             return []
         speed = state.speed if state.speed is not None else 0.0
-        location = state.location(timestamp)
         braking = self._braking.update(
             timestamp,
             -state.accel_lon,
             speed_kmh=speed,
             gate=speed >= self._min_speed,
-            location=location,
+            locate=state.location,
         )
         accelerating = self._accelerating.update(
-            timestamp, state.accel_lon, speed_kmh=speed, location=location
+            timestamp, state.accel_lon, speed_kmh=speed, locate=state.location
         )
         return closed(braking, accelerating)
 
@@ -92,7 +91,7 @@ class CorneringDetector:
                 abs(state.accel_lat),
                 speed_kmh=speed,
                 gate=speed >= self._min_speed,
-                location=state.location(timestamp),
+                locate=state.location,
             )
         )
 

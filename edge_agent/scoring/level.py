@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -113,9 +113,12 @@ class LevelDetector:
         *,
         speed_kmh: float,
         gate: bool = True,
-        location: Location | None = None,
+        locate: Callable[[float], Location | None] | None = None,
     ) -> Event | None:
-        """Advance to ``timestamp`` with the watched ``value``; return an event that closed."""
+        """Advance to ``timestamp`` with the watched ``value``; return an event that closed.
+
+        ``locate(timestamp)`` gives where an event starts; it is called only then.
+        """
         rule = self.rule
         if self.phase is Phase.REARM:
             if value >= rule.release:
@@ -141,7 +144,7 @@ class LevelDetector:
         if rule.reached(value) and gate:
             self.phase = Phase.ACTIVE if rule.sustain_s <= 0 else Phase.PENDING
             self._start, self._peak, self._speed = timestamp, value, speed_kmh
-            self._location = location
+            self._location = locate(timestamp) if locate is not None else None
         return None
 
     def _close(self, timestamp: float) -> Event:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .. import signals as sig
 from .config import ScoringConfig
 from .level import LevelDetector, LevelRule, closed
@@ -39,7 +41,7 @@ class LongitudinalDetector:
             )
         )
 
-    def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
+    def update(self, name: str, timestamp: float, state: VehicleState) -> Sequence[Event]:
         """Advance on the acceleration signal (or on speed when there is none)."""
         source = sig.ACCEL_LON if state.has_lon_signal else sig.SPEED
         if name != source or state.accel_lon is None:
@@ -57,7 +59,7 @@ class LongitudinalDetector:
         )
         return closed(braking, accelerating)
 
-    def close(self, timestamp: float) -> list[Event]:
+    def close(self, timestamp: float) -> Sequence[Event]:
         """Close open events at ``timestamp``."""
         return closed(self._braking.finish(timestamp), self._accelerating.finish(timestamp))
 
@@ -79,7 +81,7 @@ class CorneringDetector:
             )
         )
 
-    def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
+    def update(self, name: str, timestamp: float, state: VehicleState) -> Sequence[Event]:
         """Advance on the lateral signal (or on yaw rate when there is none)."""
         source = sig.ACCEL_LAT if state.has_lat_signal else sig.YAW_RATE
         if name != source or state.accel_lat is None:
@@ -95,6 +97,6 @@ class CorneringDetector:
             )
         )
 
-    def close(self, timestamp: float) -> list[Event]:
+    def close(self, timestamp: float) -> Sequence[Event]:
         """Close an open event at ``timestamp``."""
         return closed(self._level.finish(timestamp))

@@ -47,6 +47,7 @@ class _Route:
     in_trip: tuple[_Update, ...]
     trip_hook: Callable[[TripAccumulator, float, VehicleState], None] | None
     starts_trips: bool
+    is_ignition: bool
     is_odometer: bool
     last_ts: float | None = None
 
@@ -88,6 +89,7 @@ class Scorer:
         self._routes = {name: self._route(name) for name in sig.CANONICAL}
         self._clock: float | None = None
         self._max_gap_s = self.config.max_gap_s
+        self._trip_end_s = self.config.trip_end_stationary_s
         self._trip: TripAccumulator | None = None
         self._stopped_since: float | None = None
         self._ignition: bool | None = None
@@ -109,6 +111,7 @@ class Scorer:
             in_trip=updates(self._trip_detectors),
             trip_hook=_TRIP_HOOKS.get(name),
             starts_trips=name in (sig.SPEED, sig.IGNITION),
+            is_ignition=name == sig.IGNITION,
             is_odometer=name == sig.ODOMETER,
         )
 
@@ -140,8 +143,21 @@ class Scorer:
             if ts > clock:
                 self._clock = ts
         route.apply(ts, sample.value)
-        # only these can start a trip; an open one is watched for its end on every sample
-        events = self._segment(name, ts) if self._trip is not None or route.starts_trips else []
+        # Only speed and ignition start a trip; an open one is watched for its end on every
+        # sample (what _segment does, inlined for every sample but the ignition's).
+        events: list[Event]
+        if self._trip is None or route.is_ignition:
+            events = self._segment(name, ts) if route.starts_trips else []
+        elif not state.stopped:
+            self._stopped_since = None
+            events = []
+        elif self._stopped_since is None:
+            self._stopped_since = ts
+            events = []
+        elif ts - self._stopped_since >= self._trip_end_s:
+            events = self._end_trip(self._stopped_since, "stationary with the engine off")
+        else:
+            events = []
         trip = self._trip
         if trip is not None and route.trip_hook is not None:
             route.trip_hook(trip, ts, state)

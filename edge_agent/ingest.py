@@ -84,6 +84,8 @@ _BLF_OBJECT_HEADER = 16  # LOBJ, header size, version, object size, object type
 _BLF_MAX_OBJECT = 16 << 20
 #: Where an object smaller than its header might start (then the container is walked).
 _SMALL_OBJECT = re.compile(rb"LOBJ.{4}[\x00-\x0f]\x00\x00\x00", re.DOTALL)
+#: Distinct candump ID texts whose parse is remembered (a bus has at most a few hundred).
+_KNOWN_IDS = 4096
 #: What reading a (compressed) text file can raise.
 _READ_ERRORS = (OSError, EOFError, zlib.error)
 
@@ -200,6 +202,13 @@ class LogSource:
 
     def _candump(self, f: IO[str], wanted: frozenset[int] | None) -> Iterator[Frame]:
         counts, forced, lineno = self.counts, self.bus, 0
+        # ID text with its '#' -> (ID, wanted): a log repeats a few hundred IDs millions of
+        # times, so each is parsed and checked once. Bounded: junk IDs cannot grow it for ever.
+        known: dict[str, tuple[int, bool]] = {}
+        # counted here and written back before every yield and at the end: the counts are
+        # current whenever anyone else runs
+        frames = counts.frames
+        unmapped = counts.unmapped
         try:
             for line in iter(functools.partial(f.readline, MAX_LINE), ""):
                 lineno += 1
@@ -213,18 +222,26 @@ class LogSource:
                     continue
                 frame = parts[2]
                 hash_at = frame.find("#")
-                try:
-                    can_id = int(frame[:hash_at], 16) if hash_at > 0 else -1
-                except ValueError:
-                    can_id = -1
-                if can_id < 0 or can_id > (0x7FF if hash_at <= 3 else 0x1FFFFFFF):
-                    error = hash_at == 8 and can_id & 0x20000000  # SocketCAN's CAN_ERR_FLAG
-                    self._corrupt("error_frame" if error else "corrupt_line", lineno,
-                                  repr(line[:80]))  # fmt: skip
-                    continue
-                counts.frames += 1
-                if wanted is not None and can_id not in wanted:
-                    counts.unmapped += 1
+                id_text = frame[: hash_at + 1]  # with its '#': "" when there is none
+                seen = known.get(id_text)
+                if seen is None:
+                    try:
+                        can_id = int(id_text[:-1], 16) if hash_at > 0 else -1
+                    except ValueError:
+                        can_id = -1
+                    if can_id < 0 or can_id > (0x7FF if hash_at <= 3 else 0x1FFFFFFF):
+                        # SocketCAN's CAN_ERR_FLAG
+                        error = hash_at == 8 and can_id & 0x20000000
+                        self._corrupt("error_frame" if error else "corrupt_line", lineno,
+                                      repr(line[:80]))  # fmt: skip
+                        continue
+                    seen = (can_id, wanted is None or can_id in wanted)
+                    if len(known) < _KNOWN_IDS:
+                        known[id_text] = seen
+                can_id, use = seen
+                frames += 1
+                if not use:
+                    unmapped += 1
                     continue
                 payload = frame[hash_at + 1 :]
                 if payload[:1] == "#":  # CAN FD: '##<flags><data>'
@@ -236,12 +253,15 @@ class LogSource:
                 except ValueError:
                     timestamp, data = math.nan, b""
                 if not math.isfinite(timestamp) or len(data) > 64:
-                    counts.frames -= 1
+                    frames -= 1
                     self._corrupt("corrupt_line", lineno, repr(line[:80]))
                     continue
+                counts.frames, counts.unmapped = frames, unmapped
                 yield Frame(timestamp, can_id, data, hash_at > 3, forced or parts[1])
         except _READ_ERRORS as exc:  # a damaged gzip stream, an I/O error
             self._corrupt("corrupt_data", lineno + 1, _describe(exc))
+        finally:
+            counts.frames, counts.unmapped = frames, unmapped
 
     def _long_line(self, f: IO[str], lineno: int) -> None:
         """Skip the rest of a line longer than :data:`MAX_LINE` and count it."""

@@ -30,20 +30,24 @@ class DecodeStage:
 
     def run(self, frames: Iterable[Frame]) -> Iterator[Sample]:
         """Decode ``frames`` lazily, yielding samples in frame order."""
-        routes = self._routes
+        decode = self.decode
         for frame in frames:
-            self.frames += 1
-            decoders = routes.get(frame.arbitration_id)
-            if decoders is None:
-                self.unmapped += 1
-                continue
-            decoded = False
-            for decoder in decoders:
-                samples = decoder.decode(frame)
-                if samples:
-                    decoded = True
-                    yield from samples
-            self.decoded_frames += decoded
+            yield from decode(frame)
+
+    def decode(self, frame: Frame) -> Sequence[Sample]:
+        """The samples of one frame, in order (what :meth:`run` yields for it)."""
+        self.frames += 1
+        decoders = self._routes.get(frame.arbitration_id)
+        if decoders is None:
+            self.unmapped += 1
+            return ()
+        if len(decoders) == 1:
+            samples: Sequence[Sample] = decoders[0].decode(frame)
+        else:
+            samples = [sample for decoder in decoders for sample in decoder.decode(frame)]
+        if samples:
+            self.decoded_frames += 1
+        return samples
 
     def rejected(self) -> Counter[str]:
         """Rejections of every decoder, by reason."""
@@ -75,16 +79,19 @@ class BusRouter:
 
     def run(self, frames: Iterable[Frame]) -> Iterator[Sample]:
         """Decode ``frames`` lazily, each by its bus's stage, yielding samples in frame order."""
-        if self.every_bus is not None:
-            yield from self.every_bus.run(frames)
-            return
-        stages = self.named
+        decode = self.every_bus.decode if self.every_bus is not None else self.decode
         for frame in frames:
-            stage = stages.get(frame.bus)
-            if stage is None:
-                self.unmapped_bus += 1
-                continue
-            yield from stage.run((frame,))
+            yield from decode(frame)
+
+    def decode(self, frame: Frame) -> Sequence[Sample]:
+        """The samples of one frame, in order (what :meth:`run` yields for it)."""
+        if self.every_bus is not None:
+            return self.every_bus.decode(frame)
+        stage = self.named.get(frame.bus)
+        if stage is None:
+            self.unmapped_bus += 1
+            return ()
+        return stage.decode(frame)
 
     @property
     def unmapped(self) -> int:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # the writer brings the outbox, SQLite and cryptography: only
 
 #: Rejection reasons every report lists, even at zero, so consumers can rely on the keys.
 REJECTION_REASONS = ("bad_length", "decode_error", "implausible", "corrupt_line")
+#: Samples between two calls of a replay's progress callback.
+_PROGRESS_EVERY = 200_000
 
 
 @dataclass(slots=True)
@@ -140,18 +142,37 @@ class Replay:
 
     def samples(self, progress: Callable[[int], None] | None = None) -> Iterator[Sample]:
         """Yield every decoded sample in frame order, keeping the report up to date."""
+        for batch in self._batches(progress):
+            yield from batch
+
+    def _batches(self, progress: Callable[[int], None] | None) -> Iterator[Sequence[Sample]]:
+        """The samples of each frame that has any, in frame order; the report kept up to
+        date (its statistics inline: this runs once per sample of a replay)."""
         frames: Iterable[Frame] = self.source.frames(self.stage.wanted)
         if self.speed:
             frames = paced(frames, self.speed)
         stats = self.report.signals
-        for n, sample in enumerate(self.stage.run(frames)):
-            entry = stats.get(sample.name)
-            if entry is None:
-                entry = stats[sample.name] = SignalStats()
-            entry.add(float(sample.value))
-            if progress is not None and not n % 200_000:
+        decode = self.stage.decode
+        done, next_progress = 0, 0
+        for frame in frames:
+            batch = decode(frame)
+            if not batch:
+                continue
+            for sample in batch:
+                value = float(sample.value)
+                entry = stats.get(sample.name)
+                if entry is None:
+                    entry = stats[sample.name] = SignalStats()
+                entry.count += 1
+                if value < entry.min:  # noqa: PLR1730 - a call of min() costs more
+                    entry.min = value
+                if value > entry.max:  # noqa: PLR1730
+                    entry.max = value
+            done += len(batch)
+            if progress is not None and done > next_progress:
                 progress(self.source.counts.frames)
-            yield sample
+                next_progress += _PROGRESS_EVERY
+            yield batch
         self._finish()
 
     def _finish(self) -> None:
@@ -172,12 +193,16 @@ class Replay:
         scorer = Scorer(self.scoring)
         events: list[Event] = []
         trips: list[Trip] = []
-        for sample in self.samples(progress):
-            closed = scorer.feed(sample)
-            if closed:
-                self._record(events, closed, trips, [])
-            if not scorer.in_trip:
-                self._record(events, [], trips, scorer.pop_trips())
+        feed = scorer.feed
+        for batch in self._batches(progress):
+            for sample in batch:
+                closed = feed(sample)
+                if closed:
+                    self._record(events, closed, trips, [])
+                if not scorer.in_trip:
+                    finished = scorer.pop_trips()
+                    if finished:
+                        self._record(events, [], trips, finished)
         self._record(events, scorer.close(), trips, scorer.pop_trips())
         self.report.extra["trips"] = [trip.to_json() for trip in trips]
         self.report.extra["events"] = [

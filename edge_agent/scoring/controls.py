@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 
 from .. import signals as sig
 from .config import ScoringConfig
@@ -52,7 +53,7 @@ class PedalMisapplicationDetector:
             )
         )
 
-    def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
+    def update(self, name: str, timestamp: float, state: VehicleState) -> Sequence[Event]:
         """Advance both rules with the current pedals, speed and acceleration."""
         stomp = self._update_stomp(name, timestamp, state)
         overlap = None
@@ -69,7 +70,7 @@ class PedalMisapplicationDetector:
             timestamp,
             both if fast_enough else 0.0,
             speed_kmh=state.speed,
-            location=state.location(timestamp),
+            locate=state.location,
         )
 
     def _update_stomp(self, name: str, timestamp: float, state: VehicleState) -> Event | None:
@@ -118,7 +119,7 @@ class PedalMisapplicationDetector:
             location=self._location,
         )
 
-    def close(self, timestamp: float) -> list[Event]:
+    def close(self, timestamp: float) -> Sequence[Event]:
         """Close open events at ``timestamp`` and re-arm."""
         stomp = self._close(timestamp) if self._phase is _Stomp.ACTIVE else None
         self._phase = _Stomp.IDLE
@@ -144,17 +145,17 @@ class SeatbeltDetector:
             )
         )
 
-    def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
+    def update(self, name: str, timestamp: float, state: VehicleState) -> Sequence[Event]:
         """Watch the speed while the belt is known to be open (0 while belted)."""
         if state.speed is None or state.belted is None:
             return []
         value = 0.0 if state.belted else state.speed
         return closed(
             self._level.update(
-                timestamp, value, speed_kmh=state.speed, location=state.location(timestamp)
+                timestamp, value, speed_kmh=state.speed, locate=state.location
             )
         )
 
-    def close(self, timestamp: float) -> list[Event]:
+    def close(self, timestamp: float) -> Sequence[Event]:
         """Close an open event at ``timestamp``."""
         return closed(self._level.finish(timestamp))

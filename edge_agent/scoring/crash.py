@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from .. import signals as sig
 from .config import ScoringConfig
+from .level import NO_EVENTS
 from .model import Event
 from .state import VehicleState
 
@@ -31,25 +33,32 @@ class CrashDetector:
         self._quiet_until = -math.inf
         self._flag = False
 
-    def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
+    def update(self, name: str, timestamp: float, state: VehicleState) -> Sequence[Event]:
         """Check the triggers the ``name`` sample can fire; return the crash, if any."""
         config = self._config
-        rising_flag = name == sig.CRASH and state.crash_flag and not self._flag
-        self._flag = state.crash_flag
-        peak: float | None = None
-        trigger = "crash_flag" if rising_flag else "deceleration"
-        horizontal = math.hypot(state.raw_lon, state.raw_lat)
-        shock = name in (sig.ACCEL_LON, sig.ACCEL_LAT) and horizontal >= config.crash_accel_mps2
-        if rising_flag or shock:
-            peak = horizontal
-        elif name == sig.SPEED and state.speed_drop >= config.crash_speed_drop_kmh:
+        trigger = "deceleration"
+        speed_before = state.speed if state.speed is not None else 0.0
+        if name == sig.ACCEL_LON or name == sig.ACCEL_LAT:  # noqa: PLR1714 - faster than "in"
+            peak = math.hypot(state.raw_lon, state.raw_lat)  # a shock
+            if peak < config.crash_accel_mps2:
+                return NO_EVENTS
+        elif name == sig.SPEED:  # a sudden drop
+            if state.speed_drop < config.crash_speed_drop_kmh:
+                return NO_EVENTS
             peak = state.speed_drop / 3.6 / config.crash_window_s
-        if name == sig.SPEED and state.speed is not None:
-            speed_before = state.speed + state.speed_drop
+            if state.speed is not None:
+                speed_before = state.speed + state.speed_drop
+        elif name == sig.CRASH:  # the flag turning true
+            rising = state.crash_flag and not self._flag
+            self._flag = state.crash_flag
+            if not rising:
+                return NO_EVENTS
+            peak = math.hypot(state.raw_lon, state.raw_lat)
+            trigger = "crash_flag"
         else:
-            speed_before = state.speed if state.speed is not None else 0.0
-        if peak is None or timestamp < self._quiet_until:
-            return []
+            return NO_EVENTS
+        if timestamp < self._quiet_until:
+            return NO_EVENTS
         self._quiet_until = timestamp + config.crash_rearm_s
         return [
             Event(

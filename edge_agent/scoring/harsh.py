@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .. import signals as sig
 from .config import ScoringConfig
 from .level import LevelDetector, LevelRule, closed
@@ -39,26 +41,25 @@ class LongitudinalDetector:
             )
         )
 
-    def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
+    def update(self, name: str, timestamp: float, state: VehicleState) -> Sequence[Event]:
         """Advance on the acceleration signal (or on speed when there is none)."""
         source = sig.ACCEL_LON if state.has_lon_signal else sig.SPEED
         if name != source or state.accel_lon is None:
             return []
         speed = state.speed if state.speed is not None else 0.0
-        location = state.location(timestamp)
         braking = self._braking.update(
             timestamp,
             -state.accel_lon,
             speed_kmh=speed,
             gate=speed >= self._min_speed,
-            location=location,
+            locate=state.location,
         )
         accelerating = self._accelerating.update(
-            timestamp, state.accel_lon, speed_kmh=speed, location=location
+            timestamp, state.accel_lon, speed_kmh=speed, locate=state.location
         )
         return closed(braking, accelerating)
 
-    def close(self, timestamp: float) -> list[Event]:
+    def close(self, timestamp: float) -> Sequence[Event]:
         """Close open events at ``timestamp``."""
         return closed(self._braking.finish(timestamp), self._accelerating.finish(timestamp))
 
@@ -80,7 +81,7 @@ class CorneringDetector:
             )
         )
 
-    def update(self, name: str, timestamp: float, state: VehicleState) -> list[Event]:
+    def update(self, name: str, timestamp: float, state: VehicleState) -> Sequence[Event]:
         """Advance on the lateral signal (or on yaw rate when there is none)."""
         source = sig.ACCEL_LAT if state.has_lat_signal else sig.YAW_RATE
         if name != source or state.accel_lat is None:
@@ -92,10 +93,10 @@ class CorneringDetector:
                 abs(state.accel_lat),
                 speed_kmh=speed,
                 gate=speed >= self._min_speed,
-                location=state.location(timestamp),
+                locate=state.location,
             )
         )
 
-    def close(self, timestamp: float) -> list[Event]:
+    def close(self, timestamp: float) -> Sequence[Event]:
         """Close an open event at ``timestamp``."""
         return closed(self._level.finish(timestamp))

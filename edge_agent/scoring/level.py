@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -32,9 +32,15 @@ class Detector(Protocol):
         ...
 
 
-def closed(*events: Event | None) -> list[Event]:
-    """The events that are not None."""
-    return [event for event in events if event is not None]
+#: What a detector returns when nothing closed (shared: callers never change it).
+NO_EVENTS: Sequence[Event] = ()
+
+
+def closed(first: Event | None, second: Event | None = None) -> Sequence[Event]:
+    """The events that are not None (:data:`NO_EVENTS` when neither is an event)."""
+    if first is None:
+        return NO_EVENTS if second is None else [second]
+    return [first] if second is None else [first, second]
 
 
 class Phase(enum.Enum):
@@ -95,7 +101,18 @@ class LevelDetector:
     open (e.g. "speed at start ≥ 10 km/h"), and once begun it runs its course.
     """
 
-    __slots__ = ("_below_since", "_location", "_peak", "_speed", "_start", "phase", "rule")
+    __slots__ = (
+        "_below_since",
+        "_inclusive",
+        "_location",
+        "_peak",
+        "_release",
+        "_speed",
+        "_start",
+        "_threshold",
+        "phase",
+        "rule",
+    )
 
     def __init__(self, rule: LevelRule) -> None:
         self.rule = rule
@@ -105,6 +122,10 @@ class LevelDetector:
         self._speed = 0.0
         self._location: Location | None = None
         self._below_since: float | None = None
+        # the rule's figures, read on every update
+        self._threshold = rule.threshold
+        self._inclusive = rule.inclusive
+        self._release = rule.release
 
     def update(
         self,
@@ -113,35 +134,42 @@ class LevelDetector:
         *,
         speed_kmh: float,
         gate: bool = True,
-        location: Location | None = None,
+        locate: Callable[[float], Location | None] | None = None,
     ) -> Event | None:
-        """Advance to ``timestamp`` with the watched ``value``; return an event that closed."""
-        rule = self.rule
-        if self.phase is Phase.REARM:
-            if value >= rule.release:
-                self._below_since = None
-            elif self._below_since is None:
-                self._below_since = timestamp
-            if self._below_since is None or timestamp - self._below_since < rule.rearm_s:
+        """Advance to ``timestamp`` with the watched ``value``; return an event that closed.
+
+        ``locate(timestamp)`` gives where an event starts; it is called only then.
+        """
+        phase = self.phase
+        reached = value >= self._threshold if self._inclusive else value > self._threshold
+        if phase is not Phase.IDLE:
+            if phase is Phase.REARM:
+                if value >= self._release:
+                    self._below_since = None
+                elif self._below_since is None:
+                    self._below_since = timestamp
+                if self._below_since is None or timestamp - self._below_since < self.rule.rearm_s:
+                    return None
+                self.phase = Phase.IDLE  # re-armed: this value may begin the next event
+            elif phase is Phase.ACTIVE:
+                if value < self._release:
+                    return self._close(timestamp)
+                if value > self._peak:  # noqa: PLR1730 - cheaper than max()
+                    self._peak = value
                 return None
-            self.phase = Phase.IDLE
-        if self.phase is Phase.ACTIVE:
-            if value < rule.release:
-                return self._close(timestamp)
-            self._peak = max(self._peak, value)
-            return None
-        if self.phase is Phase.PENDING:
-            if not rule.reached(value):
-                self.phase = Phase.IDLE
+            else:  # PENDING
+                if not reached:
+                    self.phase = Phase.IDLE
+                    return None
+                if value > self._peak:  # noqa: PLR1730 - cheaper than max()
+                    self._peak = value
+                if timestamp - self._start >= self.rule.sustain_s:
+                    self.phase = Phase.ACTIVE
                 return None
-            self._peak = max(self._peak, value)
-            if timestamp - self._start >= rule.sustain_s:
-                self.phase = Phase.ACTIVE
-            return None
-        if rule.reached(value) and gate:
-            self.phase = Phase.ACTIVE if rule.sustain_s <= 0 else Phase.PENDING
+        if reached and gate:
+            self.phase = Phase.ACTIVE if self.rule.sustain_s <= 0 else Phase.PENDING
             self._start, self._peak, self._speed = timestamp, value, speed_kmh
-            self._location = location
+            self._location = locate(timestamp) if locate is not None else None
         return None
 
     def _close(self, timestamp: float) -> Event:

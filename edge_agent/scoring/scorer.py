@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from .. import signals as sig
-from ..samples import Sample
+from ..samples import Sample, Value
 from .config import ScoringConfig
 from .controls import PedalMisapplicationDetector, SeatbeltDetector
 from .crash import CrashDetector
@@ -25,6 +26,30 @@ log = logging.getLogger(__name__)
 _IMPACT_TYPES = frozenset({"harsh_braking", "harsh_acceleration", "harsh_cornering"})
 #: How far before the detected crash an impact-made event may start (sensor skew, smoothing).
 _IMPACT_LEAD_S = 0.5
+
+#: A detector's ``update``: ``(name, timestamp, state) -> events that closed``.
+_Update = Callable[[str, float, VehicleState], Sequence[Event]]
+#: What an open trip integrates from a sample of these signals.
+_TRIP_HOOKS: dict[str, Callable[[TripAccumulator, float, VehicleState], None]] = {
+    sig.SPEED: TripAccumulator.add_speed,
+    sig.FUEL_RATE: TripAccumulator.add_fuel_rate,
+    sig.MAF: TripAccumulator.add_maf,
+}
+
+
+@dataclass(slots=True)
+class _Route:
+    """What a sample of one canonical signal does, looked up once per sample (mutable: it
+    keeps that signal's last accepted timestamp)."""
+
+    apply: Callable[[float, Value], None]
+    always: tuple[_Update, ...]  # detectors that run outside trips too (crash, driving time)
+    in_trip: tuple[_Update, ...]
+    trip_hook: Callable[[TripAccumulator, float, VehicleState], None] | None
+    starts_trips: bool
+    is_ignition: bool
+    is_odometer: bool
+    last_ts: float | None = None
 
 
 class Scorer:
@@ -60,14 +85,11 @@ class Scorer:
             SeatbeltDetector(self.config),
         )
         self._always: tuple[Detector, ...] = (self._crash, self._continuous)
-        # signal name -> [(detector, runs outside trips too)], so a sample wakes only its own
-        self._by_signal: dict[str, list[tuple[Detector, bool]]] = {}
-        for detector in self._always + self._trip_detectors:
-            for name in detector.signals:
-                entry = (detector, detector in self._always)
-                self._by_signal.setdefault(name, []).append(entry)
-        self._last_ts: dict[str, float] = {}
+        # canonical name -> what a sample of it does, built once, so feed never asks again
+        self._routes = {name: self._route(name) for name in sig.CANONICAL}
         self._clock: float | None = None
+        self._max_gap_s = self.config.max_gap_s
+        self._trip_end_s = self.config.trip_end_stationary_s
         self._trip: TripAccumulator | None = None
         self._stopped_since: float | None = None
         self._ignition: bool | None = None
@@ -79,35 +101,73 @@ class Scorer:
         """Whether a trip is open."""
         return self._trip is not None
 
+    def _route(self, name: str) -> _Route:
+        def updates(detectors: tuple[Detector, ...]) -> tuple[_Update, ...]:
+            return tuple(d.update for d in detectors if name in d.signals)
+
+        return _Route(
+            apply=self.state.applier(name),
+            always=updates(self._always),
+            in_trip=updates(self._trip_detectors),
+            trip_hook=_TRIP_HOOKS.get(name),
+            starts_trips=name in (sig.SPEED, sig.IGNITION),
+            is_ignition=name == sig.IGNITION,
+            is_odometer=name == sig.ODOMETER,
+        )
+
     def feed(self, sample: Sample) -> list[Event]:
         """Take one sample; return the events that closed on it (crashes at once)."""
         name, ts = sample.name, sample.timestamp
-        if name not in sig.CANONICAL:
+        route = self._routes.get(name)
+        if route is None:
             self.ignored += 1
             return []
-        reason = check_sample(sample, self._last_ts.get(name))
-        if reason is None and name == sig.ODOMETER and self._trip is not None:
+        last = route.last_ts
+        if sample.checked:  # the decoder checked all but what depends on earlier samples
+            reason = "out_of_order" if last is not None and ts < last else None
+        else:
+            reason = check_sample(sample, last)
+        if reason is None and route.is_odometer and self._trip is not None:
             reason = None if self._trip.add_odometer(float(sample.value)) else "odometer_backwards"
         if reason is not None:
             self._reject(sample, reason)
             return []
-        self._last_ts[name] = ts
-        if self._clock is not None and ts - self._clock > self.config.max_gap_s:
-            self.state.forget_motion()
-        self._clock = ts if self._clock is None else max(self._clock, ts)
-        self.state.apply(sample)
-        events = self._segment(name, ts)
+        route.last_ts = ts
+        state = self.state
+        clock = self._clock
+        if clock is None:
+            self._clock = ts
+        else:
+            if ts - clock > self._max_gap_s:
+                state.forget_motion()
+            if ts > clock:
+                self._clock = ts
+        route.apply(ts, sample.value)
+        # Only speed and ignition start a trip; an open one is watched for its end on every
+        # sample (what _segment does, inlined for every sample but the ignition's).
+        events: list[Event]
+        if self._trip is None or route.is_ignition:
+            events = self._segment(name, ts) if route.starts_trips else []
+        elif not state.stopped:
+            self._stopped_since = None
+            events = []
+        elif self._stopped_since is None:
+            self._stopped_since = ts
+            events = []
+        elif ts - self._stopped_since >= self._trip_end_s:
+            events = self._end_trip(self._stopped_since, "stationary with the engine off")
+        else:
+            events = []
         trip = self._trip
+        if trip is not None and route.trip_hook is not None:
+            route.trip_hook(trip, ts, state)
+        for update in route.always:
+            produced = update(name, ts, state)
+            if produced:
+                events.extend(self._attach(produced))
         if trip is not None:
-            if name == sig.SPEED:
-                trip.add_speed(ts, self.state)
-            elif name == sig.FUEL_RATE:
-                trip.add_fuel_rate(ts, self.state)
-            elif name == sig.MAF:
-                trip.add_maf(ts, self.state)
-        for detector, always in self._by_signal.get(name, ()):
-            if always or trip is not None:
-                produced = detector.update(name, ts, self.state)
+            for update in route.in_trip:
+                produced = update(name, ts, state)
                 if produced:
                     events.extend(self._attach(produced))
         return events
@@ -162,7 +222,7 @@ class Scorer:
             return []
         if name == sig.IGNITION and state.ignition is False:
             return self._end_trip(ts, "ignition off")
-        if state.moving or state.engine_running is True:
+        if not state.stopped:  # moving, or the engine running
             self._stopped_since = None
             return []
         if self._stopped_since is None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Final
 
 from .. import signals as sig
-from ..samples import Sample
+from ..samples import Sample, Value
 from .config import ScoringConfig
 from .model import Location
 from .smoothing import Drop, MovingAverage, Slope
@@ -66,7 +67,8 @@ class VehicleState:
     ``accel_lon`` is the smoothed longitudinal acceleration (m/s², + forward), taken from
     ``Vehicle.Acceleration.Longitudinal`` when the bus carries it, else the slope of speed
     over ``accel_from_speed_window_s``. ``accel_lat`` likewise from the lateral signal or
-    yaw rate * speed. ``None`` means "not known yet".
+    yaw rate * speed. ``None`` means "not known yet". ``stopped`` is kept up to date as the
+    samples arrive: neither moving nor with the engine known to run.
     """
 
     def __init__(self, config: ScoringConfig) -> None:
@@ -90,73 +92,119 @@ class VehicleState:
         self.maf: float | None = None
         self.has_lon_signal = False
         self.has_lat_signal = False
+        self.stopped = True
+        self._stationary_kmh = config.stationary_kmh
         self._position: tuple[float, float | None, float | None] = (-math.inf, None, None)
+        self._located: Location | None = None  # the Location of _position, built once
         self._lon_filter = MovingAverage(config.smoothing_s)
         self._lat_filter = MovingAverage(config.smoothing_s)
         self._speed_slope = Slope(config.accel_from_speed_window_s)
         self._speed_drop = Drop(config.crash_window_s)
+        self._appliers: dict[str, Callable[[float, Value], None]] = {
+            sig.SPEED: self._speed,
+            sig.ACCEL_LON: self._accel_lon,
+            sig.ACCEL_LAT: self._accel_lat,
+            sig.YAW_RATE: self._yaw_rate,
+            sig.LATITUDE: self._latitude,
+            sig.LONGITUDE: self._longitude,
+            sig.SPEED_LIMIT: self._speed_limit,
+            sig.ACCEL_PEDAL: self._accel_pedal,
+            sig.BRAKE_PEDAL: self._brake_pedal,
+            sig.GEAR: self._gear,
+            sig.ENGINE_SPEED: self._rpm,
+            sig.FUEL_RATE: self._fuel_rate,
+            sig.MAF: self._maf,
+            sig.BELTED: self._belted,
+            sig.IGNITION: self._ignition,
+            sig.CRASH: self._crash,
+        }
+
+    def applier(self, name: str) -> Callable[[float, Value], None]:
+        """What takes in a checked ``name`` sample as ``(timestamp, value)``.
+
+        Built once per signal, so the scorer's dispatch table calls it without looking at
+        the name again; a signal scoring does not read gets one that does nothing.
+        """
+        return self._appliers.get(name, _ignore)
 
     def apply(self, sample: Sample) -> None:
         """Take in one checked sample (see :func:`check_sample`)."""
-        name, ts, value = sample.name, sample.timestamp, sample.value
-        if name in _BOOLS:
-            self._apply_bool(name, bool(value))
-            return
+        self.applier(sample.name)(sample.timestamp, sample.value)
+
+    def _speed(self, ts: float, value: Value) -> None:
+        number = abs(float(value))  # some buses sign the speed in reverse
+        self.speed = number
+        self.speed_drop = self._speed_drop.push(ts, number)
+        slope = self._speed_slope.push(ts, number)
+        if not self.has_lon_signal and slope is not None:
+            self.accel_lon = slope / 3.6
+        self._update_stopped()
+
+    def _accel_lon(self, ts: float, value: Value) -> None:
         number = float(value)
-        if name == sig.SPEED:
-            number = abs(number)  # some buses sign the speed in reverse
-            self.speed = number
-            self.speed_drop = self._speed_drop.push(ts, number)
-            slope = self._speed_slope.push(ts, number)
-            if not self.has_lon_signal and slope is not None:
-                self.accel_lon = slope / 3.6
-        elif name == sig.ACCEL_LON:
-            self.has_lon_signal = True
-            self.raw_lon = number
-            self.accel_lon = self._lon_filter.push(ts, number)
-        elif name == sig.ACCEL_LAT:
-            self.has_lat_signal = True
-            self.raw_lat = number
-            self.accel_lat = self._lat_filter.push(ts, number)
-        elif name == sig.YAW_RATE:
-            if not self.has_lat_signal and self.speed is not None:
-                centripetal = math.radians(number) * self.speed / 3.6
-                self.accel_lat = self._lat_filter.push(ts, centripetal)
-        elif name == sig.LATITUDE:
-            self._position = (ts, number, self._position[2])
-        elif name == sig.LONGITUDE:
-            self._position = (ts, self._position[1], number)
-        else:
-            self._apply_number(name, number)
+        self.has_lon_signal = True
+        self.raw_lon = number
+        self.accel_lon = self._lon_filter.push(ts, number)
 
-    def _apply_bool(self, name: str, value: bool) -> None:
-        if name == sig.BELTED:
-            self.belted = value
-        elif name == sig.IGNITION:
-            self.ignition = value
-        elif name == sig.CRASH:
-            self.crash_flag = value
+    def _accel_lat(self, ts: float, value: Value) -> None:
+        number = float(value)
+        self.has_lat_signal = True
+        self.raw_lat = number
+        self.accel_lat = self._lat_filter.push(ts, number)
 
-    def _apply_number(self, name: str, value: float) -> None:
-        if name == sig.SPEED_LIMIT:
-            self.speed_limit = abs(value) if value else None  # 0: "no limit known" on most buses
-        elif name == sig.ACCEL_PEDAL:
-            self.accel_pedal = min(max(value, 0.0), 100.0)  # sensors overshoot by a few %
-        elif name == sig.BRAKE_PEDAL:
-            self.brake_pedal = min(max(value, 0.0), 100.0)
-        elif name == sig.GEAR:
-            self.gear = value
-        elif name == sig.ENGINE_SPEED:
-            self.rpm = value
-        elif name == sig.FUEL_RATE:
-            self.fuel_rate = value
-        elif name == sig.MAF:
-            self.maf = value
+    def _yaw_rate(self, ts: float, value: Value) -> None:
+        if not self.has_lat_signal and self.speed is not None:
+            centripetal = math.radians(float(value)) * self.speed / 3.6
+            self.accel_lat = self._lat_filter.push(ts, centripetal)
+
+    def _latitude(self, ts: float, value: Value) -> None:
+        self._position = (ts, float(value), self._position[2])
+        self._located = None
+
+    def _longitude(self, ts: float, value: Value) -> None:
+        self._position = (ts, self._position[1], float(value))
+        self._located = None
+
+    def _speed_limit(self, ts: float, value: Value) -> None:
+        number = float(value)
+        self.speed_limit = abs(number) if number else None  # 0: "no limit known" on most buses
+
+    def _accel_pedal(self, ts: float, value: Value) -> None:
+        self.accel_pedal = min(max(float(value), 0.0), 100.0)  # sensors overshoot by a few %
+
+    def _brake_pedal(self, ts: float, value: Value) -> None:
+        self.brake_pedal = min(max(float(value), 0.0), 100.0)
+
+    def _gear(self, ts: float, value: Value) -> None:
+        self.gear = float(value)
+
+    def _rpm(self, ts: float, value: Value) -> None:
+        self.rpm = float(value)
+        self._update_stopped()
+
+    def _fuel_rate(self, ts: float, value: Value) -> None:
+        self.fuel_rate = float(value)
+
+    def _maf(self, ts: float, value: Value) -> None:
+        self.maf = float(value)
+
+    def _belted(self, ts: float, value: Value) -> None:
+        self.belted = bool(value)
+
+    def _ignition(self, ts: float, value: Value) -> None:
+        self.ignition = bool(value)
+        self._update_stopped()
+
+    def _crash(self, ts: float, value: Value) -> None:
+        self.crash_flag = bool(value)
+
+    def _update_stopped(self) -> None:
+        self.stopped = not self.moving and self.engine_running is not True
 
     @property
     def moving(self) -> bool:
         """Whether the last known speed is at or above the stationary threshold."""
-        return self.speed is not None and self.speed >= self.config.stationary_kmh
+        return self.speed is not None and self.speed >= self._stationary_kmh
 
     @property
     def engine_running(self) -> bool | None:
@@ -187,10 +235,17 @@ class VehicleState:
         ts, lat, lon = self._position
         if lat is None or lon is None or timestamp - ts > self.config.location_max_age_s:
             return None
-        return Location(lat, lon)
+        located = self._located
+        if located is None:
+            located = self._located = Location(lat, lon)
+        return located
 
     def forget_motion(self) -> None:
         """Drop filter history (a gap in the data must not join two manoeuvres)."""
         for filt in (self._lon_filter, self._lat_filter, self._speed_slope, self._speed_drop):
             filt.reset()
         self.speed_drop = 0.0
+
+
+def _ignore(timestamp: float, value: Value) -> None:
+    """The applier of a signal scoring does not keep (the steering angle, the odometer)."""

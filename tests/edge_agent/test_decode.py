@@ -182,3 +182,43 @@ def test_map_load_warns_once_per_range_that_cannot_hold_its_layout(
         "KINEMATICS.ACCEL_Y",
         "KINEMATICS.YAW_RATE",
     }
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=st.binary(min_size=8, max_size=8), which=st.integers(0, 1000))
+def test_the_compiled_fast_path_decodes_as_cantools_itself(payload: bytes, which: int) -> None:
+    # every mapped demo message, decoded from the same bytes by the compiled plan and by
+    # cantools' own decode_simple (the path multiplexed messages take): same samples, same flags
+    from edge_agent.decode import _fields, _Plan  # noqa: PLC0415 - the compiled plans
+
+    fast = DbcDecoder(DEMO_MAP_LOADED)
+    slow = DbcDecoder(DEMO_MAP_LOADED)
+    slow._plans = {
+        can_id: _Plan(p.rule, p.length, False, None, None, _fields(p.rule, {}))
+        for can_id, p in fast._plans.items()
+    }
+    ids = sorted(fast.ids)
+    can_id = ids[which % len(ids)]
+    frame = Frame(5.0, can_id, payload, can_id > 0x7FF, "can0")
+    got, want = fast.decode(frame), slow.decode(frame)
+    assert [(s.name, s.value, s.checked) for s in got] == [
+        (s.name, s.value, s.checked) for s in want
+    ]
+    assert fast.rejected == slow.rejected and fast.outside_dbc_range == slow.outside_dbc_range
+
+
+def test_checked_marks_only_values_scoring_would_accept() -> None:
+    from edge_agent.scoring import Scorer  # noqa: PLC0415
+
+    message = DEMO_DB.get_message_by_name("VEHICLE_SPEED")
+    decoder = DbcDecoder(DEMO_MAP_LOADED)
+    ok = decoder.decode(Frame(1.0, message.frame_id, message.encode(
+        {"VehicleSpeed": 50.0, "SpeedLimit": 60, "SpeedCounter": 0})))  # fmt: skip
+    assert ok and all(s.checked for s in ok)
+    unstamped = decoder.decode(Frame(math.nan, message.frame_id, message.encode(
+        {"VehicleSpeed": 50.0, "SpeedLimit": 60, "SpeedCounter": 0})))  # fmt: skip
+    assert unstamped and not any(s.checked for s in unstamped)
+    scorer = Scorer()
+    for sample in unstamped:
+        assert scorer.feed(sample) == []
+    assert scorer.rejected["bad_timestamp"] == len(unstamped)  # checked in full, and refused

@@ -256,6 +256,27 @@ def test_impossible_frames_and_error_frames_are_counted(tmp_path: Path) -> None:
     assert source.counts.corrupt == {"error_frame": 1, "corrupt_line": 1}
 
 
+def test_candump_ids_seen_before_are_read_as_carefully_as_the_first(tmp_path: Path) -> None:
+    # the fast path remembers each ID's parse: a later line must not borrow it by looking alike
+    log_file = tmp_path / "alike.log"
+    log_file.write_text(
+        "(1.0) can0 0B4#01\n"
+        "(1.1) can0 0B40\n"  # no '#': not the ID 0B4 with the payload 0B40
+        "(1.2) can0 0B4#ZZ\n"  # a remembered ID, bad hex: corrupt all the same
+        "(1.3) can0 000000B4#02\n"  # the same number, extended
+        "(1.4) can0 7FF#03\n"
+        "(1.5) can0 0B4#04\n"
+    )
+    source = LogSource(log_file)
+    seen = []
+    for frame in source.frames(frozenset({0x0B4})):
+        # the counts are current at every frame, not only at the end
+        seen.append((frame.data, frame.is_extended_id, source.counts.frames))
+    assert seen == [(b"\x01", False, 1), (b"\x02", True, 2), (b"\x04", False, 4)]
+    assert source.counts.corrupt == {"corrupt_line": 2}
+    assert (source.counts.frames, source.counts.unmapped) == (4, 1)
+
+
 def test_an_over_long_line_is_one_corrupt_line(tmp_path: Path) -> None:
     for suffix in (".log", ".csv"):
         lines = (DATA / f"drive_short{suffix}").read_text().splitlines(keepends=True)

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from msp_protocol.bodies import Gap
 from msp_protocol.errors import ProtocolError
 from msp_protocol.jws import Signer, record_hash, verify_record
-from msp_protocol.records import MAX_RECORD_BYTES
+from msp_protocol.records import MAX_RECORD_BYTES, checked
 
 from ..errors import OutboxError
 from .chainstate import ChainState
@@ -36,7 +37,7 @@ from .database import (
     write_state,
 )
 from .eviction import PRIORITY
-from .salvage import Salvaged, is_corrupt
+from .salvage import Damage, Salvaged, gap_bodies, is_corrupt, lost_ranges
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,34 @@ def finish_rebuilt(conn: sqlite3.Connection, state: State) -> None:
     ).fetchone()
     write_state(conn, state)
     conn.execute("COMMIT")
+
+
+def plan_rebuilt(conn: sqlite3.Connection, device: str, *, chain: ChainState | None,
+                 old: State | None, problem: Problem,
+                 damage: tuple[Damage, ...]) -> list[Gap]:  # fmt: skip
+    """Write the rebuilt file's state row (the chain head after the reserved seqs) and
+    return the gap bodies declaring what is gone, each checked against its schema."""
+    acked = [v for v in (chain.acked if chain else None,
+                         old.acked_seq if old else None) if isinstance(v, int) and v >= 0]
+    first = min(acked, default=0) + 1
+    top, top_hash = last_record(conn)
+    if chain is not None:
+        unused = max(chain.reserved, top + 1)
+    else:  # no chain state (a file of an older agent): the best that is known
+        unused = max(top, old.last_seq if old and isinstance(old.last_seq, int) else 0) + 1
+    prev = top_hash or (chain.hash if chain and chain.hash else UNKNOWN_PREV)
+    ranges = lost_ranges(conn, first, unused, prev)
+    reason = "damaged" if any(d.first for d in damage) else problem.reason
+    lost = sum(r.last - r.first + 1 for r in ranges)
+    state = State(
+        device=device, last_seq=unused, last_hash=prev, acked_seq=first - 1,
+        acked_hash=None, rows=0, bytes=0,
+        evicted_total=max(old.evicted_total, 0) if old else 0,
+        evicted_at_health=max(old.evicted_at_health, 0) if old else 0,
+        lost_total=(max(old.lost_total, 0) if old else 0) + lost,
+    )  # fmt: skip
+    finish_rebuilt(conn, state)
+    return [checked(body) for body in gap_bodies(reason, ranges)]
 
 
 def last_record(conn: sqlite3.Connection) -> tuple[int, str | None]:

@@ -295,7 +295,8 @@ class Outbox:
             damage = reader.merged_damage()
             old = reader.state if reader.state and reader.state.last_seq else None  # None: new
         try:
-            gaps = self._plan_rebuilt(conn, old, problem, damage)
+            gaps = recovery.plan_rebuilt(conn, self._signer.kid, chain=self._chain, old=old,
+                                         problem=problem, damage=damage)
         except BaseException:
             conn.close()
             raise
@@ -331,34 +332,6 @@ class Outbox:
         )  # fmt: skip
         for item in damage:
             log.error("outbox %s damage: %s", path, item)
-
-    def _plan_rebuilt(self, conn: sqlite3.Connection, old: State | None,
-                      problem: recovery.Problem,
-                      damage: tuple[Damage, ...]) -> list[Gap]:  # fmt: skip
-        """Write the rebuilt file's state row (the chain head after the reserved seqs) and
-        return the gap bodies declaring what is gone."""
-        chain = self._chain
-        acked = [v for v in (chain.acked if chain else None,
-                             old.acked_seq if old else None) if isinstance(v, int) and v >= 0]
-        first = min(acked, default=0) + 1
-        top, top_hash = recovery.last_record(conn)
-        if chain is not None:
-            unused = max(chain.reserved, top + 1)
-        else:  # no chain state (a file of an older agent): the best that is known
-            unused = max(top, old.last_seq if old and isinstance(old.last_seq, int) else 0) + 1
-        prev = top_hash or (chain.hash if chain and chain.hash else recovery.UNKNOWN_PREV)
-        ranges = salvage.lost_ranges(conn, first, unused, prev)
-        reason = "damaged" if any(d.first for d in damage) else problem.reason
-        lost = sum(r.last - r.first + 1 for r in ranges)
-        state = State(
-            device=self._signer.kid, last_seq=unused, last_hash=prev, acked_seq=first - 1,
-            acked_hash=None, rows=0, bytes=0,
-            evicted_total=max(old.evicted_total, 0) if old else 0,
-            evicted_at_health=max(old.evicted_at_health, 0) if old else 0,
-            lost_total=(max(old.lost_total, 0) if old else 0) + lost,
-        )  # fmt: skip
-        recovery.finish_rebuilt(conn, state)
-        return [checked(body) for body in salvage.gap_bodies(reason, ranges)]
 
     def _recovering(self, action: Callable[[], T]) -> T:
         """Run ``action`` (under the lock); if it finds the file damaged, rebuild the file and

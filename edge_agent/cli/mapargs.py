@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,9 +68,8 @@ def log_tz(args: argparse.Namespace) -> tzinfo | None:
                           ) from None  # fmt: skip
 
 
-def _split(text: str, resolve: object) -> tuple[str | None, Path]:
+def _split(text: str, resolve: Callable[[str], Path]) -> tuple[str | None, Path]:
     bus, sep, rest = text.partition("=")
-    assert callable(resolve)
     if not sep or not bus or "/" in bus or Path(text).exists():  # a path that holds '='
-        return None, Path(resolve(text))
-    return bus, Path(resolve(rest))
+        return None, resolve(text)
+    return bus, resolve(rest)

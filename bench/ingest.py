@@ -29,7 +29,7 @@ from cloud_sync.broker_process import MosquittoProcess, free_port
 from cloud_sync.mosquitto import BrokerLayout, write_config
 from cloud_sync.pki import DeviceCa, cert_pem, key_pem, write_private
 from cloud_sync.registry import enroll_device
-from cloud_sync.sqlite_store import SqliteStore
+from cloud_sync.store.sqlite import SqliteStore
 from msp_protocol import bodies
 from msp_protocol.jws import Signer, record_hash, split
 from msp_protocol.records import Record, format_ts, parse_ts

@@ -29,7 +29,7 @@ from .fleets import FleetCredentials, add_fleet, broker_users
 from .mosquitto import BrokerFiles, BrokerLayout, write_config
 from .pki import DeviceCa, cert_pem
 from .registry import enroll_device, revoked_serials, utc_now
-from .sqlite_store import SqliteStore
+from .store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 

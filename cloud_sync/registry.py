@@ -20,8 +20,8 @@ from .fleets import key_publication
 from .ingest import Ingestor
 from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
 from .republish import Republisher
-from .sqlite_store import SqliteStore
 from .store import Batch, Device, Store
+from .store.sqlite import SqliteStore
 from .worker import BrokerConfig, RegistryWorker
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cloud_sync.broker_process import MosquittoProcess
 from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa
-from cloud_sync.sqlite_store import SqliteStore
+from cloud_sync.store.sqlite import SqliteStore
 from msp_protocol.jws import Signer
 from tests.protocol_data import DEVICE
 from tests.sync_deploy import Deployment

@@ -18,7 +18,7 @@ from cloud_sync import cli as registry_cli
 from cloud_sync.broker_process import MosquittoProcess
 from cloud_sync.local import LocalDeployment
 from cloud_sync.mosquitto import BrokerFiles
-from cloud_sync.sqlite_store import SqliteStore
+from cloud_sync.store.sqlite import SqliteStore
 from edge_agent.keys import init_device_key, load_signer
 from edge_agent.outbox import NewRecord, Outbox
 from edge_agent.uplink import MqttUplink, UplinkConfig

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..config import load_config
 from ..errors import RegistryError
-from ..sqlite_store import SqliteStore
+from ..store.sqlite import SqliteStore
 
 
 def open_store(args: argparse.Namespace) -> SqliteStore:

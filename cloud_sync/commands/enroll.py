@@ -10,7 +10,7 @@ from ..config import add_common, load_config
 from ..errors import EnrolmentError
 from ..pki import DeviceCa, cert_pem
 from ..registry import enroll_device
-from ..sqlite_store import SqliteStore
+from ..store.sqlite import SqliteStore
 
 
 def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -15,7 +15,7 @@ from ..errors import RegistryError
 from ..fleet_watch import FleetMessage, watch
 from ..fleets import add_fleet, fleet_user
 from ..pki import DeviceCa
-from ..sqlite_store import SqliteStore
+from ..store.sqlite import SqliteStore
 from ..worker import BrokerConfig
 from . import emit
 

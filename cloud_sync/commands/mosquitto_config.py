@@ -10,7 +10,7 @@ from ..fleets import broker_users
 from ..mosquitto import BrokerLayout, write_config
 from ..pki import DeviceCa
 from ..registry import revoked_serials
-from ..sqlite_store import SqliteStore
+from ..store.sqlite import SqliteStore
 
 
 def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

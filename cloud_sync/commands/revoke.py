@@ -12,8 +12,8 @@ from ..config import add_common, load_config
 from ..fleets import key_publication
 from ..pki import CRL_FILE, DeviceCa, write_private
 from ..registry import revoked_serials
-from ..sqlite_store import SqliteStore
 from ..store import Batch
+from ..store.sqlite import SqliteStore
 
 
 def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

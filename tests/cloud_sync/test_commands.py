@@ -20,7 +20,7 @@ from cloud_sync.config import RegistryConfig, load_config
 from cloud_sync.errors import RegistryError
 from cloud_sync.ingest import Ingestor
 from cloud_sync.republish import score_of
-from cloud_sync.sqlite_store import SqliteStore
+from cloud_sync.store.sqlite import SqliteStore
 from msp_protocol.records import parse_ts
 from msp_protocol.topics import rec_topic
 from tests.sync_kit import CardIssuer, Gateway, csr_pem, trip

@@ -22,8 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from cloud_sync import cli as registry_cli
 from cloud_sync.fleet_watch import FleetChecker
 from cloud_sync.republish import fleet_pseudonym, score_of
-from cloud_sync.sqlite_store import SqliteStore
 from cloud_sync.store import Withheld
+from cloud_sync.store.sqlite import SqliteStore
 from edge_agent.outbox import NewRecord
 from edge_agent.uplink import MqttUplink
 from msp_protocol import bodies

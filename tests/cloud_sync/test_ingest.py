@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from cloud_sync.ingest import Ack, Ingestor
 from cloud_sync.pki import DeviceCa
-from cloud_sync.sqlite_store import SqliteStore
+from cloud_sync.store.sqlite import SqliteStore
 from msp_protocol import bodies
 from msp_protocol.chain import verify_chain
 from msp_protocol.jws import Signer, load_public_key, record_hash

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from cloud_sync.local import LocalDeployment
-from cloud_sync.sqlite_store import SqliteStore
+from cloud_sync.store.sqlite import SqliteStore
 from edge_agent.keys import init_device_key, load_signer
 from edge_agent.outbox import NewRecord, Outbox
 from tests.sync_deploy import T0

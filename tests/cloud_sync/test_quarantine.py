@@ -16,8 +16,8 @@ from cloud_sync import cli
 from cloud_sync.ingest import Ack, Ingestor
 from cloud_sync.pki import DeviceCa
 from cloud_sync.republish import Republisher
-from cloud_sync.sqlite_store import SqliteStore
 from cloud_sync.store import Accepted, Device, Fanned
+from cloud_sync.store.sqlite import SqliteStore
 from cloud_sync.worker import BrokerConfig, RegistryWorker
 from msp_protocol import bodies
 from msp_protocol.jws import record_hash

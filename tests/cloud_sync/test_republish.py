@@ -14,8 +14,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa, cert_pem, key_pem, write_private
 from cloud_sync.republish import Republisher, fleet_pseudonym, score_of
-from cloud_sync.sqlite_store import SqliteStore
 from cloud_sync.store import Fanned, Publication, Withheld
+from cloud_sync.store.sqlite import SqliteStore
 from edge_agent.uplink import MqttUplink
 from msp_protocol import bodies
 from msp_protocol.records import format_ts, parse_ts

@@ -19,9 +19,9 @@ from cloud_sync.ingest import Ingestor
 from cloud_sync.mosquitto import password_hash
 from cloud_sync.republish import Republisher, score_of
 from cloud_sync.secret_files import SecretFiles, secrets_dir
-from cloud_sync.sqlite_schema import SCHEMA_VERSION
-from cloud_sync.sqlite_store import SqliteStore
 from cloud_sync.store import Fleet
+from cloud_sync.store.sqlite import SqliteStore
+from cloud_sync.store.sqlite_schema import SCHEMA_VERSION
 from msp_protocol.topics import rec_topic
 from tests.sync_kit import CardIssuer, Gateway, event, trip
 

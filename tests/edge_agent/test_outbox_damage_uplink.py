@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_sync.sqlite_store import SqliteStore
+from cloud_sync.store.sqlite import SqliteStore
 from edge_agent import cli as agent_cli
 from edge_agent.keys import init_device_key, load_signer
 from edge_agent.outbox import NewRecord, Outbox, connect

@@ -16,7 +16,7 @@ import pytest
 
 from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa
-from cloud_sync.sqlite_store import SqliteStore
+from cloud_sync.store.sqlite import SqliteStore
 from edge_agent.errors import OutboxError
 from edge_agent.outbox import NewRecord, Outbox, OutboxLimits, OutboxStorageError
 from edge_agent.outbox.chainstate import BLOCK, ChainStateFile, chain_state_path

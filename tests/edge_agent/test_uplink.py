@@ -15,7 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_sync.ingest import Ingestor
-from cloud_sync.sqlite_store import SqliteStore
+from cloud_sync.store.sqlite import SqliteStore
 from edge_agent import cli as agent_cli
 from edge_agent.keys import load_signer
 from edge_agent.outbox import NewRecord, Outbox, OutboxLimits

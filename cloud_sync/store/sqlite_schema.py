@@ -22,7 +22,7 @@ from typing import Final
 
 from msp_protocol.scoring import DECAY_DAYS, SHORT_TRIP_KM
 
-from .secret_files import SecretFiles
+from ..secret_files import SecretFiles
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ commits a whole :class:`Batch` atomically or not at all, inserts records idempot
 ``(device, seq)``, and never keeps a rejected record: rejections are counters by reason. The
 one exception is a quarantined record (``cloud_sync.quarantine``): signed and chained, its body
 refused, it is kept aside with its reason and takes its place in the chain.
-``cloud_sync.sqlite_store.SqliteStore`` is the default implementation; a PostgreSQL store
+``cloud_sync.store.sqlite.SqliteStore`` is the default implementation; a PostgreSQL store
 implements the same protocol (and runs the same contract tests).
 """
 

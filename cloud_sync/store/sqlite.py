@@ -5,7 +5,7 @@ foreign keys, so a fleet analyst can open the file in Datasette or the sqlite3 s
 vehicles, persons, card_certificates, sessions (the N:N person ↔ vehicle bindings), trips,
 events, dtcs, emergencies, records (the signed JWS of everything accepted, the chain),
 quarantine, evictions, chain heads, rejection counts, and the ``person_scores`` view
-(``cloud_sync.sqlite_schema``). No secret is kept in it (``cloud_sync.secret_files``), and a
+(``cloud_sync.store.sqlite_schema``). No secret is kept in it (``cloud_sync.secret_files``), and a
 new database file is created readable by its owner only (0600).
 """
 
@@ -25,11 +25,10 @@ import sqlite_utils
 from msp_protocol import bodies
 from msp_protocol.records import Record
 
+from ..errors import EnrolmentError, StoreError
+from ..secret_files import SecretFiles
 from . import sqlite_schema
-from .errors import EnrolmentError, StoreError
-from .secret_files import SecretFiles
-from .sqlite_schema import as_text, dumps
-from .store import (
+from .base import (
     Accepted,
     Batch,
     ChainHead,
@@ -46,6 +45,7 @@ from .store import (
     VehicleRow,
     Withheld,
 )
+from .sqlite_schema import as_text, dumps
 
 log = logging.getLogger(__name__)
 

@@ -129,6 +129,7 @@ class LogSource:
         self._shifts: dict[float, float] = {}
         self.counts = SourceCounts()
         self._warn = RateLimitedLog(log)
+        self._stored: IO[bytes] | None = None  # the file on disk being read, for bytes_read()
         try:
             is_file = self.path.is_file()
         except OSError as exc:  # e.g. a name too long for the file system
@@ -164,17 +165,35 @@ class LogSource:
             raise IngestError(f"{self.path}: not a readable {self.format} log: "
                               f"{_describe(exc)}") from None  # fmt: skip
 
+    def bytes_read(self) -> int | None:
+        """How far reading has got into the file as stored (compressed bytes of a ``.gz``),
+        for a progress bar; None before reading starts, after it ends, or where the format's
+        reader does not tell (.mf4, .db)."""
+        stored = self._stored
+        if stored is None:
+            return None
+        try:
+            return stored.tell()
+        except (OSError, ValueError):  # closed
+            return None
+
     def _open_text(self) -> IO[str]:
         encoding = "ascii" if self.format == ".log" else "utf-8"
         if self.gzipped:
-            return gzip.open(self.path, "rt", encoding=encoding, errors="replace")
-        return self.path.open("r", encoding=encoding, errors="replace")
+            f = gzip.open(self.path, "rt", encoding=encoding, errors="replace")
+        else:
+            f = self.path.open("r", encoding=encoding, errors="replace")
+        self._stored = _stored_file(f)
+        return f
 
     def _open_binary(self) -> can.io.generic.MessageReader:
+        reader: can.io.generic.MessageReader
         if self.format == ".blf":
-            return _BlfReader(cast("BinaryIO", gzip.open(self.path, "rb")) if self.gzipped
-                              else self.path)  # fmt: skip
-        reader: can.io.generic.MessageReader = can.LogReader(self.path)
+            reader = _BlfReader(cast("BinaryIO", gzip.open(self.path, "rb")) if self.gzipped
+                                else self.path)  # fmt: skip
+        else:
+            reader = can.LogReader(self.path)
+        self._stored = _stored_file(getattr(reader, "file", None))
         return reader
 
     def frames(self, wanted: frozenset[int] | None = None) -> Iterator[Frame]:
@@ -551,6 +570,15 @@ def _stuck_object(data: bytes) -> int | None:
         if at + size > end:
             return None
         pos = at + size
+
+
+def _stored_file(file: object) -> IO[bytes] | None:
+    """The binary file on disk under ``file`` (a text wrapper's buffer, a gzip stream's
+    compressed file), or None when it has none that tells its position."""
+    inner = getattr(file, "buffer", file)
+    if isinstance(inner, gzip.GzipFile):
+        inner = inner.fileobj
+    return cast("IO[bytes]", inner) if callable(getattr(inner, "tell", None)) else None
 
 
 def _offset(reader: Any) -> str:

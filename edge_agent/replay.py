@@ -25,8 +25,18 @@ if TYPE_CHECKING:  # the writer brings the outbox, SQLite and cryptography: only
 
 #: Rejection reasons every report lists, even at zero, so consumers can rely on the keys.
 REJECTION_REASONS = ("bad_length", "decode_error", "implausible", "corrupt_line")
-#: Samples between two calls of a replay's progress callback.
-_PROGRESS_EVERY = 200_000
+#: Samples between two calls of a replay's progress callback (about a tenth of a second).
+_PROGRESS_EVERY = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a replay has got: bytes of the log file read so far (None where its reader
+    cannot tell), of ``size`` in all, and frames read."""
+
+    bytes_read: int | None
+    size: int
+    frames: int
 
 
 @dataclass(slots=True)
@@ -140,12 +150,12 @@ class Replay:
         self.writer = writer
         self.report = ReplayReport(source=self.source.path.name)
 
-    def samples(self, progress: Callable[[int], None] | None = None) -> Iterator[Sample]:
+    def samples(self, progress: Callable[[Progress], None] | None = None) -> Iterator[Sample]:
         """Yield every decoded sample in frame order, keeping the report up to date."""
         for batch in self._batches(progress):
             yield from batch
 
-    def _batches(self, progress: Callable[[int], None] | None) -> Iterator[Sequence[Sample]]:
+    def _batches(self, progress: Callable[[Progress], None] | None) -> Iterator[Sequence[Sample]]:
         """The samples of each frame that has any, in frame order; the report kept up to
         date (its statistics inline: this runs once per sample of a replay)."""
         frames: Iterable[Frame] = self.source.frames(self.stage.wanted)
@@ -154,6 +164,7 @@ class Replay:
         stats = self.report.signals
         decode = self.stage.decode
         done, next_progress = 0, 0
+        source, size = self.source, self.source.path.stat().st_size
         for frame in frames:
             batch = decode(frame)
             if not batch:
@@ -170,10 +181,12 @@ class Replay:
                     entry.max = value
             done += len(batch)
             if progress is not None and done > next_progress:
-                progress(self.source.counts.frames)
+                progress(Progress(source.bytes_read(), size, source.counts.frames))
                 next_progress += _PROGRESS_EVERY
             yield batch
         self._finish()
+        if progress is not None:
+            progress(Progress(size, size, source.counts.frames))
 
     def _finish(self) -> None:
         counts, report = self.source.counts, self.report
@@ -188,7 +201,7 @@ class Replay:
         assert counts.corrupt is not None
         report.rejected.update(counts.corrupt)
 
-    def run(self, progress: Callable[[int], None] | None = None) -> ReplayReport:
+    def run(self, progress: Callable[[Progress], None] | None = None) -> ReplayReport:
         """Replay and score the whole log; return the report with its trips and events."""
         scorer = Scorer(self.scoring)
         events: list[Event] = []

@@ -6,12 +6,14 @@ import argparse
 import contextlib
 import json
 import math
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..obd.passive import PassiveObdDecoder
-from ..replay import Replay, ReplayReport
+from ..replay import Progress, Replay, ReplayReport
 from ..scoring import ScoringConfig
 from ..scoring.config import CLASS_DEFAULTS, CO2_KG_PER_L
 from ..signalmap import load_signal_map
@@ -87,7 +89,7 @@ def _do_replay(args: argparse.Namespace) -> int:
             writer = RecordWriter(outbox)
         replay = Replay(args.log, maps, tz=tz, speed=args.speed, extra_decoders=extra,
                         scoring=scoring, writer=writer)  # fmt: skip
-        report = _run(replay)
+        report = run_with_progress(replay, show=not args.json and sys.stderr.isatty())
         if writer is not None:
             report.extra["records"] = {
                 key.removeprefix("records."): n for key, n in sorted(writer.counts.items())
@@ -99,18 +101,29 @@ def _do_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(replay: Replay) -> ReplayReport:
-    size = replay.source.path.stat().st_size
-    progress = None
-    if sys.stdout.isatty() and size > 20_000_000:
+def run_with_progress(replay: Replay, *, show: bool) -> ReplayReport:
+    """Run ``replay``; with ``show``, under a progress bar on stderr (bytes of the log read,
+    percentage, rate and time left; tqdm, loaded only then)."""
+    if not show:
+        return replay.run()
+    from tqdm import tqdm  # noqa: PLC0415 - only on a terminal: --json and pipes never load it
 
-        def progress(frames: int) -> None:
-            print(f"\r{plural(frames, 'frame'):>18}", end="", file=sys.stderr, flush=True)
+    # a serial console or a fresh pseudo-terminal reports 0 x 0, where tqdm would draw nothing
+    columns, lines = shutil.get_terminal_size()
+    with contextlib.suppress(OSError):
+        size = os.get_terminal_size(sys.stderr.fileno())
+        columns, lines = size.columns or columns, size.lines or lines
 
-    report = replay.run(progress)
-    if progress is not None:
-        print(file=sys.stderr)
-    return report
+    with tqdm(
+        total=replay.source.path.stat().st_size, desc=replay.source.path.name, unit="B",
+        unit_scale=True, unit_divisor=1024, file=sys.stderr, ncols=columns, nrows=lines,
+    ) as bar:  # fmt: skip
+
+        def progress(at: Progress) -> None:
+            if at.bytes_read is not None and at.bytes_read > bar.n:
+                bar.update(at.bytes_read - bar.n)
+
+        return replay.run(progress)
 
 
 def _summary(report: ReplayReport) -> str:

@@ -180,8 +180,8 @@ class LogSource:
     def _open_text(self) -> IO[str]:
         encoding = "ascii" if self.format == ".log" else "utf-8"
         if self.gzipped:
-            f = gzip.open(self.path, "rt", encoding=encoding, errors="replace")
-        else:
+            f = gzip.open(self.path, "rt", encoding=encoding, errors="replace")  # noqa: SIM115
+        else:  # the caller closes it
             f = self.path.open("r", encoding=encoding, errors="replace")
         self._stored = _stored_file(f)
         return f
@@ -189,8 +189,8 @@ class LogSource:
     def _open_binary(self) -> can.io.generic.MessageReader:
         reader: can.io.generic.MessageReader
         if self.format == ".blf":
-            reader = _BlfReader(cast("BinaryIO", gzip.open(self.path, "rb")) if self.gzipped
-                                else self.path)  # fmt: skip
+            reader = _BlfReader(cast("BinaryIO", gzip.open(self.path, "rb"))  # noqa: SIM115
+                                if self.gzipped else self.path)  # fmt: skip
         else:
             reader = can.LogReader(self.path)
         self._stored = _stored_file(getattr(reader, "file", None))

@@ -201,13 +201,23 @@ class Replay:
         assert counts.corrupt is not None
         report.rejected.update(counts.corrupt)
 
-    def run(self, progress: Callable[[Progress], None] | None = None) -> ReplayReport:
-        """Replay and score the whole log; return the report with its trips and events."""
+    def run(
+        self,
+        progress: Callable[[Progress], None] | None = None,
+        *,
+        tap: Callable[[Sequence[Sample]], None] | None = None,
+    ) -> ReplayReport:
+        """Replay and score the whole log; return the report with its trips and events.
+
+        ``tap``, when given, sees every frame's samples before scoring does (the trip report
+        draws its traces from them)."""
         scorer = Scorer(self.scoring)
         events: list[Event] = []
         trips: list[Trip] = []
         feed = scorer.feed
         for batch in self._batches(progress):
+            if tap is not None:
+                tap(batch)
             for sample in batch:
                 closed = feed(sample)
                 if closed:

@@ -15,7 +15,8 @@ from ..errors import AgentError
 #: Subcommand modules under edge_agent.cli; each offers ``add_subparser(subparsers)``, which
 #: registers its parser with ``set_defaults(func=...)``; ``func(args)`` returns the exit code.
 SUBCOMMANDS: tuple[str, ...] = (
-    "simulate", "replay", "map", "vehicles", "obd", "card", "keys", "outbox", "uplink", "run",
+    "simulate", "replay", "report", "map", "vehicles", "obd", "card", "keys", "outbox", "uplink",
+    "run",
 )
 
 

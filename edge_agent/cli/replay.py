@@ -9,11 +9,13 @@ import math
 import os
 import shutil
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..frames import FrameDecoder
 from ..obd.passive import PassiveObdDecoder
-from ..replay import Progress, Replay, ReplayReport
+from ..replay import MapSpec, Progress, Replay, ReplayReport
 from ..scoring import ScoringConfig
 from ..scoring.config import CLASS_DEFAULTS, CO2_KG_PER_L
 from ..signalmap import load_signal_map
@@ -38,6 +40,19 @@ def add_subparser(subparsers: Any) -> None:
         metavar="X",
         help="pace at X times real time (default: as fast as possible)",
     )
+    add_scoring_arguments(parser)
+    records = parser.add_argument_group(
+        "records", "append the drive's event and trip records to an outbox (all four together)"
+    )
+    records.add_argument("--outbox", metavar="DB", help="outbox database (created if missing)")
+    records.add_argument("--key", metavar="PATH", help="device key (msp-agent keys init)")
+    records.add_argument("--device", metavar="ID", help="device id (the key's kid)")
+    records.add_argument("--vin", metavar="VIN", help="the vehicle's VIN")
+    parser.set_defaults(func=_do_replay)
+
+
+def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register ``--obd``, ``--vehicle-class`` and ``--fuel-type`` (replay and report)."""
     parser.add_argument(
         "--obd",
         action="store_true",
@@ -49,14 +64,20 @@ def add_subparser(subparsers: Any) -> None:
         help="scoring thresholds (default: the map's vehicle_class, else car)",
     )
     parser.add_argument("--fuel-type", choices=tuple(CO2_KG_PER_L), default="gasoline")
-    records = parser.add_argument_group(
-        "records", "append the drive's event and trip records to an outbox (all four together)"
-    )
-    records.add_argument("--outbox", metavar="DB", help="outbox database (created if missing)")
-    records.add_argument("--key", metavar="PATH", help="device key (msp-agent keys init)")
-    records.add_argument("--device", metavar="ID", help="device id (the key's kid)")
-    records.add_argument("--vin", metavar="VIN", help="the vehicle's VIN")
-    parser.set_defaults(func=_do_replay)
+
+
+def scoring_of(args: argparse.Namespace, maps: MapSpec) -> ScoringConfig | None:
+    """The scoring the options ask for, or None for the map's class defaults."""
+    if not args.vehicle_class and args.fuel_type == "gasoline":
+        return None
+    first = maps if isinstance(maps, str | Path) else next(iter(maps.values()))
+    cls = args.vehicle_class or load_signal_map(first).vehicle_class or "car"
+    return ScoringConfig.for_class(cls, fuel_type=args.fuel_type)
+
+
+def extra_decoders(args: argparse.Namespace) -> list[FrameDecoder]:
+    """The decoders the options add to the map's (``--obd``)."""
+    return [PassiveObdDecoder()] if args.obd else []
 
 
 def _do_replay(args: argparse.Namespace) -> int:
@@ -69,12 +90,8 @@ def _do_replay(args: argparse.Namespace) -> int:
         return 2
     maps = maps_of(args)
     tz = log_tz(args)
-    extra = [PassiveObdDecoder()] if args.obd else []
-    scoring = None
-    if args.vehicle_class or args.fuel_type != "gasoline":
-        first = maps if isinstance(maps, str | Path) else next(iter(maps.values()))
-        cls = args.vehicle_class or load_signal_map(first).vehicle_class or "car"
-        scoring = ScoringConfig.for_class(cls, fuel_type=args.fuel_type)
+    extra = extra_decoders(args)
+    scoring = scoring_of(args, maps)
     with contextlib.ExitStack() as stack:
         writer = None
         if args.outbox:  # the outbox brings SQLite and cryptography: loaded only for it
@@ -89,7 +106,8 @@ def _do_replay(args: argparse.Namespace) -> int:
             writer = RecordWriter(outbox)
         replay = Replay(args.log, maps, tz=tz, speed=args.speed, extra_decoders=extra,
                         scoring=scoring, writer=writer)  # fmt: skip
-        report = run_with_progress(replay, show=not args.json and sys.stderr.isatty())
+        with progress_bar(replay, show=not args.json and sys.stderr.isatty()) as progress:
+            report = replay.run(progress)
         if writer is not None:
             report.extra["records"] = {
                 key.removeprefix("records."): n for key, n in sorted(writer.counts.items())
@@ -101,19 +119,21 @@ def _do_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_with_progress(replay: Replay, *, show: bool) -> ReplayReport:
-    """Run ``replay``; with ``show``, under a progress bar on stderr (bytes of the log read,
-    percentage, rate and time left; tqdm, loaded only then)."""
+@contextlib.contextmanager
+def progress_bar(replay: Replay, *, show: bool) -> Iterator[Callable[[Progress], None] | None]:
+    """With ``show``, a progress bar on stderr for ``replay`` (bytes of the log read,
+    percentage, rate and time left) and the callback that moves it; else None. tqdm is
+    loaded only then: ``--json`` and a stderr that is not a terminal never load it."""
     if not show:
-        return replay.run()
-    from tqdm import tqdm  # noqa: PLC0415 - only on a terminal: --json and pipes never load it
+        yield None
+        return
+    from tqdm import tqdm  # noqa: PLC0415 - only on a terminal
 
     # a serial console or a fresh pseudo-terminal reports 0 x 0, where tqdm would draw nothing
     columns, lines = shutil.get_terminal_size()
     with contextlib.suppress(OSError):
         size = os.get_terminal_size(sys.stderr.fileno())
         columns, lines = size.columns or columns, size.lines or lines
-
     with tqdm(
         total=replay.source.path.stat().st_size, desc=replay.source.path.name, unit="B",
         unit_scale=True, unit_divisor=1024, file=sys.stderr, ncols=columns, nrows=lines,
@@ -123,7 +143,7 @@ def run_with_progress(replay: Replay, *, show: bool) -> ReplayReport:
             if at.bytes_read is not None and at.bytes_read > bar.n:
                 bar.update(at.bytes_read - bar.n)
 
-        return replay.run(progress)
+        yield progress
 
 
 def _summary(report: ReplayReport) -> str:

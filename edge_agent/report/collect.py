@@ -80,7 +80,7 @@ class TraceRecorder:
                 self._lon, moved = value, True
         lat, lon = self._lat, self._lon
         if moved and lat is not None and lon is not None and (lat != 0.0 or lon != 0.0):
-            self.route.append((batch[-1].timestamp, self._lat, self._lon))
+            self.route.append((batch[-1].timestamp, lat, lon))
 
     def _motion(self, name: str, ts: float, sample: Sample) -> None:
         state = self._state

@@ -24,7 +24,10 @@ from .model import Trace, TripReport
 
 #: Events listed on the sheet (the HTML page lists them all).
 _LISTED = 14
-_THRESHOLD = {"color": "#c0392b", "linestyle": "--", "linewidth": 0.9}
+
+
+def _threshold(ax: Axes, y: float, label: str | None = None) -> None:
+    ax.axhline(y, color="#c0392b", linestyle="--", linewidth=0.9, label=label)
 
 
 def _dates(times: Floats) -> Floats:
@@ -49,18 +52,16 @@ def _time_axes(fig: Figure, report: TripReport, axes: list[Axes]) -> None:
     _plot(speed, tr.get(sig.SPEED_LIMIT), f"limit + {th.speeding_minor_over_kmh:g}", "#c0392b",
           style=":", offset=th.speeding_minor_over_kmh)  # fmt: skip
     if sig.SPEED_LIMIT not in tr:
-        speed.axhline(th.max_speed_kmh, label=f"maximum {th.max_speed_kmh:g}", **_THRESHOLD)
+        _threshold(speed, th.max_speed_kmh, f"maximum {th.max_speed_kmh:g}")
     _plot(lon, tr.get(sig.ACCEL_LON), "raw", "#9ecae1", alpha=0.8)
     _plot(lon, report.scored_lon, "as scored", "#08519c", width=1.3)
-    lon.axhline(th.harsh_acceleration_mps2, label=f"harsh acceleration "
-                f"{th.harsh_acceleration_mps2:g}", **_THRESHOLD)  # fmt: skip
-    lon.axhline(-th.harsh_braking_mps2, label=f"harsh braking -{th.harsh_braking_mps2:g}",
-                **_THRESHOLD)  # fmt: skip
+    _threshold(lon, th.harsh_acceleration_mps2,
+               f"harsh acceleration {th.harsh_acceleration_mps2:g}")  # fmt: skip
+    _threshold(lon, -th.harsh_braking_mps2, f"harsh braking -{th.harsh_braking_mps2:g}")
     _plot(lat, tr.get(sig.ACCEL_LAT), "raw", "#fdd0a2", alpha=0.8)
     _plot(lat, report.scored_lat, "as scored", "#d94801", width=1.3)
-    lat.axhline(th.harsh_cornering_mps2, label=f"harsh cornering ±{th.harsh_cornering_mps2:g}",
-                **_THRESHOLD)  # fmt: skip
-    lat.axhline(-th.harsh_cornering_mps2, **_THRESHOLD)
+    _threshold(lat, th.harsh_cornering_mps2, f"harsh cornering ±{th.harsh_cornering_mps2:g}")
+    _threshold(lat, -th.harsh_cornering_mps2)
     _plot(pedals, tr.get(sig.ACCEL_PEDAL), "accelerator", "#2ca02c")
     _plot(pedals, tr.get(sig.BRAKE_PEDAL), "brake", "#d62728")
     _plot(steering, tr.get(sig.STEERING_ANGLE), "steering wheel", "#6a51a3")
@@ -84,9 +85,9 @@ def _time_axes(fig: Figure, report: TripReport, axes: list[Axes]) -> None:
         speed.legend(loc="upper right", fontsize=7, ncols=4, framealpha=0.8)
     for ax in axes[:-1]:
         ax.tick_params(labelbottom=False)
-    locator = AutoDateLocator()
+    locator = AutoDateLocator()  # type: ignore[no-untyped-call]
     axes[-1].xaxis.set_major_locator(locator)
-    axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
     axes[-1].set_xlabel("time (UTC)")
 
 

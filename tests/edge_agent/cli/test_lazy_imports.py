@@ -17,6 +17,9 @@ from edge_agent.keys import init_device_key
 from tests.conftest import DATA, DEMO_MAP, REPO
 
 LOG = DATA / "drive_short.log"
+#: What the report extra brings (plotly, matplotlib, numpy and theirs).
+DRAWING = ("plotly", "matplotlib", "numpy", "narwhals", "PIL", "edge_agent.report.html",
+           "edge_agent.report.png")  # fmt: skip
 VIN = "JTDKB20U093456789"
 
 #: Runs msp-agent's main with argv[2:], then writes the loaded modules to argv[1] as JSON.
@@ -61,9 +64,34 @@ def test_replay_without_outbox_loads_no_outbox_cryptography_or_sqlite_utils(
     assert loaded(modules, "cryptography", "sqlite_utils", "edge_agent.outbox",
                   "edge_agent.writer", "edge_agent.keys", "edge_agent.identity", "paho",
                   "edge_agent.uplink", "edge_agent.service") == []  # fmt: skip
+    # nor the report's drawing (the report extra) nor the progress bar (stderr is a pipe)
+    assert loaded(modules, *DRAWING, "tqdm", "edge_agent.report") == []
     # and no other subcommand's module: the parser registers only the one it runs
     assert sorted(m for m in modules if m.startswith("edge_agent.cli.")) == [
         "edge_agent.cli.mapargs", "edge_agent.cli.replay"]  # fmt: skip
+
+
+def test_replay_without_json_off_a_terminal_loads_no_drawing_and_no_bar(tmp_path: Path) -> None:
+    done, modules = run_main(tmp_path, "replay", str(LOG), "--map", str(DEMO_MAP))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("drive_short.log: 3,000 frames")
+    assert loaded(modules, *DRAWING, "tqdm") == []
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [("-o", ["plotly", "numpy"]), ("--png", ["matplotlib", "numpy"])],
+)
+def test_report_loads_only_the_drawing_it_writes(
+    tmp_path: Path, option: str, expected: list[str]
+) -> None:
+    out = tmp_path / "trip.out"
+    done, modules = run_main(tmp_path, "report", str(LOG), "--map", str(DEMO_MAP), option,
+                             str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 10_000
+    assert loaded(modules, "plotly", "matplotlib", "numpy") == expected
+    assert loaded(modules, "cryptography", "edge_agent.outbox", "tqdm") == []
 
 
 def test_replay_with_outbox_loads_it_and_appends(tmp_path: Path, key: Path) -> None:

@@ -45,6 +45,8 @@ from edge_agent.identity.watcher import SessionEnded
 from edge_agent.keys import init_device_key, load_signer
 from edge_agent.outbox import Outbox
 from edge_agent.replay import Replay
+from edge_agent.report import collect
+from edge_agent.report.html import write_html
 from edge_agent.scoring import ScoringConfig
 from edge_agent.simulate import simulate
 from edge_agent.text import plural
@@ -128,8 +130,10 @@ def drive_once(site: LocalDeployment, out: Path, drive: Drive, card: CardImage, 
     try:
         writer = RecordWriter(outbox)
         writer.session_started(session)
-        report = Replay(log, DEMO_MAP, scoring=ScoringConfig.for_class(v.vehicle_class),
-                        writer=writer).run().to_json()  # fmt: skip
+        replay = Replay(log, DEMO_MAP, scoring=ScoringConfig.for_class(v.vehicle_class),
+                        writer=writer)  # fmt: skip
+        trip_report = collect(replay)  # replay.run(), its samples recorded for the report
+        report = replay.report.to_json()
         end = start + timedelta(seconds=float(str(sim.truth["duration_s"])))
         manager.clock = lambda: end
         ended = manager.end(EndReason.CARD_REMOVED)
@@ -145,6 +149,9 @@ def drive_once(site: LocalDeployment, out: Path, drive: Drive, card: CardImage, 
           f"{sum(t['distance_km'] for t in trips):.1f} km, "
           f"{plural(len(report['events']), 'event')}, trip score {score}; "
           f"consents to {v.fleet}: {', '.join(drive.consents)}; records {records}")  # fmt: skip
+    html = log.with_suffix(".html")
+    write_html(trip_report, html)
+    print(f"  trip report: {html.relative_to(ROOT)}")
     site.drain(v.device, gw / "outbox.db", gw / "device.key", v.vin)
 
 
@@ -192,7 +199,8 @@ def main() -> None:
         registry(site, "persons")
         say("sessions: the person ↔ vehicle bindings, many to many")
         registry(site, "sessions")
-    print(f"\nEverything is under {out}: logs, outboxes, cloud/registry.db (any SQLite tool).")
+    print(f"\nEverything is under {out}: logs, trip reports (drive-*.html, open them in a "
+          "browser), outboxes, cloud/registry.db (any SQLite tool).")
 
 
 if __name__ == "__main__":

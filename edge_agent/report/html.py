@@ -21,7 +21,14 @@ from plotly.subplots import make_subplots
 from .. import signals as sig
 from .decimate import Floats, minmax
 from .files import write_atomically
-from .labels import SEVERITY_COLOURS, event_name, no_route_reason, score_formula, trip_line
+from .labels import (
+    SEVERITY_COLOURS,
+    event_name,
+    no_route_reason,
+    peak_text,
+    score_formula,
+    trip_line,
+)
 from .model import EventMark, Trace, TripReport
 
 #: Rows of the time plot: (title, y axis label).
@@ -100,7 +107,7 @@ def _events(fig: go.Figure, events: tuple[EventMark, ...]) -> None:
                 x=_ms(e.start for e in mine), y=[e.speed_kmh for e in mine], mode="markers",
                 name=f"{severity} events", marker={"color": colour, "size": 11,
                                                    "symbol": "diamond", "line": {"width": 1}},
-                text=[f"{event_name(e.type)} ({e.severity}): peak {e.peak:g}, "
+                text=[f"{event_name(e.type)} ({e.severity}): peak {peak_text(e.type, e.peak)}, "
                       f"{e.points:g} points" for e in mine],
                 hovertemplate="%{text}<extra></extra>",
             ),
@@ -210,7 +217,8 @@ def _events_html(report: TripReport) -> str:
         f"<td>{escape(event_name(e.type))}</td>"
         f'<td><span class="sev" style="background:{SEVERITY_COLOURS[e.severity]}"></span>'
         f"{escape(e.severity)}</td><td class=num>{e.duration_s:g} s</td>"
-        f"<td class=num>{e.peak:g}</td><td class=num>{e.speed_kmh:.0f}</td>"
+        f"<td class=num>{escape(peak_text(e.type, e.peak))}</td>"
+        f"<td class=num>{e.speed_kmh:.0f}</td>"
         f"<td class=num>{e.points:g}</td></tr>"
         for e in report.events
     )

@@ -17,6 +17,26 @@ SEVERITY_COLOURS: Final[dict[str, str]] = {
 }
 
 
+#: The unit of each event type's ``peak`` (docs/scoring.md).
+PEAK_UNITS: Final[dict[str, str]] = {
+    "harsh_braking": "m/s²",
+    "harsh_acceleration": "m/s²",
+    "harsh_cornering": "m/s²",
+    "speeding": "km/h",
+    "idling": "l",
+    "continuous_driving": "h",
+    "pedal_misapplication": "m/s²",
+    "seatbelt": "km/h",
+    "crash": "m/s²",
+}
+
+
+def peak_text(kind: str, peak: float) -> str:
+    """An event's peak with its unit: ``5.149 m/s²``."""
+    unit = PEAK_UNITS.get(kind)
+    return f"{peak:g} {unit}" if unit else f"{peak:g}"
+
+
 def event_name(kind: str) -> str:
     """``harsh_braking`` -> ``harsh braking``."""
     return kind.replace("_", " ")

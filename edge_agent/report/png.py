@@ -19,7 +19,14 @@ from matplotlib.figure import Figure
 from .. import signals as sig
 from .decimate import Floats, minmax
 from .files import write_atomically
-from .labels import SEVERITY_COLOURS, event_name, no_route_reason, score_formula, trip_line
+from .labels import (
+    SEVERITY_COLOURS,
+    event_name,
+    no_route_reason,
+    peak_text,
+    score_formula,
+    trip_line,
+)
 from .model import Trace, TripReport
 
 #: Events listed on the sheet (the HTML page lists them all).
@@ -131,7 +138,8 @@ def _text(ax: Axes, report: TripReport) -> None:
     for e in report.events[:_LISTED]:
         clock = datetime.fromtimestamp(e.start, UTC).strftime("%H:%M:%S")
         lines.append(f"  {clock} (+{e.start - start:.0f} s) {event_name(e.type)}, {e.severity}, "
-                     f"peak {e.peak:g}, {e.speed_kmh:.0f} km/h, {e.points:g} points")  # fmt: skip
+                     f"peak {peak_text(e.type, e.peak)}, at {e.speed_kmh:.0f} km/h, "
+                     f"{e.points:g} points")  # fmt: skip
     if len(report.events) > _LISTED:
         lines.append(f"  … and {len(report.events) - _LISTED} more (see the HTML report)")
     ax.text(0.0, 1.0, "\n".join(lines), va="top", ha="left", fontsize=8.5, family="monospace",

@@ -66,7 +66,7 @@ def _line(fig: go.Figure, trace: Trace | None, row: int, name: str, *, colour: s
         return
     t, v = minmax(trace.t, trace.v)
     fig.add_trace(
-        go.Scattergl(x=_ms(t), y=v + offset, name=name, mode="lines", opacity=opacity,
+        go.Scatter(x=_ms(t), y=v + offset, name=name, mode="lines", opacity=opacity,
                      line={"color": colour, "width": width, "dash": dash},
                      hovertemplate=f"{escape(name)}: %{{y:.2f}}<extra></extra>"),
         row=row, col=1,
@@ -155,7 +155,7 @@ def route_figure(report: TripReport) -> go.Figure | None:
         return None
     lats = np.array([p[1] for p in report.route])
     lons = np.array([p[2] for p in report.route])
-    fig = go.Figure(go.Scattergl(x=lons, y=lats, mode="lines", name="route",
+    fig = go.Figure(go.Scatter(x=lons, y=lats, mode="lines", name="route",
                                  line={"color": "#1f77b4", "width": 2},
                                  hovertemplate="%{y:.5f}, %{x:.5f}<extra></extra>"))  # fmt: skip
     fig.add_trace(go.Scatter(x=[lons[0], lons[-1]], y=[lats[0], lats[-1]], mode="markers+text",

@@ -1,6 +1,6 @@
 """Shared fixtures: real files under tests/data and dbc/; device signing keys for the protocol
-and outbox tests; the registry's device CA, a card issuer, a registry store and ingestor, and a
-whole loopback deployment (broker + registry)."""
+and outbox tests; the registry's device CA, a card issuer, a registry store and ingestor, a
+whole loopback deployment (broker + registry), and a PostgreSQL server (``pg_server``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa
 from cloud_sync.store.sqlite import SqliteStore
 from msp_protocol.jws import Signer
+from tests.pg_server import PgServer, pg_bin
 from tests.protocol_data import DEVICE
 from tests.sync_deploy import Deployment
 from tests.sync_kit import CardIssuer
@@ -85,3 +86,17 @@ def deployment(tmp_path: Path, card_issuer: CardIssuer) -> Iterator[Deployment]:
         yield deploy
     finally:
         deploy.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One real PostgreSQL server for the session (``tests/pg_server.py``); each test takes a
+    fresh database with ``pg_server.create_database()``."""
+    if pg_bin() is None:
+        pytest.fail("PostgreSQL is not installed: run scripts/test (it installs it)")
+    server = PgServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

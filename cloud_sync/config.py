@@ -19,7 +19,8 @@ from typing import Any
 from .errors import RegistryError
 from .store.open import parse_store_url
 
-_PATHS = ("db", "secrets_dir", "ca_dir", "anchors", "password_file", "tls_ca", "tls_cert", "tls_key")
+_PATHS = ("db", "secrets_dir", "ca_dir", "anchors", "password_file", "tls_ca", "tls_cert",
+          "tls_key")
 
 
 @dataclass(frozen=True, slots=True)

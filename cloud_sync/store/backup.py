@@ -198,7 +198,7 @@ def _pg_dump(url: str, target: Path) -> None:
     plain, env = _libpq(url)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
-    done = subprocess.run([tool, "--format=custom", "--no-owner", "--no-privileges",  # noqa: S603
+    done = subprocess.run([tool, "--format=custom", "--no-owner", "--no-privileges",
                            f"--file={target}", f"--dbname={plain}"],
                           env=env, capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode != 0:
@@ -221,7 +221,7 @@ def _pg_restore(url: str, source: Path, display: str) -> None:
         raise StoreError(f"{display}: not empty; restore into a new database (createdb)")
     tool = pg_tool("pg_restore", _server_major(url))
     plain, env = _libpq(url)
-    done = subprocess.run([tool, "--no-owner", "--no-privileges", "--exit-on-error",  # noqa: S603
+    done = subprocess.run([tool, "--no-owner", "--no-privileges", "--exit-on-error",
                            "--single-transaction", f"--dbname={plain}", str(source)],
                           env=env, capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode != 0:

@@ -214,7 +214,7 @@ def _pg_restore(url: str, source: Path, display: str) -> None:
 
     try:
         with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
-            found = postgres_schema.version(conn)  # type: ignore[arg-type]
+            found = postgres_schema.version(conn)
     except psycopg.Error as exc:
         raise StoreError(f"{display}: cannot connect: {exc}") from None
     if found != 0:

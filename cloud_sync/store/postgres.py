@@ -95,14 +95,9 @@ class PostgresStore:
         tables (and the pseudonym key is made in ``secrets``), an older one is migrated only
         with ``migrate`` (else ``SchemaVersionError``), a newer one is refused."""
         self.url = redact(url)
+        self._dsn = url
         self.secret_files = SecretFiles(None, environ, directory=secrets)
-        try:
-            conn: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
-                url, autocommit=True, connect_timeout=10, application_name="msp-registry"
-            )
-        except psycopg.Error as exc:
-            raise StoreError(f"{self.url}: cannot connect to the registry database: {exc}"
-                             ) from None  # fmt: skip
+        conn = self._connect()
         try:
             self.migrated_from = self._open_schema(conn, migrate)
         except psycopg.Error as exc:
@@ -114,6 +109,23 @@ class PostgresStore:
         self._conn = conn
         self._secret: bytes | None = None
         self._devices = DeviceCache()
+
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        try:
+            return psycopg.connect(self._dsn, autocommit=True, connect_timeout=10,
+                                   application_name="msp-registry")  # fmt: skip
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.url}: cannot connect to the registry database: {exc}"
+                             ) from None  # fmt: skip
+
+    def _live(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """The connection, made again if the server dropped it (restarted, failed over): the
+        call that saw it drop raised ``StoreError``; the caller's retry lands here."""
+        if self._conn.broken:
+            log.warning("%s: the connection was lost; connecting again", self.url)
+            self._conn.close()
+            self._conn = self._connect()
+        return self._conn
 
     def _open_schema(self, conn: psycopg.Connection[tuple[Any, ...]], migrate: bool) -> int:
         code = postgres_schema.SCHEMA_VERSION
@@ -131,7 +143,7 @@ class PostgresStore:
     @property
     def schema_version(self) -> int:
         """The database's schema version now."""
-        return postgres_schema.version(self._conn) or 0
+        return postgres_schema.version(self._live()) or 0
 
     def close(self) -> None:
         """Close the connection."""
@@ -139,7 +151,7 @@ class PostgresStore:
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
-            return self._conn.execute(sql.encode(), params).fetchall()
+            return self._live().execute(sql.encode(), params).fetchall()
         except psycopg.Error as exc:  # a database failure, not the caller's input
             raise StoreError(f"{self.url}: {exc}") from None
 
@@ -149,7 +161,7 @@ class PostgresStore:
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:
-            return self._conn.execute(sql.encode(), params).rowcount
+            return self._live().execute(sql.encode(), params).rowcount
         except psycopg.Error as exc:
             raise StoreError(f"{self.url}: {exc}") from None
 
@@ -167,7 +179,7 @@ class PostgresStore:
     def enroll(self, device: Device) -> None:
         """Add a device and its vehicle; raises ``EnrolmentError`` if the id is taken."""
         try:
-            with self._conn.transaction():
+            with self._live().transaction():
                 self._conn.execute(
                     b"INSERT INTO vehicles (vin, fleet) VALUES (%s, %s) ON CONFLICT (vin)"
                     b" DO UPDATE SET fleet = excluded.fleet",
@@ -275,7 +287,7 @@ class PostgresStore:
     def clear_expired(self, now: str) -> int:
         """Queue an empty retained message for every retained publication expired at ``now``."""
         try:
-            with self._conn.transaction():
+            with self._live().transaction():
                 deleted = self._conn.execute(
                     b"DELETE FROM retained WHERE expires <= %s RETURNING topic", (now,))
                 topics = sorted(str(t) for (t,) in deleted)
@@ -300,7 +312,7 @@ class PostgresStore:
         another worker committed records of the batch's devices that it contradicts (nothing
         is committed; re-plan and retry), ``StoreError`` when the database fails."""
         try:
-            with self._conn.transaction():
+            with self._live().transaction():
                 self._commit(batch, fanout)
         except ChainConflict:
             raise

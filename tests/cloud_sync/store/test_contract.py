@@ -15,13 +15,14 @@ from cloud_sync.ingest import Ack, Ingestor
 from cloud_sync.mosquitto import password_hash
 from cloud_sync.pki import DeviceCa
 from cloud_sync.republish import Republisher, score_of
-from cloud_sync.store import Batch, ChainHead, Fleet, Publication, Store
+from cloud_sync.store import Batch, ChainHead, Fleet, Publication, Store, Withheld
 from cloud_sync.store.open import open_store
 from msp_protocol import bodies
 from msp_protocol.chain import verify_chain
 from msp_protocol.jws import load_public_key, record_hash
+from msp_protocol.records import format_ts
 from msp_protocol.topics import rec_topic
-from tests.sync_kit import CardIssuer, Gateway, event, trip
+from tests.sync_kit import T0, CardIssuer, Gateway, event, session_end, trip
 
 
 def enrolled(store: Store, ca: DeviceCa, device: str = "gw-1", vin: str = "JT1234567") -> Gateway:
@@ -180,3 +181,36 @@ def test_secrets_stay_out_of_the_database(store: Store, secrets: Path) -> None:
     assert hashed in (secrets / "fleet-passwords").read_text()
     dumped = repr([sql(store, f"SELECT * FROM {t}") for t in store.counts()])
     assert key.hex() not in dumped and "saltsalt" not in dumped
+
+
+def test_every_body_kind_withheld_counters_and_retained_expiry(
+    store: Store, device_ca: DeviceCa, card_issuer: CardIssuer
+) -> None:
+    gw = enrolled(store, device_ca)
+    ingestor = Ingestor(store, card_issuer.anchors(), fanout=Republisher(store).fanout)
+    consents = (bodies.Consent("acme", ("driving", "score"), "2026-12-01T00:00:00Z"),)
+    start = card_issuer.card().session_start(gw, "s-1", consents=consents)
+    dtc = bodies.Dtc((bodies.TroubleCode("P0301", "stored"), bodies.TroubleCode("P0420",
+                                                                                "pending")),
+                     True, 1234.0)  # fmt: skip
+    crash = bodies.Emergency(format_ts(T0), "crash_flag", 31.0, 54.0, None)
+    items = [(start, "session.start", "s-1"), (trip(30.0, 1.0), "trip", "s-1"),
+             (dtc, "dtc", "s-1"), (crash, "emergency", "s-1"),
+             (session_end(), "session.end", "s-1")]
+    assert send(ingestor, gw, *(gw.sign(*item) for item in items)) == [Ack("gw-1", 5)]
+    counts = store.counts()
+    assert (counts["dtcs"], counts["emergencies"], counts["trips"]) == (2, 1, 1)
+    [session] = store.sessions()
+    assert (session.ended_at, session.end_reason) == (format_ts(T0 + 1000), "ignition_off")
+    assert sql(store, "SELECT code, status, mil FROM dtcs ORDER BY code") == [
+        ("P0301", "stored", 1), ("P0420", "pending", 1)]
+    withheld = store.withheld()  # acme has no "maintenance" consent: the DTC record is withheld
+    assert withheld.get(Withheld("acme", "dtc", "not_consented")) == 1, withheld
+    pending = store.fanout_pending(100)
+    assert any("/score/" in p.topic and p.retain for _, p in pending)
+    store.fanout_done([i for i, _ in pending])
+    assert store.clear_expired("2026-11-30T23:59:59.999Z") == 0
+    assert store.clear_expired("2026-12-01T00:00:00.000Z") == 1
+    [(_, cleared)] = store.fanout_pending(10)
+    assert cleared.retain and cleared.payload == b"" and "/score/" in cleared.topic
+    assert store.clear_expired("2027-01-01T00:00:00.000Z") == 0  # withdrawn once

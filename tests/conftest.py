@@ -4,6 +4,7 @@ whole loopback deployment (broker + registry), and a PostgreSQL server (``pg_ser
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cloud_sync.broker_process import MosquittoProcess
 from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa
+from cloud_sync.store import Store
+from cloud_sync.store.open import open_store
 from cloud_sync.store.sqlite import SqliteStore
 from msp_protocol.jws import Signer
 from tests.pg_server import PgServer, pg_bin
@@ -62,14 +65,21 @@ def card_issuer(tmp_path_factory: pytest.TempPathFactory) -> CardIssuer:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    db = SqliteStore(tmp_path / "registry.db")
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A fresh registry store: SQLite, or PostgreSQL with ``MSP_TEST_STORE=postgresql`` (then
+    every test on this fixture runs on the session's server; ``tests/cloud_sync/store/`` runs
+    on both back ends always)."""
+    if os.environ.get("MSP_TEST_STORE", "sqlite") == "postgresql":
+        server: PgServer = request.getfixturevalue("pg_server")
+        db = open_store(server.create_database(), secrets_dir=tmp_path / "registry.secrets")
+    else:
+        db = SqliteStore(tmp_path / "registry.db")
     yield db
     db.close()
 
 
 @pytest.fixture
-def ingestor(store: SqliteStore, card_issuer: CardIssuer) -> Ingestor:
+def ingestor(store: Store, card_issuer: CardIssuer) -> Ingestor:
     return Ingestor(store, card_issuer.anchors(), max_waiting=8)
 
 

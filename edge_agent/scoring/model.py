@@ -30,7 +30,7 @@ class Event:
 
     ``start`` is the source clock in epoch seconds. ``peak`` is in the unit of the quantity
     the detector watches (see docs/scoring.md): m/s² for harsh events, pedal misapplication
-    and crash, km/h over the limit for speeding, km/h for seatbelt, litres of fuel for
+    and crash, the highest speed in km/h for speeding, km/h for seatbelt, litres of fuel for
     idling, hours driven without a qualifying break for continuous driving. ``trigger``
     says what raised a crash (``crash_flag`` or ``deceleration``); None for other types.
     """

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import statistics
@@ -23,10 +24,11 @@ from cloud_sync.public.aggregation import BOUNDS
 from cloud_sync.public.export import to_csv, to_geojson
 from cloud_sync.public.noise import OpenDpLaplace, scales
 from cloud_sync.public.release import release
+from cloud_sync.republish import fleet_pseudonym
 from cloud_sync.store.sqlite import SqliteStore
 from msp_protocol import bodies
 from msp_protocol.topics import rec_topic
-from tests.sync_kit import CardIssuer, Gateway
+from tests.sync_kit import CardIssuer, Gateway, trip
 
 HOUR = datetime(2026, 11, 18, 8, tzinfo=UTC)  # inside the test certificates' validity
 CELLS = [h3.latlng_to_cell(35.68 + i * 0.03, 139.76, 7) for i in range(40)]
@@ -150,8 +152,6 @@ def test_a_resent_stats_record_counts_once_and_the_chain_audits(
     fleet6: Fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store, gw = fleet6.store, fleet6.gateways[0]
-    from tests.sync_kit import trip
-
     trip_token = gw.sign(trip(), "trip")
     fleet6.ingestor.process([(rec_topic(gw.device), trip_token.encode())])
     token = fleet6.send(gw, hour(), cell(CELLS[5]))
@@ -199,8 +199,6 @@ def test_nothing_published_or_kept_names_a_device(
     out += [export.read_bytes(), (tmp_path / "stats.csv").read_bytes()]
     persons = [p.id for p in store.persons()]
     assert persons  # the drivers are known to the registry...
-    from cloud_sync.republish import fleet_pseudonym
-
     pseudonyms = [fleet_pseudonym(store.pseudonym_secret(), "acme", p) for p in persons]
     secret_words = [*(gw.device for gw in fleet.gateways), *(gw.vin for gw in fleet.gateways),
                     *sessions, *persons, *pseudonyms, *(r[2] for r in rows), "gw-", "JTVIN"]
@@ -298,7 +296,7 @@ def test_the_export_is_geojson_hexagons_and_csv_rows(fleet6: Fleet) -> None:
     lat, lon = h3.cell_to_latlng(CELLS[8])
     assert min(p[0] for p in ring) < lon < max(p[0] for p in ring)  # [lon, lat] order
     assert min(p[1] for p in ring) < lat < max(p[1] for p in ring)
-    area = sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:], strict=False))
+    area = sum(a[0] * b[1] - b[0] * a[1] for a, b in itertools.pairwise(ring))
     assert area > 0  # counter-clockwise (RFC 7946)
     assert feature["properties"]["distance_km"] == pytest.approx(6 * 3.0)
     table = list(csv.DictReader(io.StringIO(to_csv(rows))))

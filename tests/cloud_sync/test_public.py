@@ -9,6 +9,7 @@ import io
 import itertools
 import json
 import math
+import sqlite3
 import statistics
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -323,3 +324,25 @@ def test_release_command_refuses_a_low_k_and_releases_as_of_now(
     status = json.loads(capsys.readouterr().out)
     assert status["released"] == 1 and status["pending"] == 0
     assert status["contributions"] == 6 and status["closed_before"] == hour(1)
+
+
+def test_a_version_2_database_gains_the_public_tables(tmp_path: Path) -> None:
+    db = tmp_path / "v2.db"
+    SqliteStore(db).close()
+    conn = sqlite3.connect(db)  # back to version 2: the layout before the public tier
+    for table in ("public_chain", "public_contributions", "public_stats", "public_state",
+                  "public_counters"):  # fmt: skip
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    store = SqliteStore(db)
+    try:
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert store.public_counters() == {} and store.public_stats() == []
+        assert store.counts()["public_contributions"] == 0
+        without_rowid = store._conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'public_contributions'").fetchone()[0]
+        assert "WITHOUT ROWID" in without_rowid
+    finally:
+        store.close()

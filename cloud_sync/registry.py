@@ -21,7 +21,7 @@ from .ingest import Ingestor
 from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
 from .republish import Republisher
 from .store import Batch, Device, Store
-from .store.sqlite import SqliteStore
+from .store.open import open_store
 from .worker import BrokerConfig, RegistryWorker
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def serve(config: RegistryConfig, stop: threading.Event) -> None:
     if config.anchors is None:
         raise RegistryError("no trust anchors for driver cards: give --anchors DIR")
     anchors = TrustAnchors.load(config.anchors)
-    store = SqliteStore(config.db)
+    store = open_store(config.db, secrets_dir=config.secrets_dir)
     try:
         store.pseudonym_secret()  # fail now, naming the file, not at the first fleet copy
         fanout = Republisher(store).fanout

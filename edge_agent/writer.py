@@ -136,15 +136,24 @@ class RecordWriter:
     def session_started(self, session: DriverSession) -> None:
         """Append ``session.start``; later records carry the session's id."""
         self.session, self._trips = session.id, []
-        self._consents = session.start.statement.consents
         self.public = None
-        if public_consented(self._consents, session.started):
-            from .public_stats import PublicStats  # noqa: PLC0415 - h3 only with the consent
-
-            self.public = PublicStats(self.scoring or ScoringConfig())
+        self.consents_changed(session.start.statement.consents, session.started)
         body = self._body(session_start_body, session.start)
         if body is not None:
             self._append([NewRecord(body, session.started.timestamp(), session.id)])
+
+    def consents_changed(self, consents: Sequence[ConsentLike], at: datetime) -> None:
+        """The open session's consents are now ``consents`` (at login; later, a grant or a
+        revocation): contributions to public statistics start or stop with ``public``."""
+        self._consents = tuple(consents)
+        if not public_consented(self._consents, at):
+            if self.public is not None:
+                self.public.discard()
+            self.public = None
+        elif self.public is None:
+            from .public_stats import PublicStats  # noqa: PLC0415 - h3 only with the consent
+
+            self.public = PublicStats(self.scoring or ScoringConfig())
 
     def session_ended(self, ended: SessionEnded) -> None:
         """Append ``session.end`` with the totals of the session's trips."""

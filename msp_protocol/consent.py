@@ -10,15 +10,14 @@ One definition for both sides: the edge offers and signs these categories at log
 | ``maintenance``| ``dtc`` records                                                    |
 | ``score``     | the person's portable score, pooled over every vehicle and fleet     |
 | ``location``  | positions inside the records above (stripped without it)             |
-
-| ``public``    | ``stats`` records: coarse contributions to k-anonymous, noised public  |
-|               | statistics (docs/public.md); only ever for the recipient ``public``   |
+| ``public``    | ``stats`` records: contributions to k-anonymous, noised statistics    |
 
 ``emergency`` is consented in advance (``KindInfo.pre_consented``) and belongs to no
 category; ``health`` and ``gap`` are private: none of them is consentable. ``public`` is
 never accepted by default (``DEFAULT_ACCEPTED`` leaves it out) and goes only to the built-in
-recipient ``public``, which may be given nothing else (``check_recipient``). Categories a registry does not know are ignored there (a newer gateway may
-offer more), and refused by the edge, which offers only these.
+recipient ``public``, which may be given nothing else (``check_recipient``; docs/public.md).
+Categories a registry does not know are ignored there (a newer gateway may offer more), and
+refused by the edge, which offers only these.
 """
 
 from __future__ import annotations

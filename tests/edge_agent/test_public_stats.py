@@ -128,9 +128,11 @@ def _session(consents: tuple[Consent, ...]) -> DriverSession:
 
 
 def _drive_with(tmp_path: Path, signer: Signer, consents: tuple[Consent, ...],
-                bodies_out: list[bodies.Body] | None = None) -> list[str]:  # fmt: skip
+                bodies_out: list[bodies.Body] | None = None,
+                later: tuple[Consent, ...] | None = None) -> list[str]:  # fmt: skip
     """The kinds and sessions of the records a writer appends for a short drive (60 s at
     50 km/h burning 6 l/h, heading north from the centre of the cell of 35.68 N 139.76 E)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     outbox = Outbox.open(tmp_path / "outbox.db", signer, VIN)
     try:
         scorer = Scorer(ScoringConfig())
@@ -147,6 +149,8 @@ def _drive_with(tmp_path: Path, signer: Signer, consents: tuple[Consent, ...],
                 for name, value in ((sig.LATITUDE, 35.6692 + i * 1e-5), (sig.LONGITUDE, 139.7586)):
                     sample = Sample(name, value, t)
                     scorer.feed(sample)
+            if i == 300 and later is not None:  # half way: a grant or a revocation
+                writer.consents_changed(later, datetime.fromtimestamp(t, UTC))
         writer.trips(scorer.finish(t))
         records = [parse_record(split(r.jws).payload) for r in outbox.pending(20)]
         if bodies_out is not None:
@@ -190,3 +194,19 @@ def test_an_expired_public_consent_sends_nothing(tmp_path: Path, ed_signer: Sign
     kinds = _drive_with(tmp_path, ed_signer, (Consent("public", ("public",), until),))
     assert kinds == ["session.start:s-public", "trip:s-public"]
     assert parse_ts(until).timestamp() < START + 60
+
+
+def test_a_revocation_mid_trip_sends_nothing_and_a_grant_starts_contributing(
+    tmp_path: Path, ed_signer: Signer
+) -> None:
+    until = iso_utc(datetime.fromtimestamp(START, UTC) + timedelta(days=30))
+    public, driving = Consent("public", ("public",), until), Consent("acme", ("driving",), until)
+    kinds = _drive_with(tmp_path / "revoked", ed_signer, (public,), later=(driving,))
+    assert kinds == ["session.start:s-public", "trip:s-public"]
+    made: list[bodies.Body] = []
+    kinds = _drive_with(tmp_path / "granted", ed_signer, (driving,), made, later=(public,))
+    assert kinds == ["session.start:s-public", "trip:s-public", "stats:None"]
+    stats = made[2]
+    assert isinstance(stats, bodies.Stats)
+    # only what was driven after the grant: the second half of the minute
+    assert stats.cells[0].distance_km == pytest.approx(50.0 * 29.9 / 3600, rel=0.01)

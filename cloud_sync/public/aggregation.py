@@ -3,12 +3,14 @@
 A ``stats`` record's envelope (device, VIN, seq, ts) serves only to verify it: ingest checks
 its signature and its place in the device's chain as for every record, and then the store
 keeps of it only its chain place (device, seq, hash: ``public_chain``), so the chain and the
-gateway's ack go on, never its JWS, its body or its ``ts``. Its cells become contributions
-keyed by (cell, hour, contributor), where the contributor is a keyed hash of the device, the
-cell and the hour (``contributor_tag``): the same vehicle in the same (cell, hour) always has
-the same tag, so it is counted once and its sum clamped, but two cells or two hours of one
-vehicle cannot be linked by their tags, and without the registry's secret (kept outside the
-database: ``cloud_sync.secret_files``) no tag can be traced to a device. The tags are deleted
+gateway's ack go on, never its JWS, its body or its ``ts``; the same for a ``stats`` record
+whose body the registry refuses (quarantined records are otherwise kept whole: ``is_stats``).
+Its cells become contributions keyed by (cell, hour, contributor), where the contributor is a
+keyed hash of the device, the cell and the hour (``contributor_tag``): the same vehicle in the
+same (cell, hour) always has the same tag, so it is counted once and its sum clamped, but two
+cells or two hours of one vehicle cannot be linked by their tags, and without the registry's
+secret (kept outside the database: ``cloud_sync.secret_files``) no tag can be traced to a
+device. The tags are deleted
 with the contributions when their hour is released.
 
 Each device's sum per (cell, hour) is clamped to ``BOUNDS`` (as it is added, so several trips
@@ -20,11 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
 from typing import Final
 
 from msp_protocol.bodies import Stats
-from msp_protocol.jws import b64url
+from msp_protocol.errors import ProtocolError
+from msp_protocol.jws import b64url, split
 from msp_protocol.records import Record
 
 from ..store.base import Contribution
@@ -77,6 +81,16 @@ def contributions(record: Record, key: bytes) -> list[Contribution]:
     return [clamp(Contribution(cell, body.hour, contributor_tag(key, record.device, cell,
                                                                 body.hour), *values))
             for cell, values in sorted(merged.items())]  # fmt: skip
+
+
+def is_stats(jws: str) -> bool:
+    """True if a signed record (one the registry refuses the body of, say) claims the kind
+    ``stats``: the store then keeps only its chain place, never its JWS (its cells)."""
+    try:
+        value = json.loads(split(jws).payload)
+    except (ProtocolError, ValueError, RecursionError):
+        return False
+    return isinstance(value, dict) and value.get("kind") == "stats"
 
 
 def clamp(c: Contribution) -> Contribution:

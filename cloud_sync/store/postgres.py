@@ -31,7 +31,7 @@ from msp_protocol import bodies
 from msp_protocol.records import Record
 
 from ..errors import ChainConflict, EnrolmentError, SchemaVersionError, StoreError
-from ..public.aggregation import BOUNDS, contributions, contributor_key
+from ..public.aggregation import BOUNDS, contributions, contributor_key, is_stats
 from ..secret_files import SecretFiles
 from . import postgres_schema
 from .base import (
@@ -346,6 +346,11 @@ class PostgresStore:
                 run(b"INSERT INTO evictions VALUES (%s, %s, %s, %s)",
                     (ev.device, ev.first, ev.last, ev.last_hash))  # fmt: skip
             for kept in plan.quarantined:
+                if is_stats(kept.jws):  # its cells are never kept: its place only
+                    run(b"INSERT INTO public_chain VALUES (%s, %s, %s)",
+                        (kept.device, kept.seq, kept.hash))  # fmt: skip
+                    self._count("refused", 1)
+                    continue
                 run(b"INSERT INTO quarantine VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     (kept.device, kept.seq, kept.hash, kept.jws, kept.reason, kept.detail,
                      _now()))  # fmt: skip

@@ -30,7 +30,7 @@ from msp_protocol import bodies
 from msp_protocol.records import Record
 
 from ..errors import ChainConflict, EnrolmentError, StoreError
-from ..public.aggregation import BOUNDS, contributions, contributor_key
+from ..public.aggregation import BOUNDS, contributions, contributor_key, is_stats
 from ..secret_files import SecretFiles
 from . import sqlite_schema
 from .base import (
@@ -313,6 +313,11 @@ class SqliteStore:
                     for eviction in plan.evictions:
                         self._evict(eviction)
                     for kept in plan.quarantined:
+                        if is_stats(kept.jws):  # its cells are never kept: its place only
+                            self._conn.execute("INSERT OR IGNORE INTO public_chain VALUES"
+                                               " (?, ?, ?)", (kept.device, kept.seq, kept.hash))
+                            self._count("refused", 1)
+                            continue
                         self._conn.execute(
                             "INSERT OR IGNORE INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (kept.device, kept.seq, kept.hash, kept.jws, kept.reason,

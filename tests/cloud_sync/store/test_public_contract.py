@@ -103,3 +103,22 @@ def test_the_release_keeps_the_k_rule_the_clamp_and_deletes_the_contributions(
     assert store.public_stats(since=H1) == []
     assert store.public_counters() == {"contributions": 12, "late": 1, "released": 1,
                                        "suppressed": 2}  # fmt: skip
+
+
+def test_a_refused_stats_record_keeps_its_place_but_not_its_cells(
+    store: Store, store_url: str, secrets: Path, device_ca: DeviceCa, card_issuer: CardIssuer,
+    capsys,
+) -> None:
+    gw = Gateway("gw-1", "JTPUB0000001")
+    store.enroll(gw.device_row(device_ca))
+    ingestor = Ingestor(store, card_issuer.anchors())
+    future = gw.sign(stats("2030-01-01T00:00:00Z", (A, 2.0)), "stats")  # dated years ahead
+    after = gw.sign(trip(), "trip")
+    assert send(ingestor, gw, future, after) == [Ack("gw-1", 2)]
+    assert store.rejections() == {"future_ts": 1}
+    assert store.quarantined("gw-1") == []  # quarantined records keep their JWS: not this one
+    assert store.public_chain("gw-1") == [(1, record_hash(future))]
+    assert store.public_counters() == {"refused": 1}
+    assert store.counts()["public_contributions"] == 0
+    assert cli.main(["audit", "--db", store_url, "--secrets-dir", str(secrets), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["verdict"] == "ok: seqs 1..2"

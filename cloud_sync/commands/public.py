@@ -96,7 +96,7 @@ def _do_status(args: argparse.Namespace) -> int:
     store = open_store(args)
     try:
         row: dict[str, object] = {name: 0 for name in ("released", "suppressed", "late",
-                                                         "contributions")}  # fmt: skip
+                                                         "contributions", "refused")}  # fmt: skip
         row.update(store.public_counters())
         row["pending"] = store.counts()["public_contributions"]
         row["closed_before"] = store.public_closed_before()

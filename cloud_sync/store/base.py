@@ -371,5 +371,6 @@ class Store(Protocol):
         """Every published (cell, hour) (of ``since`` and later), by hour and cell."""
 
     def public_counters(self) -> Mapping[str, int]:
-        """Totals of the public tier: ``released``, ``suppressed``, ``late`` and
-        ``contributions`` (cells taken from stats records)."""
+        """Totals of the public tier: ``released``, ``suppressed``, ``late``,
+        ``contributions`` (cells taken from stats records) and ``refused`` (stats records
+        whose body was refused: kept as their chain place only)."""

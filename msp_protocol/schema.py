@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from functools import cache
@@ -191,8 +192,10 @@ def _compile(schema: dict[str, Any]) -> _Check:
             if string is not None:
                 string(value, path, found)
         elif isinstance(value, int | float) and not isinstance(value, bool):
+            where = path or "(record)"
+            if isinstance(value, float) and not math.isfinite(value):
+                raise RecordError(f"{value} is not a JSON number", where)
             if number:
-                where = path or "(record)"
                 if low is not None and value < low:
                     raise RecordError(f"{value} is below the minimum {low}", where)
                 if above is not None and value <= above:
@@ -236,7 +239,10 @@ def _fast_leaf(schema: dict[str, Any], names: list[str] | None, general: _Check)
 
         return enum
     if kinds in ({"number"}, {"integer"}):
-        low, high = schema.get("minimum", -math.inf), schema.get("maximum", math.inf)
+        # default bounds are the largest finite floats, so that infinities (and NaN, which no
+        # comparison admits) fall through to the general check, which refuses them
+        biggest = sys.float_info.max
+        low, high = schema.get("minimum", -biggest), schema.get("maximum", biggest)
         above = schema.get("exclusiveMinimum", -math.inf)
         floats = kinds == {"number"}  # an integral float is an integer: the general check's
 

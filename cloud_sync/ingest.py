@@ -45,6 +45,7 @@ from msp_protocol.records import Record, check_not_future, parse_record
 from msp_protocol.topics import device_of_rec_topic
 
 from .cards import CardRejected, TrustAnchors, verify_session_start
+from .consents import verify_consent
 from .errors import StoreError
 from .quarantine import Refused, chain_place, refused
 from .store import (
@@ -64,6 +65,8 @@ log = logging.getLogger(__name__)
 #: ``msp_protocol.jws.split`` applies. The broker refuses larger messages already
 #: (``cloud_sync.mosquitto``).
 MAX_PAYLOAD_BYTES = MAX_TOKEN_CHARS
+#: Kinds handed to the early hook as soon as their signature verifies (DESIGN.md, Records).
+EARLY_KINDS = frozenset({"consent", "request", "emergency"})
 
 
 class Rejected(Exception):  # noqa: N818 - a verdict, counted by ``reason``
@@ -128,9 +131,11 @@ class Ingestor:
         max_waiting: int = 256,
         fanout: Fanout | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        early: Callable[[Record], None] | None = None,
     ) -> None:
         self.store = store
         self.fanout = fanout
+        self.early = early
         self.clock = clock
         self.anchors = anchors
         self.max_payload = max_payload
@@ -164,6 +169,7 @@ class Ingestor:
                 try:
                     candidate = self._check(device_id, token, state.arrival)
                     state.touched.add(candidate.record.device)
+                    self._act_early(state, candidate)
                     self._place(state, candidate)
                 except Rejected as exc:
                     self._reject(state, exc)
@@ -216,6 +222,22 @@ class Ingestor:
                                    f"storing failed: {exc!r}"[:500])  # fmt: skip
                 self.store.commit(Batch(rejections={"internal_error": 1}, quarantined=[kept]))
         return tuple(accepted)
+
+    def _act_early(self, state: _BatchState, cand: _Candidate) -> None:
+        """Hand a verified record the registry must act on at once (``EARLY_KINDS``) to the
+        early hook, before its chain predecessors arrive (DESIGN.md, Records); a record
+        already committed is not handed again. The hook's own failures never stop ingest."""
+        rec = cand.record
+        if self.early is None or not isinstance(rec, Record) or rec.kind not in EARLY_KINDS:
+            return
+        if rec.seq <= self._head(state, rec.device).seq:
+            return
+        try:
+            self.early(rec)
+        except StoreError:
+            raise
+        except Exception:  # last guard: the record's turn in the chain follows
+            log.exception("early handling of seq %d of %s failed", rec.seq, rec.device)
 
     @staticmethod
     def _reject(state: _BatchState, exc: Rejected) -> None:
@@ -391,6 +413,12 @@ class Ingestor:
                 self._quarantine(state, cand, rec)
                 head = ChainHead(rec.seq, cand.hash)
                 continue
+            statement = None
+            if rec.kind == "consent":
+                try:
+                    statement = verify_consent(self.store, self.anchors, rec)
+                except CardRejected as exc:  # the record joins the chain; it applies nothing
+                    self._reject(state, Rejected(exc.reason, device, str(exc)))
             try:
                 card = self._card(state, rec)
             except CardRejected as exc:
@@ -405,7 +433,7 @@ class Ingestor:
                               device)  # fmt: skip
                 state.rejections["internal_error"] += 1
                 card = None
-            state.accepted.append(Accepted(rec, cand.jws, cand.hash, card))
+            state.accepted.append(Accepted(rec, cand.jws, cand.hash, card, statement))
             state.hashes[(device, rec.seq)] = cand.hash
             head = ChainHead(rec.seq, cand.hash)
         state.heads[device] = head

@@ -15,9 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from .cards import TrustAnchors
 from .config import RegistryConfig
+from .consents import PersonActs
 from .errors import EnrolmentError, RegistryError
 from .fleets import key_publication
 from .ingest import Ingestor
+from .my_data import MyData
 from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
 from .republish import Republisher
 from .store import Batch, Device, Store
@@ -80,7 +82,9 @@ def serve(config: RegistryConfig, stop: threading.Event) -> None:
     try:
         store.pseudonym_secret()  # fail now, naming the file, not at the first fleet copy
         fanout = Republisher(store).fanout
-        ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout)
+        acts = PersonActs(store, anchors, MyData(store).answer)
+        ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout,
+                            early=acts.early)  # fmt: skip
         RegistryWorker(ingestor, broker_config(config)).run(stop)
     finally:
         store.close()

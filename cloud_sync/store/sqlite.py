@@ -16,7 +16,6 @@ import logging
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from .base import (
     VehicleRow,
     Withheld,
 )
+from .sqlite_person import PersonActs, now_text
 from .sqlite_schema import as_text, dumps
 
 log = logging.getLogger(__name__)
@@ -69,11 +69,10 @@ _SQL = {
 }  # fmt: skip
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+_now = now_text
 
 
-class SqliteStore:
+class SqliteStore(PersonActs):
     """A :class:`cloud_sync.store.Store` in one SQLite file; safe for one writer process."""
 
     def __init__(self, path: Path, environ: Mapping[str, str] | None = None) -> None:
@@ -284,16 +283,7 @@ class SqliteStore:
                 inserted = [acc for acc in batch.accepted if self._insert(acc)]
                 touched.update(acc.record.device for acc in inserted)
                 fanned = fanout(inserted) if fanout is not None and inserted else Fanned()
-                self._conn.executemany(
-                    "INSERT INTO fanout (topic, payload, retain) VALUES (?, ?, ?)",
-                    [(p.topic, _payload_column(p.payload), int(p.retain))
-                     for p in (*batch.publications, *fanned.publications)],
-                )  # fmt: skip
-                self._conn.executemany(
-                    "INSERT INTO retained VALUES (?, ?) ON CONFLICT (topic)"
-                    " DO UPDATE SET expires = excluded.expires",
-                    [(p.topic, p.expires) for p in fanned.publications if p.retain and p.expires],
-                )
+                self._queue((*batch.publications, *fanned.publications))
                 self._conn.executemany(
                     "INSERT INTO withheld VALUES (?, ?, ?, ?) ON CONFLICT (fleet, kind, reason)"
                     " DO UPDATE SET count = count + excluded.count",
@@ -323,8 +313,52 @@ class SqliteStore:
                                      bool(r))) for i, t, p, r in rows]  # fmt: skip
 
     def fanout_done(self, ids: Sequence[int]) -> None:
-        """Forget publications the broker has acknowledged."""
-        self._conn.executemany("DELETE FROM fanout WHERE id = ?", [(i,) for i in ids])
+        """Forget publications the broker has acknowledged; their exchanges are delivered."""
+        params = [(i,) for i in ids]
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.executemany("DELETE FROM fanout WHERE id = ?", params)
+            self._conn.executemany(
+                "UPDATE exchange_log SET status = 'delivered' WHERE fanout_id = ?", params
+            )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def _queue(self, publications: Sequence[Publication]) -> None:
+        """Queue publications for the broker (inside the caller's transaction), each with
+        its exchange-log entry if it carries a person's data."""
+        plain = [p for p in publications if p.exchange is None]
+        self._conn.executemany(
+            "INSERT INTO fanout (topic, payload, retain) VALUES (?, ?, ?)",
+            [(p.topic, _payload_column(p.payload), int(p.retain)) for p in plain],
+        )
+        now = _now()
+        for pub in publications:
+            if pub.exchange is None:
+                continue
+            cur = self._conn.execute(
+                "INSERT INTO fanout (topic, payload, retain) VALUES (?, ?, ?)",
+                (pub.topic, _payload_column(pub.payload), int(pub.retain)),
+            )
+            ex = pub.exchange
+            self._conn.execute(
+                "INSERT INTO exchange_log (person_id, recipient, kind, record, categories,"
+                " data_time, consent, sent_at, status, fanout_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                (ex.person_id, ex.recipient, ex.kind, ex.record, ",".join(ex.categories),
+                 ex.data_time, ex.consent, now, cur.lastrowid),
+            )  # fmt: skip
+        self._conn.executemany(
+            "INSERT INTO retained VALUES (?, ?) ON CONFLICT (topic)"
+            " DO UPDATE SET expires = excluded.expires",
+            [(p.topic, p.expires) for p in publications if p.retain and p.expires],
+        )
+        self._conn.executemany(
+            "DELETE FROM retained WHERE topic = ?",
+            [(p.topic,) for p in publications if p.retain and not p.payload],
+        )
 
     def _evict(self, ev: Eviction) -> None:
         self._conn.execute(
@@ -362,6 +396,9 @@ class SqliteStore:
         if cur.rowcount == 0:
             return False  # a duplicate: the first copy is kept, nothing derived twice
         body = rec.body
+        if acc.statement is not None:
+            self._apply_statement(acc.statement)
+            return True
         if isinstance(body, bodies.SessionStart) and acc.card is not None:
             self._session_start(rec, body, acc)
             return True

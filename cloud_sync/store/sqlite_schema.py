@@ -26,7 +26,7 @@ from ..secret_files import SecretFiles
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 _TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS vehicles (vin TEXT PRIMARY KEY, fleet TEXT NOT NULL,
@@ -85,6 +85,27 @@ _TABLES: Final = (
   reason TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (fleet, kind, reason))""",
 )
 
+#: Version 3: the person's own acts (issue 14).
+_PERSON_TABLES: Final = (
+    """CREATE TABLE IF NOT EXISTS consent_statements (id TEXT PRIMARY KEY,
+  person_id TEXT NOT NULL REFERENCES persons(id), device TEXT NOT NULL REFERENCES devices(id),
+  seq INTEGER NOT NULL, action TEXT NOT NULL, recipient TEXT NOT NULL, categories TEXT NOT NULL,
+  until TEXT, signed_at TEXT NOT NULL, statement TEXT NOT NULL, received_at TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS exchange_log (id INTEGER PRIMARY KEY AUTOINCREMENT,
+  person_id TEXT NOT NULL REFERENCES persons(id), recipient TEXT NOT NULL, kind TEXT NOT NULL,
+  record TEXT, categories TEXT NOT NULL, data_time TEXT NOT NULL, consent TEXT NOT NULL,
+  sent_at TEXT NOT NULL, status TEXT NOT NULL, fanout_id INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS person_requests (id TEXT PRIMARY KEY,
+  person_id TEXT NOT NULL REFERENCES persons(id), device TEXT NOT NULL REFERENCES devices(id),
+  action TEXT NOT NULL, signed_at TEXT NOT NULL, answered_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS successions (old_key_sha256 TEXT PRIMARY KEY,
+  new_key_sha256 TEXT NOT NULL, person_id TEXT NOT NULL REFERENCES persons(id),
+  signed_at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS consent_person ON consent_statements (person_id, signed_at)",
+    "CREATE INDEX IF NOT EXISTS exchange_person ON exchange_log (person_id, id)",
+    "CREATE INDEX IF NOT EXISTS exchange_fanout ON exchange_log (fanout_id)",
+)
+
 _INDEXES: Final = (
     'CREATE INDEX IF NOT EXISTS trips_person ON trips (person_id, "end")',
     "CREATE INDEX IF NOT EXISTS sessions_person ON sessions (person_id, started_at)",
@@ -132,7 +153,7 @@ def create(conn: sqlite3.Connection) -> None:
     """Make every table, index and view of the current version in an empty database."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in (*_TABLES, *_INDEXES, PERSON_SCORES_VIEW):
+        for statement in (*_TABLES, *_INDEXES, *_PERSON_TABLES, PERSON_SCORES_VIEW):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
@@ -152,8 +173,30 @@ def migrate(conn: sqlite3.Connection, secret_files: SecretFiles) -> bool:
         raise sqlite3.DatabaseError(
             f"database schema version {version} is newer than this registry's {SCHEMA_VERSION}"
         )
-    _to_version_2(conn, secret_files)
+    if version < 2:
+        _to_version_2(conn, secret_files)  # makes every table of the current version
+    else:
+        _to_version_3(conn)
     return True
+
+
+def _to_version_3(conn: sqlite3.Connection) -> None:
+    """Version 2 → 3: the tables of the person's own acts (new tables only, nothing copied)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if int(conn.execute("PRAGMA user_version").fetchone()[0]) >= 3:
+            conn.execute("ROLLBACK")
+            return
+        log.warning("migrating the registry database to schema version 3 (consents, "
+                    "exchange log, requests, successions)")  # fmt: skip
+        for statement in _PERSON_TABLES:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 3")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _to_version_2(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
@@ -177,7 +220,7 @@ def _to_version_2(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
         old = sorted(t for t in tables if not t.startswith("sqlite_"))
         for table in old:
             conn.execute(f'ALTER TABLE "{table}" RENAME TO "_v1_{table}"')
-        for statement in (*_TABLES, *_INDEXES, PERSON_SCORES_VIEW):
+        for statement in (*_TABLES, *_INDEXES, *_PERSON_TABLES, PERSON_SCORES_VIEW):
             conn.execute(statement)
         new = _tables(conn)
         for table in old:

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 from msp_protocol.bodies import Consent, ConsentStatement
 from msp_protocol.records import Record
+
+#: The tables holding a person's own data (``person_id`` column), for export and erasure.
+PERSON_TABLES: Final = ("sessions", "trips", "events", "dtcs", "emergencies")
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +383,18 @@ class Store(Protocol):
 
     def exchanges(self, person_id: str) -> Sequence[ExchangeRow]:
         """The person's exchange log, oldest first."""
+
+    def person_rows(self, person_id: str, table: str) -> Sequence[Mapping[str, object]]:
+        """Every row of the person in ``table`` (``sessions``, ``trips``, ``events``,
+        ``dtcs``, ``emergencies``) as column → value, for the person's export."""
+
+    def erase_person(self, person_id: str,
+                     publications: Sequence[Publication] = ()) -> Mapping[str, int]:  # fmt: skip
+        """Delete the person's data but what the retention rule keeps (docs/consent.md):
+        sessions, trips, events, trouble codes, emergencies and card certificates go, the
+        JWS of the records of their sessions is blanked (hash and place in the chain stay);
+        consent statements and the exchange log stay. Queues ``publications`` (withdrawals of
+        retained messages) in the same transaction. Returns rows deleted per table."""
 
     def record_request(self, request: PersonRequest,
                        publications: Sequence[Publication] = ()) -> bool:  # fmt: skip

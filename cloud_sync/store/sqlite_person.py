@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,15 @@ from msp_protocol import bodies
 from msp_protocol.codec import from_json, to_json
 
 from ..errors import StoreError
-from .base import Exchange, ExchangeRow, PersonRequest, PersonStatement, Publication, SessionGrant
+from .base import (
+    PERSON_TABLES,
+    Exchange,
+    ExchangeRow,
+    PersonRequest,
+    PersonStatement,
+    Publication,
+    SessionGrant,
+)
 from .sqlite_schema import dumps
 
 log = logging.getLogger(__name__)
@@ -139,6 +147,45 @@ class PersonActs:
         return [ExchangeRow(Exchange(p, r, k, rec, tuple(c.split(",")) if c else (), dt, con),
                             sent, status)
                 for p, r, k, rec, c, dt, con, sent, status in rows]  # fmt: skip
+
+    def person_rows(self, person_id: str, table: str) -> Sequence[Mapping[str, object]]:
+        """Every row of the person in ``table``, as column → value."""
+        if table not in PERSON_TABLES:
+            raise ValueError(f"not a table of a person's data: {table!r}")
+        cur = self._conn.execute(f"SELECT * FROM {table} WHERE person_id = ?",  # noqa: S608
+                                 (person_id,))  # fmt: skip
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur]
+
+    def erase_person(self, person_id: str,
+                     publications: Sequence[Publication] = ()) -> Mapping[str, int]:  # fmt: skip
+        """Delete the person's data but what the retention rule keeps."""
+        done: dict[str, int] = {}
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                run = self._conn.execute
+                done["records"] = run(
+                    "UPDATE records SET jws = '' WHERE session IN"
+                    " (SELECT id FROM sessions WHERE person_id = ?)", (person_id,)).rowcount
+                for table in ("trips", "events", "dtcs", "emergencies", "sessions"):
+                    done[table] = run(f"DELETE FROM {table} WHERE person_id = ?",  # noqa: S608
+                                      (person_id,)).rowcount  # fmt: skip
+                done["card_certificates"] = run(
+                    "DELETE FROM card_certificates WHERE person_id = ?", (person_id,)).rowcount
+                queued = run("SELECT fanout_id FROM exchange_log WHERE person_id = ?"
+                             " AND status = 'queued'", (person_id,)).fetchall()  # fmt: skip
+                self._conn.executemany("DELETE FROM fanout WHERE id = ?", queued)
+                run("UPDATE exchange_log SET status = 'withdrawn' WHERE person_id = ?"
+                    " AND status = 'queued'", (person_id,))  # fmt: skip
+                self._queue(publications)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot erase {person_id}: {exc}") from exc
+        return done
 
     def record_request(self, request: PersonRequest,
                        publications: Sequence[Publication] = ()) -> bool:  # fmt: skip

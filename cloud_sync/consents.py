@@ -79,6 +79,26 @@ def verify_card_act(store: Store, anchors: TrustAnchors, record: Record,
     return person
 
 
+def registered_recipients(store: Store) -> dict[str, str]:
+    """Every recipient a consent may name, with its role: each fleet (of an enrolled device
+    or registered operator) and the built-in ``public`` (``msp-registry recipients``)."""
+    found = {d.fleet: "fleet" for d in store.devices()}
+    found.update({f.id: "fleet" for f in store.fleets()})
+    found[cats.PUBLIC_RECIPIENT] = "public"
+    return dict(sorted(found.items()))
+
+
+def unknown_recipients(store: Store, recipients: Sequence[str]) -> list[str]:
+    """Those of ``recipients`` the registry does not know (logged with the known ones): a
+    consent to them can never let anything flow."""
+    known = registered_recipients(store)
+    unknown = sorted({r for r in recipients if r not in known})
+    if unknown:
+        log.warning("consent names unknown recipient(s) %s (known: %s): nothing flows to "
+                    "them", ", ".join(unknown), ", ".join(known))  # fmt: skip
+    return unknown
+
+
 def verify_consent(store: Store, anchors: TrustAnchors, record: Record) -> PersonStatement:
     """The verified statement of a ``consent`` record; raises ``CardRejected``."""
     body = record.body
@@ -90,6 +110,8 @@ def verify_consent(store: Store, anchors: TrustAnchors, record: Record) -> Perso
     if st.action == cats.GRANT and not st.categories:
         raise CardRejected("bad_consent", "a grant must name its categories")
     person = verify_card_act(store, anchors, record, body)
+    if st.action == cats.GRANT and unknown_recipients(store, [st.recipient]):
+        raise CardRejected("unknown_recipient", f"no recipient {st.recipient!r} is registered")
     normal = ConsentStatement(
         st.action, st.recipient, st.categories,
         None if st.until is None else normal_ts(st.until), st.device, st.vin,

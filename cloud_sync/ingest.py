@@ -45,7 +45,7 @@ from msp_protocol.records import Record, check_not_future, parse_record
 from msp_protocol.topics import device_of_rec_topic
 
 from .cards import CardRejected, TrustAnchors, verify_session_start
-from .consents import verify_consent
+from .consents import unknown_recipients, verify_consent
 from .errors import StoreError
 from .quarantine import Refused, chain_place, refused
 from .store import (
@@ -455,6 +455,10 @@ class Ingestor:
         known = state.certificates.get(sha) or self.store.card_certificate(sha)
         card = verify_session_start(rec, rec.body, self.anchors, known)
         state.certificates[sha] = card.certificate_der
+        named = [c.recipient for c in rec.body.statement.consents]
+        if named and unknown_recipients(self.store, named):
+            # no longer silent: counted, and logged with the recipients the registry knows
+            state.rejections["consent_unknown_recipient"] += 1
         return card
 
 

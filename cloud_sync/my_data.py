@@ -20,20 +20,15 @@ parts of at most :data:`PART_BYTES` (the broker's packet bound), each sealed on 
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
-
-from cryptography.hazmat.primitives import hpke
-from cryptography.hazmat.primitives.asymmetric import x25519
 
 from msp_protocol.bodies import CardRequest
 from msp_protocol.codec import to_json
-from msp_protocol.jws import b64url
 from msp_protocol.records import Record, format_ts
+from msp_protocol.sealed import SealError, seal_reply
 from msp_protocol.topics import fleet_score_topic, reply_topic
 
 from .consents import normal_ts, statement_id
@@ -44,56 +39,12 @@ from .store.base import PERSON_TABLES
 
 log = logging.getLogger(__name__)
 
-#: Plaintext bytes per sealed part (well under the broker's packet bound).
-PART_BYTES: Final = 128 * 1024
-#: The HPKE suite of every reply.
-SUITE: Final = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_128_GCM)
+def _text(value: object) -> object:
+    return value.hex() if isinstance(value, bytes) else value
 
 
 class RequestError(RegistryError):
-    """A request the registry cannot answer (no reply key, unknown action)."""
-
-
-def reply_info(request: str, part: int, parts: int) -> bytes:
-    """The HPKE ``info`` of one part: binds it to the request and its place."""
-    return f"msp/v1 reply {request} {part}/{parts}".encode()
-
-
-def seal_reply(request: str, nonce: str, plaintext: bytes, reply_key: str) -> list[bytes]:
-    """The reply messages carrying ``plaintext`` sealed to ``reply_key`` (base64url raw
-    X25519); raises ``RequestError`` for a key that is not one."""
-    try:
-        key = x25519.X25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(reply_key + "="))
-    except ValueError as exc:
-        raise RequestError(f"reply_key is not an X25519 public key: {exc}") from None
-    chunks = [plaintext[i:i + PART_BYTES] for i in range(0, len(plaintext), PART_BYTES)] or [b""]
-    out = []
-    for part, chunk in enumerate(chunks, start=1):
-        sealed = SUITE.encrypt(chunk, key, info=reply_info(request, part, len(chunks)))
-        out.append(json.dumps({"request": request, "nonce": nonce, "part": part,
-                               "parts": len(chunks), "sealed": b64url(sealed)}).encode())
-    return out
-
-
-def open_reply(messages: list[Mapping[str, Any]], private: x25519.X25519PrivateKey) -> bytes:
-    """The plaintext of a complete reply (every part, any order); raises ``ValueError`` if a
-    part is missing or does not open with ``private``."""
-    if not messages:
-        raise ValueError("no reply")
-    parts = int(messages[0]["parts"])
-    by_part = {int(m["part"]): m for m in messages}
-    if sorted(by_part) != list(range(1, parts + 1)):
-        raise ValueError(f"reply incomplete: parts {sorted(by_part)} of {parts}")
-    out = b""
-    for part in range(1, parts + 1):
-        m = by_part[part]
-        sealed = base64.urlsafe_b64decode(str(m["sealed"]) + "=" * (-len(str(m["sealed"])) % 4))
-        out += SUITE.decrypt(sealed, private, info=reply_info(str(m["request"]), part, parts))
-    return out
-
-
-def _text(value: object) -> object:
-    return value.hex() if isinstance(value, bytes) else value
+    """A request the registry cannot answer."""
 
 
 class MyData:
@@ -132,8 +83,12 @@ class MyData:
                      "answered_at": format_ts(self.clock().timestamp()), **content}
             plaintext = json.dumps(value, ensure_ascii=False, sort_keys=True,
                                    default=_text).encode()  # fmt: skip
-            replies += [Publication(reply_topic(record.device), message) for message in
-                        seal_reply(request.id, st.nonce, plaintext, st.reply_key)]  # fmt: skip
+            try:
+                sealed = seal_reply(request.id, st.nonce, plaintext, st.reply_key)
+            except SealError as exc:
+                log.warning("request %s of %s: no reply: %s", request.id, record.device, exc)
+                sealed = []
+            replies += [Publication(reply_topic(record.device), m) for m in sealed]
         if self.store.record_request(request, replies):
             log.info("request %s (%s) of seq %d of %s answered in %d message(s)", request.id,
                      st.action, record.seq, record.device, len(replies))  # fmt: skip

@@ -1,4 +1,5 @@
-"""``msp-agent card``: serve a virtual card, make a test card, show a card's status, log in."""
+"""``msp-agent card``: serve a virtual card, make a test card, show a card's status, log in;
+the person's own acts (``consent``, ``my-data``, ``succeed``) are in ``card_person``."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from ..identity.licence_policy import VEHICLE_CLASSES
 from ..identity.pin_entry import FixedPinEntry, PinEntry, TerminalPinEntry
 from ..identity.session import LoginConfig, SessionManager
 from ..identity.trust import TrustStore
+from .card_person import add_subparsers as add_person_subparsers
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ def add_subparser(subparsers: Any) -> None:
         cmd.set_defaults(func=func)
         if name == "login":
             _add_login_options(cmd)
+    add_person_subparsers(sub)
 
 
 def _add_login_options(cmd: argparse.ArgumentParser) -> None:

@@ -189,11 +189,19 @@ class ConsentView:
             return "revoked"
         return "expired" if named else "not_consented"
 
-    def recipients(self, category: str, at: datetime) -> dict[str, Grant]:
-        """Every recipient allowed ``category`` data of ``at``, each with its grant."""
+    def recipients(self, category: str, at: datetime, *, current: bool = False
+                   ) -> dict[str, Grant]:  # fmt: skip
+        """Every recipient allowed ``category`` data of ``at``, each with its grant. With
+        ``current`` (a value shown as it is now, such as the retained score), a grant revoked
+        at any time since it was signed allows nothing, whatever ``at``."""
         out: dict[str, Grant] = {}
         for recipient in sorted({g.recipient for g in self.grants}):
             grant = self.allowing(recipient, category, at)
+            if grant is not None and current:
+                later = [r for r in self.revocations
+                         if cats.revokes(r, recipient, category, parse_ts(r.signed_at))
+                         and parse_ts(r.signed_at) >= grant.signed_at]  # fmt: skip
+                grant = None if later else grant
             if grant is not None:
                 out[recipient] = grant
         return out

@@ -76,7 +76,7 @@ def score_recipients(store: Store, person_id: str, at: datetime) -> dict[str, st
     """The fleets the person has consented ``score`` to, valid at ``at`` and not revoked,
     each with the end of its longest such consent."""
     view = ConsentView.of(store, person_id)
-    return {r: g.until_text for r, g in view.recipients(cats.SCORE, at).items()}
+    return {r: g.until_text for r, g in view.recipients(cats.SCORE, at, current=True).items()}
 
 
 def score_payload(fleet: str, pseudonym: str, score: float | None, at: datetime,
@@ -193,7 +193,9 @@ class Republisher:
 
     def _scores(self, acc: Accepted, person: str, at: datetime) -> list[Publication]:
         """The person's new portable score for every fleet consented ``score`` to at ``at``."""
-        fleets: dict[str, Grant] = self._view(person, None).recipients(cats.SCORE, at)
+        # the retained score is shown as it is now: a revocation since the grant stops it
+        fleets: dict[str, Grant] = self._view(person, None).recipients(cats.SCORE, at,
+                                                                       current=True)
         if not fleets:
             return []
         score = score_of(self.store, person, at)

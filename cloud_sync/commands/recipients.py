@@ -18,7 +18,6 @@ from . import emit, open_store
 def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``recipients``."""
     p = subparsers.add_parser("recipients", help="the recipients a consent may name")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--out", type=Path, help="write the JSON list to FILE (for gateways)")
     add_common(p)
     p.set_defaults(func=_do_recipients)

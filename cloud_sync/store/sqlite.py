@@ -101,6 +101,7 @@ class SqliteStore(PersonActs):
             conn.close()
             raise
         self._conn = conn
+        self._applied_before: set[int] = set()  # ids of Accepted in the commit at hand
         self._secret: bytes | None = None
         self.path = path
 
@@ -280,9 +281,12 @@ class SqliteStore(PersonActs):
                          _now()),
                     )  # fmt: skip
                     touched.add(kept.device)
+                self._applied_before.clear()
                 inserted = [acc for acc in batch.accepted if self._insert(acc)]
                 touched.update(acc.record.device for acc in inserted)
-                fanned = fanout(inserted) if fanout is not None and inserted else Fanned()
+                # a statement the early hook applied already fans out nothing again
+                fresh = [a for a in inserted if id(a) not in self._applied_before]
+                fanned = fanout(fresh) if fanout is not None and fresh else Fanned()
                 self._queue((*batch.publications, *fanned.publications))
                 self._conn.executemany(
                     "INSERT INTO withheld VALUES (?, ?, ?, ?) ON CONFLICT (fleet, kind, reason)"
@@ -397,7 +401,8 @@ class SqliteStore(PersonActs):
             return False  # a duplicate: the first copy is kept, nothing derived twice
         body = rec.body
         if acc.statement is not None:
-            self._apply_statement(acc.statement)
+            if not self._apply_statement(acc.statement):
+                self._applied_before.add(id(acc))
             return True
         if isinstance(body, bodies.SessionStart) and acc.card is not None:
             self._session_start(rec, body, acc)

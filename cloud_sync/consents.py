@@ -12,7 +12,7 @@ chain records ahead of it arrive; the record's turn in the chain applies it agai
 Rules (docs/consent.md):
 
 * a grant (at login or later) lets its recipient have its categories for data of instants
-  before its ``until``;
+  from its signing to its ``until`` (not retroactive);
 * a revocation signed at T withdraws the categories it names (none named: all) from the
   recipient, for data of instant T or later, from every grant signed before it; a grant
   signed after it is unaffected;
@@ -134,8 +134,10 @@ class Grant:
     until_text: str  # as the card signed it
 
     def gives(self, recipient: str, category: str, at: datetime) -> bool:
-        """True if this grant covers ``category`` data of instant ``at`` for ``recipient``."""
-        return recipient == self.recipient and category in self.categories and at < self.until
+        """True if this grant covers ``category`` data of instant ``at`` for ``recipient``: from
+        its signing (a consent is not retroactive) to its ``until`` (exclusive)."""
+        return (recipient == self.recipient and category in self.categories
+                and self.signed_at <= at < self.until)
 
 
 class ConsentView:

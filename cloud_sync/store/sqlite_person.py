@@ -123,11 +123,13 @@ class PersonActs:
     def _withdraw(self, person: str, recipient: str, categories: Sequence[str],
                   since: str) -> int:  # fmt: skip
         """Drop the person's queued publications to ``recipient`` of data at or after
-        ``since`` under any of ``categories`` (none: every category)."""
+        ``since`` under any of ``categories`` (none: every category); a queued score goes
+        whatever its data time (it shows the score as it is now)."""
         match = " OR ".join("(',' || categories || ',') LIKE ?" for _ in categories)
         rows = self._conn.execute(
             "SELECT id, fanout_id FROM exchange_log WHERE person_id = ? AND recipient = ?"  # noqa: S608
-            f" AND status = 'queued' AND data_time >= ?{f' AND ({match})' if match else ''}",
+            " AND status = 'queued' AND (data_time >= ? OR categories = 'score')"
+            f"{f' AND ({match})' if match else ''}",
             (person, recipient, since, *[f"%,{c},%" for c in categories]),
         ).fetchall()
         self._conn.executemany("DELETE FROM fanout WHERE id = ?", [(f,) for _i, f in rows])

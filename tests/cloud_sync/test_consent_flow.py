@@ -121,10 +121,10 @@ def test_a_revocation_at_the_gateway_stops_the_fleet_feed_and_the_log_shows_what
         session = manager.login(reader)
         reader.disconnect()
         outbox = gw.open_outbox()
-        now = time.time()
+        now = session.started.timestamp()  # the trips end after the login, before revoking
         outbox.append_many([
-            NewRecord(session_start_body(session.start), session.started.timestamp(), session.id),
-            NewRecord(trip_ending(now - 900, km=25.0), now - 900, session.id),
+            NewRecord(session_start_body(session.start), now, session.id),
+            NewRecord(trip_ending(now + 0.1, km=25.0), now + 0.1, session.id),
         ])  # fmt: skip
         uplink = MqttUplink(deploy.uplink_config(gw, window=4), outbox)
         with UplinkThread(uplink):
@@ -133,7 +133,7 @@ def test_a_revocation_at_the_gateway_stops_the_fleet_feed_and_the_log_shows_what
                      "the fleet's retained score")  # fmt: skip
 
         # offline: a backlog of trips driven before the revocation
-        outbox.append_many([NewRecord(trip_ending(now - 800 + 10 * i), now - 800 + 10 * i,
+        outbox.append_many([NewRecord(trip_ending(now + 0.2 + i / 100), now + 0.2 + i / 100,
                                       session.id) for i in range(BACKLOG)])  # fmt: skip
         assert agent_main(["card", "consent", "revoke", FLEET, "--json",
                            *card_args(gw, anchor, recipients)]) == 0  # fmt: skip

@@ -135,6 +135,8 @@ def test_a_revocation_at_the_gateway_stops_the_fleet_feed_and_the_log_shows_what
         # offline: a backlog of trips driven before the revocation
         outbox.append_many([NewRecord(trip_ending(now + 0.2 + i / 100), now + 0.2 + i / 100,
                                       session.id) for i in range(BACKLOG)])  # fmt: skip
+        while time.time() < now + 1.0:  # the backlog's data times lie before the revocation
+            time.sleep(0.05)
         assert agent_main(["card", "consent", "revoke", FLEET, "--json",
                            *card_args(gw, anchor, recipients)]) == 0  # fmt: skip
         revoked = json.loads(capsys.readouterr().out)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from msp_protocol.bodies import Gap, SessionStart
@@ -454,6 +454,11 @@ class Ingestor:
         sha = rec.body.card_certificate_sha256
         known = state.certificates.get(sha) or self.store.card_certificate(sha)
         card = verify_session_start(rec, rec.body, self.anchors, known)
+        if self.store.key_succeeded(card.key_sha256):
+            raise CardRejected("card_succeeded", "this card was replaced by a successor card")
+        owner = self.store.person_by_key(card.key_sha256)  # a successor card: the same person
+        if owner is not None and owner != card.person_id:
+            card = replace(card, person_id=owner)
         state.certificates[sha] = card.certificate_der
         named = [c.recipient for c in rec.body.statement.consents]
         if named and unknown_recipients(self.store, named):

@@ -24,6 +24,7 @@ from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
 from .republish import Republisher
 from .store import Batch, Device, Store
 from .store.sqlite import SqliteStore
+from .succession import CardSuccession
 from .worker import BrokerConfig, RegistryWorker
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,8 @@ def serve(config: RegistryConfig, stop: threading.Event) -> None:
     try:
         store.pseudonym_secret()  # fail now, naming the file, not at the first fleet copy
         fanout = Republisher(store).fanout
-        acts = PersonActs(store, anchors, MyData(store).answer)
+        answers = MyData(store, succeed=CardSuccession(store, anchors).apply)
+        acts = PersonActs(store, anchors, answers.answer)
         ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout,
                             early=acts.early)  # fmt: skip
         RegistryWorker(ingestor, broker_config(config)).run(stop)

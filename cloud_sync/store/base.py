@@ -261,6 +261,19 @@ class PersonRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Succession:
+    """A person moving to a new card: the old and new card keys (base64url SHA-256 of their
+    SubjectPublicKeyInfo), the new certificate, and when the old card signed the move."""
+
+    person_id: str
+    old_key_sha256: str
+    new_key_sha256: str
+    new_certificate_sha256: str
+    new_certificate_der: bytes
+    signed_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class VehicleRow:
     """A vehicle known to the registry and how many people drove it."""
 
@@ -367,6 +380,15 @@ class Store(Protocol):
     def session_grants(self, person_id: str, session_id: str | None = None
                        ) -> Sequence[SessionGrant]:  # fmt: skip
         """The consents a person signed at logins (of one session, if given), oldest first."""
+
+    def person_by_key(self, key_sha256: str) -> str | None:
+        """The person whose card key this is now (after any succession), if known."""
+
+    def succeed(self, move: Succession) -> bool:
+        """Move the person to a new card key in one transaction: the person keeps its id and
+        everything it owns, its key becomes the new one, the new certificate is the person's,
+        and the old key is refused from then on. False, doing nothing, if the old key was
+        succeeded before."""
 
     def key_succeeded(self, key_sha256: str) -> bool:
         """True once the card key was succeeded by a new card's (``card succeed``)."""

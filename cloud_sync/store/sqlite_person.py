@@ -26,6 +26,7 @@ from .base import (
     PersonStatement,
     Publication,
     SessionGrant,
+    Succession,
 )
 from .sqlite_schema import dumps
 
@@ -72,6 +73,38 @@ class PersonActs:
         return [SessionGrant(str(i), str(at), bodies.Consent(c["recipient"],
                                                              tuple(c["categories"]), c["until"]))
                 for i, at, text in rows for c in json.loads(text)]  # fmt: skip
+
+    def person_by_key(self, key_sha256: str) -> str | None:
+        """The person whose card key this is now, if known."""
+        row = self._one("SELECT id FROM persons WHERE key_sha256 = ?", (key_sha256,))
+        return str(row[0]) if row else None
+
+    def succeed(self, move: Succession) -> bool:
+        """Move the person to a new card key (see ``Store.succeed``)."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._conn.execute(
+                    "INSERT OR IGNORE INTO successions VALUES (?, ?, ?, ?)",
+                    (move.old_key_sha256, move.new_key_sha256, move.person_id, move.signed_at),
+                )
+                new = cur.rowcount > 0
+                if new:
+                    self._conn.execute("UPDATE persons SET key_sha256 = ? WHERE id = ?",
+                                       (move.new_key_sha256, move.person_id))  # fmt: skip
+                    self._conn.execute(
+                        "INSERT INTO card_certificates VALUES (?, ?, ?) ON CONFLICT (sha256)"
+                        " DO UPDATE SET person_id = excluded.person_id",
+                        (move.new_certificate_sha256, move.person_id, move.new_certificate_der),
+                    )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot move {move.person_id} to a new card: "
+                             f"{exc}") from exc
+        return new
 
     def key_succeeded(self, key_sha256: str) -> bool:
         """True once the card key was succeeded by a new card's."""

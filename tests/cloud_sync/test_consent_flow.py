@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -59,6 +60,47 @@ def trip_ending(end: float, km: float = 10.0, points: float = 2.0) -> bodies.Tri
                        20.0, 0.0, {"harsh_braking": 1}, points, 80.0)  # fmt: skip
 
 
+@dataclass
+class ConsentKit:
+    """A deployment (mosquitto, the registry's CLI; the registry process not yet started)
+    whose registry trusts a test card issuer, one enrolled gateway in fleet ``haul``, the
+    fleet's credentials and the recipients list the gateway installs."""
+
+    issuer: TestIssuer
+    anchor: Path
+    deploy: Deployment
+    gw: GatewaySetup
+    creds: Path
+    recipients: Path
+
+    @classmethod
+    def make(cls, tmp_path: Path) -> ConsentKit:
+        issuer = TestIssuer.create()
+        anchors = tmp_path / "anchors"
+        anchors.mkdir()
+        anchor = anchors / "test-jpki.pem"
+        issuer.save(anchor, tmp_path / "test-jpki.key")
+        deploy = Deployment(tmp_path / "deploy", SimpleNamespace(directory=anchors))  # type: ignore[arg-type]
+        deploy.configure()
+        assert deploy.broker is not None
+        gw = deploy.enroll_gateway("gw-con1", "JTCON000001", fleet=FLEET)
+        creds = tmp_path / "creds"
+        assert deploy.registry("fleet", "add", FLEET, "--out", str(creds)) == 0
+        deploy.configure()  # the broker learns the fleet's user from the configuration
+        deploy.broker.start()
+        recipients = tmp_path / "recipients.json"
+        assert deploy.registry("recipients", "--out", str(recipients)) == 0
+        return cls(issuer, anchor, deploy, gw, creds, recipients)
+
+    def card_args(self) -> list[str]:
+        return card_args(self.gw, self.anchor, self.recipients)
+
+    def reply_args(self) -> list[str]:
+        return ["--broker", f"mqtts://127.0.0.1:{self.deploy.device_port}",
+                "--ca", str(self.deploy.brokerdir / "device-ca.pem"),
+                "--cert", str(self.gw.cert), "--timeout", "30"]  # fmt: skip
+
+
 def card_args(gw: GatewaySetup, anchor: Path, recipients: Path) -> list[str]:
     """The options every ``msp-agent card`` act of the test shares."""
     return ["--reader", READER_NAME, "--pin", PIN, "--trust-anchor", str(anchor),
@@ -81,21 +123,9 @@ def fleet_records(fleet: Subscriber) -> set[tuple[str, str]]:
 def test_a_revocation_at_the_gateway_stops_the_fleet_feed_and_the_log_shows_what_it_got(
     tmp_path: Path, pcscd: PrivatePcscd, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    issuer = TestIssuer.create()
-    anchors = tmp_path / "anchors"
-    anchors.mkdir()
-    anchor = anchors / "test-jpki.pem"
-    issuer.save(anchor, tmp_path / "test-jpki.key")
-    deploy = Deployment(tmp_path / "deploy", SimpleNamespace(directory=anchors))  # type: ignore[arg-type]
-    deploy.configure()
-    assert deploy.broker is not None
-    gw = deploy.enroll_gateway("gw-con1", "JTCON000001", fleet=FLEET)
-    creds = tmp_path / "creds"
-    assert deploy.registry("fleet", "add", FLEET, "--out", str(creds)) == 0
-    deploy.configure()  # the broker learns the fleet's user from the configuration
-    deploy.broker.start()
-    recipients = tmp_path / "recipients.json"
-    assert deploy.registry("recipients", "--out", str(recipients)) == 0
+    kit = ConsentKit.make(tmp_path)
+    issuer, anchor, deploy, gw, creds, recipients = (kit.issuer, kit.anchor, kit.deploy, kit.gw,
+                                                     kit.creds, kit.recipients)
     assert json.loads(recipients.read_text())["recipients"] == [
         {"id": FLEET, "role": "fleet"}, {"id": "public", "role": "public"}]
     fleet = Subscriber("fleet.haul", "haul-1")

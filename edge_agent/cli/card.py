@@ -31,6 +31,7 @@ from ..identity.consent import ConsentRequest, answer
 from ..identity.errors import BindingRefusedError, RefusalReason
 from ..identity.licence_policy import VEHICLE_CLASSES
 from ..identity.pin_entry import FixedPinEntry, PinEntry, TerminalPinEntry
+from ..identity.recipients import check_known
 from ..identity.session import LoginConfig, SessionManager
 from ..identity.trust import TrustStore
 from .card_person import add_subparsers as add_person_subparsers
@@ -108,6 +109,10 @@ def _add_login_options(cmd: argparse.ArgumentParser) -> None:
                      help="the driver's answer: the requested categories accepted, "
                           "comma-separated (driving,maintenance,score,location), or none; "
                           "default: ask at the terminal")
+    cmd.add_argument("--recipients", type=Path, default=None,
+                     help="the registry's recipients list: the request's recipient must be "
+                          "on it (default: $MSP_RECIPIENTS or /etc/msp/recipients.json, if "
+                          "present)")
     cmd.set_defaults(env_anchors=anchors)
 
 
@@ -204,6 +209,7 @@ def _consents(args: argparse.Namespace) -> tuple[Consent, ...]:
             raise ConfigError("--consent answers a request: give --consent-request FILE")
         return ()
     request = ConsentRequest.load(Path(args.consent_request))
+    check_known(request.recipient, args.recipients)
     if args.consent is not None:
         accepted = answer(args.consent)
     elif sys.stdin.isatty():

@@ -11,6 +11,9 @@ instead of being signed and then silently withheld by the registry.
 from __future__ import annotations
 
 import json
+import logging
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,8 @@ from msp_protocol.errors import ProtocolError
 from msp_protocol.topics import check_id
 
 from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PATH = Path("/etc/msp/recipients.json")
 #: Roles a recipient may have (DESIGN.md, Consent and recipients).
@@ -78,3 +83,17 @@ class KnownRecipients:
                 return r
         raise ConfigError(f"unknown recipient {recipient!r}: the registry knows "
                           f"{', '.join(self.ids()) or 'none'}")  # fmt: skip
+
+
+def check_known(recipient: str, path: Path | None = None,
+                env: Mapping[str, str] | None = None) -> None:  # fmt: skip
+    """Refuse (``ConfigError`` listing the known ones) a consent request naming a recipient
+    the registry does not know. ``path`` given: that list must exist; otherwise
+    ``$MSP_RECIPIENTS`` or :data:`DEFAULT_PATH`, and a gateway without a list (not yet
+    provisioned) is let through, logged."""
+    environ = os.environ if env is None else env
+    where = path or Path(environ.get("MSP_RECIPIENTS") or DEFAULT_PATH)
+    if path is None and not where.exists():
+        log.info("no recipients list at %s: consent recipient %r not checked", where, recipient)
+        return
+    KnownRecipients.load(where).check(recipient)

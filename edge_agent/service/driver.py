@@ -18,6 +18,7 @@ from ..errors import AgentError, CardError
 from ..identity.binding import EndReason
 from ..identity.consent import DESCRIPTIONS, ConsentRequest
 from ..identity.errors import IdentityError
+from ..identity.recipients import check_known
 from ..identity.watcher import CardWatcher, LoginRefused, SessionEnded, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ class CardThread:
 
     def __init__(self, watcher: CardWatcher, poll_s: float,
                  consent: ConsentRequest | None = None, maxsize: int = 64) -> None:  # fmt: skip
+        if consent is not None:  # refused now, naming the known ones, not withheld later
+            check_known(consent.recipient)
         self.watcher = watcher
         self.consent = consent
         self.poll_s = poll_s

@@ -323,8 +323,10 @@ class SqliteStore:
                                      bool(r))) for i, t, p, r in rows]  # fmt: skip
 
     def fanout_done(self, ids: Sequence[int]) -> None:
-        """Forget publications the broker has acknowledged."""
-        self._conn.executemany("DELETE FROM fanout WHERE id = ?", [(i,) for i in ids])
+        """Forget publications the broker has acknowledged (one transaction, not one each)."""
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.executemany("DELETE FROM fanout WHERE id = ?", [(i,) for i in ids])
 
     def _evict(self, ev: Eviction) -> None:
         self._conn.execute(

@@ -258,6 +258,7 @@ class Ingestor:
                 raise
             except Exception:  # noqa: BLE001 - the last guard: one record never stops ingest
                 self._internal_error(checked.rejections, topic, candidate)
+        own = {id(c) for c in checked.candidates}
         for attempt in range(1, CONFLICT_RETRIES + 1):
             state = self._plan(checked)
             batch = Batch(state.accepted, state.evictions,
@@ -269,12 +270,12 @@ class Ingestor:
             except ChainConflict as exc:
                 # another worker committed part of these chains meanwhile: plan again against
                 # what the database now holds (re-reading every head)
-                self._restore(state)
+                self._restore(state, own)
                 if attempt == CONFLICT_RETRIES:
                     raise
                 log.info("chain conflict (%s); planning the batch again", exc)
             except BaseException:
-                self._restore(state)
+                self._restore(state, own)
                 raise
         acks = []
         for device in sorted(state.touched):
@@ -306,9 +307,13 @@ class Ingestor:
                     state.touched.add(device)
         return state
 
-    def _restore(self, state: _BatchState) -> None:
-        """Undo a plan whose commit failed: what it took from the waiting room goes back."""
+    def _restore(self, state: _BatchState, own: set[int]) -> None:
+        """Undo a plan whose commit failed: what it took from the waiting room goes back,
+        but for the batch's own records (``own``: their ids), which are placed again (when the
+        batch is planned again, or redelivered)."""
         for cand in state.taken:
+            if id(cand) in own:
+                continue
             rec = cand.record
             self._waiting.setdefault(rec.device, {})[rec.seq] = cand
         for ev in state.declared_taken:

@@ -5,8 +5,9 @@ A ``consent`` record carries a statement the person's card signed (``msp_protoco
 ConsentStatement``). The registry checks the signature against the card key it knows for
 that certificate (from the person's ``session.start``: a consent can only come from a card
 that logged in at some gateway), then applies it at once: the ingestor calls
-:meth:`PersonActs.early` as soon as the record's device signature verifies, before the
-chain records ahead of it arrive; the record's turn in the chain applies it again
+:meth:`PersonActs.early` (its ``on_early`` hook) as soon as the record's device signature
+verifies, before the chain records ahead of it arrive; the record's turn in the chain applies
+it again
 (idempotent: a statement is keyed by its card signature).
 
 Rules (docs/consent.md):
@@ -38,7 +39,7 @@ from msp_protocol.topics import fleet_score_topic
 from .cards import CardRejected, TrustAnchors, card_key, check_card_certificate, key_sha256
 from .cards import verify_card_signature as _verify_signature
 from .errors import StoreError
-from .store import PersonStatement, Publication, Store
+from .store import Accepted, PersonStatement, Publication, Store
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ RequestHandler = Callable[[Record, str], None]
 
 class PersonActs:
     """The ingestor's early hook: applies ``consent`` records and answers ``request`` records
-    as soon as their device signature verifies (``Ingestor(early=PersonActs(...).early)``)."""
+    as soon as their device signature verifies (``Ingestor(on_early=PersonActs(...).early)``)."""
 
     def __init__(self, store: Store, anchors: TrustAnchors,
                  requests: RequestHandler | None = None) -> None:  # fmt: skip
@@ -237,10 +238,11 @@ class PersonActs:
         self.requests = requests
         self.refused: dict[str, int] = {}
 
-    def early(self, record: Record) -> None:
+    def early(self, accepted: Accepted) -> None:
         """Act on a verified record of the person (others are ignored). A card check that
         fails is counted in :attr:`refused` and logged; the record's turn in the chain
         counts it as a rejection."""
+        record = accepted.record
         try:
             if isinstance(record.body, CardConsent):
                 statement = verify_consent(self.store, self.anchors, record)

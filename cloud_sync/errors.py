@@ -4,6 +4,7 @@ RegistryError
  ├── EnrolmentError     a device cannot be enrolled or revoked (bad CSR, unknown or duplicate id)
  ├── PkiError           a CA, certificate or key file is missing or unusable (names the file)
  ├── StoreError         the registry database cannot be opened or written
+ │    └── ChainConflict  a commit met another worker's commit of the same chain (plan again)
  └── BrokerError        the MQTT broker cannot be reached or refused the registry
 """
 
@@ -24,6 +25,12 @@ class PkiError(RegistryError):
 
 class StoreError(RegistryError):
     """The registry database cannot be opened or written."""
+
+
+class ChainConflict(StoreError):  # noqa: N818 - a verdict, like the StoreError it is
+    """A commit was refused because the database already holds another commit of the same
+    chain (a seq taken, a predecessor not the one planned): another worker got there first.
+    Nothing was committed; the ingestor plans the batch again from the stored heads."""
 
 
 class BrokerError(RegistryError):

@@ -317,7 +317,8 @@ class SqliteStore(PersonActs):
                                      bool(r))) for i, t, p, r in rows]  # fmt: skip
 
     def fanout_done(self, ids: Sequence[int]) -> None:
-        """Forget publications the broker has acknowledged; their exchanges are delivered."""
+        """Forget publications the broker has acknowledged (one transaction); their exchanges
+        are delivered."""
         params = [(i,) for i in ids]
         self._conn.execute("BEGIN IMMEDIATE")
         try:

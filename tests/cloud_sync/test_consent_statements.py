@@ -51,7 +51,7 @@ class Registry:
             self.store.enroll(gw.device_row(ca, FLEET))
         self.acts = PersonActs(self.store, issuer.anchors())
         self.ingestor = Ingestor(self.store, issuer.anchors(), max_waiting=64,
-                                 fanout=Republisher(self.store).fanout, early=self.acts.early)
+                                 fanout=Republisher(self.store).fanout, on_early=self.acts.early)
 
     def send(self, gw: Gateway, *tokens: str) -> None:
         self.ingestor.ingest([(rec_topic(gw.device), t.encode()) for t in tokens])

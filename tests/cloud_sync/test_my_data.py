@@ -70,7 +70,7 @@ def driven(tmp_path: Path, card_issuer: CardIssuer, device_ca: DeviceCa
     gw = Gateway("gw-a", "JTAAA000001")
     reg = Registry(tmp_path / "r.db", card_issuer, device_ca, gw)
     reg.acts = PersonActs(reg.store, card_issuer.anchors(), MyData(reg.store).answer)
-    reg.ingestor.early = reg.acts.early
+    reg.ingestor.on_early = reg.acts.early
     card = card_issuer.card()
     consent = bodies.Consent(FLEET, ("driving", "score"), UNTIL)
     reg.send(gw, gw.sign(card.session_start(gw, "s-a", consents=(consent,)), "session.start",

@@ -37,12 +37,12 @@ class ChainCheckingStore(SqliteStore):
             rec = acc.record
             stored = self.record_hash(rec.device, rec.seq)
             if stored is not None and stored != acc.hash:
-                raise ChainConflict(f"{rec.device} seq {rec.seq} is stored with another hash")
+                raise ChainConflict(rec.device, rec.seq, "stored with another hash")
             if rec.seq > 1:
                 before = planned.get((rec.device, rec.seq - 1)) or self.record_hash(
                     rec.device, rec.seq - 1)
                 if before is not None and before != rec.prev:
-                    raise ChainConflict(f"{rec.device} seq {rec.seq}: another predecessor")
+                    raise ChainConflict(rec.device, rec.seq, "another predecessor")
         super().commit(batch, fanout)
 
 

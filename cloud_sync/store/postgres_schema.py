@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 #: The advisory lock key every schema change takes (``pg_advisory_xact_lock``).
 SCHEMA_LOCK: Final = 0x6D73_7001
@@ -124,11 +124,41 @@ def _create_version_2(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         conn.execute(statement.encode())
 
 
+#: Version 3 (issue 14): the person's own acts, as ``sqlite_schema._PERSON_TABLES``.
+_PERSON_TABLES: Final = (
+    f"""CREATE TABLE consent_statements (id TEXT PRIMARY KEY,
+  person_id TEXT NOT NULL REFERENCES persons(id) {_FK},
+  device TEXT NOT NULL REFERENCES devices(id) {_FK}, seq BIGINT NOT NULL,
+  action TEXT NOT NULL, recipient TEXT NOT NULL, categories TEXT NOT NULL, until TEXT,
+  signed_at TEXT NOT NULL, statement TEXT NOT NULL, received_at TEXT NOT NULL)""",
+    f"""CREATE TABLE exchange_log (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  person_id TEXT NOT NULL REFERENCES persons(id) {_FK}, recipient TEXT NOT NULL,
+  kind TEXT NOT NULL, record TEXT, categories TEXT NOT NULL, data_time TEXT NOT NULL,
+  consent TEXT NOT NULL, sent_at TEXT NOT NULL, status TEXT NOT NULL, fanout_id BIGINT)""",
+    f"""CREATE TABLE person_requests (id TEXT PRIMARY KEY,
+  person_id TEXT NOT NULL REFERENCES persons(id) {_FK},
+  device TEXT NOT NULL REFERENCES devices(id) {_FK}, action TEXT NOT NULL,
+  signed_at TEXT NOT NULL, answered_at TEXT)""",
+    f"""CREATE TABLE successions (old_key_sha256 TEXT PRIMARY KEY,
+  new_key_sha256 TEXT NOT NULL, person_id TEXT NOT NULL REFERENCES persons(id) {_FK},
+  signed_at TEXT NOT NULL)""",
+    "CREATE INDEX consent_person ON consent_statements (person_id, signed_at)",
+    "CREATE INDEX exchange_person ON exchange_log (person_id, id)",
+    "CREATE INDEX exchange_fanout ON exchange_log (fanout_id)",
+)
+
+
+def _create_version_3(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    for statement in _PERSON_TABLES:
+        conn.execute(statement.encode())
+
+
 #: The steps that bring a database from version N-1 to N, by N. Version 2 creates the first
 #: PostgreSQL layout in an empty database; a later step alters the one before (add the same
 #: change to ``sqlite_schema``).
 STEPS: Final[dict[int, Callable[[psycopg.Connection[tuple[object, ...]]], None]]] = {
     2: _create_version_2,
+    3: _create_version_3,  # issue 14: the person's own acts
 }
 
 

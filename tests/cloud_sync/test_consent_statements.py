@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,13 @@ from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa
 from cloud_sync.republish import Republisher, fleet_pseudonym
 from cloud_sync.store import Withheld
-from cloud_sync.store.sqlite import SqliteStore
+from cloud_sync.store.open import open_store
 from msp_protocol import bodies
 from msp_protocol.consent import statement_bytes
 from msp_protocol.jws import b64url
 from msp_protocol.records import format_ts
 from msp_protocol.topics import fleet_score_topic, rec_topic
+from tests.pg_server import PgServer
 from tests.sync_kit import T0, Card, CardIssuer, Gateway, trip
 
 UNTIL = "2027-06-01T00:00:00.000Z"
@@ -42,11 +44,27 @@ def statement_body(card: Card, gw: Gateway, action: str, categories: tuple[str, 
                               b64url(hashlib.sha256(card.der).digest()))
 
 
+def new_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new registry database of the back end ``request.param`` names (PostgreSQL: on the
+    session's server)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new registry database of each back end."""
+    return new_db(request, tmp_path)
+
+
 class Registry:
     """The registry's pipeline in one process: store, early hook, ingestor, republisher."""
 
-    def __init__(self, path: Path, issuer: CardIssuer, ca: DeviceCa, *gateways: Gateway) -> None:
-        self.store = SqliteStore(path)
+    def __init__(self, url: str, issuer: CardIssuer, ca: DeviceCa, *gateways: Gateway) -> None:
+        secrets = Path(tempfile.mkdtemp()) / "secrets" if url.startswith("postgresql") else None
+        self.store = open_store(url, secrets_dir=secrets)
         for gw in gateways:
             self.store.enroll(gw.device_row(ca, FLEET))
         self.acts = PersonActs(self.store, issuer.anchors())
@@ -69,11 +87,11 @@ def two_gateways() -> tuple[Gateway, Gateway]:
 
 
 def test_a_late_revocation_withdraws_queued_copies_and_withholds_later_records(
-    tmp_path: Path, card_issuer: CardIssuer, device_ca: DeviceCa,
+    db_url: str, card_issuer: CardIssuer, device_ca: DeviceCa,
     two_gateways: tuple[Gateway, Gateway],
 ) -> None:
     a, b = two_gateways
-    reg = Registry(tmp_path / "r.db", card_issuer, device_ca, a, b)
+    reg = Registry(db_url, card_issuer, device_ca, a, b)
     card = card_issuer.card()
     consent = bodies.Consent(FLEET, ("driving", "score"), UNTIL)
     reg.send(a, a.sign(card.session_start(a, "s-a", consents=(consent,)), "session.start", "s-a"))
@@ -103,11 +121,11 @@ def test_a_late_revocation_withdraws_queued_copies_and_withholds_later_records(
 
 
 def test_a_consent_applies_before_the_records_ahead_of_it_arrive(
-    tmp_path: Path, card_issuer: CardIssuer, device_ca: DeviceCa,
+    db_url: str, card_issuer: CardIssuer, device_ca: DeviceCa,
     two_gateways: tuple[Gateway, Gateway],
 ) -> None:
     a, _b = two_gateways
-    reg = Registry(tmp_path / "r.db", card_issuer, device_ca, a)
+    reg = Registry(db_url, card_issuer, device_ca, a)
     card = card_issuer.card()
     start = a.sign(card.session_start(a, "s-a", consents=()), "session.start", "s-a")
     reg.send(a, start)
@@ -130,11 +148,11 @@ def test_a_consent_applies_before_the_records_ahead_of_it_arrive(
 
 
 def test_a_grant_after_a_revocation_lets_data_flow_again(
-    tmp_path: Path, card_issuer: CardIssuer, device_ca: DeviceCa,
+    db_url: str, card_issuer: CardIssuer, device_ca: DeviceCa,
     two_gateways: tuple[Gateway, Gateway],
 ) -> None:
     a, _b = two_gateways
-    reg = Registry(tmp_path / "r.db", card_issuer, device_ca, a)
+    reg = Registry(db_url, card_issuer, device_ca, a)
     card = card_issuer.card()
     consent = bodies.Consent(FLEET, ("driving",), UNTIL)
     reg.send(a, a.sign(card.session_start(a, "s-a", consents=(consent,)), "session.start", "s-a"))
@@ -148,11 +166,11 @@ def test_a_grant_after_a_revocation_lets_data_flow_again(
 
 
 def test_consents_the_registry_cannot_trust_are_refused_and_counted(
-    tmp_path: Path, card_issuer: CardIssuer, device_ca: DeviceCa,
+    db_url: str, card_issuer: CardIssuer, device_ca: DeviceCa,
     two_gateways: tuple[Gateway, Gateway],
 ) -> None:
     a, _b = two_gateways
-    reg = Registry(tmp_path / "r.db", card_issuer, device_ca, a)
+    reg = Registry(db_url, card_issuer, device_ca, a)
     card, stranger = card_issuer.card(), card_issuer.card()
     reg.send(a, a.sign(card.session_start(a, "s-a", consents=()), "session.start", "s-a"))
     forged = statement_body(card, a, "grant", ("driving",), T0, until=UNTIL)
@@ -179,11 +197,11 @@ def test_consents_the_registry_cannot_trust_are_refused_and_counted(
 
 
 def test_a_login_consent_to_an_unknown_recipient_is_counted_not_silent(
-    tmp_path: Path, card_issuer: CardIssuer, device_ca: DeviceCa,
+    db_url: str, card_issuer: CardIssuer, device_ca: DeviceCa,
     two_gateways: tuple[Gateway, Gateway], caplog: pytest.LogCaptureFixture,
 ) -> None:
     a, _b = two_gateways
-    reg = Registry(tmp_path / "r.db", card_issuer, device_ca, a)
+    reg = Registry(db_url, card_issuer, device_ca, a)
     card = card_issuer.card()
     wrong = bodies.Consent("acme-corp", ("driving",), UNTIL)  # the fleet is "acme"
     reg.send(a, a.sign(card.session_start(a, "s-a", consents=(wrong,)), "session.start", "s-a"))

@@ -26,7 +26,7 @@ from msp_protocol.jws import b64url
 from msp_protocol.records import format_ts
 from msp_protocol.sealed import PART_BYTES, open_reply, seal_reply
 from msp_protocol.topics import fleet_score_topic, reply_topic
-from tests.cloud_sync.test_consent_statements import FLEET, UNTIL, Registry
+from tests.cloud_sync.test_consent_statements import FLEET, UNTIL, Registry, new_db
 from tests.sync_kit import T0, Card, CardIssuer, Gateway, event, trip
 
 
@@ -64,11 +64,17 @@ def request_body(card: Card, gw: Gateway, action: str, reply_key: str | None,
                               b64url(hashlib.sha256(card.der).digest()), None)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new registry database of each back end."""
+    return new_db(request, tmp_path)
+
+
 @pytest.fixture
-def driven(tmp_path: Path, card_issuer: CardIssuer, device_ca: DeviceCa
+def driven(db_url: str, card_issuer: CardIssuer, device_ca: DeviceCa
            ) -> tuple[Registry, Gateway, Card]:  # fmt: skip
     gw = Gateway("gw-a", "JTAAA000001")
-    reg = Registry(tmp_path / "r.db", card_issuer, device_ca, gw)
+    reg = Registry(db_url, card_issuer, device_ca, gw)
     reg.acts = PersonActs(reg.store, card_issuer.anchors(), MyData(reg.store).answer)
     reg.ingestor.on_early = reg.acts.early
     card = card_issuer.card()

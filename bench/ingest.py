@@ -40,10 +40,12 @@ VIN = "JTBENCH0001"
 
 
 def make_chain(signer: Signer, count: int) -> list[str]:
-    """``count`` chained trip records of one device."""
+    """``count`` chained trip records of one device, all in the past (a future-dated record
+    would be quarantined, not stored)."""
     tokens, prev = [], None
+    base = min(T0, time.time() - 86400 - count * 1000)
     for seq in range(1, count + 1):
-        start = T0 + seq * 1000
+        start = base + seq * 1000
         body = bodies.Trip(format_ts(start), format_ts(start + 900), 12.5, None, 900.0, 82.0,
                            0.9, 2.1, 30.0, 0.1, {"harsh_braking": 1}, 5.0, 60.0)  # fmt: skip
         rec = Record("trip", signer.kid, VIN, seq, prev, format_ts(start + 900), None, body)

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -110,6 +111,15 @@ def verify_session_start(
         if inner != outer:
             raise CardRejected("statement_mismatch", f"statement {name} {inner!r} != {outer!r}")
     der = _certificate_der(body, known_der)
+    key = card_key(der)
+    verify_card_signature(key, canonical_json(to_json(st)), body.card_signature)
+    check_card_certificate(der, anchors, parse_ts(st.started_at))
+    key_sha = key_sha256(key)
+    return CardIdentity(person_id(key_sha), key_sha, body.card_certificate_sha256, der)
+
+
+def card_key(der: bytes) -> rsa.RSAPublicKey:
+    """The RSA key of a card certificate (DER); ``CardRejected`` if it is none."""
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError as exc:
@@ -117,11 +127,31 @@ def verify_session_start(
     key = cert.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise CardRejected("card_certificate_invalid", "card key is not RSA")
+    return key
+
+
+def key_sha256(key: rsa.RSAPublicKey) -> str:
+    """The base64url SHA-256 of a card key's SubjectPublicKeyInfo: what a person is keyed by."""
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return b64url(hashlib.sha256(spki).digest())
+
+
+def verify_card_signature(key: rsa.RSAPublicKey, signed: bytes, signature_b64: str) -> None:
+    """``CardRejected`` (``card_signature``) unless ``signature_b64`` is the card's RSA PKCS#1
+    v1.5 SHA-256 signature over ``signed``."""
     try:
-        signature = base64.b64decode(body.card_signature, validate=True)
-        key.verify(signature, canonical_json(to_json(st)), padding.PKCS1v15(), hashes.SHA256())
+        signature = base64.b64decode(signature_b64, validate=True)
+        key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
     except (binascii.Error, ValueError, InvalidSignature):
         raise CardRejected("card_signature", "card signature over the statement fails") from None
+
+
+def check_card_certificate(der: bytes, anchors: TrustAnchors, when: datetime) -> None:
+    """``CardRejected`` unless the card certificate was issued by a trust anchor, was valid
+    at ``when`` and is on no CRL of its issuer."""
+    cert = x509.load_der_x509_certificate(der)
     issuer = next((r for r in anchors.roots if r.subject == cert.issuer), None)
     if issuer is None:
         raise CardRejected("card_untrusted", f"issuer {cert.issuer.rfc4514_string()} unknown")
@@ -129,9 +159,8 @@ def verify_session_start(
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):
         raise CardRejected("card_untrusted", "certificate not signed by its issuer") from None
-    when = parse_ts(st.started_at)
     if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
-        raise CardRejected("card_expired", f"certificate not valid at {st.started_at}")
+        raise CardRejected("card_expired", f"certificate not valid at {when.isoformat()}")
     for crl in anchors.crls:
         issuer_key = issuer.public_key()
         if not isinstance(issuer_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
@@ -140,8 +169,3 @@ def verify_session_start(
             continue  # another issuer's list, or a forged one: it proves nothing
         if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
             raise CardRejected("card_revoked", "certificate is on its issuer's CRL")
-    spki = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    key_sha = b64url(hashlib.sha256(spki).digest())
-    return CardIdentity(person_id(key_sha), key_sha, body.card_certificate_sha256, der)

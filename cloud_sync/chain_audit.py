@@ -7,7 +7,9 @@ device's key, its stored hash, and its ``prev`` against the record before it —
 accepted records between quarantined ones are verified as segments anchored on the
 quarantined record before them. A ``stats`` record is kept only as its chain place (seq and
 hash: its content is never stored, ``cloud_sync.public.aggregation``): it anchors the records
-after it the same way, by the hash they name as ``prev``.
+after it the same way, by the hash they name as ``prev``. So does a record whose JWS was erased
+with its person's data (``Store.erase_person``): it keeps its seq and hash, and its own
+signature can no longer be checked (it is counted as ``erased``).
 """
 
 from __future__ import annotations
@@ -36,24 +38,27 @@ class AuditReport:
     evicted: int
     quarantined: int
     public: int = 0  # stats records, kept as their chain place only
+    erased: int = 0
 
 
 def audit_chain(
     device: str, tokens: Sequence[str], quarantined: Sequence[Quarantined], key: PublicKey,
-    public: Sequence[tuple[int, str]] = (),
+    *, public: Sequence[tuple[int, str]] = (), erased: Sequence[tuple[int, str]] = (),
 ) -> AuditReport:
     """Verify ``device``'s accepted records (``tokens``), quarantined records and the chain
-    places ``(seq, hash)`` of its ``stats`` records (``public``) together as one chain; raises
-    ``ProtocolError`` (``ChainError`` naming the seq) at the first break."""
+    places ``(seq, hash)`` of its ``stats`` records (``public``) and of erased records
+    (``erased``) together as one chain; raises ``ProtocolError`` (``ChainError`` naming the
+    seq) at the first break."""
     accepted = sorted(((_parse(t), t) for t in tokens), key=lambda rt: rt[0].seq)
     hashes = {rec.seq: record_hash(tok) for rec, tok in accepted}
     declared = {r.last: r.last_sha256 for rec, _ in accepted if isinstance(rec.body, Gap)
                 for r in rec.body.ranges}  # fmt: skip
     held = sorted(quarantined, key=lambda q: q.seq)
+    places = [*public, *erased]  # kept as seq and hash only: the stored hash stands for them
+    hashes.update(places)
     for q in held:
         _check_quarantined(device, q, key)
         hashes[q.seq] = q.hash
-    hashes.update(public)
     for q in held:
         place = chain_place(split(q.jws).payload, q.reason, "")
         assert place is not None  # checked above
@@ -65,7 +70,7 @@ def audit_chain(
         return key
 
     records = evicted = 0
-    bounds = sorted([q.seq for q in held] + [seq for seq, _ in public])
+    bounds = sorted([q.seq for q in held] + [seq for seq, _ in places])
     start: Anchor | None = None
     for index in range(len(bounds) + 1):
         low = bounds[index - 1] if index else 0
@@ -78,7 +83,8 @@ def audit_chain(
         if high is not None:
             start = Anchor(high, hashes[high])
     seqs = [r.seq for r, _ in accepted] + bounds
-    return AuditReport(device, min(seqs), max(seqs), records, evicted, len(held), len(public))
+    return AuditReport(device, min(seqs), max(seqs), records, evicted, len(held), len(public),
+                       len(erased))
 
 
 def _parse(token: str) -> Record:

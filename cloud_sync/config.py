@@ -43,6 +43,8 @@ class RegistryConfig:
     tls_key: Path | None = None
     client_id: str = "msp-registry"
     max_waiting: int = 256
+    #: processes verifying signatures for one ``serve`` worker (0: in the worker itself)
+    verify_workers: int = 0
 
     @property
     def ca_path(self) -> Path:

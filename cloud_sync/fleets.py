@@ -18,9 +18,9 @@ from pathlib import Path
 
 from msp_protocol import consent as cats
 from msp_protocol.errors import ProtocolError
-from msp_protocol.records import parse_ts
 from msp_protocol.topics import check_id, fleet_key_topic
 
+from .consents import ConsentView
 from .errors import RegistryError
 from .mosquitto import password_hash
 from .pki import FLEET_PREFIX, DeviceCa, cert_pem, key_pem, write_private
@@ -134,8 +134,7 @@ def fleet_score(store: Store, fleet: str, pseudonym: str, at: datetime) -> Fleet
     consented ``score`` to ``fleet`` and the consent is valid at ``at``; raises
     ``FleetError`` otherwise (never says more about the person than the refusal)."""
     person = person_of(store, fleet, pseudonym)
-    valid = [c.until for c in store.person_consents(person)
-             if cats.grants(c, fleet, cats.SCORE, at)]  # fmt: skip
-    if not valid:
+    grant = ConsentView.of(store, person).allowing(fleet, cats.SCORE, at)  # revocations too
+    if grant is None:
         raise FleetError(f"{pseudonym} has not consented to show fleet {fleet!r} a score")
-    return FleetScore(fleet, pseudonym, score_of(store, person, at), max(valid, key=parse_ts))
+    return FleetScore(fleet, pseudonym, score_of(store, person, at), grant.until_text)

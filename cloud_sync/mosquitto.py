@@ -9,7 +9,7 @@ What :func:`write_config` writes into its output directory:
   ``max_packet_size`` bounds what any client may publish (:data:`MAX_PACKET_BYTES`; not
   ``message_size_limit``, which mosquitto 2.0 deprecates for it);
 * ``acl`` — per DESIGN.md: a gateway writes only ``msp/v1/dev/<its id>/rec`` and reads only
-  its ``ack``; a fleet operator (certificate CN ``fleet.<fleet>``) reads only
+  its ``ack`` and ``reply``; a fleet operator (certificate CN ``fleet.<fleet>``) reads only
   ``msp/v1/fleet/<fleet>/#``; the registry reads every ``rec`` and writes acks and fleet data;
 * a fleet listener (TLS, server certificate only) where fleet operators without a client
   certificate log in as ``fleet.<fleet>`` with the password ``msp-registry fleet add
@@ -107,6 +107,7 @@ def acl_text(fleets: Iterable[str]) -> str:
         f"user {REGISTRY_USER}",
         "topic read msp/v1/dev/+/rec",
         "topic write msp/v1/dev/+/ack",
+        "topic write msp/v1/dev/+/reply",
         "topic write msp/v1/fleet/#",
         "topic write msp/v1/public/#",
         "",
@@ -121,6 +122,7 @@ def acl_text(fleets: Iterable[str]) -> str:
         "# every certificate user: a gateway writes only its own rec and reads only its own ack",
         "pattern write msp/v1/dev/%u/rec",
         "pattern read msp/v1/dev/%u/ack",
+        "pattern read msp/v1/dev/%u/reply",
         "",
     ]
     return "\n".join(lines)

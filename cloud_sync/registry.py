@@ -9,20 +9,27 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from .cards import TrustAnchors
 from .config import RegistryConfig
-from .errors import EnrolmentError, RegistryError
+from .consents import PersonActs
+from .errors import BrokerError, EnrolmentError, RegistryError
 from .fleets import key_publication
 from .ingest import Ingestor
+from .my_data import MyData
 from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
 from .republish import Republisher
 from .store import Batch, Device, Store
 from .store.open import open_store
-from .worker import BrokerConfig, RegistryWorker
+from .succession import CardSuccession
+from .transport.base import Transport
+from .transport.mqtt import BrokerConfig, MqttTransport
+from .verify_pool import VerifyPool
+from .worker import RegistryWorker
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +77,41 @@ def broker_config(config: RegistryConfig) -> BrokerConfig:
     )  # fmt: skip
 
 
+def transport_for(config: RegistryConfig) -> Transport:
+    """The broker transport of ``config.broker``: ``mqtt://``/``mqtts://`` (mosquitto or any
+    MQTT broker). Raises ``BrokerError`` for another scheme."""
+    scheme = urlsplit(config.broker).scheme
+    if scheme in ("mqtt", "mqtts"):
+        return MqttTransport(broker_config(config))
+    if scheme == "nats":
+        raise BrokerError(f"broker {config.broker!r}: the JetStream transport is not available"
+                          " in this build")  # fmt: skip
+    raise BrokerError(f"broker URL {config.broker!r}: expected mqtt://, mqtts:// or nats://")
+
+
 def serve(config: RegistryConfig, stop: threading.Event) -> None:
     """Run one registry worker until ``stop`` is set. Raises ``RegistryError`` (no trust
-    anchors, unreadable files) or ``StoreError`` (the database failed)."""
+    anchors, unreadable files, a broker URL it cannot use) or ``StoreError`` (the database
+    cannot be opened; once serving, a failing database is waited out)."""
     if config.anchors is None:
         raise RegistryError("no trust anchors for driver cards: give --anchors DIR")
+    if config.verify_workers < 0:
+        raise RegistryError(f"--verify-workers {config.verify_workers}: 0 or more")
     anchors = TrustAnchors.load(config.anchors)
+    transport = transport_for(config)
     store = open_store(config.db, secrets_dir=config.secrets_dir)
+    pool = None
     try:
         store.pseudonym_secret()  # fail now, naming the file, not at the first fleet copy
+        if config.verify_workers:
+            pool = VerifyPool(config.verify_workers)
         fanout = Republisher(store).fanout
-        ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout)
-        RegistryWorker(ingestor, broker_config(config)).run(stop)
+        answers = MyData(store, succeed=CardSuccession(store, anchors).apply)
+        acts = PersonActs(store, anchors, answers.answer)
+        ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout,
+                            pool=pool, on_early=acts.early)  # fmt: skip
+        RegistryWorker(ingestor, transport).run(stop)
     finally:
+        if pool is not None:
+            pool.close()
         store.close()

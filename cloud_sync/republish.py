@@ -2,11 +2,18 @@
 
 * Vehicle data with no driver session goes to the vehicle's own fleet as is (``person``
   null). ``emergency`` (consent given in advance) goes to the vehicle's own fleet too.
-* Data inside a driver session goes to the vehicle's own fleet only if that session's
-  card-signed consents name the fleet, cover the record's category
-  (``msp_protocol.consent``) and are still valid at the record's data time; otherwise it is
-  withheld and counted (``withheld`` table: ``not_consented``, ``expired``). A session the
+* Data inside a driver session goes to the vehicle's own fleet only if a consent of the
+  person allows it at the record's data time (``cloud_sync.consents.ConsentView``: the
+  session's card-signed login consents and the person's later card-signed grants, less what
+  a revocation withdrew from its signing time on), naming the fleet and covering the
+  record's category (``msp_protocol.consent``); otherwise it is withheld and counted
+  (``withheld`` table: ``not_consented``, ``expired``, ``revoked``). A session the
   registry could not verify (card refused) has no consents: ``unverified_session``.
+* Every copy of a person's data carries its exchange-log entry (``Exchange``: recipient,
+  kind, record, categories, data time, the consent that allowed it), which the store writes
+  in the transaction that queues the copy.
+* ``consent`` and ``request`` records (the person's own acts) are never republished; a
+  revocation's turn in the chain re-queues its withdrawals of retained scores.
 * Positions are removed unless ``location`` is consented too (counted as ``location``); the
   copy then carries ``jws: null`` and ``redacted: ["body.location"]``, since the original
   JWS holds the position.
@@ -33,6 +40,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from msp_protocol import consent as cats
@@ -44,7 +52,8 @@ from msp_protocol.records import Record, Tier, format_ts, kind_info, parse_ts
 from msp_protocol.scoring import TripTotals, person_score
 from msp_protocol.topics import fleet_score_topic, fleet_topic
 
-from .store import Accepted, Fanned, Publication, Store, Withheld
+from .consents import ConsentView, Grant, withdrawals
+from .store import Accepted, Exchange, Fanned, Publication, Store, Withheld
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +73,10 @@ def score_of(store: Store, person_id: str, at: datetime | None = None) -> float 
 
 
 def score_recipients(store: Store, person_id: str, at: datetime) -> dict[str, str]:
-    """The fleets the person has consented ``score`` to, valid at ``at``, each with the end
-    of its longest such consent."""
-    ends: dict[str, str] = {}
-    for c in store.person_consents(person_id):
-        longer = c.recipient not in ends or parse_ts(c.until) > parse_ts(ends[c.recipient])
-        if longer and cats.grants(c, c.recipient, cats.SCORE, at):
-            ends[c.recipient] = c.until
-    return ends
+    """The fleets the person has consented ``score`` to, valid at ``at`` and not revoked,
+    each with the end of its longest such consent."""
+    view = ConsentView.of(store, person_id)
+    return {r: g.until_text for r, g in view.recipients(cats.SCORE, at, current=True).items()}
 
 
 def score_payload(fleet: str, pseudonym: str, score: float | None, at: datetime,
@@ -89,11 +94,13 @@ class Republisher:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._views: dict[tuple[str, str | None], ConsentView] = {}
 
     def fanout(self, accepted: Sequence[Accepted]) -> Fanned:
         """The messages for these committed records, in record order, and what was withheld."""
         pubs: list[Publication] = []
         withheld: Counter[Withheld] = Counter()
+        self._views.clear()  # a batch may carry a consent record: read them afresh
         for acc in accepted:
             try:
                 pubs.extend(self._for(acc, withheld))
@@ -104,6 +111,9 @@ class Republisher:
     def _for(self, acc: Accepted, withheld: Counter[Withheld]) -> list[Publication]:
         rec = acc.record
         info = kind_info(rec.kind)
+        if info.person_act:
+            self._views.clear()
+            return withdrawals(self.store, acc.statement) if acc.statement else []
         if info.tier is Tier.PUBLIC:  # one vehicle's contributions: aggregated, never as is
             return []
         device = self.store.device(rec.device)
@@ -117,10 +127,12 @@ class Republisher:
             withheld[Withheld(fleet, rec.kind, "unverified_session")] += 1
             return []
         if info.pre_consented:
-            return [self._copy(acc, fleet, person, redact=False)[0]]
+            exchange = Exchange(person, fleet, rec.kind, f"{rec.device}/{rec.seq}", (),
+                                format_ts(cats.data_time(rec).timestamp()), "pre-consented")
+            return [self._copy(acc, fleet, person, redact=False, exchange=exchange)[0]]
         out = self._consented_copy(acc, fleet, person, withheld)
         if rec.kind == "trip":  # the score changes whether or not this fleet sees the trip
-            out.extend(self._scores(person, cats.data_time(rec)))
+            out.extend(self._scores(acc, person, cats.data_time(rec)))
         return out
 
     def _consented_copy(self, acc: Accepted, fleet: str, person: str,
@@ -130,20 +142,32 @@ class Republisher:
         rec = acc.record
         assert rec.session is not None
         at = cats.data_time(rec)
-        consents = [c for c in self.store.session_consents(rec.session) if c.recipient == fleet]
+        view = self._view(person, rec.session)
         category = cats.category_of(rec.kind)
-        if category is None or not any(cats.grants(c, fleet, category, at) for c in consents):
-            named = any(category in c.categories for c in consents)
-            withheld[Withheld(fleet, rec.kind, "expired" if named else "not_consented")] += 1
+        grant = None if category is None else view.allowing(fleet, category, at)
+        if grant is None:
+            withheld[Withheld(fleet, rec.kind, view.why_not(fleet, category, at))] += 1
             return []
-        redact = not any(cats.grants(c, fleet, cats.LOCATION, at) for c in consents)
-        copy, stripped = self._copy(acc, fleet, person, redact=redact)
+        assert category is not None
+        located = view.allowing(fleet, cats.LOCATION, at)
+        categories = (category,) if located is None else (category, cats.LOCATION)
+        exchange = Exchange(person, fleet, rec.kind, f"{rec.device}/{rec.seq}", categories,
+                            format_ts(at.timestamp()), grant.ref)  # fmt: skip
+        copy, stripped = self._copy(acc, fleet, person, redact=located is None,
+                                    exchange=exchange)  # fmt: skip
         if stripped:
             withheld[Withheld(fleet, rec.kind, "location")] += 1
         return [copy]
 
-    def _copy(self, acc: Accepted, fleet: str, person: str | None, *, redact: bool
-              ) -> tuple[Publication, bool]:  # fmt: skip
+    def _view(self, person: str, session: str | None) -> ConsentView:
+        """The person's consents (of one session's login and every later statement)."""
+        key = (person, session)
+        if key not in self._views:
+            self._views[key] = ConsentView.of(self.store, person, session)
+        return self._views[key]
+
+    def _copy(self, acc: Accepted, fleet: str, person: str | None, *, redact: bool,
+              exchange: Exchange | None = None) -> tuple[Publication, bool]:  # fmt: skip
         """One fleet's copy of a record: decoded body (filtered) beside the original JWS;
         and whether a position was removed."""
         rec = acc.record
@@ -160,22 +184,32 @@ class Republisher:
         }  # fmt: skip
         if stripped:
             payload["redacted"] = ["body.location"]
-        return Publication(fleet_topic(fleet, rec.kind), json.dumps(payload).encode()), stripped
+            if exchange is not None:  # what the fleet got: the record without its positions
+                exchange = replace(exchange, categories=tuple(
+                    c for c in exchange.categories if c != cats.LOCATION))
+        return Publication(fleet_topic(fleet, rec.kind), json.dumps(payload).encode(),
+                           exchange=exchange), stripped
 
-    def _scores(self, person: str, at: datetime) -> list[Publication]:
+    def _scores(self, acc: Accepted, person: str, at: datetime) -> list[Publication]:
         """The person's new portable score for every fleet consented ``score`` to at ``at``."""
-        fleets = score_recipients(self.store, person, at)
+        # the retained score is shown as it is now: a revocation since the grant stops it
+        fleets: dict[str, Grant] = self._view(person, None).recipients(cats.SCORE, at,
+                                                                       current=True)
         if not fleets:
             return []
         score = score_of(self.store, person, at)
         secret = self.store.pseudonym_secret()
+        rec = acc.record
         pubs = []
-        for fleet, until in sorted(fleets.items()):
+        for fleet, grant in sorted(fleets.items()):
             name = fleet_pseudonym(secret, fleet, person)
+            exchange = Exchange(person, fleet, "score", f"{rec.device}/{rec.seq}",
+                                (cats.SCORE,), format_ts(at.timestamp()), grant.ref)
             pubs.append(Publication(fleet_score_topic(fleet, name),
-                                    score_payload(fleet, name, score, at, until),
+                                    score_payload(fleet, name, score, at, grant.until_text),
                                     retain=True,  # expiry in one format: the store compares text
-                                    expires=format_ts(parse_ts(until).timestamp())))  # fmt: skip
+                                    expires=format_ts(grant.until.timestamp()),
+                                    exchange=exchange))  # fmt: skip
         return pubs
 
 

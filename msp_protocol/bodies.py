@@ -209,5 +209,69 @@ class Gap:
     ranges: tuple[EvictedRange, ...]
 
 
+# -- the person's own acts: card-signed consents and requests (issue 14) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentStatement:
+    """What the card signs to grant or revoke a consent after login.
+
+    ``action``: ``grant`` (``categories`` for ``recipient`` until ``until``) or ``revoke``
+    (``categories`` of every consent to ``recipient``; empty: all of them; ``until`` null),
+    effective from ``signed_at``. ``device``/``vin`` name the gateway it was signed at.
+    """
+
+    action: str
+    recipient: str
+    categories: tuple[str, ...]
+    until: str | None
+    device: str
+    vin: str
+    signed_at: str
+    nonce: str
+
+
+@dataclass(frozen=True, slots=True)
+class CardConsent:
+    """``consent``: a card-signed grant or revocation: the statement, the card's signature over
+    its RFC 8785 form (base64) and the SHA-256 of the card certificate the registry knows."""
+
+    statement: ConsentStatement
+    card_signature: str
+    card_certificate_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStatement:
+    """What the card signs to ask the registry about the person's own data.
+
+    ``action``: ``my_data`` (consents, exchange log, scores), ``export`` (all data),
+    ``erase``, or ``succeed`` (move the person to the card of ``successor_certificate``).
+    ``reply_key``: base64url raw X25519 public key the answer is sealed to (HPKE), or null.
+    """
+
+    action: str
+    device: str
+    vin: str
+    signed_at: str
+    nonce: str
+    reply_key: str | None
+    successor_certificate: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CardRequest:
+    """``request``: a card-signed request of the person for their own data; for ``succeed``
+    also the new card's signature over the same statement (it proves the new key is there)."""
+
+    statement: RequestStatement
+    card_signature: str
+    card_certificate_sha256: str
+    successor_signature: str | None
+
+
 #: Any record body.
-Body = SessionStart | SessionEnd | Trip | Event | Dtc | Emergency | Stats | Health | Gap
+Body = (
+    SessionStart | SessionEnd | Trip | Event | Dtc | Emergency | Stats | Health | Gap
+    | CardConsent | CardRequest
+)

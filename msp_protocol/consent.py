@@ -161,3 +161,31 @@ def public_consented(consents: Iterable[ConsentLike], at: datetime) -> bool:
 
 
 # -- end of public statistics -------------------------------------------------------------------
+
+
+# -- consents as the person's own acts (``consent`` records, issue 14) -------------------------
+
+#: ``ConsentStatement.action`` values.
+GRANT: Final = "grant"
+REVOKE: Final = "revoke"
+
+
+def statement_bytes(statement: bodies.ConsentStatement | bodies.RequestStatement) -> bytes:
+    """The RFC 8785 bytes a card signs for a consent or request statement (via SHA-256, RSA
+    PKCS#1 v1.5, as the binding statement of a login)."""
+    from .canonical import canonical_json  # noqa: PLC0415 - keeps this module's imports light
+    from .codec import to_json  # noqa: PLC0415
+
+    return canonical_json(to_json(statement))
+
+
+def revokes(statement: bodies.ConsentStatement, recipient: str, category: str,
+            at: datetime) -> bool:  # fmt: skip
+    """True if the revocation ``statement`` withdraws ``category`` from ``recipient`` for data
+    of instant ``at`` (a revocation covers what happens from its signing on; no categories
+    named: every category)."""
+    if statement.action != REVOKE or statement.recipient != recipient:
+        return False
+    if statement.categories and category not in statement.categories:
+        return False
+    return at >= parse_ts(statement.signed_at)

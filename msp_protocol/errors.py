@@ -4,7 +4,8 @@ ProtocolError             anything the protocol refuses (``field`` names the JSO
  ├── RecordError          a record or body that does not match its schema (unknown kind, missing,
  │                        extra or mistyped field, value out of range, oversized payload)
  ├── SignatureError       a JWS that is malformed, uses a refused algorithm, or does not verify
- └── ChainError           a sequence of records whose chain breaks (gap, fork, bad prev, ...)
+ ├── ChainError           a sequence of records whose chain breaks (gap, fork, bad prev, ...)
+ └── SealError            a sealed reply that cannot be sealed (no X25519 key) or opened
 """
 
 from __future__ import annotations
@@ -39,3 +40,7 @@ class ChainError(ProtocolError):
         self.field = "seq"
         self.seq = seq
         self.reason = reason
+
+
+class SealError(ProtocolError):
+    """A reply that cannot be sealed (no X25519 key) or opened (missing part, wrong key)."""

@@ -78,6 +78,9 @@ class KindInfo:
     tier: Tier
     #: True for data whose consent is given in advance (an emergency goes to responders).
     pre_consented: bool = False
+    #: True for the person's own card-signed acts (``consent``, ``request``): the registry acts
+    #: on them as soon as their signature verifies and never republishes them.
+    person_act: bool = False
 
 
 KINDS: Final[dict[str, KindInfo]] = {
@@ -92,6 +95,9 @@ KINDS: Final[dict[str, KindInfo]] = {
         KindInfo("stats", bodies.Stats, Tier.PUBLIC),
         KindInfo("health", bodies.Health, Tier.PRIVATE),
         KindInfo("gap", bodies.Gap, Tier.PRIVATE),
+        # the person's own acts (issue 14): acted on by the registry, never republished
+        KindInfo("consent", bodies.CardConsent, Tier.CONSENT, person_act=True),
+        KindInfo("request", bodies.CardRequest, Tier.PRIVATE, person_act=True),
     )
 }
 _KIND_OF_BODY: Final = {info.body: name for name, info in KINDS.items()}
@@ -109,6 +115,8 @@ OCCURRED_AT: Final[dict[str, tuple[str, ...]]] = {
     "dtc": (),
     "health": (),
     "gap": (),
+    "consent": ("statement.signed_at",),
+    "request": ("statement.signed_at",),
 }
 
 

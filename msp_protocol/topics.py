@@ -4,6 +4,7 @@
 |--------------------------------|-----------------------|----------------------------------|
 | msp/v1/dev/{device}/rec        | gateway, QoS 1        | record JWS(s), one per line     |
 | msp/v1/dev/{device}/ack        | registry              | ``{"seq": N}``: all <= N stored  |
+| msp/v1/dev/{device}/reply      | registry              | an answer sealed to the person   |
 | msp/v1/fleet/{fleet}/{kind}    | registry              | consent-filtered record          |
 | msp/v1/fleet/{fleet}/score/{p} | registry, retained    | person ``p``'s portable score    |
 | msp/v1/fleet/{fleet}/keys/{d}  | registry, retained    | device ``d``'s record-signing key|
@@ -64,6 +65,11 @@ def rec_topic(device: str) -> str:
 def ack_topic(device: str) -> str:
     """Topic the registry acks a gateway's records on."""
     return f"{PREFIX}/dev/{check_id(device, 'device')}/ack"
+
+
+def reply_topic(device: str) -> str:
+    """Topic the registry answers a gateway's ``request`` records on (sealed to the person)."""
+    return f"{PREFIX}/dev/{check_id(device, 'device')}/reply"
 
 
 def fleet_topic(fleet: str, kind: str) -> str:

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
-from msp_protocol.bodies import Consent
+from msp_protocol.bodies import Consent, ConsentStatement
 from msp_protocol.records import Record
+
+#: The tables holding a person's own data (``person_id`` column), for export and erasure.
+PERSON_TABLES: Final = ("sessions", "trips", "events", "dtcs", "emergencies")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +74,28 @@ class CardIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class PersonStatement:
+    """A verified card-signed grant or revocation (a ``consent`` record) of a person; ``id``
+    is the base64url SHA-256 of the card's signature (one statement, one id)."""
+
+    id: str
+    person_id: str
+    device: str
+    seq: int
+    statement: ConsentStatement
+    received_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Accepted:
     """A record that passed every check, ready to commit; ``card`` is set for a verified
-    ``session.start``."""
+    ``session.start``, ``statement`` for a verified ``consent``."""
 
     record: Record
     jws: str
     hash: str
     card: CardIdentity | None = None
+    statement: PersonStatement | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +125,39 @@ class Quarantined:
 
 
 @dataclass(frozen=True, slots=True)
+class Exchange:
+    """One sending of a person's data to a recipient, for the person's exchange log
+    (``cloud_sync.exchange_log``). Any recipient role plugs in: fleets (record copies,
+    ``score``), and guardians, insurers and responders with kinds of their own.
+
+    ``record``: ``device/seq`` of the record carried or derived from (``None`` for none);
+    ``categories``: the consent categories it flowed under (empty: pre-consented);
+    ``data_time``: the instant of the data (wire form): a revocation signed at or before it
+    withdraws it if it has not left yet; ``consent``: the reference of the consent that
+    allowed it (``session:<id>``, ``consent:<statement id>``, ``pre-consented``).
+    """
+
+    person_id: str
+    recipient: str
+    kind: str
+    record: str | None
+    categories: tuple[str, ...]
+    data_time: str
+    consent: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeRow:
+    """An exchange as the log keeps it: when it was committed for sending and its status
+    (``queued``, ``delivered``: the broker took it, ``withdrawn``: a revocation stopped it
+    before it left)."""
+
+    exchange: Exchange
+    sent_at: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
 class Publication:
     """One message for fleets or the public, kept until the broker has taken it (QoS 1);
     ``retain``: the broker keeps the last one per topic for later subscribers."""
@@ -118,6 +168,8 @@ class Publication:
     #: for a retained message: the instant (wire form) after which the broker must forget it
     #: (the consent it was published under ends); the store then clears it
     expires: str | None = None
+    #: a person's data: the exchange-log entry, written in the transaction that queues it
+    exchange: Exchange | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +241,40 @@ class TripRow:
     distance_km: float
     penalty_points: float
     score: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionGrant:
+    """A consent a person signed at a login: the session, when it started, the consent."""
+
+    session: str
+    started_at: str
+    consent: Consent
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRequest:
+    """A card-signed request of a person the registry acted on (``id``: as a statement's)."""
+
+    id: str
+    person_id: str
+    device: str
+    action: str
+    signed_at: str
+    answered_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Succession:
+    """A person moving to a new card: the old and new card keys (base64url SHA-256 of their
+    SubjectPublicKeyInfo), the new certificate, and when the old card signed the move."""
+
+    person_id: str
+    old_key_sha256: str
+    new_key_sha256: str
+    new_certificate_sha256: str
+    new_certificate_der: bytes
+    signed_at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +374,8 @@ class Store(Protocol):
         not stored."""
 
     def chain_records(self, device_id: str) -> Sequence[str]:
-        """Every stored JWS of a device, in seq order (for independent verification)."""
+        """Every stored JWS of a device, in seq order (for independent verification); the
+        records of an erased person are not among them (``erased_records``)."""
 
     def quarantined(self, device_id: str | None = None) -> Sequence[Quarantined]:
         """Quarantined records (of every device, or of one), by device and seq."""
@@ -374,3 +461,60 @@ class Store(Protocol):
         """Totals of the public tier: ``released``, ``suppressed``, ``late``,
         ``contributions`` (cells taken from stats records) and ``refused`` (stats records
         whose body was refused: kept as their chain place only)."""
+
+    # -- the person's own acts: consents, exchange log, requests (issue 14) ---------------
+    def card_person(self, certificate_sha256: str) -> str | None:
+        """The person a card certificate (by its base64url SHA-256) stands for, if known."""
+
+    def session_started_at(self, session_id: str) -> str | None:
+        """When a driver session started (its statement's ``started_at``), if known."""
+
+    def session_grants(self, person_id: str, session_id: str | None = None
+                       ) -> Sequence[SessionGrant]:  # fmt: skip
+        """The consents a person signed at logins (of one session, if given), oldest first."""
+
+    def person_by_key(self, key_sha256: str) -> str | None:
+        """The person whose card key this is now (after any succession), if known."""
+
+    def succeed(self, move: Succession) -> bool:
+        """Move the person to a new card key in one transaction: the person keeps its id and
+        everything it owns, its key becomes the new one, the new certificate is the person's,
+        and the old key is refused from then on. False, doing nothing, if the old key was
+        succeeded before."""
+
+    def erased_records(self, device_id: str) -> Sequence[tuple[int, str]]:
+        """``(seq, hash)`` of the device's records whose JWS was erased (``erase_person``):
+        their place in the chain stays, their content is gone."""
+
+    def key_succeeded(self, key_sha256: str) -> bool:
+        """True once the card key was succeeded by a new card's (``card succeed``)."""
+
+    def consent_statements(self, person_id: str) -> Sequence[PersonStatement]:
+        """The person's card-signed grants and revocations, by signing time."""
+
+    def apply_statement(self, statement: PersonStatement,
+                        publications: Sequence[Publication] = ()) -> bool:  # fmt: skip
+        """Keep a verified grant or revocation at once, in its own transaction, with
+        ``publications`` (a revocation's withdrawals of retained messages); a revocation also
+        drops every queued publication it covers (its exchange turns ``withdrawn``). Returns
+        False, doing nothing, if the statement was applied before."""
+
+    def exchanges(self, person_id: str) -> Sequence[ExchangeRow]:
+        """The person's exchange log, oldest first."""
+
+    def person_rows(self, person_id: str, table: str) -> Sequence[Mapping[str, object]]:
+        """Every row of the person in ``table`` (``sessions``, ``trips``, ``events``,
+        ``dtcs``, ``emergencies``) as column → value, for the person's export."""
+
+    def erase_person(self, person_id: str,
+                     publications: Sequence[Publication] = ()) -> Mapping[str, int]:  # fmt: skip
+        """Delete the person's data but what the retention rule keeps (docs/consent.md):
+        sessions, trips, events, trouble codes, emergencies and card certificates go, the
+        JWS of the records of their sessions is blanked (hash and place in the chain stay);
+        consent statements and the exchange log stay. Queues ``publications`` (withdrawals of
+        retained messages) in the same transaction. Returns rows deleted per table."""
+
+    def record_request(self, request: PersonRequest,
+                       publications: Sequence[Publication] = ()) -> bool:  # fmt: skip
+        """Note a request as answered with ``publications`` (its sealed reply), in one
+        transaction; False, doing nothing, if it was answered before."""

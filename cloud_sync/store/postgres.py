@@ -58,6 +58,7 @@ from .base import (
 from .chain_check import Stored, by_device, plan_device, span
 from .device_cache import DeviceCache
 from .open import redact
+from .postgres_person import PgPersonActs
 from .sqlite_schema import dumps
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class PostgresStore:
+class PostgresStore(PgPersonActs):
     """A :class:`cloud_sync.store.Store` in a PostgreSQL database; many processes may use one
     database at once (see the module docstring)."""
 
@@ -116,6 +117,7 @@ class PostgresStore:
         self._secret: bytes | None = None
         self._devices = DeviceCache()
         self._public_key: bytes | None = None  # contributor tags' key: cloud_sync.public
+        self._applied_before: set[int] = set()  # ids of Accepted in the commit at hand
 
     def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         try:
@@ -243,8 +245,10 @@ class PostgresStore:
         return [Quarantined(d, int(s), h, j, r, t, at) for d, s, h, j, r, t, at in rows]
 
     def chain_records(self, device_id: str) -> Sequence[str]:
-        """Every stored JWS of a device, in seq order (for independent verification)."""
-        rows = self._rows("SELECT jws FROM records WHERE device = %s ORDER BY seq", (device_id,))
+        """Every stored JWS of a device, in seq order (for independent verification), but the
+        erased ones."""
+        rows = self._rows("SELECT jws FROM records WHERE device = %s AND jws <> ''"
+                          " ORDER BY seq", (device_id,))  # fmt: skip
         return [str(r[0]) for r in rows]
 
     def card_certificate(self, sha256: str) -> bytes | None:
@@ -356,20 +360,14 @@ class PostgresStore:
                      _now()))  # fmt: skip
             new.update(id(a) for a in plan.accepted)
         inserted = [acc for acc in batch.accepted if id(acc) in new]
+        self._applied_before.clear()
         for acc in inserted:
             self._insert(acc)
-        fanned = fanout(inserted) if fanout is not None and inserted else Fanned()
-        publications = [(p.topic, p.payload, p.retain)
-                        for p in (*batch.publications, *fanned.publications)]  # fmt: skip
+        # a statement the early hook applied already fans out nothing again
+        fresh = [a for a in inserted if id(a) not in self._applied_before]
+        fanned = fanout(fresh) if fanout is not None and fresh else Fanned()
+        self._queue((*batch.publications, *fanned.publications))
         with self._conn.cursor() as cur:
-            if publications:
-                cur.executemany(b"INSERT INTO fanout (topic, payload, retain)"
-                                b" VALUES (%s, %s, %s)", publications)  # fmt: skip
-            retained = sorted({p.topic: p.expires for p in fanned.publications
-                               if p.retain and p.expires}.items())  # fmt: skip
-            if retained:
-                cur.executemany(b"INSERT INTO retained VALUES (%s, %s) ON CONFLICT (topic)"
-                                b" DO UPDATE SET expires = excluded.expires", retained)  # fmt: skip
             withheld = sorted((w.fleet, w.kind, w.reason, n) for w, n in fanned.withheld.items())
             if withheld:
                 cur.executemany(b"INSERT INTO withheld VALUES (%s, %s, %s, %s)"
@@ -407,9 +405,17 @@ class PostgresStore:
         return [(int(i), Publication(str(t), bytes(p), bool(r))) for i, t, p, r in rows]
 
     def fanout_done(self, ids: Sequence[int]) -> None:
-        """Forget publications the broker has acknowledged (one statement)."""
-        if ids:
-            self._run("DELETE FROM fanout WHERE id = ANY(%s)", (list(ids),))
+        """Forget publications the broker has acknowledged (one transaction); their
+        exchanges are delivered."""
+        if not ids:
+            return
+
+        def act() -> None:
+            self._conn.execute(b"DELETE FROM fanout WHERE id = ANY(%s)", (list(ids),))
+            self._conn.execute(b"UPDATE exchange_log SET status = 'delivered'"
+                               b" WHERE fanout_id = ANY(%s)", (list(ids),))  # fmt: skip
+
+        self._transaction("forget published messages", act)
 
     def _advance_head(self, device: str) -> None:
         run = self._conn.execute
@@ -449,6 +455,10 @@ class PostgresStore:
             (rec.device, rec.seq, acc.hash, rec.kind, rec.ts, rec.session, acc.jws,
              _now()))  # fmt: skip
         body = rec.body
+        if acc.statement is not None:
+            if not self._apply_statement(acc.statement):
+                self._applied_before.add(id(acc))
+            return
         if isinstance(body, bodies.SessionStart) and acc.card is not None:
             self._session_start(rec, body, acc)
             return

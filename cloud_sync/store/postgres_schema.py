@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 #: The advisory lock key every schema change takes (``pg_advisory_xact_lock``).
 SCHEMA_LOCK: Final = 0x6D73_7001
@@ -124,7 +124,36 @@ def _create_version_2(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         conn.execute(statement.encode())
 
 
-# -- version 3: public statistics (issue 14, docs/public.md; as sqlite_schema's version 3) -------
+#: Version 3 (issue 14): the person's own acts, as ``sqlite_schema._PERSON_TABLES``.
+_PERSON_TABLES: Final = (
+    f"""CREATE TABLE consent_statements (id TEXT PRIMARY KEY,
+  person_id TEXT NOT NULL REFERENCES persons(id) {_FK},
+  device TEXT NOT NULL REFERENCES devices(id) {_FK}, seq BIGINT NOT NULL,
+  action TEXT NOT NULL, recipient TEXT NOT NULL, categories TEXT NOT NULL, until TEXT,
+  signed_at TEXT NOT NULL, statement TEXT NOT NULL, received_at TEXT NOT NULL)""",
+    f"""CREATE TABLE exchange_log (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  person_id TEXT NOT NULL REFERENCES persons(id) {_FK}, recipient TEXT NOT NULL,
+  kind TEXT NOT NULL, record TEXT, categories TEXT NOT NULL, data_time TEXT NOT NULL,
+  consent TEXT NOT NULL, sent_at TEXT NOT NULL, status TEXT NOT NULL, fanout_id BIGINT)""",
+    f"""CREATE TABLE person_requests (id TEXT PRIMARY KEY,
+  person_id TEXT NOT NULL REFERENCES persons(id) {_FK},
+  device TEXT NOT NULL REFERENCES devices(id) {_FK}, action TEXT NOT NULL,
+  signed_at TEXT NOT NULL, answered_at TEXT)""",
+    f"""CREATE TABLE successions (old_key_sha256 TEXT PRIMARY KEY,
+  new_key_sha256 TEXT NOT NULL, person_id TEXT NOT NULL REFERENCES persons(id) {_FK},
+  signed_at TEXT NOT NULL)""",
+    "CREATE INDEX consent_person ON consent_statements (person_id, signed_at)",
+    "CREATE INDEX exchange_person ON exchange_log (person_id, id)",
+    "CREATE INDEX exchange_fanout ON exchange_log (fanout_id)",
+)
+
+
+def _create_version_3(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    for statement in _PERSON_TABLES:
+        conn.execute(statement.encode())
+
+
+# -- version 4: public statistics (issue 14, docs/public.md; as sqlite_schema's version 4) -------
 _PUBLIC_TABLES: Final = (
     f"""CREATE TABLE public_chain (device TEXT NOT NULL REFERENCES devices(id) {_FK},
   seq BIGINT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (device, seq))""",
@@ -146,12 +175,12 @@ _PUBLIC_TABLES: Final = (
 )
 
 
-def _to_version_3(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+def _to_version_4(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     for statement in _PUBLIC_TABLES:
         conn.execute(statement.encode())
 
 
-# -- end of version 3 ----------------------------------------------------------------------------
+# -- end of version 4 ----------------------------------------------------------------------------
 
 
 #: The steps that bring a database from version N-1 to N, by N. Version 2 creates the first
@@ -159,7 +188,8 @@ def _to_version_3(conn: psycopg.Connection[tuple[object, ...]]) -> None:
 #: change to ``sqlite_schema``).
 STEPS: Final[dict[int, Callable[[psycopg.Connection[tuple[object, ...]]], None]]] = {
     2: _create_version_2,
-    3: _to_version_3,  # issue 14, public statistics
+    3: _create_version_3,  # issue 14: the person's own acts
+    4: _to_version_4,  # issue 14, public statistics
 }
 
 

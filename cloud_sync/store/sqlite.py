@@ -20,7 +20,6 @@ import logging
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ from .base import (
 )
 from .chain_check import Stored, by_device, plan_device, span
 from .device_cache import DeviceCache
+from .sqlite_person import PersonActs, now_text
 from .sqlite_schema import as_text, dumps
 
 log = logging.getLogger(__name__)
@@ -80,11 +80,10 @@ _SQL = {
 }  # fmt: skip
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+_now = now_text
 
 
-class SqliteStore:
+class SqliteStore(PersonActs):
     """A :class:`cloud_sync.store.Store` in one SQLite file; safe for one writer process."""
 
     def __init__(self, path: Path, environ: Mapping[str, str] | None = None, *,
@@ -120,6 +119,7 @@ class SqliteStore:
             conn.close()
             raise
         self._conn = conn
+        self._applied_before: set[int] = set()  # ids of Accepted in the commit at hand
         self._secret: bytes | None = None
         self._public_key: bytes | None = None  # contributor tags' key: cloud_sync.public
         self._devices = DeviceCache()
@@ -210,9 +210,10 @@ class SqliteStore:
         return [Quarantined(*row) for row in rows]
 
     def chain_records(self, device_id: str) -> Sequence[str]:
-        """Every stored JWS of a device, in seq order (for independent verification)."""
+        """Every stored JWS of a device, in seq order (for independent verification), but the
+        erased ones."""
         rows = self._conn.execute(
-            "SELECT jws FROM records WHERE device = ? ORDER BY seq", (device_id,)
+            "SELECT jws FROM records WHERE device = ? AND jws <> '' ORDER BY seq", (device_id,)
         )
         return [str(row[0]) for row in rows]
 
@@ -325,18 +326,12 @@ class SqliteStore:
                         )  # fmt: skip
                     new.update(id(a) for a in plan.accepted)
                 touched = set(groups)
+                self._applied_before.clear()
                 inserted = [acc for acc in batch.accepted if id(acc) in new and self._insert(acc)]
-                fanned = fanout(inserted) if fanout is not None and inserted else Fanned()
-                self._conn.executemany(
-                    "INSERT INTO fanout (topic, payload, retain) VALUES (?, ?, ?)",
-                    [(p.topic, _payload_column(p.payload), int(p.retain))
-                     for p in (*batch.publications, *fanned.publications)],
-                )  # fmt: skip
-                self._conn.executemany(
-                    "INSERT INTO retained VALUES (?, ?) ON CONFLICT (topic)"
-                    " DO UPDATE SET expires = excluded.expires",
-                    [(p.topic, p.expires) for p in fanned.publications if p.retain and p.expires],
-                )
+                # a statement the early hook applied already fans out nothing again
+                fresh = [a for a in inserted if id(a) not in self._applied_before]
+                fanned = fanout(fresh) if fanout is not None and fresh else Fanned()
+                self._queue((*batch.publications, *fanned.publications))
                 self._conn.executemany(
                     "INSERT INTO withheld VALUES (?, ?, ?, ?) ON CONFLICT (fleet, kind, reason)"
                     " DO UPDATE SET count = count + excluded.count",
@@ -384,7 +379,7 @@ class SqliteStore:
 
     def fanout_done(self, ids: Sequence[int]) -> None:
         """Forget publications the broker has acknowledged (one transaction, one statement per
-        thousand ids)."""
+        thousand ids); their exchanges are delivered."""
         if not ids:
             return
         try:
@@ -392,16 +387,51 @@ class SqliteStore:
             try:
                 for start in range(0, len(ids), 1000):
                     chunk = [int(i) for i in ids[start:start + 1000]]
-                    self._conn.execute(
-                        f"DELETE FROM fanout WHERE id IN ({', '.join('?' * len(chunk))})",  # noqa: S608
-                        chunk,
-                    )
+                    marks = ", ".join("?" * len(chunk))
+                    self._conn.execute(f"DELETE FROM fanout WHERE id IN ({marks})", chunk)  # noqa: S608
+                    # the exchanges of what the broker took are delivered
+                    self._conn.execute("UPDATE exchange_log SET status = 'delivered'"  # noqa: S608
+                                       f" WHERE fanout_id IN ({marks})", chunk)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot forget published messages: {exc}") from exc
+
+    def _queue(self, publications: Sequence[Publication]) -> None:
+        """Queue publications for the broker (inside the caller's transaction), each with
+        its exchange-log entry if it carries a person's data."""
+        plain = [p for p in publications if p.exchange is None]
+        self._conn.executemany(
+            "INSERT INTO fanout (topic, payload, retain) VALUES (?, ?, ?)",
+            [(p.topic, _payload_column(p.payload), int(p.retain)) for p in plain],
+        )
+        now = _now()
+        for pub in publications:
+            if pub.exchange is None:
+                continue
+            cur = self._conn.execute(
+                "INSERT INTO fanout (topic, payload, retain) VALUES (?, ?, ?)",
+                (pub.topic, _payload_column(pub.payload), int(pub.retain)),
+            )
+            ex = pub.exchange
+            self._conn.execute(
+                "INSERT INTO exchange_log (person_id, recipient, kind, record, categories,"
+                " data_time, consent, sent_at, status, fanout_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                (ex.person_id, ex.recipient, ex.kind, ex.record, ",".join(ex.categories),
+                 ex.data_time, ex.consent, now, cur.lastrowid),
+            )  # fmt: skip
+        self._conn.executemany(
+            "INSERT INTO retained VALUES (?, ?) ON CONFLICT (topic)"
+            " DO UPDATE SET expires = excluded.expires",
+            [(p.topic, p.expires) for p in publications if p.retain and p.expires],
+        )
+        self._conn.executemany(
+            "DELETE FROM retained WHERE topic = ?",
+            [(p.topic,) for p in publications if p.retain and not p.payload],
+        )
 
     def _evict(self, ev: Eviction) -> None:
         self._conn.execute(
@@ -441,6 +471,10 @@ class SqliteStore:
         if cur.rowcount == 0:
             return False  # a duplicate: the first copy is kept, nothing derived twice
         body = rec.body
+        if acc.statement is not None:
+            if not self._apply_statement(acc.statement):
+                self._applied_before.add(id(acc))
+            return True
         if isinstance(body, bodies.SessionStart) and acc.card is not None:
             self._session_start(rec, body, acc)
             return True

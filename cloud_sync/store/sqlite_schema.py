@@ -33,7 +33,7 @@ from ..secret_files import SecretFiles
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 _TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS vehicles (vin TEXT PRIMARY KEY, fleet TEXT NOT NULL,
@@ -92,7 +92,28 @@ _TABLES: Final = (
   reason TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (fleet, kind, reason))""",
 )
 
-# -- version 3: public statistics (issue 14, docs/public.md) -------------------------------------
+#: Version 3: the person's own acts (issue 14).
+_PERSON_TABLES: Final = (
+    """CREATE TABLE IF NOT EXISTS consent_statements (id TEXT PRIMARY KEY,
+  person_id TEXT NOT NULL REFERENCES persons(id), device TEXT NOT NULL REFERENCES devices(id),
+  seq INTEGER NOT NULL, action TEXT NOT NULL, recipient TEXT NOT NULL, categories TEXT NOT NULL,
+  until TEXT, signed_at TEXT NOT NULL, statement TEXT NOT NULL, received_at TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS exchange_log (id INTEGER PRIMARY KEY AUTOINCREMENT,
+  person_id TEXT NOT NULL REFERENCES persons(id), recipient TEXT NOT NULL, kind TEXT NOT NULL,
+  record TEXT, categories TEXT NOT NULL, data_time TEXT NOT NULL, consent TEXT NOT NULL,
+  sent_at TEXT NOT NULL, status TEXT NOT NULL, fanout_id INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS person_requests (id TEXT PRIMARY KEY,
+  person_id TEXT NOT NULL REFERENCES persons(id), device TEXT NOT NULL REFERENCES devices(id),
+  action TEXT NOT NULL, signed_at TEXT NOT NULL, answered_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS successions (old_key_sha256 TEXT PRIMARY KEY,
+  new_key_sha256 TEXT NOT NULL, person_id TEXT NOT NULL REFERENCES persons(id),
+  signed_at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS consent_person ON consent_statements (person_id, signed_at)",
+    "CREATE INDEX IF NOT EXISTS exchange_person ON exchange_log (person_id, id)",
+    "CREATE INDEX IF NOT EXISTS exchange_fanout ON exchange_log (fanout_id)",
+)
+
+# -- version 4: public statistics (issue 14, docs/public.md) -------------------------------------
 _PUBLIC_TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS public_chain (device TEXT NOT NULL REFERENCES devices(id),
   seq INTEGER NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (device, seq))""",
@@ -107,7 +128,7 @@ _PUBLIC_TABLES: Final = (
     "CREATE TABLE IF NOT EXISTS public_state (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS public_counters (name TEXT PRIMARY KEY, count INTEGER NOT NULL)",
 )
-# -- end of version 3 ----------------------------------------------------------------------------
+# -- end of version 4 ----------------------------------------------------------------------------
 
 _INDEXES: Final = (
     'CREATE INDEX IF NOT EXISTS trips_person ON trips (person_id, "end")',
@@ -156,7 +177,8 @@ def create(conn: sqlite3.Connection) -> None:
     """Make every table, index and view of the current version in an empty database."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in (*_TABLES, *_PUBLIC_TABLES, *_INDEXES, PERSON_SCORES_VIEW):
+        for statement in (*_TABLES, *_INDEXES, *_PERSON_TABLES, *_PUBLIC_TABLES,
+                          PERSON_SCORES_VIEW):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
@@ -187,17 +209,37 @@ def migrate(conn: sqlite3.Connection, secret_files: SecretFiles, where: str, *,
     return True
 
 
-def _to_version_3(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
-    """Version 3 (issue 14): the public statistics tables; nothing else changes."""
+def _to_version_3(conn: sqlite3.Connection, _secret_files: SecretFiles) -> None:
+    """Version 2 → 3: the tables of the person's own acts (new tables only, nothing copied)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         if version(conn) >= 3:
             conn.execute("ROLLBACK")
             return
-        log.warning("migrating the registry database to schema version 3 (public statistics)")
-        for statement in _PUBLIC_TABLES:
+        log.warning("migrating the registry database to schema version 3 (consents, "
+                    "exchange log, requests, successions)")  # fmt: skip
+        for statement in _PERSON_TABLES:
             conn.execute(statement)
         conn.execute("PRAGMA user_version = 3")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _to_version_4(conn: sqlite3.Connection, _secret_files: SecretFiles) -> None:
+    """Version 3 → 4: the public statistics tables (issue 14, docs/public.md); nothing else
+    changes."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if version(conn) >= 4:
+            conn.execute("ROLLBACK")
+            return
+        log.warning("migrating the registry database to schema version 4 (public statistics)")
+        for statement in _PUBLIC_TABLES:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 4")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -250,7 +292,8 @@ def _to_version_2(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
 #: ``postgres_schema``).
 STEPS: Final[dict[int, Callable[[sqlite3.Connection, SecretFiles], None]]] = {
     2: _to_version_2,
-    3: _to_version_3,  # issue 14, public statistics
+    3: _to_version_3,  # issue 14: the person's own acts
+    4: _to_version_4,  # issue 14: public statistics
 }
 
 

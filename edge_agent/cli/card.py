@@ -1,4 +1,5 @@
-"""``msp-agent card``: serve a virtual card, make a test card, show a card's status, log in."""
+"""``msp-agent card``: serve a virtual card, make a test card, show a card's status, log in;
+the person's own acts (``consent``, ``my-data``, ``succeed``) are in ``card_person``."""
 
 from __future__ import annotations
 
@@ -30,8 +31,10 @@ from ..identity.consent import ConsentRequest, answer
 from ..identity.errors import BindingRefusedError, RefusalReason
 from ..identity.licence_policy import VEHICLE_CLASSES
 from ..identity.pin_entry import FixedPinEntry, PinEntry, TerminalPinEntry
+from ..identity.recipients import check_known
 from ..identity.session import LoginConfig, SessionManager
 from ..identity.trust import TrustStore
+from .card_person import add_subparsers as add_person_subparsers
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,7 @@ def add_subparser(subparsers: Any) -> None:
         cmd.set_defaults(func=func)
         if name == "login":
             _add_login_options(cmd)
+    add_person_subparsers(sub)
 
 
 def _add_login_options(cmd: argparse.ArgumentParser) -> None:
@@ -105,6 +109,10 @@ def _add_login_options(cmd: argparse.ArgumentParser) -> None:
                      help="the driver's answer: the requested categories accepted, "
                           "comma-separated (driving,maintenance,score,location), or none; "
                           "default: ask at the terminal")
+    cmd.add_argument("--recipients", type=Path, default=None,
+                     help="the registry's recipients list: the request's recipient must be "
+                          "on it (default: $MSP_RECIPIENTS or /etc/msp/recipients.json, if "
+                          "present)")
     cmd.set_defaults(env_anchors=anchors)
 
 
@@ -201,6 +209,7 @@ def _consents(args: argparse.Namespace) -> tuple[Consent, ...]:
             raise ConfigError("--consent answers a request: give --consent-request FILE")
         return ()
     request = ConsentRequest.load(Path(args.consent_request))
+    check_known(request.recipient, args.recipients)
     if args.consent is not None:
         accepted = answer(args.consent)
     elif sys.stdin.isatty():

@@ -3,9 +3,13 @@ HMI answers (service), or a PIN given up front (``--pin``).
 
 The socket speaks one JSON line each way per request. The agent sends
 ``{"type": "pin_request", "purpose": ..., "digits": 4, "tries_left": n}``; the HMI answers
-``{"pin": "1234"}`` or ``{"cancel": true}``. The socket file is created 0660 with the
-agent's group (:data:`SOCKET_MODE`): the HMI runs as the agent's user or as a user in its
-group; nobody else can connect.
+``{"pin": "1234"}`` or ``{"cancel": true}``. Before a login the agent may first ask the
+driver about the operator's consent request, category by category:
+``{"type": "consent_request", "recipient": "acme", "days": 90, "categories": [{"id":
+"driving", "text": "your trips and ..."}, ...]}``; the HMI answers with the categories the
+driver accepted, ``{"accept": ["driving", "score"]}`` (``[]`` or ``{"cancel": true}``: none).
+The socket file is created 0660 with the agent's group (:data:`SOCKET_MODE`): the HMI runs as
+the agent's user or as a user in its group; nobody else can connect.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -112,6 +117,44 @@ class SocketPinEntry:
             except OSError as exc:
                 raise PinEntryError(f"HMI connection on {self.path} failed: {exc}") from exc
         return self._parse_reply(reply)
+
+    def ask_consent(self, recipient: str, days: float,
+                    categories: Sequence[tuple[str, str]]) -> tuple[str, ...]:  # fmt: skip
+        """Ask the driver on the HMI which of ``categories`` (id, description) to share with
+        ``recipient`` for ``days``; returns the ids accepted (a category the request did not
+        name is ignored and logged). Raises ``PinEntryError`` if the HMI does not answer."""
+        deadline = time.monotonic() + self.timeout_s
+        self._server.settimeout(self.timeout_s)
+        try:
+            conn, _ = self._server.accept()
+        except TimeoutError as exc:
+            raise PinEntryError(f"no consent answer from the HMI on {self.path} within "
+                                f"{self.timeout_s:g} s") from exc
+        with conn:
+            message = {"type": "consent_request", "recipient": recipient, "days": days,
+                       "categories": [{"id": c, "text": t} for c, t in categories]}
+            try:
+                conn.sendall(json.dumps(message).encode() + b"\n")
+                line = self._read_line(conn, deadline)
+            except OSError as exc:
+                raise PinEntryError(f"HMI connection on {self.path} failed: {exc}") from exc
+        try:
+            reply = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise PinEntryError(f"the HMI reply on {self.path} is not JSON: {exc}") from exc
+        if not isinstance(reply, dict):
+            raise PinEntryError(f"the HMI reply on {self.path} is not a JSON object")
+        if reply.get("cancel") is True:
+            return ()
+        accepted = reply.get("accept")
+        if not isinstance(accepted, list) or not all(isinstance(a, str) for a in accepted):
+            raise PinEntryError(f"the HMI reply on {self.path} has no list of strings 'accept'")
+        asked = [c for c, _t in categories]
+        extra = sorted(set(accepted) - set(asked))
+        if extra:
+            log.warning("the HMI accepted categories nobody asked for: %s (ignored)",
+                        ", ".join(extra))  # fmt: skip
+        return tuple(c for c in asked if c in accepted)
 
     def _read_line(self, conn: socket.socket, deadline: float) -> bytes:
         data = b""

@@ -105,6 +105,24 @@ def _refused(reason: RefusalReason, message: str, tries_left: int | None = None
     return BindingRefusedError(reason, message, tries_left)
 
 
+def verify_pin_once(pin_entry: PinEntry, verify: Callable[[str], None], tries_left: int,
+                    rule: PinRule) -> None:  # fmt: skip
+    """Ask for one PIN and VERIFY it once; a locked PIN or a last try is refused before the
+    driver is asked. Raises ``BindingRefusedError`` naming the PIN problem."""
+    try:
+        refuse_unsafe(tries_left, rule)
+        pin = pin_entry.request_pin(PinRequest(rule.label, rule.digits, tries_left))
+        verify(pin)
+    except PinEntryError as exc:
+        raise _refused(RefusalReason.PIN_ENTRY, str(exc), tries_left) from exc
+    except WrongPinError as exc:
+        raise _refused(RefusalReason.PIN_WRONG, str(exc), exc.tries_left) from exc
+    except PinFormatError as exc:
+        raise _refused(RefusalReason.PIN_FORMAT, str(exc), tries_left) from exc
+    except (PinLastTryError, PinLockedError) as exc:
+        raise _refused(_PIN_REASONS[type(exc)], str(exc), exc.tries_left) from exc
+
+
 class SessionManager:
     """Runs logins on a card transport and ends sessions; holds at most one session.
 
@@ -193,20 +211,7 @@ class SessionManager:
         return DriverSession(start, started)
 
     def _verify(self, verify: Callable[[str], None], tries_left: int, rule: PinRule) -> None:
-        """Ask for one PIN and VERIFY it once; a locked PIN or a last try is refused before
-        the driver is asked."""
-        try:
-            refuse_unsafe(tries_left, rule)
-            pin = self.pin_entry.request_pin(PinRequest(rule.label, rule.digits, tries_left))
-            verify(pin)
-        except PinEntryError as exc:
-            raise _refused(RefusalReason.PIN_ENTRY, str(exc), tries_left) from exc
-        except WrongPinError as exc:
-            raise _refused(RefusalReason.PIN_WRONG, str(exc), exc.tries_left) from exc
-        except PinFormatError as exc:
-            raise _refused(RefusalReason.PIN_FORMAT, str(exc), tries_left) from exc
-        except (PinLastTryError, PinLockedError) as exc:
-            raise _refused(_PIN_REASONS[type(exc)], str(exc), exc.tries_left) from exc
+        verify_pin_once(self.pin_entry, verify, tries_left, rule)
 
     def end(self, reason: EndReason) -> SessionEndBody | None:
         """End the open session (if any) and return its ``session.end`` body."""

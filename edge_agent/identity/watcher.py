@@ -8,6 +8,7 @@ lasting past ``max_session_s`` → ``session.end`` too, and the card must be rei
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..card.errors import ReaderError
@@ -52,6 +53,8 @@ class CardWatcher:
         self.manager = manager
         self.transport = transport
         self._await_removal = False
+        #: Called when a card is presented, just before the login (the consent question).
+        self.before_login: Callable[[], None] | None = None
 
     def _present(self) -> bool:
         try:
@@ -79,6 +82,8 @@ class CardWatcher:
             return None
         self._await_removal = True
         try:
+            if self.before_login is not None:
+                self.before_login()
             return SessionStarted(self.manager.login(self.transport))
         except BindingRefusedError as exc:
             return LoginRefused(exc.reason, str(exc), exc.tries_left)

@@ -600,10 +600,9 @@ class Outbox:
                 refused=self._refused_total - self._refused_at_health,
             )
 
-    def records(self, kind: str | None = None) -> Iterator[StoredRecord]:
-        """Yield every stored record (of ``kind`` only, if given) in seq order, read in chunks
-        so a full outbox is never held in memory at once."""
-        after = 0
+    def records(self, kind: str | None = None, after: int = 0) -> Iterator[StoredRecord]:
+        """Yield every stored record (of ``kind`` only, if given; of seqs above ``after``) in
+        seq order, read in chunks so a full outbox is never held in memory at once."""
         while True:
             with self._lock:
                 try:

@@ -18,8 +18,9 @@ from msp_protocol.consent import DEFAULT_ACCEPTED
 from ..card.errors import ReaderError
 from ..errors import AgentError, CardError
 from ..identity.binding import EndReason
-from ..identity.consent import ConsentRequest
+from ..identity.consent import DESCRIPTIONS, ConsentRequest
 from ..identity.errors import IdentityError
+from ..identity.recipients import check_known
 from ..identity.watcher import CardWatcher, LoginRefused, SessionEnded, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class CardThread:
 
     def __init__(self, watcher: CardWatcher, poll_s: float,
                  consent: ConsentRequest | None = None, maxsize: int = 64) -> None:  # fmt: skip
+        if consent is not None:  # refused now, naming the known ones, not withheld later
+            check_known(consent.recipient)
         self.watcher = watcher
         self.consent = consent
         self.poll_s = poll_s
@@ -45,6 +48,7 @@ class CardThread:
         self._ignition_off = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="card", daemon=True)
+        watcher.before_login = self._offer_consent
 
     def start(self) -> None:
         """Start polling."""
@@ -82,8 +86,6 @@ class CardThread:
                 self.reader_present = True
             except ReaderError:
                 self.reader_present = False
-            if watcher.manager.session is None:
-                self._offer_consent()
             try:
                 event = watcher.poll()
             except (CardError, IdentityError, OSError) as exc:
@@ -97,15 +99,24 @@ class CardThread:
         self._end_for_stop()
 
     def _offer_consent(self) -> None:
-        """The next login signs the operator's request, valid ``days`` from now. The HMI shows
-        the request with the PIN prompt: entering the PIN accepts it (the PIN socket has no
-        per-category question yet)."""
+        """Before a login (a card was presented): the operator's request, valid ``days`` from
+        now, goes into the statement the card signs. An HMI on the PIN socket asks the driver
+        category by category and only the accepted ones are signed; without an HMI that can
+        ask (``--pin`` given up front), the whole request is taken as accepted with the PIN."""
         request = self.consent
         if request is None:
             return
         manager = self.watcher.manager
-        # the PIN accepts the request, but never the public tier: that one is asked for alone
-        accepted = [c for c in request.categories if c in DEFAULT_ACCEPTED]
+        # the PIN alone accepts the request, but never the public tier: the HMI asks each one
+        accepted: tuple[str, ...] = tuple(c for c in request.categories if c in DEFAULT_ACCEPTED)
+        ask = getattr(manager.pin_entry, "ask_consent", None)
+        if ask is not None:
+            try:
+                accepted = ask(request.recipient, request.days,
+                               [(c, DESCRIPTIONS[c]) for c in request.categories])
+            except IdentityError as exc:
+                log.warning("consent question on the HMI failed (%s): no consent signed", exc)
+                accepted = ()
         consents = request.accept(accepted, manager.clock())
         manager.config = dataclasses.replace(manager.config, consents=consents)
 

@@ -33,7 +33,11 @@ class OutboxRecord(Protocol):
 
 
 class OutboxCounters(Protocol):
-    """The outbox statistics an uplink watches: both grow when a gap record is written."""
+    """The outbox statistics an uplink watches: both grow when a gap record is written;
+    ``last_seq`` with every record written (by this process or another)."""
+
+    @property
+    def last_seq(self) -> int: ...
 
     @property
     def evicted_total(self) -> int: ...
@@ -55,8 +59,9 @@ class Outbox(Protocol):
     def ack(self, seq: int) -> int:
         """Delete every record with a seq <= ``seq``; returns how many were deleted."""
 
-    def records(self, kind: str | None = None) -> Iterator[OutboxRecord]:
-        """Every stored record (of ``kind`` only, if given) in seq order."""
+    def records(self, kind: str | None = None, after: int = 0) -> Iterator[OutboxRecord]:
+        """Every stored record (of ``kind`` only, if given; of seqs above ``after``) in seq
+        order."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,7 +87,11 @@ class UplinkConfig:
 
 #: Never held back for a batch: what the registry must act on at once (DESIGN.md, Records),
 #: and a driver session's start and end (the binding a fleet sees).
-URGENT_KINDS = frozenset({"emergency", "consent", "session.start", "session.end"})
+URGENT_KINDS = frozenset({"emergency", "consent", "request", "session.start", "session.end"})
+#: Sent ahead of the backlog, out of seq order, as soon as they are written (by the agent or
+#: by another process, such as ``msp-agent card consent``): the registry acts on them once
+#: their signature verifies, before the records ahead of them in the chain arrive.
+AHEAD_KINDS = ("emergency", "consent", "request")
 
 
 def batches(records: list[OutboxRecord], max_records: int,
@@ -163,6 +167,7 @@ class MqttUplink:
         self._causes: set[str] = set()
         self._connected = False
         self._evicted_seen = -1
+        self._ahead_seen = -1  # the last seq looked at for AHEAD_KINDS; -1: not yet
         self._stats = UplinkStats()
         self._topic = rec_topic(config.device)
         self._client = self._make_client()
@@ -379,11 +384,26 @@ class MqttUplink:
         the registry cannot pass the seqs they declare before it sees the gap record, which
         may sit beyond the in-flight window."""
         stats = self.outbox.stats()
+        self._send_ahead(stats.last_seq)
         given_up = stats.evicted_total + stats.lost_total
         if given_up == self._evicted_seen:
             return
         self._evicted_seen = given_up
         self._publish([r for r in self.outbox.records("gap") if r.seq not in self._window])
+
+    def _send_ahead(self, last_seq: int) -> None:
+        """Send records of ``AHEAD_KINDS`` written since the last look out of turn, ahead of
+        the backlog (a look at the whole outbox once, after a start)."""
+        if last_seq == self._ahead_seen:
+            return
+        after, self._ahead_seen = max(self._ahead_seen, 0), last_seq
+        ahead = [r for kind in AHEAD_KINDS for r in self.outbox.records(kind, after)
+                 if r.seq not in self._window]  # fmt: skip
+        if ahead:
+            self._held = {s: r for s, r in self._held.items() if s not in {a.seq for a in ahead}}
+            self._publish(sorted(ahead, key=lambda r: r.seq))
+            log.info("sent %d record(s) ahead of the backlog (%s)", len(ahead),
+                     ", ".join(sorted({r.kind for r in ahead})))  # fmt: skip
 
     def _send_due(self) -> None:
         self._send_gaps()

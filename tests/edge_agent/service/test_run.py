@@ -162,13 +162,18 @@ def start(tmp: Path, config: Path, drive: Path, channel: str, hold_at: float,
 
 
 def answer_pin(path: Path, stop: threading.Event) -> None:
-    """The in-vehicle HMI: answers every PIN request on the agent's socket."""
+    """The in-vehicle HMI: accepts the consent request and answers every PIN request on the
+    agent's socket."""
     while not stop.is_set():
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.settimeout(2)
                 conn.connect(str(path))
                 request = json.loads(conn.makefile().readline())
+                if request["type"] == "consent_request":  # the driver accepts all of it
+                    accept = [c["id"] for c in request["categories"]]
+                    conn.sendall(json.dumps({"accept": accept}).encode() + b"\n")
+                    continue
                 assert request["type"] == "pin_request"
                 conn.sendall(json.dumps({"pin": PIN}).encode() + b"\n")
         except (OSError, ValueError):

@@ -1,0 +1,137 @@
+"""What the dashboard shows a fleet is exactly what its MQTT feed carried: the copies the
+registry committed for publication, by the same consent rules; scores only under consent."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from cloud_sync.pki import DeviceCa
+from cloud_sync.store.sqlite import SqliteStore
+from cloud_sync.web.exchange_log import log_shown
+from cloud_sync.web.views import FleetView, OperatorView, shown_of
+from msp_protocol.topics import PREFIX
+from tests.cloud_sync.web.conftest import Registry
+from tests.cloud_sync.web.seed import person_of_card, seed
+from tests.sync_kit import CardIssuer
+
+
+def test_fleet_copies_are_the_published_ones(registry: Registry) -> None:
+    store = SqliteStore(registry.db)
+    try:
+        published: dict[str, list[dict[str, object]]] = {}
+        for _id, pub in store.fanout_pending(1000):
+            parts = pub.topic.split("/")
+            if pub.topic.startswith(f"{PREFIX}/fleet/") and parts[4] not in ("score", "keys"):
+                published.setdefault(parts[3], []).append(json.loads(pub.payload))
+        for fleet in ("acme", "globex"):
+            copies = FleetView(store, fleet).copies()
+            mine = [(c.kind, c.device, c.seq, c.person, c.body) for c in copies]
+            sent = [(p["kind"], p["device"], p["seq"], p["person"], p["body"])
+                    for p in published[fleet]]
+            assert sorted(mine, key=str) == sorted(sent, key=str) and mine
+        acme = FleetView(store, "acme").copies()
+        assert {c.device for c in acme} == {"gw-1", "gw-2"}  # never globex's vehicle
+        assert all(c.kind != "health" for c in acme)
+    finally:
+        store.close()
+
+
+def test_positions_only_where_consented(registry: Registry) -> None:
+    store = SqliteStore(registry.db)
+    try:
+        events = FleetView(store, "acme").copies(("event",))
+        by_driver = {c.person: c for c in events}
+        alice, bob = registry.seeded.alice["acme"], registry.seeded.bob["acme"]
+        assert by_driver[alice].body["location"] == {"lat": 35.68, "lon": 139.76}
+        assert by_driver[alice].redacted == ()
+        assert by_driver[bob].body["location"] is None
+        assert by_driver[bob].redacted == ("body.location",)
+    finally:
+        store.close()
+
+
+def test_drivers_by_pseudonym_with_consented_scores(registry: Registry) -> None:
+    store = SqliteStore(registry.db)
+    try:
+        at = datetime(2026, 12, 1, tzinfo=UTC)
+        drivers = {d.pseudonym: d for d in FleetView(store, "acme").drivers(at)}
+        alice, bob = registry.seeded.alice, registry.seeded.bob
+        assert set(drivers) == {alice["acme"], bob["acme"]}
+        a = drivers[alice["acme"]]
+        # alice's score pools her globex trip too: 4 acme trips and 1 globex trip
+        assert a.trips == 4 and len(a.history) == 5 and a.score is not None
+        assert a.until == "2027-11-26T00:00:00.000Z"
+        assert a.trend == round(a.history[-1].score - a.history[-2].score, 1)  # type: ignore[operator]
+        globex = {d.pseudonym: d for d in FleetView(store, "globex").drivers(at)}
+        assert set(globex) == {alice["globex"]}  # bob never drove for globex nor consented it
+        assert globex[alice["globex"]].score == a.score  # one portable score, two pseudonyms
+        assert alice["acme"] != alice["globex"]
+    finally:
+        store.close()
+
+
+def test_no_score_without_score_consent(tmp_path, device_ca: DeviceCa,
+                                        card_issuer: CardIssuer) -> None:  # type: ignore[no-untyped-def]
+    from msp_protocol import bodies
+    from msp_protocol.topics import rec_topic
+    from cloud_sync.ingest import Ingestor
+    from tests.sync_kit import Gateway, trip
+
+    store = SqliteStore(tmp_path / "r.db")
+    try:
+        gw = Gateway("gw-7", "JTNOSCORE01")
+        store.enroll(gw.device_row(device_ca, "acme"))
+        card = card_issuer.card()
+        start = card.session_start(gw, "s-7", consents=(
+            bodies.Consent("acme", ("driving",), "2027-11-26T00:00:00.000Z"),))
+        tokens = [gw.sign(start, "session.start", "s-7"), gw.sign(trip(40.0, 2.0), "trip", "s-7")]
+        Ingestor(store, card_issuer.anchors()).process([(rec_topic("gw-7"), t.encode()) for t in tokens])
+        [driver] = FleetView(store, "acme").drivers()
+        assert driver.trips == 1 and driver.score is None and driver.until is None
+        assert driver.history == () and driver.shown("acme") is None
+        [copy] = FleetView(store, "acme").copies(("trip",))
+        shown = copy.shown("acme")
+        assert shown is not None and shown.person_id == person_of_card(card)
+        assert shown.category == "driving" and shown.record == "gw-7/2"
+        assert FleetView(store, "other").drivers() == []
+    finally:
+        store.close()
+
+
+def test_every_shown_item_of_a_person_is_logged(registry: Registry) -> None:
+    store = SqliteStore(registry.db)
+    try:
+        view = FleetView(store, "acme")
+        copies = view.copies()
+        shown = shown_of("acme", [*copies, *view.drivers()])
+        with_person = [c for c in copies if c.person is not None]
+        assert len(shown) == len(with_person) + 2  # every copy of a person, and two scores
+        assert {s.recipient for s in shown} == {"acme"}
+        assert log_shown(store, shown) == len(shown)
+    finally:
+        store.close()
+
+
+def test_operator_sees_health_and_rejections(registry: Registry) -> None:
+    store = SqliteStore(registry.db)
+    try:
+        view = OperatorView(store)
+        gateways = {g.device: g for g in view.gateways()}
+        assert gateways["gw-2"].queue_depth == 57 and gateways["gw-2"].errors == {"can_bus_off": 1}
+        assert gateways["gw-1"].frames_per_s == 412.0 and gateways["gw-3"].fleet == "globex"
+        assert all(g.last_ack_age_s is not None and g.last_ack_age_s >= 0 for g in gateways.values())
+        assert view.rejections() == {"malformed": 1}
+    finally:
+        store.close()
+
+
+def test_seed_is_repeatable_on_a_fresh_store(tmp_path, device_ca: DeviceCa,
+                                             card_issuer: CardIssuer) -> None:  # type: ignore[no-untyped-def]
+    store = SqliteStore(tmp_path / "again.db")
+    try:
+        seeded = seed(store, device_ca, card_issuer)
+        assert len(FleetView(store, "acme").vehicles()) == 2
+        assert seeded.alice["acme"].startswith("fp-")
+    finally:
+        store.close()

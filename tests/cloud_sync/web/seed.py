@@ -68,7 +68,7 @@ def seed(store: Store, ca: DeviceCa, issuer: CardIssuer) -> Seeded:
         start = card.session_start(gw, sid, consents=consents)
         tokens[gw.device].append(gw.sign(start, "session.start", sid))
 
-    full = ("driving", "score", "location")
+    full = ("driving", "maintenance", "score", "location")
     # alice drives gw-1 (acme, everything) and gw-3 (globex, driving and score)
     session(gws["gw-1"], alice, "s-a1", (bodies.Consent("acme", full, UNTIL),))
     for day, (km, points) in enumerate([(24.0, 2.0), (31.0, 6.0), (18.5, 0.0), (42.0, 3.0)]):

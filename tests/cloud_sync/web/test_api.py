@@ -79,6 +79,8 @@ def test_fleet_sees_its_own_and_gets_403_elsewhere(web: WebServer, registry: Reg
     # another fleet's vehicle under one's own fleet: not found, never confirmed to exist
     assert get(web, "/api/v1/fleets/acme/vehicles/JTGLOBEX001", *ACME)[0] == 404
     assert get(web, f"/api/v1/fleets/acme/drivers/{registry.seeded.alice['globex']}", *ACME)[0] == 404
+    # a pseudonym no fleet could have (non-ASCII): not found, not a server error
+    assert get(web, "/api/v1/fleets/acme/drivers/T%EB%83%9D%3D7o", *ACME)[0] == 404
     drivers = json.loads(get(web, "/api/v1/fleets/acme/drivers", *ACME)[2])
     assert {d["pseudonym"] for d in drivers} == {registry.seeded.alice["acme"],
                                                  registry.seeded.bob["acme"]}

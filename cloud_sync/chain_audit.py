@@ -5,7 +5,9 @@ prev hashes, gap markers). A quarantined record (``cloud_sync.quarantine``) has 
 parses, so it cannot go through it; it is checked here instead — its signature with the
 device's key, its stored hash, and its ``prev`` against the record before it — and the
 accepted records between quarantined ones are verified as segments anchored on the
-quarantined record before them.
+quarantined record before them. A ``stats`` record is kept only as its chain place (seq and
+hash: its content is never stored, ``cloud_sync.public.aggregation``): it anchors the records
+after it the same way, by the hash they name as ``prev``.
 """
 
 from __future__ import annotations
@@ -33,13 +35,16 @@ class AuditReport:
     records: int
     evicted: int
     quarantined: int
+    public: int = 0  # stats records, kept as their chain place only
 
 
 def audit_chain(
-    device: str, tokens: Sequence[str], quarantined: Sequence[Quarantined], key: PublicKey
+    device: str, tokens: Sequence[str], quarantined: Sequence[Quarantined], key: PublicKey,
+    public: Sequence[tuple[int, str]] = (),
 ) -> AuditReport:
-    """Verify ``device``'s accepted records (``tokens``) and quarantined records together as
-    one chain; raises ``ProtocolError`` (``ChainError`` naming the seq) at the first break."""
+    """Verify ``device``'s accepted records (``tokens``), quarantined records and the chain
+    places ``(seq, hash)`` of its ``stats`` records (``public``) together as one chain; raises
+    ``ProtocolError`` (``ChainError`` naming the seq) at the first break."""
     accepted = sorted(((_parse(t), t) for t in tokens), key=lambda rt: rt[0].seq)
     hashes = {rec.seq: record_hash(tok) for rec, tok in accepted}
     declared = {r.last: r.last_sha256 for rec, _ in accepted if isinstance(rec.body, Gap)
@@ -48,6 +53,7 @@ def audit_chain(
     for q in held:
         _check_quarantined(device, q, key)
         hashes[q.seq] = q.hash
+    hashes.update(public)
     for q in held:
         place = chain_place(split(q.jws).payload, q.reason, "")
         assert place is not None  # checked above
@@ -59,7 +65,7 @@ def audit_chain(
         return key
 
     records = evicted = 0
-    bounds = [q.seq for q in held]
+    bounds = sorted([q.seq for q in held] + [seq for seq, _ in public])
     start: Anchor | None = None
     for index in range(len(bounds) + 1):
         low = bounds[index - 1] if index else 0
@@ -72,7 +78,7 @@ def audit_chain(
         if high is not None:
             start = Anchor(high, hashes[high])
     seqs = [r.seq for r, _ in accepted] + bounds
-    return AuditReport(device, min(seqs), max(seqs), records, evicted, len(held))
+    return AuditReport(device, min(seqs), max(seqs), records, evicted, len(held), len(public))
 
 
 def _parse(token: str) -> Record:

@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 REGISTRY_USER = "registry"
 #: The dashboard (``msp-registry web``): reads what the registry republishes, writes nothing.
 WEB_USER = "web"
+#: The read-only user anyone may log in as on the fleet listener to read public statistics;
+#: its password is published, not secret (docs/public.md).
+PUBLIC_USER = "public"
+PUBLIC_PASSWORD = "public"  # noqa: S105 - published on purpose: anyone may read
 _PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default in 2.0
 
 #: The broker's limit on one MQTT packet. mosquitto applies it to every client alike, so it is
@@ -108,7 +112,11 @@ def acl_text(fleets: Iterable[str]) -> str:
         "topic read msp/v1/dev/+/rec",
         "topic write msp/v1/dev/+/ack",
         "topic write msp/v1/fleet/#",
-        "topic write msp/v1/public/stats",
+        "topic write msp/v1/public/#",
+        "",
+        "# anyone: public statistics, read only (docs/public.md)",
+        f"user {PUBLIC_USER}",
+        "topic read msp/v1/public/#",
         "",
         f"user {WEB_USER}",
         "topic read msp/v1/fleet/#",
@@ -213,7 +221,7 @@ def write_config(
     passwords = fleet_passwords or {}
     write_private(outdir / "fleet-passwd", "".join(
         f"{FLEET_PREFIX}{fleet}:{hashed}\n" for fleet, hashed in sorted(passwords.items())
-    ).encode())  # fmt: skip
+    ).encode() + f"{PUBLIC_USER}:{password_hash(PUBLIC_PASSWORD)}\n".encode())  # fmt: skip
     write_private(outdir / "acl", acl_text({*fleets, *passwords}).encode())
     config = outdir / "mosquitto.conf"
     write_private(config, config_text(outdir, layout).encode())

@@ -42,7 +42,7 @@ from msp_protocol.errors import ProtocolError
 from msp_protocol.jws import b64url
 from msp_protocol.records import Record, Tier, format_ts, kind_info, parse_ts
 from msp_protocol.scoring import TripTotals, person_score
-from msp_protocol.topics import PUBLIC_STATS, fleet_score_topic, fleet_topic
+from msp_protocol.topics import fleet_score_topic, fleet_topic
 
 from .store import Accepted, Fanned, Publication, Store, Withheld
 
@@ -104,9 +104,8 @@ class Republisher:
     def _for(self, acc: Accepted, withheld: Counter[Withheld]) -> list[Publication]:
         rec = acc.record
         info = kind_info(rec.kind)
-        if info.tier is Tier.PUBLIC:
-            body = json.dumps({"kind": rec.kind, "body": to_json(rec.body)}, sort_keys=True)
-            return [Publication(PUBLIC_STATS, body.encode())]
+        if info.tier is Tier.PUBLIC:  # one vehicle's contributions: aggregated, never as is
+            return []
         device = self.store.device(rec.device)
         if info.tier is Tier.PRIVATE or device is None:
             return []

@@ -14,9 +14,11 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from msp_protocol import bodies
+from msp_protocol.consent import ConsentLike, public_consented
 from msp_protocol.errors import ProtocolError
 from msp_protocol.records import checked
 
@@ -30,11 +32,12 @@ from .records import (
     session_start_body,
     trip_body,
 )
-from .scoring import Event, Trip
+from .scoring import Event, ScoringConfig, Trip
 
 if TYPE_CHECKING:  # sessions come from the card thread: the agent without a card never loads them
     from .identity.session import DriverSession
     from .identity.watcher import SessionEnded
+    from .public_stats import PublicStats
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +49,17 @@ class RecordWriter:
     """Appends records to ``outbox`` from the main loop's thread; :attr:`counts` holds
     ``records.<kind>`` (appended), ``records.refused`` and ``records.invalid``."""
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, scoring: ScoringConfig | None = None) -> None:
         self.outbox = outbox
         self.counts: Counter[str] = Counter()
         self.session: str | None = None
         self._trips: list[Trip] = []
         self._warn = RateLimitedLog(log)
+        self.scoring = scoring
+        #: the open session's contributions to public statistics, while its driver consents
+        #: ``public`` (the agent feeds it the scorer's samples): docs/public.md
+        self.public: PublicStats | None = None
+        self._consents: tuple[ConsentLike, ...] = ()
 
     def _body(self, build: Callable[[T], B], source: T) -> B | None:
         """The body ``build`` makes of ``source``, or None (counted) if the protocol refuses it:
@@ -105,13 +113,47 @@ class RecordWriter:
         for trip in trips:
             log.info("trip recorded: %.3f km, %d events, session %s", trip.distance_km,
                      len(trip.events), self.session)  # fmt: skip
+        if self.public is not None:
+            self._public(trips)
+
+    def _public(self, trips: Sequence[Trip]) -> None:
+        """``stats`` records of the trips' contributions, with no session id, if the driver's
+        ``public`` consent still holds at each trip's end; otherwise nothing leaves."""
+        assert self.public is not None
+        for trip in trips:
+            if not public_consented(self._consents, datetime.fromtimestamp(trip.end, UTC)):
+                self.public.discard()
+                continue
+            try:
+                made = self.public.trip_ended(trip)
+            except ProtocolError as exc:
+                self.counts["records.invalid"] += 1
+                log.error("stats record refused by its schema: %s", exc)
+                continue
+            if made:
+                self._append([NewRecord(body, trip.end, None) for body in made])
 
     def session_started(self, session: DriverSession) -> None:
         """Append ``session.start``; later records carry the session's id."""
         self.session, self._trips = session.id, []
+        self.public = None
+        self.consents_changed(session.start.statement.consents, session.started)
         body = self._body(session_start_body, session.start)
         if body is not None:
             self._append([NewRecord(body, session.started.timestamp(), session.id)])
+
+    def consents_changed(self, consents: Sequence[ConsentLike], at: datetime) -> None:
+        """The open session's consents are now ``consents`` (at login; later, a grant or a
+        revocation): contributions to public statistics start or stop with ``public``."""
+        self._consents = tuple(consents)
+        if not public_consented(self._consents, at):
+            if self.public is not None:
+                self.public.discard()
+            self.public = None
+        elif self.public is None:
+            from .public_stats import PublicStats  # noqa: PLC0415 - h3 only with the consent
+
+            self.public = PublicStats(self.scoring or ScoringConfig())
 
     def session_ended(self, ended: SessionEnded) -> None:
         """Append ``session.end`` with the totals of the session's trips."""
@@ -120,6 +162,7 @@ class RecordWriter:
             self._append([NewRecord(body, body.ended_at, ended.body.session)])
         if self.session == ended.body.session:
             self.session, self._trips = None, []
+            self.public, self._consents = None, ()
 
     def dtc(self, body: bodies.Dtc) -> None:
         """Append a ``dtc`` record (trouble codes read at start-up), stamped now; the body is

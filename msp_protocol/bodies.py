@@ -143,16 +143,32 @@ class Emergency:
     location: Location | None
 
 
+# -- public statistics (issue 14, the ``public`` tier) ----------------------------------------
 @dataclass(frozen=True, slots=True)
-class Stats:
-    """``stats``: public aggregate for one geohash area and hour; names no person or vehicle."""
+class CellStats:
+    """What one trip drove in one H3 cell (resolution 7) within the record's hour: distance,
+    time, mean speed (distance / time), fuel and CO2 (``None`` when the vehicle reports no fuel
+    rate). A contribution to public statistics: it names no person, vehicle or session."""
 
-    hour: str
-    area: str
+    cell: str
     distance_km: float
     duration_s: float
     mean_speed_kmh: float
+    fuel_l: float | None
     co2_kg: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """``stats``: one trip's contributions to public statistics for one UTC ``hour`` (the
+    instant the hour starts, ``2026-11-26T08:00:00Z``), one entry per H3 cell; sent with no
+    session id, only with the driver's ``public`` consent (``msp_protocol.consent``)."""
+
+    hour: str
+    cells: tuple[CellStats, ...]
+
+
+# -- end of public statistics -----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,14 @@ One definition for both sides: the edge offers and signs these categories at log
 | ``maintenance``| ``dtc`` records                                                    |
 | ``score``     | the person's portable score, pooled over every vehicle and fleet     |
 | ``location``  | positions inside the records above (stripped without it)             |
+| ``public``    | ``stats`` records: contributions to k-anonymous, noised statistics    |
 
 ``emergency`` is consented in advance (``KindInfo.pre_consented``) and belongs to no
-category; ``stats`` is public, ``health`` and ``gap`` are private: none of them is
-consentable. Categories a registry does not know are ignored there (a newer gateway may
-offer more), and refused by the edge, which offers only these.
+category; ``health`` and ``gap`` are private: none of them is consentable. ``public`` is
+never accepted by default (``DEFAULT_ACCEPTED`` leaves it out) and goes only to the built-in
+recipient ``public``, which may be given nothing else (``check_recipient``; docs/public.md).
+Categories a registry does not know are ignored there (a newer gateway may offer more), and
+refused by the edge, which offers only these.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
-from typing import Final
+from typing import Final, Protocol
 
 from . import bodies
 from .errors import ProtocolError
@@ -33,8 +36,17 @@ MAINTENANCE: Final = "maintenance"
 SCORE: Final = "score"
 LOCATION: Final = "location"
 
+# -- public statistics (issue 14): the category, its recipient --------------------------------
+#: The category of contributions to public statistics (``stats`` records).
+PUBLIC: Final = "public"
+#: The one built-in recipient of the ``public`` category (DESIGN.md, Consent and recipients).
+PUBLIC_RECIPIENT: Final = "public"
+# -- end of public statistics -------------------------------------------------------------------
+
 #: Every category, in the order a login offers them.
-CATEGORIES: Final[tuple[str, ...]] = (DRIVING, MAINTENANCE, SCORE, LOCATION)
+CATEGORIES: Final[tuple[str, ...]] = (DRIVING, MAINTENANCE, SCORE, LOCATION, PUBLIC)
+#: The categories a request may take as accepted without asking each one (``public`` never is).
+DEFAULT_ACCEPTED: Final[tuple[str, ...]] = tuple(c for c in CATEGORIES if c != PUBLIC)
 
 #: The record kinds a category lets through (``score`` and ``location`` cover no kind:
 #: the score is derived by the registry, locations are fields inside other kinds).
@@ -43,6 +55,7 @@ KINDS_OF: Final[dict[str, frozenset[str]]] = {
     MAINTENANCE: frozenset({"dtc"}),
     SCORE: frozenset(),
     LOCATION: frozenset(),
+    PUBLIC: frozenset({"stats"}),
 }
 _CATEGORY_OF_KIND: Final = {kind: cat for cat, kinds in KINDS_OF.items() for kind in kinds}
 
@@ -102,3 +115,49 @@ def strip_location(body: bodies.Body) -> tuple[bodies.Body, bool]:
     if isinstance(body, bodies.Event | bodies.Emergency) and body.location is not None:
         return replace(body, location=None), True
     return body, False
+
+
+# -- public statistics (issue 14) -------------------------------------------------------------
+def check_recipient(recipient: str, categories: Iterable[str]) -> None:
+    """Refuse (``ProtocolError``) a consent that mixes the public tier with the others: the
+    ``public`` category goes only to the recipient ``public``, which gets nothing else."""
+    wanted = set(categories)
+    if recipient == PUBLIC_RECIPIENT and wanted - {PUBLIC}:
+        raise ProtocolError(
+            f"the recipient {PUBLIC_RECIPIENT!r} may be given only the category {PUBLIC!r}, "
+            f"not {', '.join(sorted(wanted - {PUBLIC}))}",
+            "categories",
+        )
+    if recipient != PUBLIC_RECIPIENT and PUBLIC in wanted:
+        raise ProtocolError(
+            f"the category {PUBLIC!r} goes only to the recipient {PUBLIC_RECIPIENT!r}, "
+            f"not to {recipient!r}",
+            "recipient",
+        )
+
+
+class ConsentLike(Protocol):
+    """A consent as either side holds it (``bodies.Consent``, the edge's binding consent)."""
+
+    @property
+    def recipient(self) -> str: ...
+    @property
+    def categories(self) -> tuple[str, ...]: ...
+    @property
+    def until(self) -> str: ...
+
+
+def public_consented(consents: Iterable[ConsentLike], at: datetime) -> bool:
+    """True if one of ``consents`` gives the recipient ``public`` the category ``public``,
+    valid at ``at``: the gateway then contributes the trip to public statistics."""
+    for c in consents:
+        if c.recipient == PUBLIC_RECIPIENT and PUBLIC in c.categories:
+            try:
+                if at < parse_ts(c.until):
+                    return True
+            except ValueError:
+                continue  # not a real instant: covers nothing
+    return False
+
+
+# -- end of public statistics -------------------------------------------------------------------

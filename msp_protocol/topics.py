@@ -7,7 +7,9 @@
 | msp/v1/fleet/{fleet}/{kind}    | registry              | consent-filtered record          |
 | msp/v1/fleet/{fleet}/score/{p} | registry, retained    | person ``p``'s portable score    |
 | msp/v1/fleet/{fleet}/keys/{d}  | registry, retained    | device ``d``'s record-signing key|
-| msp/v1/public/stats            | registry              | public aggregates                |
+| msp/v1/public/stats/{cell}     | registry, retained    | a cell's latest released hour    |
+
+``msp/v1/public/#`` is readable by anyone (the broker's ``public`` user: docs/public.md).
 """
 
 from __future__ import annotations
@@ -25,6 +27,21 @@ REC_FILTER: Final = f"{PREFIX}/dev/+/rec"
 #: The same, as a shared subscription for registry workers scaled out behind one broker.
 REC_SHARED_FILTER: Final = f"$share/registry/{REC_FILTER}"
 PUBLIC_STATS: Final = f"{PREFIX}/public/stats"
+# -- public statistics (issue 14) -------------------------------------------------------------
+#: What anyone may read: every public statistic.
+PUBLIC_FILTER: Final = f"{PREFIX}/public/#"
+#: An H3 cell index at resolution 7, as the ``stats`` schema has it.
+_CELL: Final = re.compile(r"^87[0-9a-f]{7}f{6}$")
+
+
+def public_stats_topic(cell: str) -> str:
+    """Retained topic of one H3 cell's (resolution 7) latest released public statistics."""
+    if not isinstance(cell, str) or not _CELL.match(cell):
+        raise ProtocolError(f"{str(cell)[:40]!r} is not an H3 cell of resolution 7", "cell")
+    return f"{PUBLIC_STATS}/{cell}"
+
+
+# -- end of public statistics -------------------------------------------------------------------
 
 _ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _REC: Final = re.compile(rf"^{PREFIX}/dev/([^/]+)/rec$")

@@ -216,6 +216,68 @@ class StoredRecord:
     jws: str
     received_at: str
 
+# -- public statistics (issue 14): the rows of cloud_sync.public ------------------------------
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """What one device added to one (cell, hour), under its keyed tag (never its id), already
+    clamped (``cloud_sync.public.aggregation``); fuel and CO2 not reported count as 0."""
+
+    cell: str
+    hour: str
+    contributor: str
+    distance_km: float
+    duration_s: float
+    fuel_l: float
+    co2_kg: float
+
+
+@dataclass(frozen=True, slots=True)
+class CellAggregate:
+    """The exact sums of one (cell, hour) about to be released, and its distinct contributors;
+    never stored, never published: only its noised release is."""
+
+    cell: str
+    hour: str
+    contributors: int
+    distance_km: float
+    duration_s: float
+    fuel_l: float
+    co2_kg: float
+
+
+@dataclass(frozen=True, slots=True)
+class PublicRelease:
+    """A published (cell, hour): every value noised (``cloud_sync.public.noise``); the mean
+    speed is noised distance over noised time (``None`` when either is not positive)."""
+
+    cell: str
+    hour: str
+    contributors: int
+    distance_km: float
+    duration_s: float
+    mean_speed_kmh: float | None
+    fuel_l: float
+    co2_kg: float
+    epsilon: float
+    k: int
+    released_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class PublicCounts:
+    """What one release did: (cell, hour)s published, suppressed (fewer than k contributors)
+    and contributions dropped as late (their hour was released already)."""
+
+    released: int
+    suppressed: int
+    late: int
+
+
+#: Decides, inside the release's transaction, what is published of the (cell, hour)s due.
+PublicDecide = Callable[[Sequence[CellAggregate]],
+                        tuple[Sequence[PublicRelease], Sequence[Publication]]]
+# -- end of public statistics -------------------------------------------------------------------
+
 
 class Store(Protocol):
     """What the registry keeps; every write goes through :meth:`commit`."""
@@ -310,3 +372,23 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Close the database (the store is unusable afterwards)."""
+
+    # -- public statistics (issue 14) ---------------------------------------------------------
+    def public_chain(self, device_id: str) -> Sequence[tuple[int, str]]:
+        """``(seq, hash)`` of the device's ``stats`` records: their place in the chain, all that
+        is kept of them once their contributions are taken (``cloud_sync.public.aggregation``)."""
+
+    def public_closed_before(self) -> str | None:
+        """The hour before which every hour is released (contributions for it are late)."""
+
+    def public_release(self, before: str, decide: PublicDecide) -> PublicCounts:
+        """In one transaction: close every hour before ``before``; hand the (cell, hour)s of
+        the contributions of those hours to ``decide``; keep its releases and queue its
+        publications; delete every contribution of those hours (and count late ones)."""
+
+    def public_stats(self, since: str | None = None) -> Sequence[PublicRelease]:
+        """Every published (cell, hour) (of ``since`` and later), by hour and cell."""
+
+    def public_counters(self) -> Mapping[str, int]:
+        """Totals of the public tier: ``released``, ``suppressed``, ``late`` and
+        ``contributions`` (cells taken from stats records)."""

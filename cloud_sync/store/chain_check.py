@@ -28,8 +28,8 @@ from .base import Accepted, Eviction, Quarantined
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """What a store keeps of one device between two seqs: hashes by seq (records and
-    quarantine) and the evictions overlapping that span."""
+    """What a store keeps of one device between two seqs: hashes by seq (records, quarantine
+    and the chain places of stats records) and the evictions overlapping that span."""
 
     hashes: Mapping[int, str]
     evictions: Sequence[Eviction]

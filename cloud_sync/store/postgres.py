@@ -31,11 +31,13 @@ from msp_protocol import bodies
 from msp_protocol.records import Record
 
 from ..errors import ChainConflict, EnrolmentError, SchemaVersionError, StoreError
+from ..public.aggregation import BOUNDS, contributions, contributor_key
 from ..secret_files import SecretFiles
 from . import postgres_schema
 from .base import (
     Accepted,
     Batch,
+    CellAggregate,
     ChainHead,
     Device,
     Eviction,
@@ -44,6 +46,9 @@ from .base import (
     Fleet,
     Person,
     Publication,
+    PublicCounts,
+    PublicDecide,
+    PublicRelease,
     Quarantined,
     SessionRow,
     StoredRecord,
@@ -79,7 +84,8 @@ _SQL = {
 }  # fmt: skip
 
 _TABLES = ("devices", "vehicles", "persons", "sessions", "records", "quarantine", "trips",
-           "events", "dtcs", "emergencies", "evictions", "fanout", "fleets")  # fmt: skip
+           "events", "dtcs", "emergencies", "evictions", "fanout", "fleets",
+           "public_chain", "public_contributions", "public_stats")  # fmt: skip
 
 
 def _now() -> str:
@@ -110,6 +116,7 @@ class PostgresStore:
         self._conn = conn
         self._secret: bytes | None = None
         self._devices = DeviceCache()
+        self._public_key: bytes | None = None  # contributor tags' key: cloud_sync.public
 
     def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         try:
@@ -221,8 +228,9 @@ class PostgresStore:
         """The stored chain hash of ``(device, seq)`` (accepted or quarantined)."""
         row = self._one(
             "SELECT hash FROM records WHERE device = %s AND seq = %s"
-            " UNION ALL SELECT hash FROM quarantine WHERE device = %s AND seq = %s",
-            (device_id, seq, device_id, seq),
+            " UNION ALL SELECT hash FROM quarantine WHERE device = %s AND seq = %s"
+            " UNION ALL SELECT hash FROM public_chain WHERE device = %s AND seq = %s",
+            (device_id, seq, device_id, seq, device_id, seq),
         )
         return str(row[0]) if row else None
 
@@ -387,8 +395,10 @@ class PostgresStore:
         rows = self._conn.execute(
             b"SELECT seq, hash FROM records WHERE device = %s AND seq BETWEEN %s AND %s"
             b" UNION ALL SELECT seq, hash FROM quarantine"
+            b" WHERE device = %s AND seq BETWEEN %s AND %s"
+            b" UNION ALL SELECT seq, hash FROM public_chain"  # stats records: chain places only
             b" WHERE device = %s AND seq BETWEEN %s AND %s",
-            (device, lo, hi, device, lo, hi),
+            (device, lo, hi, device, lo, hi, device, lo, hi),
         ).fetchall()
         evictions = self._conn.execute(
             b"SELECT device, first, last, last_hash FROM evictions"
@@ -418,8 +428,9 @@ class PostgresStore:
             found = run(
                 b"SELECT seq, hash FROM records WHERE device = %s AND seq > %s"
                 b" UNION ALL SELECT seq, hash FROM quarantine WHERE device = %s AND seq > %s"
+                b" UNION ALL SELECT seq, hash FROM public_chain WHERE device = %s AND seq > %s"
                 b" ORDER BY seq LIMIT 10000",
-                (device, seq, device, seq),
+                (device, seq, device, seq, device, seq),
             ).fetchall()
             moved = False
             for s, h in found:
@@ -439,6 +450,9 @@ class PostgresStore:
     def _insert(self, acc: Accepted) -> None:
         rec = acc.record
         run = self._conn.execute
+        if isinstance(rec.body, bodies.Stats):
+            self._contribute(acc)
+            return
         run(b"INSERT INTO records VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
             (rec.device, rec.seq, acc.hash, rec.kind, rec.ts, rec.session, acc.jws,
              _now()))  # fmt: skip
@@ -530,3 +544,116 @@ class PostgresStore:
         """Row counts per table."""
         sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in _TABLES)  # noqa: S608
         return {str(t): int(n) for t, n in self._rows(sql)}
+
+    # public statistics (issue 14; cloud_sync.public, docs/public.md) ------------------------
+    def _contribute(self, acc: Accepted) -> None:
+        """Keep a ``stats`` record's chain place and add its contributions under keyed tags;
+        nothing else of it (JWS, body, ts, VIN) is stored (``chain_check`` left out any
+        duplicate already)."""
+        rec = acc.record
+        run = self._conn.execute
+        run(b"INSERT INTO public_chain VALUES (%s, %s, %s)", (rec.device, rec.seq, acc.hash))
+        if self._public_key is None:
+            self._public_key = contributor_key(self.pseudonym_secret())
+        rows = contributions(rec, self._public_key)
+        # FOR SHARE: a release (FOR UPDATE) cannot close the hour under this commit's feet
+        found = run(b"SELECT value FROM public_state WHERE name = 'closed_before' FOR SHARE"
+                    ).fetchone()  # fmt: skip
+        closed = str(found[0]) if found and found[0] else None
+        fresh = [c for c in rows if closed is None or c.hour >= closed]
+        if fresh:
+            with self._conn.cursor() as cur:
+                cur.executemany(_ADD_CONTRIBUTION, [
+                    (c.cell, c.hour, c.contributor, c.distance_km, c.duration_s, c.fuel_l,
+                     c.co2_kg) for c in sorted(fresh, key=lambda c: c.contributor)])  # fmt: skip
+        self._count("contributions", len(rows))
+        if len(rows) > len(fresh):
+            self._count("late", len(rows) - len(fresh))
+            log.info("%d public contribution(s) for hours already released: dropped",
+                     len(rows) - len(fresh))  # fmt: skip
+
+    def _count(self, name: str, n: int) -> None:
+        self._conn.execute(b"INSERT INTO public_counters VALUES (%s, %s) ON CONFLICT (name)"
+                           b" DO UPDATE SET count = public_counters.count + excluded.count",
+                           (name, n))  # fmt: skip
+
+    def public_chain(self, device_id: str) -> Sequence[tuple[int, str]]:
+        """``(seq, hash)`` of the device's ``stats`` records, by seq."""
+        return [(int(q), str(h)) for q, h in self._rows(
+            "SELECT seq, hash FROM public_chain WHERE device = %s ORDER BY seq", (device_id,))]
+
+    def public_closed_before(self) -> str | None:
+        """The hour before which every hour is released; None before the first release."""
+        row = self._one("SELECT value FROM public_state WHERE name = 'closed_before'")
+        return str(row[0]) if row and row[0] else None
+
+    def public_release(self, before: str, decide: PublicDecide) -> PublicCounts:
+        """Release every hour before ``before`` (see ``Store.public_release``), holding the
+        ``closed_before`` row (``FOR UPDATE``) against ingest's ``FOR SHARE``."""
+        try:
+            with self._live().transaction():
+                run = self._conn.execute
+                row = run(b"SELECT value FROM public_state WHERE name = 'closed_before'"
+                          b" FOR UPDATE").fetchone()  # fmt: skip
+                old = str(row[0]) if row and row[0] else None
+                until = before if old is None or before > old else old
+                late = 0
+                if old is not None:
+                    found = run(b"SELECT count(*) FROM public_contributions WHERE hour < %s",
+                                (old,)).fetchone()  # fmt: skip
+                    late = int(found[0]) if found else 0
+                due = [CellAggregate(str(c), str(h), int(n), *map(float, sums))
+                       for c, h, n, *sums in run(_DUE, (until, old, old))]  # fmt: skip
+                releases, publications = decide(due)
+                with self._conn.cursor() as cur:
+                    if releases:
+                        cur.executemany(
+                            b"INSERT INTO public_stats VALUES"
+                            b" (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                            [(r.cell, r.hour, r.contributors, r.distance_km, r.duration_s,
+                              r.mean_speed_kmh, r.fuel_l, r.co2_kg, r.epsilon, r.k,
+                              r.released_at) for r in releases])  # fmt: skip
+                    if publications:
+                        cur.executemany(b"INSERT INTO fanout (topic, payload, retain)"
+                                        b" VALUES (%s, %s, %s)",
+                                        [(p.topic, p.payload, p.retain) for p in publications])
+                run(b"DELETE FROM public_contributions WHERE hour < %s", (until,))
+                run(b"UPDATE public_state SET value = %s WHERE name = 'closed_before'", (until,))
+                counts = PublicCounts(len(releases), len(due) - len(releases), late)
+                for name, n in (("released", counts.released), ("suppressed", counts.suppressed),
+                                ("late", late)):  # fmt: skip
+                    if n:
+                        self._count(name, n)
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.url}: public release failed: {exc}") from None
+        return counts
+
+    def public_stats(self, since: str | None = None) -> Sequence[PublicRelease]:
+        """Every published (cell, hour) (of ``since`` and later), by hour and cell."""
+        rows = self._rows(
+            "SELECT cell, hour, contributors, distance_km, duration_s, mean_speed_kmh, fuel_l,"
+            " co2_kg, epsilon, k, released_at FROM public_stats"
+            " WHERE %s::text IS NULL OR hour >= %s ORDER BY hour, cell", (since, since))
+        return [PublicRelease(c, h, int(n), float(d), float(t), None if m is None else float(m),
+                              float(f), float(o), float(e), int(k), str(at))
+                for c, h, n, d, t, m, f, o, e, k, at in rows]  # fmt: skip
+
+    def public_counters(self) -> Mapping[str, int]:
+        """Totals of the public tier (released, suppressed, late, contributions)."""
+        return {str(n): int(c) for n, c in self._rows("SELECT name, count FROM public_counters")}
+
+
+#: Adds a device's contribution to a (cell, hour), its sum clamped to the bound.
+_ADD_CONTRIBUTION = "".join((
+    "INSERT INTO public_contributions VALUES (%s, %s, %s, %s, %s, %s, %s)",
+    " ON CONFLICT (cell, hour, contributor) DO UPDATE SET",
+    *(f"{',' if i else ''} {name} = least(public_contributions.{name} + excluded.{name},"
+      f" {bound!r})"
+      for i, (name, bound) in enumerate((("distance_km", BOUNDS.distance_km),
+                                         ("duration_s", BOUNDS.duration_s),
+                                         ("fuel_l", BOUNDS.fuel_l), ("co2_kg", BOUNDS.co2_kg)))),
+)).encode()  # fmt: skip
+#: The (cell, hour)s due for release: hours before the new mark and not before the old one.
+_DUE = (b"SELECT cell, hour, count(*), sum(distance_km), sum(duration_s), sum(fuel_l),"
+        b" sum(co2_kg) FROM public_contributions WHERE hour < %s"
+        b" AND (%s::text IS NULL OR hour >= %s) GROUP BY hour, cell ORDER BY hour, cell")

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 #: The advisory lock key every schema change takes (``pg_advisory_xact_lock``).
 SCHEMA_LOCK: Final = 0x6D73_7001
@@ -124,11 +124,42 @@ def _create_version_2(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         conn.execute(statement.encode())
 
 
+# -- version 3: public statistics (issue 14, docs/public.md; as sqlite_schema's version 3) -------
+_PUBLIC_TABLES: Final = (
+    f"""CREATE TABLE public_chain (device TEXT NOT NULL REFERENCES devices(id) {_FK},
+  seq BIGINT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (device, seq))""",
+    """CREATE TABLE public_contributions (cell TEXT NOT NULL, hour TEXT NOT NULL,
+  contributor TEXT NOT NULL, distance_km DOUBLE PRECISION NOT NULL,
+  duration_s DOUBLE PRECISION NOT NULL, fuel_l DOUBLE PRECISION NOT NULL,
+  co2_kg DOUBLE PRECISION NOT NULL, PRIMARY KEY (cell, hour, contributor))""",
+    """CREATE TABLE public_stats (cell TEXT NOT NULL, hour TEXT NOT NULL,
+  contributors BIGINT NOT NULL, distance_km DOUBLE PRECISION NOT NULL,
+  duration_s DOUBLE PRECISION NOT NULL, mean_speed_kmh DOUBLE PRECISION,
+  fuel_l DOUBLE PRECISION NOT NULL, co2_kg DOUBLE PRECISION NOT NULL,
+  epsilon DOUBLE PRECISION NOT NULL, k INTEGER NOT NULL, released_at TEXT NOT NULL,
+  PRIMARY KEY (hour, cell))""",
+    # one row, 'closed_before' ('' before the first release): ingest reads it FOR SHARE and a
+    # release locks it FOR UPDATE, so a contribution is either in its hour's release or late
+    "CREATE TABLE public_state (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "INSERT INTO public_state VALUES ('closed_before', '')",
+    "CREATE TABLE public_counters (name TEXT PRIMARY KEY, count BIGINT NOT NULL)",
+)
+
+
+def _to_version_3(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    for statement in _PUBLIC_TABLES:
+        conn.execute(statement.encode())
+
+
+# -- end of version 3 ----------------------------------------------------------------------------
+
+
 #: The steps that bring a database from version N-1 to N, by N. Version 2 creates the first
 #: PostgreSQL layout in an empty database; a later step alters the one before (add the same
 #: change to ``sqlite_schema``).
 STEPS: Final[dict[int, Callable[[psycopg.Connection[tuple[object, ...]]], None]]] = {
     2: _create_version_2,
+    3: _to_version_3,  # issue 14, public statistics
 }
 
 

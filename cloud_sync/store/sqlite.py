@@ -30,11 +30,13 @@ from msp_protocol import bodies
 from msp_protocol.records import Record
 
 from ..errors import ChainConflict, EnrolmentError, StoreError
+from ..public.aggregation import BOUNDS, contributions, contributor_key
 from ..secret_files import SecretFiles
 from . import sqlite_schema
 from .base import (
     Accepted,
     Batch,
+    CellAggregate,
     ChainHead,
     Device,
     Eviction,
@@ -43,6 +45,9 @@ from .base import (
     Fleet,
     Person,
     Publication,
+    PublicCounts,
+    PublicDecide,
+    PublicRelease,
     Quarantined,
     SessionRow,
     StoredRecord,
@@ -117,6 +122,7 @@ class SqliteStore:
             raise
         self._conn = conn
         self._secret: bytes | None = None
+        self._public_key: bytes | None = None  # contributor tags' key: cloud_sync.public
         self._devices = DeviceCache()
         self.path = path
 
@@ -189,8 +195,9 @@ class SqliteStore:
         not stored."""
         row = self._one(
             "SELECT hash FROM records WHERE device = ? AND seq = ?"
-            " UNION ALL SELECT hash FROM quarantine WHERE device = ? AND seq = ?",
-            (device_id, seq, device_id, seq),
+            " UNION ALL SELECT hash FROM quarantine WHERE device = ? AND seq = ?"
+            " UNION ALL SELECT hash FROM public_chain WHERE device = ? AND seq = ?",
+            (device_id, seq, device_id, seq, device_id, seq),
         )
         return str(row[0]) if row else None
 
@@ -368,8 +375,10 @@ class SqliteStore:
     def _stored(self, device: str, lo: int, hi: int) -> Stored:
         rows = self._conn.execute(
             "SELECT seq, hash FROM records WHERE device = ? AND seq BETWEEN ? AND ?"
-            " UNION ALL SELECT seq, hash FROM quarantine WHERE device = ? AND seq BETWEEN ? AND ?",
-            (device, lo, hi, device, lo, hi),
+            " UNION ALL SELECT seq, hash FROM quarantine WHERE device = ? AND seq BETWEEN ? AND ?"
+            " UNION ALL SELECT seq, hash FROM public_chain"  # stats records: chain places only
+            " WHERE device = ? AND seq BETWEEN ? AND ?",
+            (device, lo, hi, device, lo, hi, device, lo, hi),
         ).fetchall()
         evictions = self._conn.execute(
             "SELECT device, first, last, last_hash FROM evictions"
@@ -436,6 +445,8 @@ class SqliteStore:
 
     def _insert(self, acc: Accepted) -> bool:
         rec = acc.record
+        if isinstance(rec.body, bodies.Stats):
+            return self._contribute(acc)
         cur = self._conn.execute(
             "INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (rec.device, rec.seq, acc.hash, rec.kind, rec.ts, rec.session, acc.jws, _now()),
@@ -535,8 +546,126 @@ class SqliteStore:
     def counts(self) -> Mapping[str, int]:
         """Row counts per table."""
         tables = ("devices", "vehicles", "persons", "sessions", "records", "quarantine", "trips",
-                  "events", "dtcs", "emergencies", "evictions", "fanout", "fleets")  # fmt: skip
+                  "events", "dtcs", "emergencies", "evictions", "fanout", "fleets",
+                  "public_chain", "public_contributions", "public_stats")  # fmt: skip
         return {t: int(self._one(f"SELECT count(*) FROM {t}")[0]) for t in tables}  # noqa: S608
+
+
+    # public statistics (issue 14; cloud_sync.public, docs/public.md) ------------------------
+    def _contribute(self, acc: Accepted) -> bool:
+        """Keep a ``stats`` record's chain place and add its contributions under keyed tags;
+        nothing else of it (JWS, body, ts, VIN) is stored. False for a duplicate."""
+        rec = acc.record
+        cur = self._conn.execute("INSERT OR IGNORE INTO public_chain VALUES (?, ?, ?)",
+                                 (rec.device, rec.seq, acc.hash))  # fmt: skip
+        if cur.rowcount == 0:
+            return False  # a re-sent record: its contributions are in already
+        if self._public_key is None:
+            self._public_key = contributor_key(self.pseudonym_secret())
+        rows = contributions(rec, self._public_key)
+        closed = self.public_closed_before()
+        fresh = [c for c in rows if closed is None or c.hour >= closed]
+        self._conn.executemany(_ADD_CONTRIBUTION, [
+            (c.cell, c.hour, c.contributor, c.distance_km, c.duration_s, c.fuel_l, c.co2_kg)
+            for c in fresh])  # fmt: skip
+        self._count("contributions", len(rows))
+        if len(rows) > len(fresh):
+            self._count("late", len(rows) - len(fresh))
+            log.info("%d public contribution(s) for hours already released: dropped",
+                     len(rows) - len(fresh))  # fmt: skip
+        return True
+
+    def _count(self, name: str, n: int) -> None:
+        self._conn.execute(
+            "INSERT INTO public_counters VALUES (?, ?) ON CONFLICT (name)"
+            " DO UPDATE SET count = count + excluded.count", (name, n))  # fmt: skip
+
+    def public_chain(self, device_id: str) -> Sequence[tuple[int, str]]:
+        """``(seq, hash)`` of the device's ``stats`` records, by seq."""
+        rows = self._conn.execute(
+            "SELECT seq, hash FROM public_chain WHERE device = ? ORDER BY seq", (device_id,))
+        return [(int(q), str(h)) for q, h in rows]
+
+    def public_closed_before(self) -> str | None:
+        """The hour before which every hour is released; None before the first release."""
+        row = self._one("SELECT value FROM public_state WHERE name = 'closed_before'")
+        return str(row[0]) if row else None
+
+    def public_release(self, before: str, decide: PublicDecide) -> PublicCounts:
+        """Release every hour before ``before`` (see ``Store.public_release``); the deleted
+        contributions are overwritten on disk (``secure_delete``) and the write-ahead log is
+        checkpointed and truncated after the commit."""
+        conn = self._conn
+        try:
+            conn.execute("PRAGMA secure_delete = ON")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                old = self.public_closed_before()
+                until = before if old is None or before > old else old
+                late = 0
+                if old is not None:
+                    late = int(conn.execute("SELECT count(*) FROM public_contributions"
+                                            " WHERE hour < ?", (old,)).fetchone()[0])  # fmt: skip
+                due = [CellAggregate(str(c), str(h), int(n), *map(float, sums))
+                       for c, h, n, *sums in conn.execute(_DUE, (until, old))]  # fmt: skip
+                releases, publications = decide(due)
+                conn.executemany(
+                    "INSERT INTO public_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(r.cell, r.hour, r.contributors, r.distance_km, r.duration_s,
+                      r.mean_speed_kmh, r.fuel_l, r.co2_kg, r.epsilon, r.k, r.released_at)
+                     for r in releases])  # fmt: skip
+                conn.executemany(
+                    "INSERT INTO fanout (topic, payload, retain) VALUES (?, ?, ?)",
+                    [(p.topic, _payload_column(p.payload), int(p.retain)) for p in publications])
+                conn.execute("DELETE FROM public_contributions WHERE hour < ?", (until,))
+                conn.execute("INSERT INTO public_state VALUES ('closed_before', ?) ON CONFLICT"
+                             " (name) DO UPDATE SET value = excluded.value", (until,))  # fmt: skip
+                counts = PublicCounts(len(releases), len(due) - len(releases), late)
+                for name, n in (("released", counts.released), ("suppressed", counts.suppressed),
+                                ("late", late)):  # fmt: skip
+                    if n:
+                        self._count(name, n)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            finally:
+                if not conn.in_transaction:
+                    conn.execute("PRAGMA secure_delete = OFF")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: public release failed: {exc}") from exc
+        return counts
+
+    def public_stats(self, since: str | None = None) -> Sequence[PublicRelease]:
+        """Every published (cell, hour) (of ``since`` and later), by hour and cell."""
+        rows = self._conn.execute(
+            "SELECT cell, hour, contributors, distance_km, duration_s, mean_speed_kmh, fuel_l,"
+            " co2_kg, epsilon, k, released_at FROM public_stats"
+            " WHERE ? IS NULL OR hour >= ? ORDER BY hour, cell", (since, since))  # fmt: skip
+        return [PublicRelease(*row) for row in rows]
+
+    def public_counters(self) -> Mapping[str, int]:
+        """Totals of the public tier (released, suppressed, late, contributions)."""
+        return {str(n): int(c) for n, c in self._conn.execute(
+            "SELECT name, count FROM public_counters")}  # fmt: skip
+
+
+#: Adds a device's contribution to a (cell, hour), its sum clamped to the bound.
+_ADD_CONTRIBUTION = "".join((
+    "INSERT INTO public_contributions VALUES (?, ?, ?, ?, ?, ?, ?)",
+    " ON CONFLICT (cell, hour, contributor) DO UPDATE SET",
+    *(f"{',' if i else ''} {name} = min({name} + excluded.{name}, {bound!r})"
+      for i, (name, bound) in enumerate((("distance_km", BOUNDS.distance_km),
+                                         ("duration_s", BOUNDS.duration_s),
+                                         ("fuel_l", BOUNDS.fuel_l), ("co2_kg", BOUNDS.co2_kg)))),
+))  # fmt: skip
+#: The (cell, hour)s due for release: hours before the new mark and not before the old one.
+_DUE = (
+    "SELECT cell, hour, count(*), sum(distance_km), sum(duration_s), sum(fuel_l), sum(co2_kg)"
+    " FROM public_contributions WHERE hour < ?1 AND (?2 IS NULL OR hour >= ?2)"
+    " GROUP BY hour, cell ORDER BY hour, cell"
+)
 
 
 def _payload_column(payload: bytes) -> str | bytes:

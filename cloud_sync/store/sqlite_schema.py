@@ -6,7 +6,12 @@ versions (``PRAGMA user_version``; docs/sync.md, *Storage*, documents every tabl
   keys, JSON with ``\\uXXXX`` escapes and fleet copies as BLOBs;
 * version 2 moves the secrets to files (``cloud_sync.secret_files``) and deletes them from the
   database (then ``VACUUM``, so no freed page keeps them), declares foreign keys, stores JSON as
-  UTF-8 text, and adds the ``quarantine`` table and the ``person_scores`` view.
+  UTF-8 text, and adds the ``quarantine`` table and the ``person_scores`` view;
+* version 3 (issue 14, public statistics) adds the ``public_*`` tables (``_PUBLIC_TABLES``):
+  ``public_chain`` (the chain place of each ``stats`` record, nothing else of it),
+  ``public_contributions`` (per (cell, hour, keyed contributor tag) until the hour's release;
+  ``WITHOUT ROWID``, so no insertion order ties one record's cells together),
+  ``public_stats`` (what was published, noised), ``public_state`` and ``public_counters``.
 
 Foreign keys are declared for readers (Datasette links rows by them) and checked by the tests
 (``PRAGMA foreign_key_check``), but not enforced at run time: an enforcement error would stop
@@ -28,7 +33,7 @@ from ..secret_files import SecretFiles
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 _TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS vehicles (vin TEXT PRIMARY KEY, fleet TEXT NOT NULL,
@@ -87,6 +92,23 @@ _TABLES: Final = (
   reason TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (fleet, kind, reason))""",
 )
 
+# -- version 3: public statistics (issue 14, docs/public.md) -------------------------------------
+_PUBLIC_TABLES: Final = (
+    """CREATE TABLE IF NOT EXISTS public_chain (device TEXT NOT NULL REFERENCES devices(id),
+  seq INTEGER NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (device, seq))""",
+    """CREATE TABLE IF NOT EXISTS public_contributions (cell TEXT NOT NULL, hour TEXT NOT NULL,
+  contributor TEXT NOT NULL, distance_km REAL NOT NULL, duration_s REAL NOT NULL,
+  fuel_l REAL NOT NULL, co2_kg REAL NOT NULL, PRIMARY KEY (cell, hour, contributor))
+  WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS public_stats (cell TEXT NOT NULL, hour TEXT NOT NULL,
+  contributors INTEGER NOT NULL, distance_km REAL NOT NULL, duration_s REAL NOT NULL,
+  mean_speed_kmh REAL, fuel_l REAL NOT NULL, co2_kg REAL NOT NULL, epsilon REAL NOT NULL,
+  k INTEGER NOT NULL, released_at TEXT NOT NULL, PRIMARY KEY (hour, cell))""",
+    "CREATE TABLE IF NOT EXISTS public_state (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS public_counters (name TEXT PRIMARY KEY, count INTEGER NOT NULL)",
+)
+# -- end of version 3 ----------------------------------------------------------------------------
+
 _INDEXES: Final = (
     'CREATE INDEX IF NOT EXISTS trips_person ON trips (person_id, "end")',
     "CREATE INDEX IF NOT EXISTS sessions_person ON sessions (person_id, started_at)",
@@ -134,7 +156,7 @@ def create(conn: sqlite3.Connection) -> None:
     """Make every table, index and view of the current version in an empty database."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in (*_TABLES, *_INDEXES, PERSON_SCORES_VIEW):
+        for statement in (*_TABLES, *_PUBLIC_TABLES, *_INDEXES, PERSON_SCORES_VIEW):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
@@ -163,6 +185,24 @@ def migrate(conn: sqlite3.Connection, secret_files: SecretFiles, where: str, *,
     for step in range(found + 1, SCHEMA_VERSION + 1):
         STEPS[step](conn, secret_files)
     return True
+
+
+def _to_version_3(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
+    """Version 3 (issue 14): the public statistics tables; nothing else changes."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if version(conn) >= 3:
+            conn.execute("ROLLBACK")
+            return
+        log.warning("migrating the registry database to schema version 3 (public statistics)")
+        for statement in _PUBLIC_TABLES:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 3")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _to_version_2(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
@@ -208,7 +248,10 @@ def _to_version_2(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
 
 #: The steps that bring a database from version N-1 to N, by N (add the same change to
 #: ``postgres_schema``).
-STEPS: Final[dict[int, Callable[[sqlite3.Connection, SecretFiles], None]]] = {2: _to_version_2}
+STEPS: Final[dict[int, Callable[[sqlite3.Connection, SecretFiles], None]]] = {
+    2: _to_version_2,
+    3: _to_version_3,  # issue 14, public statistics
+}
 
 
 def _secrets_out(conn: sqlite3.Connection, tables: set[str], secret_files: SecretFiles) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from msp_protocol.consent import parse_categories
+from msp_protocol.consent import check_recipient, parse_categories
 from msp_protocol.errors import ProtocolError
 from msp_protocol.topics import check_id
 
@@ -40,6 +40,8 @@ DESCRIPTIONS: dict[str, str] = {
     "maintenance": "the vehicle's diagnostic trouble codes while you drive",
     "score": "your portable safe-driving score, from every vehicle you drive",
     "location": "positions inside your trips and events",
+    "public": "coarse per-area, per-hour totals of your trips (distance, time, fuel, CO2), "
+              "added into public statistics of at least 5 drivers, with noise",
 }
 
 #: Asks the driver one yes/no question; True is yes.
@@ -57,7 +59,7 @@ class ConsentRequest:
     def __post_init__(self) -> None:
         try:
             check_id(self.recipient, "recipient")
-            parse_categories(self.categories)
+            check_recipient(self.recipient, parse_categories(self.categories))
         except ProtocolError as exc:
             raise ConfigError(f"consent request: {exc}") from None
         if not 0 < self.days <= 3660:

@@ -119,7 +119,7 @@ class Agent:
         limits = OutboxLimits(max_bytes=cfg.outbox_max_bytes, max_rows=cfg.outbox_max_rows)
         with naming("outbox.path"):
             self.outbox = Outbox.open(cfg.outbox_path, signer, self.vin, limits)
-        self.writer = RecordWriter(self.outbox)
+        self.writer = RecordWriter(self.outbox, cfg.scoring)
         if self.obd is not None and cfg.obd is not None and cfg.obd.dtc:
             dtc = self.obd.read_dtc()
             if dtc is not None:
@@ -233,6 +233,8 @@ class Agent:
         scorer = self.scorer
         was_in_trip = scorer.in_trip
         events = scorer.feed(sample)
+        if self.writer.public is not None:  # the driver consents public: docs/public.md
+            self.writer.public.feed(sample, scorer.state, scorer.in_trip)
         if events:
             self.writer.events(events)
         if sample.name == sig.IGNITION:

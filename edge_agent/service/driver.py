@@ -13,6 +13,8 @@ import logging
 import queue
 import threading
 
+from msp_protocol.consent import DEFAULT_ACCEPTED
+
 from ..card.errors import ReaderError
 from ..errors import AgentError, CardError
 from ..identity.binding import EndReason
@@ -102,7 +104,9 @@ class CardThread:
         if request is None:
             return
         manager = self.watcher.manager
-        consents = request.accept(request.categories, manager.clock())
+        # the PIN accepts the request, but never the public tier: that one is asked for alone
+        accepted = [c for c in request.categories if c in DEFAULT_ACCEPTED]
+        consents = request.accept(accepted, manager.clock())
         manager.config = dataclasses.replace(manager.config, consents=consents)
 
     def _failed(self, what: str, exc: AgentError | OSError) -> None:

@@ -28,6 +28,8 @@ def test_every_consent_tier_kind_but_the_pre_consented_has_exactly_one_category(
     for name, info in KINDS.items():
         if info.tier is Tier.CONSENT and not info.pre_consented:
             assert category_of(name) is not None, name
+        elif info.tier is Tier.PUBLIC:  # contributions to public statistics: their own category
+            assert category_of(name) == "public", name
         else:
             assert category_of(name) is None, name
     assert category_of("dtc") == "maintenance" and category_of("trip") == "driving"
@@ -44,7 +46,7 @@ def test_parse_categories_orders_and_deduplicates() -> None:
 def test_parse_categories_names_the_unknown_ones() -> None:
     with pytest.raises(ProtocolError, match=r"categories: unknown consent categories 'event', "
                                             r"'trip' \(known: driving, maintenance, score, "
-                                            r"location\)"):  # fmt: skip
+                                            r"location, public\)"):  # fmt: skip
         parse_categories("trip,driving,event")
 
 

@@ -66,7 +66,8 @@ def test_an_older_postgresql_database_is_refused_until_migrated(pg_server: PgSer
     open_store(url, secrets_dir=tmp_path / "s").close()
     set_version(url, 1)  # as if written by an older msp-registry
     with pytest.raises(SchemaVersionError, match=r"database schema 1 is older than this"
-                       r" msp-registry \(2\): run msp-registry migrate --db postgresql://"):
+                       rf" msp-registry \({postgres_schema.SCHEMA_VERSION}\): run msp-registry"
+                       r" migrate --db postgresql://"):
         open_store(url, secrets_dir=tmp_path / "s")
     assert cli.main(["audit", "--db", url, "--secrets-dir", str(tmp_path / "s")]) == 2
     assert "run msp-registry migrate" in capsys.readouterr().err

@@ -196,8 +196,8 @@ def test_an_old_file_is_refused_by_the_commands_until_migrated(tmp_path: Path, c
     legacy.close()
     assert cli.main(["audit", "--db", str(db)]) == 2
     err = capsys.readouterr().err
-    assert "database schema 1 is older than this msp-registry (2)" in err
+    assert f"database schema 1 is older than this msp-registry ({SCHEMA_VERSION})" in err
     assert f"run msp-registry migrate --db {db}" in err
     assert cli.main(["migrate", "--db", f"sqlite:///{db}"]) == 0
-    assert "migrated from schema version 1 to 2" in capsys.readouterr().out
+    assert f"migrated from schema version 1 to {SCHEMA_VERSION}" in capsys.readouterr().out
     assert cli.main(["audit", "--db", str(db)]) == 0

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.security import HTTPBasicCredentials
 
+from . import public_map
 from .auth import Principal
 from .exchange_log import log_shown
 from .models import (
@@ -19,6 +20,8 @@ from .models import (
     GatewayOut,
     MeOut,
     OperatorOut,
+    PublicCellOut,
+    PublicOut,
     VehicleDetailOut,
     VehicleOut,
 )
@@ -121,3 +124,17 @@ async def operator(request: Request, caller: Caller) -> OperatorOut:
     view = OperatorView(web_state(request).store)
     return OperatorOut(gateways=[GatewayOut.of(g) for g in view.gateways()],
                        rejections=view.rejections())  # fmt: skip
+
+
+public_router = APIRouter(prefix="/api/v1")
+
+
+@public_router.get("/public/cells", response_model=PublicOut,
+                   summary="published public statistics (no credential: they name no one)")
+async def public_cells(request: Request,
+                       hour: Annotated[str | None, Query(max_length=40)] = None) -> PublicOut:
+    """The published cells of one hour (``2026-11-18T08:00:00Z``; default the latest)."""
+    hours, found = public_map.cells(web_state(request).store, hour)
+    return PublicOut(hours=hours, cells=[PublicCellOut(
+        cell=c.cell, hour=c.hour, co2_kg=c.co2_kg, mean_speed_kmh=c.mean_speed_kmh,
+        distance_km=c.distance_km, contributors=c.contributors) for c in found])  # fmt: skip

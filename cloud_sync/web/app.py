@@ -58,6 +58,7 @@ def create_app(state: WebState, broker: BrokerConfig | None = None) -> FastAPI:
                   docs_url=None, redoc_url=None)  # fmt: skip
     app.state.web = state
     app.include_router(api.router)
+    app.include_router(api.public_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

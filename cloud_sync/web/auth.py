@@ -56,7 +56,10 @@ class Principal:
 def check_password(password: str, hashed: str) -> bool:
     """True if ``password`` matches a ``$7$ITERATIONS$SALT$DIGEST`` PBKDF2-SHA512 hash
     (mosquitto 2.0's form, ``cloud_sync.mosquitto.password_hash``); False for a malformed
-    hash. The digests are compared in constant time."""
+    hash, and for a password holding a NUL (HMAC pads keys with zero bytes, so ``"pw"`` and
+    ``"pw\\x00"`` would both match one hash). The digests are compared in constant time."""
+    if "\x00" in password:
+        return False
     parts = hashed.split("$")
     if len(parts) != 5 or parts[0] != "" or parts[1] != "7":
         return False

@@ -131,3 +131,21 @@ class OperatorOut(BaseModel):
 
     gateways: list[GatewayOut]
     rejections: dict[str, int]
+
+
+class PublicCellOut(BaseModel):
+    """A published (cell, hour): noised sums, k-anonymous (docs/public.md)."""
+
+    cell: str
+    hour: str
+    co2_kg: float
+    mean_speed_kmh: float | None
+    distance_km: float
+    contributors: int
+
+
+class PublicOut(BaseModel):
+    """Every published hour, and the cells of the one asked for (default the latest)."""
+
+    hours: list[str]
+    cells: list[PublicCellOut]

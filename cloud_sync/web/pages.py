@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
+from . import public_map
 from .auth import COOKIE, Principal
 from .exchange_log import log_shown
 from .html import e, layout, link, score_text, sparkline, table, trend_text, url, when
@@ -245,3 +246,41 @@ async def fleet_live(request: Request, viewer: Viewer, fleet: str) -> Response:
 def login_redirect(path: str) -> RedirectResponse:
     """Where :class:`LoginRequired` sends the browser."""
     return RedirectResponse(f"/login?next={quote(path, safe='/')}", status_code=303)
+
+
+@router.get("/public", response_class=HTMLResponse)
+async def public_page(request: Request, hour: str | None = None) -> HTMLResponse:
+    """The published cells of one hour on two maps: CO2 and mean speed (no credential)."""
+    state = web_state(request)
+    hours, found = public_map.cells(state.store, hour[:40] if hour else None)
+    chosen = found[0].hour if found else (hour or (hours[-1] if hours else None))
+    links = " ".join(f"<strong>{e(h)}</strong>" if h == chosen
+                     else link(f"/public?hour={quote(h)}", h) for h in hours)  # fmt: skip
+    rows = [[e(c.cell), e(f"{max(c.co2_kg, 0):.2f}"),
+             e(None if c.mean_speed_kmh is None else f"{c.mean_speed_kmh:.1f}"),
+             e(f"{max(c.distance_km, 0):.1f}"), e(c.contributors)] for c in found]  # fmt: skip
+    body = (
+        f'<section class="wide"><h2>Hour (UTC)</h2><p>{links or "nothing published yet"}</p>'
+        "<p>Noised, k-anonymous sums per H3 cell (resolution 7) and hour: no person or vehicle"
+        " is in them (docs/public.md).</p></section>"
+        f'<section><h2>CO2 (kg)</h2>{public_map.svg(found, "co2_kg")}</section>'
+        f'<section><h2>Mean speed (km/h)</h2>{public_map.svg(found, "mean_speed_kmh")}</section>'
+        f'<section class="wide"><h2>Cells</h2>{table(["cell", "CO2 kg", "km/h", "km", "contributors"], rows, cls="cells")}</section>'  # noqa: E501
+    )
+    return HTMLResponse(layout("Public statistics", body, _viewer_or_none(request),
+                               live="/public/live"))  # fmt: skip
+
+
+def _viewer_or_none(request: Request) -> Principal | None:
+    cookie = request.cookies.get(COOKIE)
+    return web_state(request).sessions.check(cookie) if cookie else None
+
+
+@router.get("/public/live")
+async def public_live(request: Request) -> Response:
+    """Server-sent events: one ``record`` event per public release."""
+    hub = web_state(request).hub
+    if hub is None:
+        return Response(status_code=204)
+    return StreamingResponse(hub.stream("public", request.is_disconnected),
+                             media_type="text/event-stream", headers={"Cache-Control": "no-store"})

@@ -13,14 +13,18 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import h3
 from cryptography.hazmat.primitives import serialization
 
 from cloud_sync.broker_process import free_port
 from cloud_sync.cards import person_id
 from cloud_sync.ingest import Ingestor
 from cloud_sync.mosquitto import password_hash
+from cloud_sync.public import PublicConfig
+from cloud_sync.public.release import release
 from cloud_sync.pki import DeviceCa
 from cloud_sync.republish import Republisher, fleet_pseudonym
 from cloud_sync.store import Fleet, Store
@@ -92,11 +96,42 @@ def seed(store: Store, ca: DeviceCa, issuer: CardIssuer) -> Seeded:
     for device, items in tokens.items():
         ingestor.process([(rec_topic(device), t.encode()) for t in items])
     ingestor.process([(rec_topic("gw-9"), b"not a record")])  # one counted rejection
+    seed_public(store, ca, issuer)
     secret = store.pseudonym_secret()
     ids = [person_of_card(card) for card in (alice, bob)]
     assert {p.id for p in store.persons()} == set(ids)
     return Seeded({f: fleet_pseudonym(secret, f, ids[0]) for f in PASSWORDS},
                   {f: fleet_pseudonym(secret, f, ids[1]) for f in PASSWORDS}, gws)
+
+
+CENTRE = h3.latlng_to_cell(35.68, 139.76, 7)  # Tokyo
+
+
+def seed_public(store: Store, ca: DeviceCa, issuer: CardIssuer, hours: int = 2) -> int:
+    """Six gateways of the public-transport fleet ``initech`` contribute to 37 cells around
+    Tokyo for ``hours`` hours; released with k = 5 and real OpenDP noise. Returns the count of
+    published (cell, hour)s."""
+    ingestor = Ingestor(store, issuer.anchors())
+    cells = sorted(h3.grid_disk(CENTRE, 3))
+    gws = [Gateway(f"gw-bus-{i}", f"JTBUS0000{i}") for i in range(6)]
+    for gw in gws:
+        store.enroll(gw.device_row(ca, "initech"))
+    start = datetime(2026, 11, 18, 8, tzinfo=UTC)
+    for h in range(hours):
+        hour = (start + timedelta(hours=h)).strftime("%Y-%m-%dT%H:00:00Z")
+        for n, gw in enumerate(gws):
+            stats = []
+            for i, cell in enumerate(cells):
+                speed = 12.0 + (i * 7 + h * 11 + n) % 45  # slow in the middle, faster outside
+                km = 4.0 + (i % 5)
+                seconds = km / speed * 3600
+                fuel = km * (0.05 + 0.02 * ((i + h) % 4))
+                stats.append(bodies.CellStats(cell, km, seconds, km / seconds * 3600, fuel,
+                                              fuel * 2.32))  # fmt: skip
+            token = gw.sign(bodies.Stats(hour, tuple(stats)), "stats")
+            ingestor.process([(rec_topic(gw.device), token.encode())])
+    counts = release(store, PublicConfig(k=5), start + timedelta(hours=hours + 3))
+    return counts.released
 
 
 def person_of_card(card: Card) -> str:

@@ -56,7 +56,8 @@ def test_nothing_answers_without_a_credential(web: WebServer, registry: Registry
     spec = json.loads(get(web, "/openapi.json")[2])
     alice = registry.seeded.alice["acme"]
     paths = [p.replace("{fleet}", "acme").replace("{vin}", "JTACME00001")
-             .replace("{pseudonym}", alice) for p in spec["paths"]]  # fmt: skip
+             .replace("{pseudonym}", alice) for p in spec["paths"]
+             if p != "/api/v1/public/cells"]  # public statistics name no one: open to all
     assert len(paths) >= 7
     for path in paths:
         status, headers, _ = get(web, path)
@@ -127,8 +128,9 @@ def test_operator(web: WebServer, registry: Registry, tmp_path: Any) -> None:
     assert status == 200
     value = json.loads(body)
     assert value["rejections"] == {"malformed": 1}
-    assert {g["device"]: g["queue_depth"] for g in value["gateways"]} == {
-        "gw-1": 3, "gw-2": 57, "gw-3": 0}
+    depths = {g["device"]: g["queue_depth"] for g in value["gateways"]}
+    assert {d: depths[d] for d in ("gw-1", "gw-2", "gw-3")} == {"gw-1": 3, "gw-2": 57, "gw-3": 0}
+    assert depths["gw-bus-0"] is None  # no health record from it
     assert get(web, "/api/v1/fleets/acme/vehicles", "operator.ops", password)[0] == 403
     status, headers = login(web, "operator.ops", password)
     assert status == 303 and headers["location"] == "/operator"
@@ -143,3 +145,17 @@ def test_login_redirects_only_to_this_site(web: WebServer, target: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as caught:
         _opener.open(request, timeout=10)
     assert caught.value.code == 303 and caught.value.headers["location"] == "/fleet/acme"
+
+
+def test_public_statistics_need_no_credential(web: WebServer) -> None:
+    status, _, body = get(web, "/api/v1/public/cells")
+    value = json.loads(body)
+    assert status == 200 and value["hours"] == ["2026-11-18T08:00:00Z", "2026-11-18T09:00:00Z"]
+    assert len(value["cells"]) == 37 and {c["hour"] for c in value["cells"]} == {value["hours"][1]}
+    assert all(isinstance(c["contributors"], int) for c in value["cells"])  # noised too
+    early = json.loads(get(web, "/api/v1/public/cells?hour=2026-11-18T08:00:00Z")[2])
+    assert {c["hour"] for c in early["cells"]} == {"2026-11-18T08:00:00Z"}
+    assert json.loads(get(web, "/api/v1/public/cells?hour=nope")[2])["cells"] == []
+    status, _, page = get(web, "/public")
+    assert status == 200 and page.decode().count("<polygon") == 2 * 37
+    assert "gw-bus" not in page.decode() and "JTBUS" not in page.decode()

@@ -33,8 +33,10 @@ from cloud_sync.web.errors import WebError
 @given(st.text(max_size=40), st.text(max_size=40))
 def test_check_password_accepts_only_the_password(password: str, other: str) -> None:
     hashed = password_hash(password)
-    assert check_password(password, hashed)
-    assert check_password(other, hashed) == (other == password)
+    usable = "\x00" not in password  # HMAC pads keys with NULs: refused, not confused
+    assert check_password(password, hashed) == usable
+    assert check_password(other, hashed) == (other == password and usable)
+    assert not check_password(password + "\x00", hashed)
 
 
 @pytest.mark.parametrize("bad", ["", "$6$101$c2FsdA==$ZGln", "$7$x$c2FsdA==$ZGln",

@@ -82,3 +82,20 @@ def test_new_trip_appears_without_a_reload(deployment: Deployment, tmp_path: Pat
     finally:
         web.stop()
         outbox.close()
+
+
+def test_public_map_renders(web: WebServer, tmp_path: Path) -> None:
+    with browser() as chromium:
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})
+        answer = page.goto(f"{web.url}/public")
+        assert answer is not None and answer.status == 200
+        maps = page.locator("svg.map")
+        assert maps.count() == 2 and page.locator("svg.map polygon").count() == 74
+        shot = maps.first.screenshot()
+        assert colours(shot) >= 6  # the hexagons' scale, not a blank box
+        fills = set(page.locator("svg.map").first.locator("polygon").evaluate_all(
+            "ps => ps.map(p => p.getAttribute('fill'))"))  # fmt: skip
+        assert len(fills) >= 6
+        page.click("text=2026-11-18T08:00:00Z")
+        page.wait_for_load_state()
+        assert "hour=2026-11-18T08" in page.url and page.locator("svg.map polygon").count() == 74

@@ -224,12 +224,11 @@ class SqliteStore:
         where = f" AND kind IN ({', '.join('?' * len(wanted))})" if kinds is not None else ""
         limit = " LIMIT ?" if last is not None else ""
         params: list[Any] = [device_id, *wanted, *([last] if last is not None else [])]
+        cols = "device, seq, kind, ts, session, hash, jws, received_at"
+        sql = (f"SELECT {cols} FROM records"  # noqa: S608 - placeholders only
+               f" WHERE device = ?{where} ORDER BY seq DESC{limit}")
         try:
-            rows = self._conn.execute(
-                "SELECT device, seq, kind, ts, session, hash, jws, received_at FROM records"
-                f" WHERE device = ?{where} ORDER BY seq DESC{limit}",  # noqa: S608 - placeholders
-                params,
-            ).fetchall()
+            rows = self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from exc
         return [StoredRecord(d, int(q), k, t, s, h, j, r) for d, q, k, t, s, h, j, r in rows[::-1]]

@@ -25,7 +25,14 @@ from .models import (
     VehicleDetailOut,
     VehicleOut,
 )
-from .state import basic_scheme, principal_from, require_fleet, require_operator, unauthorized, web_state
+from .state import (
+    basic_scheme,
+    principal_from,
+    require_fleet,
+    require_operator,
+    unauthorized,
+    web_state,
+)
 from .views import FleetView, OperatorView, shown_of
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {

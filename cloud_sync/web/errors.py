@@ -9,11 +9,11 @@ class WebError(RegistryError):
     """Something the web dashboard cannot do (names what and why)."""
 
 
-class Forbidden(WebError):
+class Forbidden(WebError):  # noqa: N818 - answered as 403 Forbidden
     """The logged-in recipient may not see this (another fleet's page, a fleet's page for an
     operator)."""
 
 
-class NotFound(WebError):
+class NotFound(WebError):  # noqa: N818 - answered as 404 Not Found
     """No such vehicle, driver or page for this recipient (never says whether another
     recipient has one)."""

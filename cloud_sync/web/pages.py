@@ -64,7 +64,7 @@ def login_form(target: str = "/", error: str | None = None) -> str:
 
 
 @router.get("/login", response_class=HTMLResponse)
-async def login_page(next: str = "/") -> HTMLResponse:  # noqa: A002 - the query's name
+async def login_page(next: str = "/") -> HTMLResponse:
     """The login form."""
     return HTMLResponse(login_form(_safe_next(next)))
 
@@ -101,7 +101,6 @@ async def home(viewer: Viewer) -> Response:
 
 
 def _copy_cells(copy: Copy, fleet: str) -> list[str]:
-    b = copy.body
     who = link(url("fleet", fleet, "driver", copy.person), copy.person) if copy.person else "—"
     return [when(copy.ts), link(url("fleet", fleet, "vehicle", copy.vin), copy.vin), who]
 

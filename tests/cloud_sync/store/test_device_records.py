@@ -16,10 +16,12 @@ def test_device_records_by_kind_and_last(store: Store, device_ca: DeviceCa,
     gw = Gateway("gw-1", "JT1234567")
     store.enroll(gw.device_row(device_ca))
     tokens = [gw.sign(trip(), "trip"), gw.sign(event(), "event"), gw.sign(trip(3.0), "trip")]
-    Ingestor(store, card_issuer.anchors()).process([(rec_topic("gw-1"), t.encode()) for t in tokens])
+    ingestor = Ingestor(store, card_issuer.anchors())
+    ingestor.process([(rec_topic("gw-1"), t.encode()) for t in tokens])
     rows = store.device_records("gw-1")
+    kinds = ("trip", "event", "trip")
     assert [(r.seq, r.kind, r.jws, r.hash) for r in rows] == [
-        (i + 1, k, t, record_hash(t)) for i, (k, t) in enumerate(zip(("trip", "event", "trip"), tokens))
+        (i + 1, k, t, record_hash(t)) for i, (k, t) in enumerate(zip(kinds, tokens, strict=True))
     ]
     assert all(r.device == "gw-1" and r.session is None and r.received_at for r in rows)
     assert [r.seq for r in store.device_records("gw-1", ["trip"])] == [1, 3]

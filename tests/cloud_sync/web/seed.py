@@ -23,9 +23,9 @@ from cloud_sync.broker_process import free_port
 from cloud_sync.cards import person_id
 from cloud_sync.ingest import Ingestor
 from cloud_sync.mosquitto import password_hash
+from cloud_sync.pki import DeviceCa
 from cloud_sync.public import PublicConfig
 from cloud_sync.public.release import release
-from cloud_sync.pki import DeviceCa
 from cloud_sync.republish import Republisher, fleet_pseudonym
 from cloud_sync.store import Fleet, Store
 from msp_protocol import bodies
@@ -77,7 +77,8 @@ def seed(store: Store, ca: DeviceCa, issuer: CardIssuer) -> Seeded:
     session(gws["gw-1"], alice, "s-a1", (bodies.Consent("acme", full, UNTIL),))
     for day, (km, points) in enumerate([(24.0, 2.0), (31.0, 6.0), (18.5, 0.0), (42.0, 3.0)]):
         tokens["gw-1"].append(gws["gw-1"].sign(trip(km, points, day), "trip", "s-a1"))
-    tokens["gw-1"].append(gws["gw-1"].sign(_event("harsh_braking", T0 + 300, "major"), "event", "s-a1"))
+    braking = _event("harsh_braking", T0 + 300, "major")
+    tokens["gw-1"].append(gws["gw-1"].sign(braking, "event", "s-a1"))
     tokens["gw-1"].append(gws["gw-1"].sign(bodies.Dtc(
         (bodies.TroubleCode("P0301", "stored"), bodies.TroubleCode("P0420", "pending")),
         True, 48211.0), "dtc", "s-a1"))  # fmt: skip

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cloud_sync import cli
 from tests.cloud_sync.web.conftest import Registry
 from tests.cloud_sync.web.seed import PASSWORDS, WebServer
 
@@ -79,7 +80,8 @@ def test_fleet_sees_its_own_and_gets_403_elsewhere(web: WebServer, registry: Reg
         assert get(web, path, *ACME)[0] == 403, path
     # another fleet's vehicle under one's own fleet: not found, never confirmed to exist
     assert get(web, "/api/v1/fleets/acme/vehicles/JTGLOBEX001", *ACME)[0] == 404
-    assert get(web, f"/api/v1/fleets/acme/drivers/{registry.seeded.alice['globex']}", *ACME)[0] == 404
+    globex_alice = registry.seeded.alice["globex"]
+    assert get(web, f"/api/v1/fleets/acme/drivers/{globex_alice}", *ACME)[0] == 404
     # a pseudonym no fleet could have (non-ASCII): not found, not a server error
     assert get(web, "/api/v1/fleets/acme/drivers/T%EB%83%9D%3D7o", *ACME)[0] == 404
     drivers = json.loads(get(web, "/api/v1/fleets/acme/drivers", *ACME)[2])
@@ -119,8 +121,6 @@ def test_pages_after_login(web: WebServer, registry: Registry) -> None:
 
 
 def test_operator(web: WebServer, registry: Registry, tmp_path: Any) -> None:
-    from cloud_sync import cli
-
     out = tmp_path / "ops"
     assert cli.main(["operator", "add", "ops", "--out", str(out), "--db", str(registry.db)]) == 0
     password = (out / "operator.ops.secret").read_text().strip()

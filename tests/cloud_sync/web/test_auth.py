@@ -25,8 +25,8 @@ from cloud_sync.web.auth import (
     principal_of,
     session_key,
 )
-from cloud_sync.web.operators import OPERATOR_PASSWORDS, add_operator, operator_hashes
 from cloud_sync.web.errors import WebError
+from cloud_sync.web.operators import OPERATOR_PASSWORDS, add_operator, operator_hashes
 
 
 @settings(max_examples=25, deadline=None)

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
+from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa
 from cloud_sync.store.sqlite import SqliteStore
 from cloud_sync.web.exchange_log import log_shown
 from cloud_sync.web.views import FleetView, OperatorView, shown_of
-from msp_protocol.topics import PREFIX
+from msp_protocol import bodies
+from msp_protocol.topics import PREFIX, rec_topic
 from tests.cloud_sync.web.conftest import Registry
 from tests.cloud_sync.web.seed import person_of_card, seed
-from tests.sync_kit import CardIssuer
+from tests.sync_kit import CardIssuer, Gateway, trip
 
 
 def test_fleet_copies_are_the_published_ones(registry: Registry) -> None:
@@ -71,13 +74,8 @@ def test_drivers_by_pseudonym_with_consented_scores(registry: Registry) -> None:
         store.close()
 
 
-def test_no_score_without_score_consent(tmp_path, device_ca: DeviceCa,
-                                        card_issuer: CardIssuer) -> None:  # type: ignore[no-untyped-def]
-    from msp_protocol import bodies
-    from msp_protocol.topics import rec_topic
-    from cloud_sync.ingest import Ingestor
-    from tests.sync_kit import Gateway, trip
-
+def test_no_score_without_score_consent(tmp_path: Path, device_ca: DeviceCa,
+                                        card_issuer: CardIssuer) -> None:  # fmt: skip
     store = SqliteStore(tmp_path / "r.db")
     try:
         gw = Gateway("gw-7", "JTNOSCORE01")
@@ -86,7 +84,8 @@ def test_no_score_without_score_consent(tmp_path, device_ca: DeviceCa,
         start = card.session_start(gw, "s-7", consents=(
             bodies.Consent("acme", ("driving",), "2027-11-26T00:00:00.000Z"),))
         tokens = [gw.sign(start, "session.start", "s-7"), gw.sign(trip(40.0, 2.0), "trip", "s-7")]
-        Ingestor(store, card_issuer.anchors()).process([(rec_topic("gw-7"), t.encode()) for t in tokens])
+        ingestor = Ingestor(store, card_issuer.anchors())
+        ingestor.process([(rec_topic("gw-7"), t.encode()) for t in tokens])
         [driver] = FleetView(store, "acme").drivers()
         assert driver.trips == 1 and driver.score is None and driver.until is None
         assert driver.history == () and driver.shown("acme") is None
@@ -127,8 +126,8 @@ def test_operator_sees_health_and_rejections(registry: Registry) -> None:
         store.close()
 
 
-def test_seed_is_repeatable_on_a_fresh_store(tmp_path, device_ca: DeviceCa,
-                                             card_issuer: CardIssuer) -> None:  # type: ignore[no-untyped-def]
+def test_seed_is_repeatable_on_a_fresh_store(tmp_path: Path, device_ca: DeviceCa,
+                                             card_issuer: CardIssuer) -> None:  # fmt: skip
     store = SqliteStore(tmp_path / "again.db")
     try:
         seeded = seed(store, device_ca, card_issuer)

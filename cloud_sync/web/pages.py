@@ -146,12 +146,12 @@ async def fleet_page(request: Request, viewer: Viewer, fleet: str) -> HTMLRespon
     drows = [[link(url("fleet", fleet, "driver", d.pseudonym), d.pseudonym),
               f'<span class="num">{e(score_text(d.score))}</span>', trend_text(d.trend),
               sparkline([p.score for p in d.history], 120, 24), e(d.trips),
-              when(d.until) if d.until else "no score consent"] for d in drivers]  # fmt: skip
+              e(d.until[:10]) if d.until else "no score consent"] for d in drivers]  # fmt: skip
     log_shown(view.store, shown_of(fleet, [*drivers, *events,
                                            *(v.last_trip for v in vehicles if v.last_trip)]))
     body = (
         f'<section><h2>Vehicles</h2>{table(["VIN", "class", "gateways", "last seen", "last trip", "distance"], vrows, cls="vehicles")}</section>'  # noqa: E501
-        f'<section><h2>Drivers</h2>{table(["pseudonym", "score", "trend", "history", "trips", "score shown until"], drows, cls="drivers")}</section>'  # noqa: E501
+        f'<section><h2>Drivers</h2>{table(["pseudonym", "score", "trend", "history", "trips", "score until"], drows, cls="drivers")}</section>'  # noqa: E501
         f'<section class="wide"><h2>Recent events</h2>{table(_EVENT_HEAD, _event_rows(events, fleet), cls="events")}</section>'  # noqa: E501
     )
     return HTMLResponse(layout(f"Fleet {fleet}", body, viewer, live=url("fleet", fleet, "live")))

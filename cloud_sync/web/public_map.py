@@ -58,6 +58,16 @@ def colour(value: float | None, low: float, high: float) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+def spread(values: Sequence[float]) -> tuple[float, float]:
+    """The colour scale's ends: the 5th and 95th percentiles, never below 0 (the values are
+    noised: a few land far out or below zero, and would wash out every other cell)."""
+    if not values:
+        return 0.0, 0.0
+    ordered = sorted(max(0.0, v) for v in values)
+    last = len(ordered) - 1
+    return ordered[round(0.05 * last)], ordered[round(0.95 * last)]
+
+
 def svg(found: Sequence[Cell], measure: str) -> str:
     """The map of ``found`` coloured by ``measure`` (``co2_kg`` or ``mean_speed_kmh``)."""
     if not found:
@@ -69,11 +79,11 @@ def svg(found: Sequence[Cell], measure: str) -> str:
     width = max((max(lngs) - min(lngs)) * scale_x, 1e-9)
     height = max(max(lats) - min(lats), 1e-9)
     k = min((WIDTH - 2 * PAD) / width, (HEIGHT - 2 * PAD) / height)
-    values = [v for c in found if (v := getattr(c, measure)) is not None]
-    low, high = (min(values), max(values)) if values else (0.0, 0.0)
+    low, high = spread([v for c in found if (v := getattr(c, measure)) is not None])
+    x0 = (WIDTH - 2 * PAD - width * k) / 2  # centred
     polygons = []
     for c in found:
-        points = " ".join(f"{PAD + (lng - min(lngs)) * scale_x * k:.1f},"
+        points = " ".join(f"{PAD + x0 + (lng - min(lngs)) * scale_x * k:.1f},"
                           f"{PAD + (max(lats) - lat) * k:.1f}" for lat, lng in shapes[c.cell])
         value = getattr(c, measure)
         label = f"{c.cell}: {'—' if value is None else f'{value:.2f}'}"

@@ -109,12 +109,12 @@ CENTRE = h3.latlng_to_cell(35.68, 139.76, 7)  # Tokyo
 
 
 def seed_public(store: Store, ca: DeviceCa, issuer: CardIssuer, hours: int = 2) -> int:
-    """Six gateways of the public-transport fleet ``initech`` contribute to 37 cells around
+    """Ten gateways of the public-transport fleet ``initech`` contribute to 37 cells around
     Tokyo for ``hours`` hours; released with k = 5 and real OpenDP noise. Returns the count of
     published (cell, hour)s."""
     ingestor = Ingestor(store, issuer.anchors())
     cells = sorted(h3.grid_disk(CENTRE, 3))
-    gws = [Gateway(f"gw-bus-{i}", f"JTBUS0000{i}") for i in range(6)]
+    gws = [Gateway(f"gw-bus-{i}", f"JTBUS0000{i}") for i in range(10)]
     for gw in gws:
         store.enroll(gw.device_row(ca, "initech"))
     start = datetime(2026, 11, 18, 8, tzinfo=UTC)

@@ -13,6 +13,7 @@ from edge_agent.outbox import NewRecord
 from edge_agent.uplink import MqttUplink
 from tests.cloud_sync.web.browser import browser, colours, log_in
 from tests.cloud_sync.web.conftest import Registry
+from tests.cloud_sync.web.screenshots import PAGES, take
 from tests.cloud_sync.web.seed import PASSWORDS, WebServer
 from tests.sync_deploy import T0, Deployment, UplinkThread, wait_for
 from tests.sync_kit import trip
@@ -99,3 +100,10 @@ def test_public_map_renders(web: WebServer, tmp_path: Path) -> None:
         page.click("text=2026-11-18T08:00:00Z")
         page.wait_for_load_state()
         assert "hour=2026-11-18T08" in page.url and page.locator("svg.map polygon").count() == 74
+
+
+def test_screenshots_of_the_main_pages(tmp_path: Path) -> None:
+    written = take(tmp_path)
+    assert sorted(p.name for p in written) == sorted(PAGES)
+    for path in written:
+        assert colours(path.read_bytes()) > 30, path.name  # a page, not a blank image

@@ -146,7 +146,7 @@ def person_of_card(card: Card) -> str:
 class WebServer:
     """``msp-registry web`` as a child process on a free loopback port."""
 
-    db: Path
+    db: Path | str
     extra: tuple[str, ...] = ()
     port: int = dataclasses.field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None

@@ -15,8 +15,8 @@ from cloud_sync.errors import RegistryError
 
 
 def test_the_cli_does_not_import_the_web_extra() -> None:
-    code = ("import sys, cloud_sync.cli as c; c.build_parser();"
-            " bad = [m for m in ('fastapi', 'starlette', 'uvicorn', 'pydantic') if m in sys.modules];"
+    code = ("import sys, cloud_sync.cli as c; c.build_parser(); bad = [m for m in"
+            " ('fastapi', 'starlette', 'uvicorn', 'pydantic') if m in sys.modules];"
             " print(bad); sys.exit(1 if bad else 0)")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr

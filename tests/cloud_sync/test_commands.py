@@ -45,7 +45,8 @@ def test_mosquitto_config_files_and_modes(capsys, tmp_path):
     for secret in ("server.key", "registry.secret", "web.secret", "passwd", "fleet-passwd", "acl"):
         assert stat.S_IMODE((tmp_path / "b" / secret).stat().st_mode) == 0o600, secret
     assert stat.S_IMODE((tmp_path / "ca" / "device-ca.key").stat().st_mode) == 0o600
-    passwords = {u: (tmp_path / "b" / f"{u}.secret").read_text().strip() for u in ("registry", "web")}
+    passwords = {u: (tmp_path / "b" / f"{u}.secret").read_text().strip()
+                 for u in ("registry", "web")}  # fmt: skip
     lines = (tmp_path / "b" / "passwd").read_text().strip().splitlines()
     assert [line.split(":", 1)[0] for line in lines] == ["registry", "web"]
     for line in lines:

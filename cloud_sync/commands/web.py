@@ -84,7 +84,9 @@ def _do_web(args: argparse.Namespace) -> int:
         state.secure_cookies = args.secure_cookies
         app = create_app(state, broker)
         log.info("dashboard on http://%s:%d/", host, port)
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        # open event streams never end by themselves: give them 5 s at shutdown
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=5)
     finally:
         store.close()
     return 0

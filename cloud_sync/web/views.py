@@ -32,6 +32,9 @@ from .exchange_log import Shown
 
 log = logging.getLogger(__name__)
 
+#: How many of a vehicle's newest trips are looked at for its last one the fleet received (a
+#: trip the fleet was not given is skipped, not shown as "no trip").
+_LAST_TRIPS = 20
 #: The kinds a fleet can receive a copy of (consent tier); health, gap and stats never.
 FLEET_KINDS = tuple(name for name, info in KINDS.items() if info.tier is Tier.CONSENT)
 
@@ -190,7 +193,7 @@ class FleetView:
         out = []
         for vin, devices in sorted(by_vin.items()):
             seen = [r.received_at for d in devices for r in self.store.device_records(d.id, last=1)]
-            trips = self.copies(("trip",), vin=vin, last=1)
+            trips = self.copies(("trip",), vin=vin, last=_LAST_TRIPS)
             out.append(Vehicle(vin, classes.get(vin), tuple(d.id for d in devices),
                                max(seen) if seen else None, trips[-1] if trips else None))
         return out

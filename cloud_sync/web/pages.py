@@ -44,8 +44,10 @@ Viewer = Annotated[Principal, Depends(page_principal)]
 
 
 def _safe_next(target: str) -> str:
-    """A redirect target on this site only."""
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+    """A redirect target on this site only: a path, not ``//host`` nor ``/\\host`` (which
+    browsers read as ``//host``), without control characters."""
+    local = target.startswith("/") and target[1:2] not in ("/", "\\")
+    return target if local and "\\" not in target and target.isprintable() else "/"
 
 
 def login_form(target: str = "/", error: str | None = None) -> str:

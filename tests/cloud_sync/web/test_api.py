@@ -138,7 +138,8 @@ def test_operator(web: WebServer, registry: Registry, tmp_path: Any) -> None:
     assert "can_bus_off 1" in page and "malformed" in page
 
 
-@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/"])
+@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/",
+                                    "/\\evil.example/", "/\tevil", "evil"])
 def test_login_redirects_only_to_this_site(web: WebServer, target: str) -> None:
     data = urllib.parse.urlencode({"user": ACME[0], "password": ACME[1], "next": target})
     request = urllib.request.Request(web.url + "/login", data=data.encode(), method="POST")
@@ -159,3 +160,14 @@ def test_public_statistics_need_no_credential(web: WebServer) -> None:
     status, _, page = get(web, "/public")
     assert status == 200 and page.decode().count("<polygon") == 2 * 37
     assert "gw-bus" not in page.decode() and "JTBUS" not in page.decode()
+
+
+def test_login_goes_on_to_the_page_asked_for(web: WebServer) -> None:
+    status, headers, _ = get(web, "/fleet/acme/vehicle/JTACME00001")
+    assert status == 303 and headers["location"] == "/login?next=/fleet/acme/vehicle/JTACME00001"
+    data = urllib.parse.urlencode({"user": ACME[0], "password": ACME[1],
+                                   "next": "/fleet/acme/vehicle/JTACME00001"}).encode()
+    request = urllib.request.Request(web.url + "/login", data=data, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        _opener.open(request, timeout=10)
+    assert caught.value.headers["location"] == "/fleet/acme/vehicle/JTACME00001"

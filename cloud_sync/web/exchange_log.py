@@ -40,4 +40,6 @@ def log_shown(store: Store, shown: Iterable[Shown]) -> int:
     for item in items:
         log.debug("shown to %s: %s %s (%s)", item.recipient, item.kind, item.record,
                   item.channel)  # fmt: skip
+    log.info("exchange log: %d item(s) of %d person(s) shown to %s",
+             len(items), len({i.person_id for i in items}), items[0].recipient)  # fmt: skip
     return len(items)

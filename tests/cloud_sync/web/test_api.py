@@ -8,11 +8,13 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cloud_sync import cli
+from cloud_sync.broker_process import free_port
 from tests.cloud_sync.web.conftest import Registry
 from tests.cloud_sync.web.seed import PASSWORDS, WebServer
 
@@ -171,3 +173,35 @@ def test_login_goes_on_to_the_page_asked_for(web: WebServer) -> None:
     with pytest.raises(urllib.error.HTTPError) as caught:
         _opener.open(request, timeout=10)
     assert caught.value.headers["location"] == "/fleet/acme/vehicle/JTACME00001"
+
+
+def test_answers_with_a_persons_data_go_to_the_exchange_log(registry: Registry,
+                                                            tmp_path: Path) -> None:  # fmt: skip
+    log = tmp_path / "web.log"
+    server = WebServer(registry.db).start(log)
+    try:
+        def logged() -> list[str]:
+            return [line for line in log.read_text().splitlines() if "exchange log:" in line]
+
+        assert get(server, "/api/v1/fleets/acme/vehicles/JTACME00002", *ACME)[0] == 200
+        assert logged()[-1].endswith("item(s) of 1 person(s) shown to acme")
+        assert get(server, "/api/v1/fleets/acme/drivers", *ACME)[0] == 200
+        assert logged()[-1].endswith("2 item(s) of 2 person(s) shown to acme")  # two scores
+        before = len(logged())
+        assert get(server, "/api/v1/fleets/globex/drivers", *ACME)[0] == 403
+        assert get(server, "/api/v1/public/cells")[0] == 200
+        assert len(logged()) == before  # a refusal and public statistics show no one
+    finally:
+        server.stop()
+
+
+def test_pages_work_while_the_broker_is_down(registry: Registry, tmp_path: Path) -> None:
+    server = WebServer(registry.db, ("--broker", f"mqtt://127.0.0.1:{free_port()}")).start(
+        tmp_path / "web.log")
+    try:
+        assert get(server, "/api/v1/fleets/acme/vehicles", *ACME)[0] == 200
+        status, headers = login(server, *ACME)
+        assert status == 303
+        assert get(server, "/fleet/acme", cookie=headers["set-cookie"].split(";")[0])[0] == 200
+    finally:
+        server.stop()

@@ -7,8 +7,13 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa
+from cloud_sync.republish import Republisher
 from cloud_sync.store.sqlite import SqliteStore
 from cloud_sync.web.exchange_log import log_shown
 from cloud_sync.web.views import FleetView, OperatorView, shown_of
@@ -17,6 +22,7 @@ from msp_protocol.topics import PREFIX, rec_topic
 from tests.cloud_sync.web.conftest import Registry
 from tests.cloud_sync.web.seed import person_of_card, seed
 from tests.sync_kit import CardIssuer, Gateway, trip
+from tests.sync_kit import event as sync_event
 
 
 def test_fleet_copies_are_the_published_ones(registry: Registry) -> None:
@@ -133,5 +139,49 @@ def test_seed_is_repeatable_on_a_fresh_store(tmp_path: Path, device_ca: DeviceCa
         seeded = seed(store, device_ca, card_issuer)
         assert len(FleetView(store, "acme").vehicles()) == 2
         assert seeded.alice["acme"].startswith("fp-")
+    finally:
+        store.close()
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(st.lists(st.sets(st.sampled_from(("driving", "maintenance", "score", "location")),
+                        min_size=1),
+                min_size=1, max_size=3),
+       st.booleans())  # fmt: skip
+def test_view_equals_the_published_copies_under_any_consents(
+        tmp_path_factory: pytest.TempPathFactory, device_ca: DeviceCa, card_issuer: CardIssuer,
+        consents: list[set[str]], other_fleet: bool) -> None:  # fmt: skip
+    store = SqliteStore(tmp_path_factory.mktemp("prop") / "r.db")
+    try:
+        gw = Gateway("gw-p", "JTPROP00001")
+        store.enroll(gw.device_row(device_ca, "acme"))
+        ingestor = Ingestor(store, card_issuer.anchors(), fanout=Republisher(store).fanout)
+        card = card_issuer.card()
+        tokens = []
+        for n, categories in enumerate(consents):
+            sid = f"s-{n}"
+            grant = bodies.Consent("globex" if other_fleet and n == 0 else "acme",
+                                   tuple(sorted(categories)), "2027-11-26T00:00:00.000Z")
+            tokens.append(gw.sign(card.session_start(gw, sid, consents=(grant,)),
+                                  "session.start", sid))  # fmt: skip
+            tokens += [gw.sign(trip(20.0 + n, 1.0), "trip", sid),
+                       gw.sign(sync_event(), "event", sid),
+                       gw.sign(bodies.Dtc((bodies.TroubleCode("P0301", "stored"),), True, None),
+                               "dtc", sid)]  # fmt: skip
+        tokens.append(gw.sign(trip(5.0, 0.0), "trip"))  # no session: the fleet's as is
+        ingestor.process([(rec_topic("gw-p"), t.encode()) for t in tokens])
+        sent = sorted((json.loads(p.payload) for _, p in store.fanout_pending(1000)
+                       if p.topic.split("/")[3:4] == ["acme"]
+                       and p.topic.split("/")[4] not in ("score", "keys")), key=str)  # fmt: skip
+        view = FleetView(store, "acme")
+        mine = sorted(({"kind": c.kind, "device": c.device, "vin": c.vin, "seq": c.seq,
+                        "ts": c.ts, "person": c.person, "body": c.body}
+                       for c in view.copies()), key=str)  # fmt: skip
+        assert mine == sorted(({k: p[k] for k in ("kind", "device", "vin", "seq", "ts", "person",
+                                                   "body")} for p in sent), key=str)  # fmt: skip
+        scored = [d for d in view.drivers() if d.until is not None]
+        assert bool(scored) == any("score" in c for i, c in enumerate(consents)
+                                   if not (other_fleet and i == 0))
     finally:
         store.close()

@@ -39,6 +39,7 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "no credential, or a wrong one"},
     403: {"model": ErrorOut, "description": "not this recipient's data"},
     404: {"model": ErrorOut, "description": "no such vehicle or driver"},
+    503: {"model": ErrorOut, "description": "the registry database is not answering"},
 }
 
 router = APIRouter(prefix="/api/v1", responses=_REFUSALS)
@@ -133,7 +134,7 @@ async def operator(request: Request, caller: Caller) -> OperatorOut:
                        rejections=view.rejections())  # fmt: skip
 
 
-public_router = APIRouter(prefix="/api/v1")
+public_router = APIRouter(prefix="/api/v1", responses={503: _REFUSALS[503]})
 
 
 @public_router.get("/public/cells", response_model=PublicOut,

@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import StoreError
 from ..worker import BrokerConfig
 from . import api, pages
 from .errors import Forbidden, NotFound
@@ -75,6 +76,11 @@ def create_app(state: WebState, broker: BrokerConfig | None = None) -> FastAPI:
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> Response:
         return refuse(request, 404, str(exc))
+
+    @app.exception_handler(StoreError)
+    async def store_down(request: Request, exc: StoreError) -> Response:
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return refuse(request, 503, "the registry database is not answering; try again")
 
     @app.exception_handler(pages.LoginRequired)
     async def login_required(_request: Request, exc: pages.LoginRequired) -> Response:

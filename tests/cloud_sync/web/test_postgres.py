@@ -12,6 +12,7 @@ from cloud_sync.store.open import open_store
 from tests.cloud_sync.web.seed import PASSWORDS, WebServer, seed
 from tests.cloud_sync.web.test_api import get
 from tests.pg_server import PgServer
+from tests.sync_deploy import wait_for
 from tests.sync_kit import CardIssuer
 
 
@@ -39,5 +40,15 @@ def test_web_on_postgresql(pg_server: PgServer, tmp_path: Path, device_ca: Devic
         assert len(json.loads(get(web, "/api/v1/public/cells")[2])["cells"]) == 37
         key = secrets / "web-session.key"
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        pg_server.stop()  # the database goes away: a clear 503, not a server error
+        try:
+            status, _, body = get(web, "/api/v1/fleets/acme/vehicles", *acme)
+            assert status == 503 and "not answering" in json.loads(body)["detail"]
+        finally:
+            pg_server.start()
+        wait_for(lambda: get(web, "/api/v1/fleets/acme/vehicles", *acme)[0] == 200,
+                 "the dashboard to reconnect")  # fmt: skip
     finally:
+        if not pg_server.running:
+            pg_server.start()
         web.stop()

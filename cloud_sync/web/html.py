@@ -61,7 +61,11 @@ def sparkline(values: Sequence[float | None], width: int = 240, height: int = 60
     if len(known) < 2:
         return ""
     step = width / max(1, len(values) - 1)
-    points = " ".join(f"{i * step:.1f},{height - v / 100 * height:.1f}" for i, v in known)
+    low = max(0.0, min(v for _, v in known) - 5)  # the range the scores move in, not 0-100
+    high = min(100.0, max(v for _, v in known) + 5)
+    span = max(high - low, 1.0)
+    points = " ".join(f"{i * step:.1f},{height - (v - low) / span * height:.1f}"
+                      for i, v in known)  # fmt: skip
     return (f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" '
             f'height="{height}" role="img" aria-label="score history">'
             f'<polyline fill="none" stroke="currentColor" stroke-width="2" points="{points}"/>'

@@ -103,8 +103,11 @@ async def home(viewer: Viewer) -> Response:
 
 
 def _copy_cells(copy: Copy, fleet: str) -> list[str]:
+    """When (a trip's end, an event's start, else the record's time), vehicle, driver."""
+    at = copy.body.get("end") or copy.body.get("start") or copy.body.get("detected_at")
     who = link(url("fleet", fleet, "driver", copy.person), copy.person) if copy.person else "—"
-    return [when(copy.ts), link(url("fleet", fleet, "vehicle", copy.vin), copy.vin), who]
+    return [when(str(at or copy.ts)), link(url("fleet", fleet, "vehicle", copy.vin), copy.vin),
+            who]  # fmt: skip
 
 
 def _trip_rows(trips: list[Copy], fleet: str) -> list[list[str]]:

@@ -112,6 +112,8 @@ def test_pages_after_login(web: WebServer, registry: Registry) -> None:
     assert "default-src 'self'" in headers["content-security-policy"]
     assert "http://" not in page and "https://" not in page  # nothing from elsewhere
     assert get(web, "/fleet/globex", cookie=cookie)[0] == 403
+    assert get(web, "/fleet/globex/live", cookie=cookie)[0] == 403
+    assert get(web, "/fleet/acme/live", cookie=cookie)[0] == 204  # no broker: no stream
     assert get(web, "/operator", cookie=cookie)[0] == 403
     vehicle = get(web, "/fleet/acme/vehicle/JTACME00001", cookie=cookie)[2].decode()
     assert "P0301" in vehicle and "harsh_braking" in vehicle

@@ -49,6 +49,6 @@ def test_web_on_postgresql(pg_server: PgServer, tmp_path: Path, device_ca: Devic
         wait_for(lambda: get(web, "/api/v1/fleets/acme/vehicles", *acme)[0] == 200,
                  "the dashboard to reconnect")  # fmt: skip
     finally:
-        if not pg_server.running:
-            pg_server.start()
         web.stop()
+        if not pg_server.running:  # the session's server, for the tests after this one
+            pg_server.start()

@@ -124,7 +124,8 @@ def person_of(store: Store, fleet: str, pseudonym: str) -> str:
     """The internal person id behind ``fleet``'s pseudonym; raises ``FleetError``."""
     secret = store.pseudonym_secret()
     for person in store.persons():
-        if secrets.compare_digest(fleet_pseudonym(secret, fleet, person.id), pseudonym):
+        if secrets.compare_digest(fleet_pseudonym(secret, fleet, person.id).encode(),
+                                  pseudonym.encode("utf-8", "surrogatepass")):
             return person.id
     raise FleetError(f"fleet {fleet!r} knows no person {pseudonym!r}")
 

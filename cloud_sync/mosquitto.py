@@ -15,7 +15,9 @@ What :func:`write_config` writes into its output directory:
   certificate log in as ``fleet.<fleet>`` with the password ``msp-registry fleet add
   --password`` issued (``fleet-passwd``, hashes only);
 * ``passwd`` (PBKDF2-SHA512, mosquitto's ``$7$`` format) and ``registry.secret`` (0600, the
-  registry's password, kept across runs so a running registry keeps working);
+  registry's password, kept across runs so a running registry keeps working); ``web.secret``
+  likewise for the dashboard (``msp-registry web``, user ``web``: reads ``msp/v1/fleet/#``
+  and ``msp/v1/public/#`` on the registry listener, writes nothing);
 * ``device-ca.pem``, ``device-ca.crl.pem`` (the CA's list of revoked device certificates),
   ``server.pem``, ``server.key``.
 
@@ -51,6 +53,8 @@ from .pki import CRL_FILE, FLEET_PREFIX, DeviceCa, cert_pem, key_pem, write_priv
 log = logging.getLogger(__name__)
 
 REGISTRY_USER = "registry"
+#: The dashboard (``msp-registry web``): reads what the registry republishes, writes nothing.
+WEB_USER = "web"
 #: The read-only user anyone may log in as on the fleet listener to read public statistics;
 #: its password is published, not secret (docs/public.md).
 PUBLIC_USER = "public"
@@ -113,6 +117,10 @@ def acl_text(fleets: Iterable[str]) -> str:
         "",
         "# anyone: public statistics, read only (docs/public.md)",
         f"user {PUBLIC_USER}",
+        "topic read msp/v1/public/#",
+        "",
+        f"user {WEB_USER}",
+        "topic read msp/v1/fleet/#",
         "topic read msp/v1/public/#",
         "",
     ]
@@ -209,7 +217,9 @@ def write_config(
     else:
         password = secrets.token_urlsafe(24)
         write_private(secret_file, password.encode() + b"\n")
-    write_private(outdir / "passwd", f"{REGISTRY_USER}:{password_hash(password)}\n".encode())
+    web_password = _kept_secret(outdir / "web.secret")
+    write_private(outdir / "passwd", (f"{REGISTRY_USER}:{password_hash(password)}\n"
+                                      f"{WEB_USER}:{password_hash(web_password)}\n").encode())
     passwords = fleet_passwords or {}
     write_private(outdir / "fleet-passwd", "".join(
         f"{FLEET_PREFIX}{fleet}:{hashed}\n" for fleet, hashed in sorted(passwords.items())
@@ -227,6 +237,15 @@ def write_config(
 #: What mosquitto reads, beside ``mosquitto.conf``; ``registry.secret`` is not among them.
 _BROKER_READS = ("mosquitto.conf", "acl", "passwd", "fleet-passwd", "device-ca.pem", CRL_FILE,
                  "server.pem", "server.key")  # fmt: skip
+
+
+def _kept_secret(path: Path) -> str:
+    """The password in ``path``, made (0600) if it is not there yet."""
+    if path.exists():
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(24)
+    write_private(path, password.encode() + b"\n")
+    return password
 
 
 def _owner(run_as: str) -> tuple[int, int] | None:

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 #: Device ids: what a topic level and a certificate CN can both carry without escaping.
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: Names the broker configuration reserves for itself; never issued to a device.
-RESERVED_IDS = frozenset({"registry"})
+RESERVED_IDS = frozenset({"registry", "web"})  # broker users of the registry side
 #: Certificate CN prefix of fleet operators; no device id starts with it.
 FLEET_PREFIX = "fleet."
 

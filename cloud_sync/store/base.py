@@ -288,6 +288,20 @@ class VehicleRow:
     persons: int
 
 
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """An accepted record as kept: its place in the chain, its JWS and when it arrived (the
+    registry acks on commit, so ``received_at`` of the last one is the device's last ack)."""
+
+    device: str
+    seq: int
+    kind: str
+    ts: str
+    session: str | None
+    hash: str
+    jws: str
+    received_at: str
+
 # -- public statistics (issue 14): the rows of cloud_sync.public ------------------------------
 @dataclass(frozen=True, slots=True)
 class Contribution:
@@ -379,6 +393,11 @@ class Store(Protocol):
 
     def quarantined(self, device_id: str | None = None) -> Sequence[Quarantined]:
         """Quarantined records (of every device, or of one), by device and seq."""
+
+    def device_records(self, device_id: str, kinds: Sequence[str] | None = None,
+                       *, last: int | None = None) -> Sequence[StoredRecord]:  # fmt: skip
+        """A device's accepted records (of ``kinds`` only, if given) in seq order; with
+        ``last``, only the ``last`` highest seqs of them (read-only views: ``cloud_sync.web``)."""
 
     def card_certificate(self, sha256: str) -> bytes | None:
         """The DER of a card certificate seen before, by its base64url SHA-256."""

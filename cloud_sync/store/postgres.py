@@ -51,6 +51,7 @@ from .base import (
     PublicRelease,
     Quarantined,
     SessionRow,
+    StoredRecord,
     TripRow,
     VehicleRow,
     Withheld,
@@ -250,6 +251,18 @@ class PostgresStore(PgPersonActs):
         rows = self._rows("SELECT jws FROM records WHERE device = %s AND jws <> ''"
                           " ORDER BY seq", (device_id,))  # fmt: skip
         return [str(r[0]) for r in rows]
+
+    def device_records(self, device_id: str, kinds: Sequence[str] | None = None,
+                       *, last: int | None = None) -> Sequence[StoredRecord]:  # fmt: skip
+        """A device's accepted records (of ``kinds`` only), in seq order; the ``last`` only."""
+        rows = self._rows(
+            "SELECT device, seq, kind, ts, session, hash, jws, received_at FROM records"
+            " WHERE device = %s AND (%s::text[] IS NULL OR kind = ANY(%s::text[]))"
+            " ORDER BY seq DESC LIMIT %s",
+            (device_id, None if kinds is None else list(kinds),
+             None if kinds is None else list(kinds), last),
+        )  # fmt: skip
+        return [StoredRecord(d, int(q), k, t, s, h, j, r) for d, q, k, t, s, h, j, r in rows[::-1]]
 
     def card_certificate(self, sha256: str) -> bytes | None:
         """The DER of a card certificate seen before, by its base64url SHA-256."""

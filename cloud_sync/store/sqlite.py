@@ -49,6 +49,7 @@ from .base import (
     PublicRelease,
     Quarantined,
     SessionRow,
+    StoredRecord,
     TripRow,
     VehicleRow,
     Withheld,
@@ -216,6 +217,22 @@ class SqliteStore(PersonActs):
             "SELECT jws FROM records WHERE device = ? AND jws <> '' ORDER BY seq", (device_id,)
         )
         return [str(row[0]) for row in rows]
+
+    def device_records(self, device_id: str, kinds: Sequence[str] | None = None,
+                       *, last: int | None = None) -> Sequence[StoredRecord]:  # fmt: skip
+        """A device's accepted records (of ``kinds`` only), in seq order; the ``last`` only."""
+        wanted = list(kinds) if kinds is not None else []
+        where = f" AND kind IN ({', '.join('?' * len(wanted))})" if kinds is not None else ""
+        limit = " LIMIT ?" if last is not None else ""
+        params: list[Any] = [device_id, *wanted, *([last] if last is not None else [])]
+        cols = "device, seq, kind, ts, session, hash, jws, received_at"
+        sql = (f"SELECT {cols} FROM records"  # noqa: S608 - placeholders only
+               f" WHERE device = ?{where} ORDER BY seq DESC{limit}")
+        try:
+            rows = self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+        return [StoredRecord(d, int(q), k, t, s, h, j, r) for d, q, k, t, s, h, j, r in rows[::-1]]
 
     def card_certificate(self, sha256: str) -> bytes | None:
         """The DER of a card certificate seen before, by its base64url SHA-256."""

@@ -42,18 +42,25 @@ def test_mosquitto_config_files_and_modes(capsys, tmp_path):
     assert "set_tcp_nodelay true" in conf.splitlines()
     acl = (tmp_path / "b" / "acl").read_text().splitlines()
     assert "pattern write msp/v1/dev/%u/rec" in acl and "pattern read msp/v1/dev/%u/ack" in acl
-    for secret in ("server.key", "registry.secret", "passwd", "fleet-passwd", "acl"):
+    for secret in ("server.key", "registry.secret", "web.secret", "passwd", "fleet-passwd", "acl"):
         assert stat.S_IMODE((tmp_path / "b" / secret).stat().st_mode) == 0o600, secret
     assert stat.S_IMODE((tmp_path / "ca" / "device-ca.key").stat().st_mode) == 0o600
-    password = (tmp_path / "b" / "registry.secret").read_text().strip()
-    user, hashed = (tmp_path / "b" / "passwd").read_text().strip().split(":", 1)
-    _, seven, rounds, salt, digest = hashed.split("$")
-    assert (user, seven) == ("registry", "7")
-    expected = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(salt),
-                                   int(rounds))  # fmt: skip
-    assert base64.b64decode(digest) == expected
+    passwords = {u: (tmp_path / "b" / f"{u}.secret").read_text().strip()
+                 for u in ("registry", "web")}  # fmt: skip
+    lines = (tmp_path / "b" / "passwd").read_text().strip().splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == ["registry", "web"]
+    for line in lines:
+        user, hashed = line.split(":", 1)
+        _, seven, rounds, salt, digest = hashed.split("$")
+        assert seven == "7"
+        expected = hashlib.pbkdf2_hmac("sha512", passwords[user].encode(), base64.b64decode(salt),
+                                       int(rounds))  # fmt: skip
+        assert base64.b64decode(digest) == expected
+    at = acl.index("user web")  # the dashboard reads, never writes
+    assert acl[at + 1:at + 3] == ["topic read msp/v1/fleet/#", "topic read msp/v1/public/#"]
     run(capsys, tmp_path, "mosquitto-config", str(tmp_path / "b"), "--run-as", getpass.getuser())
-    assert (tmp_path / "b" / "registry.secret").read_text().strip() == password  # kept
+    for user, password in passwords.items():  # kept
+        assert (tmp_path / "b" / f"{user}.secret").read_text().strip() == password
 
 
 def test_fleet_operators_get_read_grants_for_their_fleet(capsys, tmp_path):

@@ -16,7 +16,11 @@ What :func:`write_config` writes into its output directory:
   revocation rewrite this file and reload the nodes), one per fleet operator (certificate
   ``CN=fleet.<fleet>``); MQTT users also get ``$MQTT.sub.>``, which any QoS 1 subscription
   needs (the gateways' ack subscription is QoS 0, the fleets' QoS 1);
-* ``device-ca.pem``, ``server.pem``, ``server.key``.
+* ``device-ca.pem``, ``server.pem``, ``server.key``; ``registry-mqtt.pem``/``.key`` (0600,
+  ``CN=registry``, a name no device may take): the registry's certificate for the MQTT
+  listener, over which it sends retained publications, since a NATS publish has no retain
+  flag; ``cluster.json``, the nodes' ``nats://`` and ``mqtts://`` URLs, which ``msp-registry
+  serve --nats-dir`` reads with the secrets.
 
 A revoked device is no user any more: NATS refuses its certificate at the MQTT CONNECT and,
 on reload, drops its connection. NATS 2.9 reads no CRL, so this is how revocation reaches it.
@@ -56,6 +60,9 @@ AUTH_FILE: Final = "auth.conf"
 REGISTRY_SECRET: Final = "registry.secret"  # noqa: S105 - a file name
 CLUSTER_SECRET: Final = "cluster.secret"  # noqa: S105 - a file name
 CLUSTER_USER: Final = "route"
+CLUSTER_FILE: Final = "cluster.json"
+REGISTRY_MQTT_CERT: Final = "registry-mqtt.pem"
+REGISTRY_MQTT_KEY: Final = "registry-mqtt.key"
 
 #: What the registry's NATS-native user needs beside its topics: JetStream's API (streams,
 #: consumers, pulling), acknowledging messages, and the inboxes replies come back on.
@@ -67,6 +74,8 @@ REGISTRY_JETSTREAM_SUBSCRIBE: Final = ("_INBOX.>",)
 MQTT_DELIVERY: Final = "$MQTT.sub.>"
 
 _UNSUPPORTED = frozenset(". *>")
+DEFAULT_HOSTS: Final = ("localhost", "127.0.0.1")
+DEFAULT_MQTT_BIND: Final = "0.0.0.0"  # noqa: S104 - gateways connect from the network
 
 
 class NatsConfigError(RegistryError):
@@ -96,11 +105,16 @@ class NatsLayout:
     certificate's names, and the user the servers run as."""
 
     nodes: tuple[NatsNode, ...]
-    mqtt_bind: str = "0.0.0.0"  # noqa: S104 - gateways connect from the network
+    mqtt_bind: str = DEFAULT_MQTT_BIND
     client_bind: str = "127.0.0.1"
-    hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
+    hosts: tuple[str, ...] = DEFAULT_HOSTS
     cluster_name: str = "msp"
     run_as: str = "nats"
+
+    @property
+    def replicas(self) -> int:
+        """Copies of each JetStream stream: every node, at most 3 (JetStream's advice)."""
+        return min(len(self.nodes), 3)
 
     def __post_init__(self) -> None:
         if not self.nodes:
@@ -189,6 +203,11 @@ def auth_text(registry_password: str, devices: Iterable[str], fleets: Iterable[s
         "user": REGISTRY_USER, "password": registry_password,
         "permissions": _permissions(REGISTRY_GRANTS, REGISTRY_JETSTREAM_PUBLISH,
                                     REGISTRY_JETSTREAM_SUBSCRIBE),
+    }, {
+        # the registry on the MQTT listener, for retained publications (a NATS publish
+        # cannot be retained): its writes only
+        "user": certificate_user(REGISTRY_USER),
+        "permissions": _permissions([g for g in REGISTRY_GRANTS if g.access == "write"]),
     }]  # fmt: skip
     for device in sorted(set(devices)):
         check_nats_id(device, "device id")
@@ -242,6 +261,10 @@ def node_text(outdir: Path, layout: NatsLayout, node: NatsNode, cluster_password
         f"    ca_file: {q(str(d / 'device-ca.pem'))}",
         "    verify_and_map: true",
         "  }",
+        "  # the listener's own streams (sessions, QoS 1 messages, retained messages) on every",
+        "  # node: left to itself it sizes them by the nodes it saw at the first MQTT connection,",
+        "  # and an R2 stream loses its quorum with one of its two nodes",
+        f"  stream_replicas: {layout.replicas}",
         "}",
         "",
         f"include {AUTH_FILE}",
@@ -283,6 +306,15 @@ def write_config(outdir: Path, ca: DeviceCa, layout: NatsLayout, devices: Iterab
     write_private(outdir / "server.pem", cert_pem(server.cert))
     write_private(outdir / "server.key", key_pem(server.key))
     registry_password = _secret(outdir / REGISTRY_SECRET)
+    if not (outdir / REGISTRY_MQTT_CERT).exists():
+        issued = ca.issue_client(REGISTRY_USER)
+        write_private(outdir / REGISTRY_MQTT_KEY, key_pem(issued.key))
+        write_private(outdir / REGISTRY_MQTT_CERT, cert_pem(issued.cert))
+    write_private(outdir / CLUSTER_FILE, json.dumps({
+        "client_urls": [n.client_url for n in layout.nodes],
+        "mqtt_urls": [f"mqtts://{n.host}:{n.mqtt_port}" for n in layout.nodes],
+        "replicas": layout.replicas,
+    }, indent=2).encode())  # fmt: skip
     cluster_password = _secret(outdir / CLUSTER_SECRET)
     auth = write_auth(outdir, devices, fleets, registry_password)
     configs = []

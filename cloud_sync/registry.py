@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -22,6 +23,7 @@ from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
 from .republish import Republisher
 from .store import Batch, Device, Store
 from .store.sqlite import SqliteStore
+from .transport import Transport
 from .worker import BrokerConfig, RegistryWorker
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,22 @@ def revoked_serials(store: Store) -> list[int]:
             for d in store.devices() if d.revoked]  # fmt: skip
 
 
+def transport_for(config: RegistryConfig, nats_dir: Path | None) -> Transport | BrokerConfig:
+    """The worker's transport: JetStream with ``nats_dir`` or a ``nats://`` broker URL (a
+    comma-separated list of the nodes), MQTT otherwise."""
+    nats_urls = [u.strip() for u in config.broker.split(",")] if config.broker.startswith(
+        "nats://") else []  # fmt: skip
+    if nats_dir is None and not nats_urls:
+        return broker_config(config)
+    from .transport.jetstream import JetStreamConfig, JetStreamTransport, config_from_dir  # noqa: PLC0415
+
+    if nats_dir is not None:
+        return JetStreamTransport(config_from_dir(nats_dir, nats_urls, config.client_id))
+    password = broker_config(config).password
+    return JetStreamTransport(JetStreamConfig(tuple(nats_urls), user=config.username,
+                                              password=password, client_id=config.client_id))
+
+
 def broker_config(config: RegistryConfig) -> BrokerConfig:
     """The broker connection of a registry configuration (reads the password file)."""
     password = None
@@ -70,9 +88,11 @@ def broker_config(config: RegistryConfig) -> BrokerConfig:
     )  # fmt: skip
 
 
-def serve(config: RegistryConfig, stop: threading.Event) -> None:
-    """Run one registry worker until ``stop`` is set. Raises ``RegistryError`` (no trust
-    anchors, unreadable files) or ``StoreError`` (the database failed)."""
+def serve(config: RegistryConfig, stop: threading.Event, nats_dir: Path | None = None) -> None:
+    """Run one registry worker until ``stop`` is set: on the MQTT broker of ``config``, or on
+    a NATS cluster (JetStream) with ``nats_dir`` (nats-config's directory) or a ``nats://``
+    broker URL. Raises ``RegistryError`` (no trust anchors, unreadable files) or
+    ``StoreError`` (the database failed)."""
     if config.anchors is None:
         raise RegistryError("no trust anchors for driver cards: give --anchors DIR")
     anchors = TrustAnchors.load(config.anchors)
@@ -81,6 +101,6 @@ def serve(config: RegistryConfig, stop: threading.Event) -> None:
         store.pseudonym_secret()  # fail now, naming the file, not at the first fleet copy
         fanout = Republisher(store).fanout
         ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout)
-        RegistryWorker(ingestor, broker_config(config)).run(stop)
+        RegistryWorker(ingestor, transport_for(config, nats_dir)).run(stop)
     finally:
         store.close()

@@ -10,6 +10,8 @@ from ..config import add_common, load_config
 from ..errors import RegistryError
 from ..nats_config import (
     AUTH_FILE,
+    DEFAULT_HOSTS,
+    DEFAULT_MQTT_BIND,
     NatsLayout,
     NatsNode,
     check_nats_id,
@@ -38,7 +40,7 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
                         " reach it at and optionally its client, route, MQTT and monitor"
                         f" ports [{d.client_port}:{d.cluster_port}:{d.mqtt_port}:"
                         f"{d.monitor_port}; shifted per node on a shared host]")
-    p.add_argument("--bind", default=NatsLayout.__dataclass_fields__["mqtt_bind"].default,
+    p.add_argument("--bind", default=DEFAULT_MQTT_BIND,
                    help="address of the MQTT listener for gateways [%(default)s]")
     p.add_argument("--client-bind", default="127.0.0.1",
                    help="address of the NATS client listener for the registry [%(default)s]")
@@ -74,7 +76,7 @@ def _layout(args: argparse.Namespace) -> NatsLayout:
             nodes = default_layout(len(nodes), [n.host for n in nodes]).nodes
     else:
         nodes = default_layout(args.nodes).nodes
-    hosts = tuple(args.hosts) if args.hosts else NatsLayout.__dataclass_fields__["hosts"].default
+    hosts = tuple(args.hosts) if args.hosts else DEFAULT_HOSTS
     return NatsLayout(nodes, mqtt_bind=args.bind, client_bind=args.client_bind, hosts=hosts,
                       run_as=args.run_as)  # fmt: skip
 
@@ -99,11 +101,12 @@ def _do_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_nats_dir(p: argparse.ArgumentParser) -> None:
-    """The ``--nats-dir`` option of the commands that change who may connect."""
+def add_nats_dir(p: argparse.ArgumentParser, what: str | None = None) -> None:
+    """The ``--nats-dir`` option (env ``MSP_REGISTRY_NATS_DIR``): the deployment uses NATS."""
+    what = what or ("the deployment uses NATS: rewrite this nats-config OUTDIR's auth.conf"
+                    " and reload the nodes running here")
     p.add_argument("--nats-dir", type=Path, default=os.environ.get("MSP_REGISTRY_NATS_DIR"),
-                   help="the deployment uses NATS: rewrite this nats-config OUTDIR's auth.conf"
-                        " and reload the nodes running here (env MSP_REGISTRY_NATS_DIR)")
+                   help=f"{what} (env MSP_REGISTRY_NATS_DIR)")
 
 
 def check_nats_ids(args: argparse.Namespace, *ids: tuple[str, str]) -> None:

@@ -22,8 +22,9 @@ session ticket is offered, so the certificates are not sent again.
 Several brokers (``fallbacks`` beside ``host``/``port``: the nodes of a cluster): after
 ``failover_after`` failed connection attempts in a row the uplink moves to the next one, round
 the list; while it is away from the first, a probe thread tries a TCP connection to the first
-every ``probe_s`` and, once the first has been reachable for ``failback_s`` without a failed
-probe, the uplink returns to it. Moving needs no care from the outbox: what was in flight is
+every ``probe_s`` (opened and closed at once: a TLS broker may log an aborted handshake) and,
+once the first has been reachable for ``failback_s`` without a failed probe, the uplink
+returns to it. Moving needs no care from the outbox: what was in flight is
 sent again on the new connection (the registry's idempotency makes a repeat harmless).
 """
 
@@ -346,13 +347,17 @@ class MqttUplink:
         """On its own thread: is the first broker reachable (a TCP connection), since when."""
         host, port = self.config.endpoints[0]
         while not self._probe_stop.is_set():
-            try:
-                with socket.create_connection((host, port), timeout=min(self.config.probe_s, 2)):
-                    pass
-                if self._first_up_since is None:
-                    self._first_up_since = self._clock()
-            except OSError:
+            if self._endpoint == 0:  # on the first: nothing to probe
                 self._first_up_since = None
+            else:
+                try:
+                    with socket.create_connection((host, port),
+                                                  timeout=min(self.config.probe_s, 2)):
+                        pass
+                    if self._first_up_since is None:
+                        self._first_up_since = self._clock()
+                except OSError:
+                    self._first_up_since = None
             self._probe_stop.wait(self.config.probe_s)
 
     def _maybe_fail_back(self) -> None:

@@ -78,12 +78,13 @@ def workers(site: Deployment, cluster: NatsCluster) -> Iterator[Workers]:
     w.stop()
 
 
-def uplink_for(cluster: NatsCluster, gw: GatewaySetup, outbox: Outbox, first: int) -> MqttUplink:
+def uplink_for(cluster: NatsCluster, gw: GatewaySetup, outbox: Outbox, first: int,
+               window: int = 8) -> MqttUplink:  # fmt: skip
     """A gateway whose first broker is node ``first``, the other nodes its fallbacks."""
     ports = cluster.mqtt_ports[first:] + cluster.mqtt_ports[:first]
     config = UplinkConfig(
         device=gw.device, port=ports[0], fallbacks=tuple(("127.0.0.1", p) for p in ports[1:]),
-        ca_file=cluster.ca_file, cert_file=gw.cert, key_file=gw.key, mqtt5=False, window=8,
+        ca_file=cluster.ca_file, cert_file=gw.cert, key_file=gw.key, mqtt5=False, window=window,
         resend_after_s=3.0, backoff_min_s=1, backoff_max_s=2, keepalive_s=5,
         failover_after=1, failback_s=2.0, probe_s=0.3,
     )  # fmt: skip
@@ -155,3 +156,31 @@ def test_a_node_killed_mid_stream_gateways_fail_over_and_the_node_comes_back(
         assert site.verify(gw, 140).records == 140  # exactly once, in a chain that verifies
     assert uplinks[0].stats().failovers == 2
     wait_for(lambda: stream_messages(cluster) == 0, "JetStream to forget what was stored")
+
+
+def test_the_cluster_holds_records_until_a_worker_stores_them_through_a_node_kill(
+    site: Deployment, cluster: NatsCluster, workers: Workers, gateways: list[GatewaySetup]
+) -> None:
+    gw = gateways[0]
+    workers.start(1)  # the first worker creates the stream; then every worker is down
+    wait_for(lambda: stream_messages(cluster) == 0, "the records stream")
+    workers.stop()
+    outbox = gw.open_outbox()
+    gw.fill(outbox, 30)
+    uplink = uplink_for(cluster, gw, outbox, 1, window=64)
+    with UplinkThread(uplink):  # no registry: nothing is acked
+        wait_for(lambda: uplink.stats().published == 30, "every record published")
+        wait_for(lambda: (stream_messages(cluster) or 0) >= 1, "JetStream to hold them")
+    held = stream_messages(cluster)
+    cluster.kill("n1")  # one of the three replicas
+    workers.start(1)
+    wait_for(lambda: len(site.stored(gw.device)) == 30, "the worker to store what was held",
+             timeout=60)  # fmt: skip
+    assert site.verify(gw, 30).records == 30
+    wait_for(lambda: stream_messages(cluster) == 0, "JetStream to forget what was stored")
+    assert held is not None and held >= 1
+    assert outbox.stats().rows == 30  # the gateway was gone: no ack reached it
+    with UplinkThread(uplink_for(cluster, gw, outbox, 1)):  # it comes back and re-sends
+        wait_for(lambda: outbox.stats().rows == 0, "the duplicates' acks to empty the outbox")
+    assert site.verify(gw, 30).records == 30  # still exactly once
+    cluster.restart("n1")

@@ -42,8 +42,10 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
                         f"{d.monitor_port}; shifted per node on a shared host]")
     p.add_argument("--bind", default=DEFAULT_MQTT_BIND,
                    help="address of the MQTT listener for gateways [%(default)s]")
-    p.add_argument("--client-bind", default="127.0.0.1",
-                   help="address of the NATS client listener for the registry [%(default)s]")
+    p.add_argument("--client-bind",
+                   help="address of the NATS client listener for the registry [127.0.0.1 if"
+                        " every node is on loopback, else 0.0.0.0: firewall it to the"
+                        " registry's hosts]")
     p.add_argument("--host", action="append", dest="hosts",
                    help="server certificate host name or IP (repeatable)")
     p.add_argument("--run-as", default="nats",
@@ -77,7 +79,11 @@ def _layout(args: argparse.Namespace) -> NatsLayout:
     else:
         nodes = default_layout(args.nodes).nodes
     hosts = tuple(args.hosts) if args.hosts else DEFAULT_HOSTS
-    return NatsLayout(nodes, mqtt_bind=args.bind, client_bind=args.client_bind, hosts=hosts,
+    client_bind = args.client_bind
+    if client_bind is None:
+        local = all(n.host in ("127.0.0.1", "localhost", "::1") for n in nodes)
+        client_bind = "127.0.0.1" if local else "0.0.0.0"  # noqa: S104 - remote registry hosts
+    return NatsLayout(nodes, mqtt_bind=args.bind, client_bind=client_bind, hosts=hosts,
                       run_as=args.run_as)  # fmt: skip
 
 

@@ -4,6 +4,8 @@ the mosquitto ACL is made of, and the ids NATS cannot carry (refused, naming the
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import re
 import stat
 from pathlib import Path
@@ -147,3 +149,37 @@ def test_bad_node_specs_are_named(site: Deployment, capsys: pytest.CaptureFixtur
                                   spec: str, expected: str) -> None:  # fmt: skip
     assert site.registry("nats-config", str(site.root / "nats"), f"--node={spec}") == 2
     assert expected in capsys.readouterr().err
+
+
+def test_the_client_listener_opens_beyond_loopback_only_for_remote_nodes(site: Deployment) -> None:
+    assert site.registry("nats-config", str(site.root / "a"), "--run-as", "root") == 0
+    assert 'listen: "127.0.0.1:4222"' in (site.root / "a" / "n1.conf").read_text()
+    assert site.registry("nats-config", str(site.root / "b"), "--node", "h1", "--node", "h2",
+                         "--run-as", "root") == 0  # fmt: skip
+    n1 = (site.root / "b" / "n1.conf").read_text()
+    assert 'listen: "0.0.0.0:4222"' in n1
+    assert 'listen: "h1:6222"' in n1
+    assert "stream_replicas: 2" in n1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="hands files over only when written as root")
+def test_written_as_root_for_the_nats_user_it_can_read_them_but_not_the_secrets(
+    site: Deployment,
+) -> None:
+    try:
+        user = pwd.getpwnam("nats")
+    except KeyError:
+        pytest.skip("no nats user (Debian's nats-server package creates it)")
+    out = site.root / "nats"
+    assert site.registry("nats-config", str(out), "--run-as", "nats") == 0
+    for name in ("n1.conf", "auth.conf", "server.key", "device-ca.pem"):
+        st = (out / name).stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, user.pw_gid, 0o640), name
+    for name in ("registry.secret", "cluster.secret", "registry-mqtt.key"):
+        st = (out / name).stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600), name
+    assert (out / "data" / "n1").stat().st_uid == user.pw_uid
+    site.enroll_gateway("gw-1", "JTCAR00001", "acme")
+    assert site.registry("revoke", "gw-1", "--nats-dir", str(out)) == 0
+    st = (out / "auth.conf").stat()  # rewritten, still the servers' to read
+    assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (user.pw_gid, 0o640)

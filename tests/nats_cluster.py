@@ -107,23 +107,27 @@ class NatsCluster:
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
 
-    def healthy(self, node: NatsNode) -> bool:
-        """The node answers ``/healthz`` (JetStream current), knows the meta leader and
-        listens for MQTT."""
+    def healthy(self, node: NatsNode, strict: bool = True) -> bool:
+        """The node knows the JetStream meta leader, listens for MQTT and, ``strict``, answers
+        ``/healthz`` (every stream and consumer current)."""
         proc = self._procs.get(node.name)
         if proc is None or proc.poll() is not None:
             return False
-        health = _get(f"http://127.0.0.1:{node.monitor_port}/healthz")
         jsz = _get(f"http://127.0.0.1:{node.monitor_port}/jsz")
         meta = jsz.get("meta_cluster") if jsz else None
         leader = meta.get("leader") if isinstance(meta, dict) else None
-        return (health is not None and health.get("status") == "ok" and bool(leader)
-                and _listening(node.mqtt_port))  # fmt: skip
+        if not leader or not _listening(node.mqtt_port):
+            return False
+        if not strict:
+            return True
+        health = _get(f"http://127.0.0.1:{node.monitor_port}/healthz")
+        return health is not None and health.get("status") == "ok"
 
-    def wait_ready(self, timeout: float = 30.0, nodes: tuple[NatsNode, ...] | None = None) -> None:
+    def wait_ready(self, timeout: float = 30.0, nodes: tuple[NatsNode, ...] | None = None,
+                   strict: bool = True) -> None:  # fmt: skip
         deadline = time.monotonic() + timeout
         for node in nodes or self.nodes:
-            while not self.healthy(node):
+            while not self.healthy(node, strict):
                 proc = self._procs.get(node.name)
                 if proc is not None and proc.poll() is not None:
                     raise AssertionError(f"nats-server {node.name} exited {proc.returncode}:"
@@ -140,12 +144,16 @@ class NatsCluster:
         proc.wait()
 
     def restart(self, name: str, timeout: float = 30.0) -> None:
-        """Start node ``name`` again on its configuration and store; wait until it is healthy."""
+        """Start node ``name`` again on its configuration and store; wait until it knows the
+        meta leader and listens for MQTT. Not for ``/healthz``: after a SIGKILL, nats-server
+        2.9.10 sometimes reports one of the MQTT listener's own consumers "not current" for
+        minutes (``Healthcheck failed: "JetStream consumer '$G > $MQTT_rmsgs > ...' is not
+        current"``) while it serves MQTT and JetStream (the fault test drains through it)."""
         binary = nats_server()
         assert binary is not None
         node = self.node(name)
         self._spawn(binary, node)
-        self.wait_ready(timeout, (node,))
+        self.wait_ready(timeout, (node,), strict=False)
 
     def reload(self) -> None:
         for proc in self._procs.values():

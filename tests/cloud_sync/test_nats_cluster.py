@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from cloud_sync.store.sqlite import SqliteStore
 from edge_agent.outbox import Outbox
 from edge_agent.uplink import MqttUplink, UplinkConfig
+from tests.cloud_sync.nats_clients import CertClient
 from tests.nats_cluster import NatsCluster, nats_server
 from tests.sync_deploy import Deployment, GatewaySetup, UplinkThread, wait_for
 from tests.sync_kit import CardIssuer
@@ -184,3 +186,32 @@ def test_the_cluster_holds_records_until_a_worker_stores_them_through_a_node_kil
         wait_for(lambda: outbox.stats().rows == 0, "the duplicates' acks to empty the outbox")
     assert site.verify(gw, 30).records == 30  # still exactly once
     cluster.restart("n1")
+
+
+def test_retained_publications_reach_a_late_fleet_subscriber(
+    site: Deployment, cluster: NatsCluster, workers: Workers, gateways: list[GatewaySetup]
+) -> None:
+    # the fleet is added with the cluster running: its user comes with the reload
+    assert site.registry("fleet", "add", "acme", "--out", str(site.fleetdir),
+                         "--nats-dir", str(cluster.outdir)) == 0  # fmt: skip
+    workers.start(1)
+
+    def fanned_out() -> bool:
+        store = SqliteStore(site.db)
+        try:
+            return not store.fanout_pending(100)
+        finally:
+            store.close()
+
+    wait_for(fanned_out, "the device keys to be taken by the cluster")
+    fleet = CertClient("fleet.acme-late", cluster.mqtt_ports[2], cluster.ca_file,
+                       site.fleetdir / "fleet.acme.pem", site.fleetdir / "fleet.acme.key")
+    assert not fleet.connect().is_failure
+    try:
+        assert not fleet.subscribe("msp/v1/fleet/acme/#", qos=1)[0].is_failure
+        wait_for(lambda: len(fleet.messages) == 3, "the three retained device keys")
+    finally:
+        fleet.close()
+    keys = {topic: json.loads(payload) for topic, payload in fleet.messages}
+    assert sorted(keys) == [f"msp/v1/fleet/acme/keys/gw-{i}" for i in range(1, 4)]
+    assert keys["msp/v1/fleet/acme/keys/gw-1"]["device"] == "gw-1"

@@ -296,6 +296,7 @@ class MqttUplink:
         """Start connecting in the background (retries with back-off until :meth:`stop`)."""
         self._connect()
         if self.config.fallbacks and self._prober is None:
+            self._probe_stop.clear()
             self._prober = threading.Thread(target=self._probe_first, daemon=True,
                                             name=f"uplink-probe-{self.config.device}")
             self._prober.start()

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from cloud_sync.broker_rules import REGISTRY_GRANTS, device_grants, fleet_grants
+from cloud_sync.config import RegistryConfig
+from cloud_sync.errors import RegistryError
 from cloud_sync.mosquitto import acl_text
 from cloud_sync.nats_config import (
     NatsConfigError,
@@ -23,6 +25,9 @@ from cloud_sync.nats_config import (
     default_layout,
     subjects,
 )
+from cloud_sync.registry import transport_for
+from cloud_sync.transport.jetstream import JetStreamTransport
+from cloud_sync.worker import BrokerConfig
 from tests.sync_deploy import Deployment
 from tests.sync_kit import CardIssuer
 
@@ -183,3 +188,25 @@ def test_written_as_root_for_the_nats_user_it_can_read_them_but_not_the_secrets(
     assert site.registry("revoke", "gw-1", "--nats-dir", str(out)) == 0
     st = (out / "auth.conf").stat()  # rewritten, still the servers' to read
     assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (user.pw_gid, 0o640)
+
+
+def test_serve_picks_jetstream_for_nats_urls_or_a_nats_dir(site: Deployment) -> None:
+    secret = site.root / "pw"
+    secret.write_text("s3cret\n")
+    plain = RegistryConfig(broker="mqtt://127.0.0.1:1883")
+    assert isinstance(transport_for(plain, None), BrokerConfig)
+    nats = RegistryConfig(broker="nats://a:4222, nats://b:4222", password_file=secret)
+    by_url = transport_for(nats, None)
+    assert isinstance(by_url, JetStreamTransport)
+    assert by_url.config.urls == ("nats://a:4222", "nats://b:4222")
+    assert by_url.config.password == "s3cret"
+    assert by_url.config.mqtt_urls == ()  # retained publications then wait in the store
+    out = site.root / "nats"
+    assert site.registry("nats-config", str(out), "--nodes", "2", "--run-as", "root") == 0
+    by_dir = transport_for(plain, out)
+    assert isinstance(by_dir, JetStreamTransport)
+    assert by_dir.config.urls == ("nats://127.0.0.1:4222", "nats://127.0.0.1:4223")
+    assert by_dir.config.replicas == 2
+    assert by_dir.config.cert_file == out / "registry-mqtt.pem"
+    with pytest.raises(RegistryError, match="not a usable nats-config directory"):
+        transport_for(plain, site.root)

@@ -324,9 +324,12 @@ class SqliteStore:
 
     def fanout_done(self, ids: Sequence[int]) -> None:
         """Forget publications the broker has acknowledged (one transaction, not one each)."""
-        with self._conn:
-            self._conn.execute("BEGIN")
-            self._conn.executemany("DELETE FROM fanout WHERE id = ?", [(i,) for i in ids])
+        try:
+            with self._conn:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany("DELETE FROM fanout WHERE id = ?", [(i,) for i in ids])
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot forget published messages: {exc}") from exc
 
     def _evict(self, ev: Eviction) -> None:
         self._conn.execute(

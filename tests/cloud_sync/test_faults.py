@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -214,3 +217,121 @@ def test_registry_over_mutual_tls(deployment: Deployment) -> None:
     with UplinkThread(MqttUplink(deployment.uplink_config(gw), outbox)):
         wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain")
     assert deployment.verify(gw, 5).records == 5
+
+
+class Workers:
+    """Several ``msp-registry serve`` processes on one deployment, sharing the device stream
+    (``--shared``), each known by its client id so that it can be killed and restarted with
+    its persistent session."""
+
+    def __init__(self, deployment: Deployment, *extra: str) -> None:
+        self.deployment = deployment
+        self.extra = extra
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        self.deployment.start_registry("--shared", "--client-id", f"registry-{name}",
+                                       *self.extra)  # fmt: skip
+        proc, self.deployment.registry_proc = self.deployment.registry_proc, None
+        assert proc is not None
+        self.procs[name] = proc
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs.values())
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+
+def _fleet(deployment: Deployment, count: int) -> list[tuple[GatewaySetup, Outbox]]:
+    gws = [deployment.enroll_gateway(f"gw-{i}", f"JTCAR0000{i}") for i in range(count)]
+    return [(gw, gw.open_outbox()) for gw in gws]
+
+
+def _stream_through(deployment: Deployment, fleet: list[tuple[GatewaySetup, Outbox]],
+                    fault: Callable[[], None]) -> None:  # fmt: skip
+    """Every gateway sends 60 records; once some are committed, ``fault`` runs (it returns
+    when the fault is over), 60 more are appended on each, and everything must drain: every
+    record stored exactly once, every chain audited, every outbox empty."""
+    for gw, outbox in fleet:
+        gw.fill(outbox, 60)
+    with ExitStack() as stack:
+        for gw, outbox in fleet:
+            stack.enter_context(UplinkThread(
+                MqttUplink(deployment.uplink_config(gw, window=8), outbox)))  # fmt: skip
+        wait_for(lambda: sum(len(deployment.stored(gw.device)) for gw, _ in fleet) >= 20,
+                 "the first commits")  # fmt: skip
+        fault()
+        for gw, outbox in fleet:
+            gw.fill(outbox, 60, start=60)
+        wait_for(lambda: all(o.stats().rows == 0 for _, o in fleet), "the outboxes to drain",
+                 timeout=120)  # fmt: skip
+    for gw, outbox in fleet:
+        assert deployment.verify(gw, 120).records == 120  # exactly once, chained, audited
+        assert outbox.stats().rows == 0
+        outbox.close()
+
+
+def test_two_workers_one_killed_mid_stream_and_restarted(deployment: Deployment) -> None:
+    fleet = _fleet(deployment, 3)
+    workers = Workers(deployment)
+    workers.start("a")
+    workers.start("b")
+
+    def crash() -> None:
+        workers.kill("a")
+        total = sum(len(deployment.stored(gw.device)) for gw, _ in fleet)
+        assert total < 180  # it died mid-stream
+        time.sleep(1.0)  # b goes on alone meanwhile
+        workers.start("a")  # same client id: its session, and what it never settled
+
+    try:
+        _stream_through(deployment, fleet, crash)
+        assert workers.alive()
+    finally:
+        workers.stop()
+
+
+def test_a_worker_holding_a_batch_while_the_database_is_locked(deployment: Deployment) -> None:
+    """The worker's commit fails (SQLite's lock held by another process longer than its busy
+    timeout): it keeps the batch, acks nothing, and commits once the database is back."""
+    fleet = _fleet(deployment, 2)
+    workers = Workers(deployment)
+    workers.start("a")
+    workers.start("b")
+    log = deployment.root / "registry.log"
+
+    def lock() -> None:
+        other = sqlite3.connect(deployment.db, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # the only writer until it ends
+            stored = other.execute("SELECT count(*) FROM records").fetchone()[0]
+            # records arrive meanwhile; none may be acked before it is committed
+            wait_for(lambda: "the database failed" in log.read_text(), "a failed commit")
+            appended = 60 * len(fleet)
+            acked = appended - sum(o.stats().rows for _, o in fleet)
+            assert acked <= stored
+            assert other.execute("SELECT count(*) FROM records").fetchone()[0] == stored
+            assert workers.alive()
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+
+    try:
+        _stream_through(deployment, fleet, lock)
+        assert workers.alive()
+    finally:
+        workers.stop()

@@ -22,7 +22,7 @@ from .ingest import Ingestor
 from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
 from .republish import Republisher
 from .store import Batch, Device, Store
-from .store.sqlite import SqliteStore
+from .store.open import open_store
 from .transport.base import Transport
 from .transport.mqtt import BrokerConfig, MqttTransport
 from .verify_pool import VerifyPool
@@ -96,7 +96,7 @@ def serve(config: RegistryConfig, stop: threading.Event) -> None:
         raise RegistryError(f"--verify-workers {config.verify_workers}: 0 or more")
     anchors = TrustAnchors.load(config.anchors)
     transport = transport_for(config)
-    store = SqliteStore(config.db)
+    store = open_store(config.db, secrets_dir=config.secrets_dir)
     pool = None
     try:
         store.pseudonym_secret()  # fail now, naming the file, not at the first fleet copy

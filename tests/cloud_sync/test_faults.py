@@ -11,19 +11,27 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud_sync import cli as registry_cli
 from cloud_sync.ingest import MAX_PAYLOAD_BYTES
 from cloud_sync.pki import DeviceCa, cert_pem, key_pem, write_private
+from cloud_sync.store.open import open_store
 from edge_agent.outbox import Outbox
 from edge_agent.uplink import MqttUplink
+from msp_protocol.jws import split
+from msp_protocol.records import parse_record
 from msp_protocol.topics import rec_topic
+from tests.pg_server import PgServer
 from tests.sync_deploy import Deployment, GatewaySetup, UplinkThread, wait_for
-from tests.sync_kit import Gateway, csr_pem, trip
+from tests.sync_kit import CardIssuer, Gateway, csr_pem, trip
 
 
 def _midstream(deployment: Deployment, gw: GatewaySetup, outbox: Outbox, fault, recover) -> None:
@@ -285,7 +293,61 @@ def _stream_through(deployment: Deployment, fleet: list[tuple[GatewaySetup, Outb
         outbox.close()
 
 
-def test_two_workers_one_killed_mid_stream_and_restarted(deployment: Deployment) -> None:
+class PgDeployment(Deployment):
+    """The same deployment with the registry on PostgreSQL (``--db postgresql://...``, its
+    secret files in ``secrets/``)."""
+
+    def __init__(self, root: Path, anchors: CardIssuer, url: str) -> None:
+        super().__init__(root, anchors)
+        self.config = replace(self.config, db=url, secrets_dir=root / "secrets")
+        self.url = url
+
+    def registry(self, *args: str) -> int:
+        return registry_cli.main([*args, "--db", self.url, "--secrets-dir",
+                                  str(self.root / "secrets"), "--ca-dir", str(self.root / "ca")])
+
+    def start_registry(self, *extra: str) -> None:
+        super().start_registry("--secrets-dir", str(self.root / "secrets"), *extra)
+
+    def stored(self, device: str) -> list[tuple[int, str]]:
+        store = open_store(self.url, secrets_dir=self.root / "secrets")
+        try:
+            tokens = store.chain_records(device)
+        finally:
+            store.close()
+        return [(parse_record(split(t).payload).seq, t) for t in tokens]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_deployment(request: pytest.FixtureRequest, tmp_path: Path,
+                   card_issuer: CardIssuer) -> Iterator[Deployment]:  # fmt: skip
+    """The loopback deployment with the registry on each back end in turn."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("deployment")
+        return
+    yield from _pg_deployment(request.getfixturevalue("pg_server"), tmp_path, card_issuer)
+
+
+@pytest.fixture
+def pg_deployment(pg_server: PgServer, tmp_path: Path,
+                  card_issuer: CardIssuer) -> Iterator[PgDeployment]:  # fmt: skip
+    yield from _pg_deployment(pg_server, tmp_path, card_issuer)
+
+
+def _pg_deployment(server: PgServer, tmp_path: Path,
+                   card_issuer: CardIssuer) -> Iterator[PgDeployment]:  # fmt: skip
+    deploy = PgDeployment(tmp_path, card_issuer, server.create_database())
+    deploy.configure()
+    assert deploy.broker is not None
+    deploy.broker.start()
+    try:
+        yield deploy
+    finally:
+        deploy.stop()
+
+
+def test_two_workers_one_killed_mid_stream_and_restarted(any_deployment: Deployment) -> None:
+    deployment = any_deployment
     fleet = _fleet(deployment, 3)
     workers = Workers(deployment)
     workers.start("a")
@@ -312,7 +374,6 @@ def test_a_worker_holding_a_batch_while_the_database_is_locked(deployment: Deplo
     workers = Workers(deployment)
     workers.start("a")
     workers.start("b")
-    log = deployment.root / "registry.log"
 
     def lock() -> None:
         other = sqlite3.connect(deployment.db, isolation_level=None)
@@ -320,18 +381,82 @@ def test_a_worker_holding_a_batch_while_the_database_is_locked(deployment: Deplo
             other.execute("BEGIN IMMEDIATE")  # the only writer until it ends
             stored = other.execute("SELECT count(*) FROM records").fetchone()[0]
             # records arrive meanwhile; none may be acked before it is committed
-            wait_for(lambda: "the database failed" in log.read_text(), "a failed commit")
-            appended = 60 * len(fleet)
-            acked = appended - sum(o.stats().rows for _, o in fleet)
-            assert acked <= stored
+            _held(deployment, fleet, workers)
             assert other.execute("SELECT count(*) FROM records").fetchone()[0] == stored
-            assert workers.alive()
         finally:
             other.execute("ROLLBACK")
             other.close()
 
     try:
         _stream_through(deployment, fleet, lock)
+        assert workers.alive()
+    finally:
+        workers.stop()
+
+
+def _held(deployment: Deployment, fleet: list[tuple[GatewaySetup, Outbox]],
+          workers: Workers) -> None:  # fmt: skip
+    """While the database is away: a worker saw a commit fail, and for two seconds more
+    (gateways sending, workers retrying) no gateway got an ack, since nothing can commit;
+    the workers live on."""
+    log = deployment.root / "registry.log"
+    wait_for(lambda: "the database failed" in log.read_text(), "a failed commit")
+    time.sleep(0.5)  # acks of what committed before the failure are delivered by now
+
+    def acked() -> int:
+        return 60 * len(fleet) - sum(o.stats().rows for _, o in fleet)
+
+    before = acked()
+    time.sleep(2.0)
+    assert acked() == before
+    assert workers.alive()
+
+
+def test_postgresql_stopped_and_restarted_mid_stream(pg_deployment: PgDeployment,
+                                                     pg_server: PgServer) -> None:  # fmt: skip
+    deployment = pg_deployment
+    fleet = _fleet(deployment, 2)
+    workers = Workers(deployment)
+    workers.start("a")
+    workers.start("b")
+
+    def outage() -> None:
+        pg_server.stop()  # -m immediate: like a crash of the database host
+        try:
+            _held(deployment, fleet, workers)
+        finally:
+            pg_server.start()
+
+    try:
+        _stream_through(deployment, fleet, outage)
+        assert workers.alive()
+    finally:
+        workers.stop()
+
+
+def test_worker_connections_cut_while_they_hold_batches(pg_deployment: PgDeployment,
+                                                        pg_server: PgServer) -> None:  # fmt: skip
+    """The server ends the workers' sessions (``pg_terminate_backend``) while records flow:
+    the call that sees it fails, the batch is held, the store reconnects, the batch commits."""
+    deployment = pg_deployment
+    fleet = _fleet(deployment, 2)
+    workers = Workers(deployment)
+    workers.start("a")
+    workers.start("b")
+    log = deployment.root / "registry.log"
+    database = deployment.url.rsplit("/", 1)[1]
+
+    def cut() -> None:
+        deadline = time.monotonic() + 30
+        while "the database failed" not in log.read_text():
+            assert time.monotonic() < deadline, "no batch was ever held"
+            pg_server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                           f" WHERE datname = '{database}' AND pid <> pg_backend_pid()")
+            time.sleep(0.1)
+        assert workers.alive()
+
+    try:
+        _stream_through(deployment, fleet, cut)
         assert workers.alive()
     finally:
         workers.stop()

@@ -17,15 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RegistryError
+from .store.open import parse_store_url
 
-_PATHS = ("db", "ca_dir", "anchors", "password_file", "tls_ca", "tls_cert", "tls_key")
+_PATHS = ("db", "secrets_dir", "ca_dir", "anchors", "password_file", "tls_ca", "tls_cert",
+          "tls_key")
 
 
 @dataclass(frozen=True, slots=True)
 class RegistryConfig:
-    """Everything ``msp-registry`` needs; ``ca_dir`` defaults to ``ca/`` beside the database."""
+    """Everything ``msp-registry`` needs; ``ca_dir`` defaults to ``ca/`` beside the database
+    (for PostgreSQL: beside the secrets directory). ``db`` is a SQLite path or a store URL
+    (``sqlite:///PATH``, ``postgresql://...``: ``cloud_sync.store.open``)."""
 
-    db: Path = Path("registry.db")
+    db: Path | str = Path("registry.db")
+    secrets_dir: Path | None = None
     ca_dir: Path | None = None
     anchors: Path | None = None
     broker: str = "mqtt://127.0.0.1:1883"
@@ -38,11 +43,18 @@ class RegistryConfig:
     tls_key: Path | None = None
     client_id: str = "msp-registry"
     max_waiting: int = 256
+    #: processes verifying signatures for one ``serve`` worker (0: in the worker itself)
+    verify_workers: int = 0
 
     @property
     def ca_path(self) -> Path:
         """Directory of the device CA."""
-        return self.ca_dir if self.ca_dir is not None else self.db.parent / "ca"
+        if self.ca_dir is not None:
+            return self.ca_dir
+        path = self.db if isinstance(self.db, Path) else parse_store_url(self.db).path
+        if path is not None:
+            return path.parent / "ca"
+        return (self.secrets_dir.parent if self.secrets_dir else Path()) / "ca"
 
 
 def _convert(name: str, value: Any, where: str, base: Path | None = None) -> Any:
@@ -51,6 +63,8 @@ def _convert(name: str, value: Any, where: str, base: Path | None = None) -> Any
         raise RegistryError(f"{where}: unknown setting {name!r}")
     kind = str(field.type)
     try:
+        if name == "db" and "://" in str(value):
+            return str(value)  # a URL, not a path
         if name in _PATHS:
             path = Path(str(value))
             return base / path if base is not None and not path.is_absolute() else path
@@ -94,6 +108,10 @@ def load_config(args: argparse.Namespace, env: Mapping[str, str] | None = None) 
 def add_common(parser: argparse.ArgumentParser) -> None:
     """Options every subcommand understands: the configuration file and the database."""
     parser.add_argument("--config", help="TOML configuration file (keys as in RegistryConfig)")
-    parser.add_argument("--db", help="registry database (SQLite file) [registry.db]")
+    parser.add_argument("--db", help="registry database: a SQLite file, sqlite:///PATH or"
+                        " postgresql://USER@HOST/DB (docs/store.md) [registry.db]")
+    parser.add_argument("--secrets-dir", dest="secrets_dir",
+                        help="directory of the registry's secret files (0600) [registry.secrets"
+                             " beside a SQLite file; required for PostgreSQL]")  # fmt: skip
     parser.add_argument("--ca-dir", dest="ca_dir", help="device CA directory [ca/ beside --db]")
     parser.add_argument("--json", action="store_true", help="machine-readable output")

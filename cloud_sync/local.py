@@ -29,7 +29,7 @@ from .fleets import FleetCredentials, add_fleet, broker_users
 from .mosquitto import BrokerFiles, BrokerLayout, write_config
 from .pki import DeviceCa, cert_pem
 from .registry import enroll_device, revoked_serials, utc_now
-from .store.sqlite import SqliteStore
+from .store.open import open_store
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class LocalDeployment:
             run_as=getpass.getuser(),
         )  # fmt: skip
         self.root.mkdir(parents=True, exist_ok=True)
-        store = SqliteStore(self.config.db)
+        store = open_store(self.config.db, migrate=True)
         try:
             fleets, passwords = broker_users(store)
             revoked = revoked_serials(store)
@@ -94,7 +94,7 @@ class LocalDeployment:
     def add_fleet(self, fleet: str, *, password: bool = False) -> FleetCredentials:
         """Register a fleet operator (``msp-registry fleet add``), credentials in
         :attr:`fleetdir`; a running mosquitto re-reads its ACL and passwords at once."""
-        store = SqliteStore(self.config.db)
+        store = open_store(self.config.db, migrate=True)
         try:
             creds = add_fleet(store, DeviceCa.open(self.config.ca_path), fleet, self.fleetdir,
                               password=password, now=utc_now())  # fmt: skip
@@ -125,7 +125,7 @@ class LocalDeployment:
             csr_pem = csr.read_bytes()
         except OSError as exc:
             raise EnrolmentError(f"{csr}: cannot read CSR: {exc}") from None
-        store = SqliteStore(self.config.db)
+        store = open_store(self.config.db, migrate=True)
         try:
             cert = enroll_device(store, DeviceCa.open(self.config.ca_path), device, csr_pem,
                                  vin=vin, fleet=fleet)  # fmt: skip

@@ -10,21 +10,24 @@ import logging
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from .cards import TrustAnchors
 from .config import RegistryConfig
-from .errors import EnrolmentError, RegistryError
+from .errors import BrokerError, EnrolmentError, RegistryError
 from .fleets import key_publication
 from .ingest import Ingestor
 from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
 from .republish import Republisher
 from .store import Batch, Device, Store
-from .store.sqlite import SqliteStore
-from .transport import Transport
-from .worker import BrokerConfig, RegistryWorker
+from .store.open import open_store
+from .transport.base import Transport
+from .transport.mqtt import BrokerConfig, MqttTransport
+from .verify_pool import VerifyPool
+from .worker import RegistryWorker
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +60,6 @@ def revoked_serials(store: Store) -> list[int]:
             for d in store.devices() if d.revoked]  # fmt: skip
 
 
-def transport_for(config: RegistryConfig, nats_dir: Path | None) -> Transport | BrokerConfig:
-    """The worker's transport: JetStream with ``nats_dir`` or a ``nats://`` broker URL (a
-    comma-separated list of the nodes), MQTT otherwise."""
-    nats_urls = [u.strip() for u in config.broker.split(",")] if config.broker.startswith(
-        "nats://") else []  # fmt: skip
-    if nats_dir is None and not nats_urls:
-        return broker_config(config)
-    from .transport.jetstream import JetStreamConfig, JetStreamTransport, config_from_dir  # noqa: PLC0415
-
-    if nats_dir is not None:
-        return JetStreamTransport(config_from_dir(nats_dir, nats_urls, config.client_id))
-    password = broker_config(config).password
-    return JetStreamTransport(JetStreamConfig(tuple(nats_urls), user=config.username,
-                                              password=password, client_id=config.client_id))
-
-
 def broker_config(config: RegistryConfig) -> BrokerConfig:
     """The broker connection of a registry configuration (reads the password file)."""
     password = None
@@ -88,19 +75,54 @@ def broker_config(config: RegistryConfig) -> BrokerConfig:
     )  # fmt: skip
 
 
+def transport_for(config: RegistryConfig, nats_dir: Path | None = None) -> Transport:
+    """The broker transport: JetStream on a NATS cluster with ``nats_dir`` (nats-config's
+    directory: URLs, password, certificates) or a ``nats://`` broker URL (a comma-separated
+    list of the nodes); ``mqtt://``/``mqtts://`` (mosquitto or any MQTT broker) otherwise.
+    Raises ``BrokerError`` for another scheme."""
+    scheme = urlsplit(config.broker.split(",")[0].strip()).scheme
+    if nats_dir is not None or scheme == "nats":
+        from .transport.jetstream import (  # noqa: PLC0415 - the optional [nats] extra
+            JetStreamConfig,
+            JetStreamTransport,
+            config_from_dir,
+        )
+
+        urls = [u.strip() for u in config.broker.split(",")] if scheme == "nats" else []
+        if nats_dir is not None:
+            return JetStreamTransport(config_from_dir(nats_dir, urls, config.client_id))
+        password = broker_config(config).password
+        return JetStreamTransport(JetStreamConfig(tuple(urls), user=config.username,
+                                                  password=password,
+                                                  client_id=config.client_id))  # fmt: skip
+    if scheme in ("mqtt", "mqtts"):
+        return MqttTransport(broker_config(config))
+    raise BrokerError(f"broker URL {config.broker!r}: expected mqtt://, mqtts:// or nats://")
+
+
 def serve(config: RegistryConfig, stop: threading.Event, nats_dir: Path | None = None) -> None:
     """Run one registry worker until ``stop`` is set: on the MQTT broker of ``config``, or on
-    a NATS cluster (JetStream) with ``nats_dir`` (nats-config's directory) or a ``nats://``
-    broker URL. Raises ``RegistryError`` (no trust anchors, unreadable files) or
-    ``StoreError`` (the database failed)."""
+    a NATS cluster (JetStream) with ``nats_dir`` or a ``nats://`` broker URL. Raises
+    ``RegistryError`` (no trust anchors, unreadable files, a broker URL it cannot use) or
+    ``StoreError`` (the database cannot be opened; once serving, a failing database is waited
+    out)."""
     if config.anchors is None:
         raise RegistryError("no trust anchors for driver cards: give --anchors DIR")
+    if config.verify_workers < 0:
+        raise RegistryError(f"--verify-workers {config.verify_workers}: 0 or more")
     anchors = TrustAnchors.load(config.anchors)
-    store = SqliteStore(config.db)
+    transport = transport_for(config, nats_dir)
+    store = open_store(config.db, secrets_dir=config.secrets_dir)
+    pool = None
     try:
         store.pseudonym_secret()  # fail now, naming the file, not at the first fleet copy
+        if config.verify_workers:
+            pool = VerifyPool(config.verify_workers)
         fanout = Republisher(store).fanout
-        ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout)
-        RegistryWorker(ingestor, transport_for(config, nats_dir)).run(stop)
+        ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout,
+                            pool=pool)  # fmt: skip
+        RegistryWorker(ingestor, transport).run(stop)
     finally:
+        if pool is not None:
+            pool.close()
         store.close()

@@ -11,6 +11,9 @@ the directory ``registry.secrets/`` (0700) with:
   a ``pseudonym.key`` in ``$CREDENTIALS_DIRECTORY`` wins over the file.
 * ``fleet-passwords`` — one ``FLEET:HASH`` line per fleet operator that logs in with a
   password (mosquitto's ``$7$`` PBKDF2-SHA512 hash, never the password).
+
+A PostgreSQL registry keeps the same files in the directory its configuration names
+(``--secrets-dir``, docs/store.md), never in the database.
 """
 
 from __future__ import annotations
@@ -38,8 +41,15 @@ def secrets_dir(db: Path) -> Path:
 class SecretFiles:
     """The secret files of one registry database (see the module docstring)."""
 
-    def __init__(self, db: Path, environ: Mapping[str, str] | None = None) -> None:
-        self.directory = secrets_dir(db)
+    def __init__(self, db: Path | None, environ: Mapping[str, str] | None = None, *,
+                 directory: Path | None = None) -> None:  # fmt: skip
+        """The files beside the SQLite database ``db``, or in ``directory`` if given (a
+        PostgreSQL registry has no file to sit beside: ``cloud_sync.store.open``)."""
+        if directory is None:
+            if db is None:
+                raise StoreError("no directory for the registry's secret files")
+            directory = secrets_dir(db)
+        self.directory = directory
         env = os.environ if environ is None else environ
         creds = env.get("CREDENTIALS_DIRECTORY")
         self._credentials = Path(creds) if creds else None

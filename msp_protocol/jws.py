@@ -156,6 +156,12 @@ class Jws:
     signature: bytes
 
 
+#: Headers already read (``alg``, ``kid`` by the header's base64url): a device sends the same
+#: header on every record, so it is decoded and checked once. Bounded; cleared when full.
+_HEADERS: dict[str, tuple[str, str]] = {}
+_HEADERS_MAX: Final = 4096
+
+
 def split(token: str) -> Jws:
     """Split and decode a compact JWS strictly, without verifying it (to find the ``kid``)."""
     if not isinstance(token, str) or not token.isascii():
@@ -166,6 +172,24 @@ def split(token: str) -> Jws:
     if len(parts) != 3:
         raise SignatureError(f"{len(parts)} parts, a compact JWS has 3", "jws")
     header_b64, payload_b64, signature_b64 = parts
+    known = _HEADERS.get(header_b64)
+    if known is None:
+        known = _read_header(header_b64)
+        if len(_HEADERS) >= _HEADERS_MAX:
+            _HEADERS.clear()
+        _HEADERS[header_b64] = known
+    alg, kid = known
+    return Jws(
+        alg=alg,
+        kid=kid,
+        payload=b64url_decode(payload_b64, "jws.payload"),
+        signing_input=f"{header_b64}.{payload_b64}".encode("ascii"),
+        signature=b64url_decode(signature_b64, "jws.signature"),
+    )
+
+
+def _read_header(header_b64: str) -> tuple[str, str]:
+    """The ``alg`` and ``kid`` of a JWS header, checked strictly (see the module docstring)."""
     header = loads_strict(b64url_decode(header_b64, "jws.header"), "jws.header", SignatureError)
     if not isinstance(header, dict):
         raise SignatureError("header is not an object", "jws.header")
@@ -181,18 +205,19 @@ def split(token: str) -> Jws:
         raise SignatureError("kid is missing or not a string", "kid")
     if not _KID.fullmatch(kid):
         raise SignatureError(f"kid {kid[:80]!r} is not a device id", "kid")
-    return Jws(
-        alg=alg,
-        kid=kid,
-        payload=b64url_decode(payload_b64, "jws.payload"),
-        signing_input=f"{header_b64}.{payload_b64}".encode("ascii"),
-        signature=b64url_decode(signature_b64, "jws.signature"),
-    )
+    return alg, kid
 
 
 def verify(token: str, key: PublicKey) -> Jws:
     """Verify a compact JWS with ``key``; returns its parts or raises ``SignatureError``."""
     jws = split(token)
+    verify_parts(jws, key)
+    return jws
+
+
+def verify_parts(jws: Jws, key: PublicKey) -> None:
+    """Verify a JWS already split (``split``) with ``key``; raises ``SignatureError``. For a
+    caller that split the token to find its ``kid``: the token is not split twice."""
     expected = algorithm_for(key)
     if jws.alg not in ACCEPTED_ALGORITHMS[expected]:
         raise SignatureError(f"header says {jws.alg}, the key is for {expected}", "alg")
@@ -207,7 +232,6 @@ def verify(token: str, key: PublicKey) -> Jws:
             key.verify(encode_dss_signature(r, s), jws.signing_input, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         raise SignatureError("signature does not verify", "jws.signature") from None
-    return jws
 
 
 def verify_record(token: str, keys: KeyResolver) -> Record:
@@ -216,8 +240,9 @@ def verify_record(token: str, keys: KeyResolver) -> Record:
     The key is looked up by the header's ``kid``, which must equal the payload's ``device``.
     Raises ``SignatureError`` or ``RecordError`` (both ``ProtocolError``).
     """
-    kid = split(token).kid
-    jws = verify(token, keys(kid))
+    jws = split(token)
+    kid = jws.kid
+    verify_parts(jws, keys(kid))
     record = parse_record(jws.payload)
     if record.device != kid:
         raise SignatureError(f"kid {kid!r} signed a record of {record.device!r}", "device")

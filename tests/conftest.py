@@ -1,9 +1,10 @@
 """Shared fixtures: real files under tests/data and dbc/; device signing keys for the protocol
-and outbox tests; the registry's device CA, a card issuer, a registry store and ingestor, and a
-whole loopback deployment (broker + registry)."""
+and outbox tests; the registry's device CA, a card issuer, a registry store and ingestor, a
+whole loopback deployment (broker + registry), and a PostgreSQL server (``pg_server``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +15,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cloud_sync.broker_process import MosquittoProcess
 from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa
+from cloud_sync.store import Store
+from cloud_sync.store.open import open_store
 from cloud_sync.store.sqlite import SqliteStore
 from msp_protocol.jws import Signer
+from tests.pg_server import PgServer, pg_bin
 from tests.protocol_data import DEVICE
 from tests.sync_deploy import Deployment
 from tests.sync_kit import CardIssuer
@@ -61,14 +65,21 @@ def card_issuer(tmp_path_factory: pytest.TempPathFactory) -> CardIssuer:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    db = SqliteStore(tmp_path / "registry.db")
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A fresh registry store: SQLite, or PostgreSQL with ``MSP_TEST_STORE=postgresql`` (then
+    every test on this fixture runs on the session's server; ``tests/cloud_sync/store/`` runs
+    on both back ends always)."""
+    if os.environ.get("MSP_TEST_STORE", "sqlite") == "postgresql":
+        server: PgServer = request.getfixturevalue("pg_server")
+        db = open_store(server.create_database(), secrets_dir=tmp_path / "registry.secrets")
+    else:
+        db = SqliteStore(tmp_path / "registry.db")
     yield db
     db.close()
 
 
 @pytest.fixture
-def ingestor(store: SqliteStore, card_issuer: CardIssuer) -> Ingestor:
+def ingestor(store: Store, card_issuer: CardIssuer) -> Ingestor:
     return Ingestor(store, card_issuer.anchors(), max_waiting=8)
 
 
@@ -85,3 +96,17 @@ def deployment(tmp_path: Path, card_issuer: CardIssuer) -> Iterator[Deployment]:
         yield deploy
     finally:
         deploy.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One real PostgreSQL server for the session (``tests/pg_server.py``); each test takes a
+    fresh database with ``pg_server.create_database()``."""
+    if pg_bin() is None:
+        pytest.fail("PostgreSQL is not installed: run scripts/test (it installs it)")
+    server = PgServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

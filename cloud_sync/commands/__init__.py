@@ -8,17 +8,20 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import load_config
-from ..errors import RegistryError
-from ..store.sqlite import SqliteStore
+from ..config import RegistryConfig, load_config
+from ..store import Store
+from ..store.open import open_store as open_url
 
 
-def open_store(args: argparse.Namespace) -> SqliteStore:
-    """The registry database the command line names; RegistryError when there is none yet."""
-    config = load_config(args)
-    if not config.db.exists():
-        raise RegistryError(f"{config.db}: no registry database")
-    return SqliteStore(config.db)
+def open_store(args: argparse.Namespace) -> Store:
+    """The registry database the command line names; StoreError when there is none yet."""
+    return store_of(load_config(args), must_exist=True)
+
+
+def store_of(config: RegistryConfig, *, must_exist: bool = False, migrate: bool = False) -> Store:
+    """The store of a configuration (``cloud_sync.store.open.open_store``)."""
+    return open_url(config.db, secrets_dir=config.secrets_dir, must_exist=must_exist,
+                    migrate=migrate)  # fmt: skip
 
 
 def emit_one(row: dict[str, Any], columns: Sequence[str], as_json: bool) -> None:

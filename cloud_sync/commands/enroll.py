@@ -10,7 +10,7 @@ from ..config import add_common, load_config
 from ..errors import EnrolmentError
 from ..pki import DeviceCa, cert_pem
 from ..registry import enroll_device
-from ..store.sqlite import SqliteStore
+from . import store_of
 from .nats_config import add_nats_dir, apply_nats, check_nats_ids
 
 
@@ -34,7 +34,7 @@ def _do_enroll(args: argparse.Namespace) -> int:
         csr = args.csr.read_bytes()
     except OSError as exc:
         raise EnrolmentError(f"{args.csr}: cannot read CSR: {exc}") from None
-    store = SqliteStore(config.db)
+    store = store_of(config)
     try:
         cert = enroll_device(
             store, DeviceCa.open(config.ca_path), args.device, csr, vin=args.vin, fleet=args.fleet

@@ -15,9 +15,8 @@ from ..errors import RegistryError
 from ..fleet_watch import FleetMessage, watch
 from ..fleets import add_fleet, fleet_user
 from ..pki import DeviceCa
-from ..store.sqlite import SqliteStore
 from ..worker import BrokerConfig
-from . import emit
+from . import emit, store_of
 from .nats_config import add_nats_dir, apply_nats, check_nats_ids
 
 
@@ -63,7 +62,7 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 def _do_add(args: argparse.Namespace) -> int:
     config = load_config(args)
     check_nats_ids(args, (args.fleet, "fleet id"))
-    store = SqliteStore(config.db)
+    store = store_of(config)
     try:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         creds = add_fleet(store, DeviceCa.open(config.ca_path), args.fleet, args.out,
@@ -80,7 +79,7 @@ def _do_add(args: argparse.Namespace) -> int:
 
 
 def _do_list(args: argparse.Namespace) -> int:
-    store = SqliteStore(load_config(args).db)
+    store = store_of(load_config(args), must_exist=True)
     try:
         withheld = store.withheld()
         rows = [{"fleet": f.id, "added_at": f.added_at,

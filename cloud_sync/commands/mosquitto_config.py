@@ -10,7 +10,8 @@ from ..fleets import broker_users
 from ..mosquitto import BrokerLayout, write_config
 from ..pki import DeviceCa
 from ..registry import revoked_serials
-from ..store.sqlite import SqliteStore
+from ..store.open import store_exists
+from . import store_of
 
 
 def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,8 +42,8 @@ def _do_config(args: argparse.Namespace) -> int:
     fleets: set[str] = set()
     passwords: dict[str, str] = {}
     revoked: list[int] = []
-    if config.db.exists():
-        store = SqliteStore(config.db)
+    if store_exists(config.db):
+        store = store_of(config)
         try:
             fleets, passwords = broker_users(store)
             revoked = revoked_serials(store)

@@ -22,7 +22,8 @@ from ..nats_config import (
 )
 from ..pki import DeviceCa
 from ..store import Store
-from ..store.sqlite import SqliteStore
+from ..store.open import store_exists
+from . import store_of
 
 
 def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,8 +93,8 @@ def _do_config(args: argparse.Namespace) -> int:
     layout = _layout(args)
     devices: list[str] = []
     fleets: set[str] = set()
-    if config.db.exists():
-        store = SqliteStore(config.db)
+    if store_exists(config.db):
+        store = store_of(config)
         try:
             devices, fleets = nats_users(store)
         finally:

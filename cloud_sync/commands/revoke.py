@@ -13,7 +13,7 @@ from ..fleets import key_publication
 from ..pki import CRL_FILE, DeviceCa, write_private
 from ..registry import revoked_serials
 from ..store import Batch
-from ..store.sqlite import SqliteStore
+from . import store_of
 from .nats_config import add_nats_dir, apply_nats
 
 
@@ -33,7 +33,7 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 def _do_revoke(args: argparse.Namespace) -> int:
     config = load_config(args)
-    store = SqliteStore(config.db)
+    store = store_of(config, must_exist=True)
     try:
         store.revoke(args.device, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         device = store.device(args.device)

@@ -29,6 +29,10 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         help="subscribe as $share/registry/... so several workers share the load",
     )  # fmt: skip
     p.add_argument("--client-id", dest="client_id", help="MQTT client id [msp-registry]")
+    p.add_argument(
+        "--verify-workers", dest="verify_workers", type=int,
+        help="processes verifying signatures for this worker, so it uses several cores [0: none]",
+    )  # fmt: skip
     p.add_argument("--tls-ca", dest="tls_ca", help="CA of the broker's certificate (mqtts)")
     p.add_argument("--tls-cert", dest="tls_cert", help="registry client certificate (mqtts)")
     p.add_argument("--tls-key", dest="tls_key", help="registry client key (mqtts)")

@@ -5,8 +5,12 @@ commits a whole :class:`Batch` atomically or not at all, inserts records idempot
 ``(device, seq)``, and never keeps a rejected record: rejections are counters by reason. The
 one exception is a quarantined record (``cloud_sync.quarantine``): signed and chained, its body
 refused, it is kept aside with its reason and takes its place in the chain.
-``cloud_sync.store.sqlite.SqliteStore`` is the default implementation; a PostgreSQL store
-implements the same protocol (and runs the same contract tests).
+``cloud_sync.store.sqlite.SqliteStore`` is the default implementation,
+``cloud_sync.store.postgres.PostgresStore`` the one for many workers; both run the same contract
+tests (``tests/cloud_sync/store/``), and ``cloud_sync.store.open.open_store`` opens either from a
+``--db`` URL. A commit checks the batch against the stored chain and raises
+``cloud_sync.errors.ChainConflict`` when another worker committed first
+(``cloud_sync.store.chain_check``).
 """
 
 from __future__ import annotations
@@ -283,3 +287,6 @@ class Store(Protocol):
 
     def counts(self) -> Mapping[str, int]:
         """Row counts per table (records, persons, sessions, trips, events, ...)."""
+
+    def close(self) -> None:
+        """Close the database (the store is unusable afterwards)."""

@@ -7,6 +7,10 @@ events, dtcs, emergencies, records (the signed JWS of everything accepted, the c
 quarantine, evictions, chain heads, rejection counts, and the ``person_scores`` view
 (``cloud_sync.store.sqlite_schema``). No secret is kept in it (``cloud_sync.secret_files``), and a
 new database file is created readable by its owner only (0600).
+
+Several processes may share the file: a commit holds SQLite's write lock (``BEGIN IMMEDIATE``)
+and checks the batch against the stored chain inside it (``cloud_sync.store.chain_check``),
+raising ``cloud_sync.errors.ChainConflict`` if another process committed first.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import sqlite_utils
 from msp_protocol import bodies
 from msp_protocol.records import Record
 
-from ..errors import EnrolmentError, StoreError
+from ..errors import ChainConflict, EnrolmentError, StoreError
 from ..secret_files import SecretFiles
 from . import sqlite_schema
 from .base import (
@@ -45,6 +49,8 @@ from .base import (
     VehicleRow,
     Withheld,
 )
+from .chain_check import Stored, by_device, plan_device, span
+from .device_cache import DeviceCache
 from .sqlite_schema import as_text, dumps
 
 log = logging.getLogger(__name__)
@@ -76,10 +82,14 @@ def _now() -> str:
 class SqliteStore:
     """A :class:`cloud_sync.store.Store` in one SQLite file; safe for one writer process."""
 
-    def __init__(self, path: Path, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, path: Path, environ: Mapping[str, str] | None = None, *,
+                 migrate: bool = True, secrets: Path | None = None) -> None:  # fmt: skip
         """Open (or create, 0600, with its pseudonym key) the database at ``path``, migrating
-        an older layout; ``environ`` is where ``$CREDENTIALS_DIRECTORY`` is looked up."""
-        self.secret_files = SecretFiles(path, environ)
+        an older layout unless ``migrate`` is false (then ``SchemaVersionError``); a newer one
+        is refused. ``environ`` is where ``$CREDENTIALS_DIRECTORY`` is looked up; ``secrets``
+        the secret files' directory (default: ``registry.secrets`` beside ``path``)."""
+        self.secret_files = SecretFiles(path, environ, directory=secrets)
+        self.migrated_from = sqlite_schema.SCHEMA_VERSION
         try:
             new = _create_private(path)
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -93,8 +103,11 @@ class SqliteStore:
             if new or sqlite_schema.is_empty(conn):
                 sqlite_schema.create(conn)
                 self.secret_files.create_pseudonym_key()
-            elif sqlite_schema.migrate(conn, self.secret_files):
-                _make_private(path)
+                self.migrated_from = 0
+            else:
+                self.migrated_from = sqlite_schema.version(conn)
+                if sqlite_schema.migrate(conn, self.secret_files, str(path), apply=migrate):
+                    _make_private(path)
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"{path}: cannot open registry database: {exc}") from exc
@@ -103,7 +116,13 @@ class SqliteStore:
             raise
         self._conn = conn
         self._secret: bytes | None = None
+        self._devices = DeviceCache()
         self.path = path
+
+    @property
+    def schema_version(self) -> int:
+        """The database's schema version now."""
+        return sqlite_schema.version(self._conn)
 
     def close(self) -> None:
         """Close the database file."""
@@ -117,9 +136,14 @@ class SqliteStore:
 
     # devices -----------------------------------------------------------------------------
     def device(self, device_id: str) -> Device | None:
-        """The enrolled device, revoked or not; ``None`` if never enrolled."""
+        """The enrolled device, revoked or not; ``None`` if never enrolled. The key and
+        certificate are read once per process; only ``revoked_at`` is read each time."""
+        cached = self._devices.get(device_id)
+        if cached is not None:
+            row = self._one("SELECT revoked_at FROM devices WHERE id = ?", (device_id,))
+            return self._devices.revocation(cached, row[0] if row else None)
         row = self._one(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = ?", (device_id,))  # noqa: S608
-        return Device(*row) if row else None
+        return self._devices.put(Device(*row)) if row else None
 
     def enroll(self, device: Device) -> None:
         """Add a device and its vehicle; raises ``EnrolmentError`` if the id is taken."""
@@ -145,6 +169,7 @@ class SqliteStore:
         cur = self._conn.execute(
             "UPDATE devices SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?", (at, device_id)
         )
+        self._devices.forget(device_id)
         if cur.rowcount == 0:
             raise EnrolmentError(f"{device_id}: no such device")
 
@@ -266,23 +291,29 @@ class SqliteStore:
     # writing -----------------------------------------------------------------------------
     def commit(self, batch: Batch, fanout: Fanout | None = None) -> None:
         """Commit the whole batch, and what ``fanout`` derives from its new records, in one
-        transaction; records already stored stay as they are."""
+        transaction; records already stored stay as they are. Raises ``ChainConflict`` when
+        another process committed records of the batch's devices that it contradicts (nothing
+        is committed; re-plan and retry), ``StoreError`` when the database fails."""
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("BEGIN IMMEDIATE")  # the write lock: every device at once
             try:
-                touched: set[str] = set()
-                for eviction in batch.evictions:
-                    self._evict(eviction)
-                    touched.add(eviction.device)
-                for kept in batch.quarantined:
-                    self._conn.execute(
-                        "INSERT OR IGNORE INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (kept.device, kept.seq, kept.hash, kept.jws, kept.reason, kept.detail,
-                         _now()),
-                    )  # fmt: skip
-                    touched.add(kept.device)
-                inserted = [acc for acc in batch.accepted if self._insert(acc)]
-                touched.update(acc.record.device for acc in inserted)
+                groups = by_device(batch.accepted, batch.quarantined, batch.evictions)
+                new: set[int] = set()
+                for device, (accepted, quarantined, evictions) in groups.items():
+                    lo, hi = span(accepted, quarantined, evictions)
+                    plan = plan_device(device, accepted, quarantined, evictions,
+                                       self._stored(device, lo, hi))  # fmt: skip
+                    for eviction in plan.evictions:
+                        self._evict(eviction)
+                    for kept in plan.quarantined:
+                        self._conn.execute(
+                            "INSERT OR IGNORE INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (kept.device, kept.seq, kept.hash, kept.jws, kept.reason,
+                             kept.detail, _now()),
+                        )  # fmt: skip
+                    new.update(id(a) for a in plan.accepted)
+                touched = set(groups)
+                inserted = [acc for acc in batch.accepted if id(acc) in new and self._insert(acc)]
                 fanned = fanout(inserted) if fanout is not None and inserted else Fanned()
                 self._conn.executemany(
                     "INSERT INTO fanout (topic, payload, retain) VALUES (?, ?, ?)",
@@ -311,8 +342,23 @@ class SqliteStore:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+        except ChainConflict:
+            raise
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: commit failed: {exc}") from exc
+
+    def _stored(self, device: str, lo: int, hi: int) -> Stored:
+        rows = self._conn.execute(
+            "SELECT seq, hash FROM records WHERE device = ? AND seq BETWEEN ? AND ?"
+            " UNION ALL SELECT seq, hash FROM quarantine WHERE device = ? AND seq BETWEEN ? AND ?",
+            (device, lo, hi, device, lo, hi),
+        ).fetchall()
+        evictions = self._conn.execute(
+            "SELECT device, first, last, last_hash FROM evictions"
+            " WHERE device = ? AND first <= ? AND last >= ?",
+            (device, hi, lo),
+        ).fetchall()
+        return Stored({int(s): str(h) for s, h in rows}, [Eviction(*e) for e in evictions])
 
     def fanout_pending(self, limit: int) -> Sequence[tuple[int, Publication]]:
         """Committed publications not yet taken by the broker, oldest first, with their ids."""
@@ -323,8 +369,25 @@ class SqliteStore:
                                      bool(r))) for i, t, p, r in rows]  # fmt: skip
 
     def fanout_done(self, ids: Sequence[int]) -> None:
-        """Forget publications the broker has acknowledged."""
-        self._conn.executemany("DELETE FROM fanout WHERE id = ?", [(i,) for i in ids])
+        """Forget publications the broker has acknowledged (one transaction, one statement per
+        thousand ids)."""
+        if not ids:
+            return
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(ids), 1000):
+                    chunk = [int(i) for i in ids[start:start + 1000]]
+                    self._conn.execute(
+                        f"DELETE FROM fanout WHERE id IN ({', '.join('?' * len(chunk))})",  # noqa: S608
+                        chunk,
+                    )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot forget published messages: {exc}") from exc
 
     def _evict(self, ev: Eviction) -> None:
         self._conn.execute(

@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from typing import Final
 
 from msp_protocol.scoring import DECAY_DAYS, SHORT_TRIP_KM
 
+from ..errors import SchemaVersionError
 from ..secret_files import SecretFiles
 
 log = logging.getLogger(__name__)
@@ -141,18 +143,25 @@ def create(conn: sqlite3.Connection) -> None:
         raise
 
 
-def migrate(conn: sqlite3.Connection, secret_files: SecretFiles) -> bool:
-    """Bring an existing database to ``SCHEMA_VERSION``; returns True if it changed anything.
-    Raises ``sqlite3.Error`` or ``StoreError`` (a secret file that cannot be written or that
-    contradicts the database); the database is then left as it was."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version == SCHEMA_VERSION:
+def version(conn: sqlite3.Connection) -> int:
+    """The database's schema version (``user_version``; 0, the layout before versions were
+    numbered, is version 1)."""
+    return max(1, int(conn.execute("PRAGMA user_version").fetchone()[0]))
+
+
+def migrate(conn: sqlite3.Connection, secret_files: SecretFiles, where: str, *,
+            apply: bool = True) -> bool:  # fmt: skip
+    """Bring an existing database to ``SCHEMA_VERSION`` step by step (:data:`STEPS`); returns
+    True if it changed anything. Raises ``SchemaVersionError`` for a newer database, or an
+    older one when ``apply`` is false; ``sqlite3.Error`` or ``StoreError`` (a secret file that
+    cannot be written or that contradicts the database) leave the database as it was."""
+    found = version(conn)
+    if found == SCHEMA_VERSION:
         return False
-    if version > SCHEMA_VERSION:
-        raise sqlite3.DatabaseError(
-            f"database schema version {version} is newer than this registry's {SCHEMA_VERSION}"
-        )
-    _to_version_2(conn, secret_files)
+    if found > SCHEMA_VERSION or not apply:
+        raise SchemaVersionError(where, found, SCHEMA_VERSION)
+    for step in range(found + 1, SCHEMA_VERSION + 1):
+        STEPS[step](conn, secret_files)
     return True
 
 
@@ -160,7 +169,7 @@ def _to_version_2(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
     conn.execute("PRAGMA legacy_alter_table = ON")  # renames must not rewrite references
     conn.execute("BEGIN IMMEDIATE")  # one migration at a time: another process may race us
     try:
-        if int(conn.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION:
+        if version(conn) >= 2:
             conn.execute("ROLLBACK")
             return
         log.warning("migrating the registry database to schema version 2 (secrets to %s)",
@@ -184,7 +193,7 @@ def _to_version_2(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
             if table in new:
                 _copy(conn, table)
             conn.execute(f'DROP TABLE "_v1_{table}"')
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("PRAGMA user_version = 2")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -195,6 +204,11 @@ def _to_version_2(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
     # The dropped secrets must not survive in freed pages or the write-ahead log.
     conn.execute("VACUUM")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+#: The steps that bring a database from version N-1 to N, by N (add the same change to
+#: ``postgres_schema``).
+STEPS: Final[dict[int, Callable[[sqlite3.Connection, SecretFiles], None]]] = {2: _to_version_2}
 
 
 def _secrets_out(conn: sqlite3.Connection, tables: set[str], secret_files: SecretFiles) -> None:

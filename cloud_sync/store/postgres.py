@@ -1,0 +1,519 @@
+"""The registry store in PostgreSQL (psycopg 3), for many workers on one database.
+
+The same tables and behaviour as ``cloud_sync.store.sqlite`` (layout in
+``cloud_sync.store.postgres_schema``): every write through :meth:`PostgresStore.commit`, one
+transaction per batch, records idempotent on ``(device, seq)``, quarantine, fleet copies
+queued in the same transaction, the ``person_scores`` view, and no secret in the database
+(the pseudonym key and fleet password hashes are files of ``cloud_sync.secret_files``, in the
+directory the configuration names).
+
+Many workers: a commit locks the rows of the batch's devices (``SELECT … FOR NO KEY UPDATE``,
+in device order, so two commits never deadlock), then checks the batch against what is stored
+(``cloud_sync.store.chain_check``) and raises ``cloud_sync.errors.ChainConflict`` if another
+worker committed first; nothing of the batch is then committed.
+
+psycopg is imported here only: the SQLite path never needs it (the ``postgres`` extra).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from msp_protocol import bodies
+from msp_protocol.records import Record
+
+from ..errors import ChainConflict, EnrolmentError, SchemaVersionError, StoreError
+from ..secret_files import SecretFiles
+from . import postgres_schema
+from .base import (
+    Accepted,
+    Batch,
+    ChainHead,
+    Device,
+    Eviction,
+    Fanned,
+    Fanout,
+    Fleet,
+    Person,
+    Publication,
+    Quarantined,
+    SessionRow,
+    TripRow,
+    VehicleRow,
+    Withheld,
+)
+from .chain_check import Stored, by_device, plan_device, span
+from .device_cache import DeviceCache
+from .open import redact
+from .sqlite_schema import dumps
+
+log = logging.getLogger(__name__)
+
+_DEVICE_COLUMNS = ", ".join(Device.__dataclass_fields__)
+_TRIP_FIELDS = tuple(bodies.Trip.__dataclass_fields__)
+_COMMON = ("device", "seq", "session", "person_id", "vin")
+
+
+def _insert_sql(table: str, columns: Sequence[str]) -> bytes:
+    names = ", ".join(f'"{c}"' for c in columns)
+    return (f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"  # noqa: S608
+            " ON CONFLICT DO NOTHING").encode()  # fmt: skip
+
+
+_SQL = {
+    "trips": _insert_sql("trips", (*_COMMON, *_TRIP_FIELDS)),
+    "events": _insert_sql("events", (*_COMMON, "type", "start", "duration_s", "peak",
+                                     "speed_kmh", "severity", "lat", "lon")),
+    "dtcs": _insert_sql("dtcs", (*_COMMON, "ts", "code", "status", "mil", "odometer_km")),
+    "emergencies": _insert_sql("emergencies", (*_COMMON, "detected_at", "trigger",
+                                               "peak_decel_ms2", "speed_kmh", "lat", "lon")),
+}  # fmt: skip
+
+_TABLES = ("devices", "vehicles", "persons", "sessions", "records", "quarantine", "trips",
+           "events", "dtcs", "emergencies", "evictions", "fanout", "fleets")  # fmt: skip
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class PostgresStore:
+    """A :class:`cloud_sync.store.Store` in a PostgreSQL database; many processes may use one
+    database at once (see the module docstring)."""
+
+    def __init__(self, url: str, secrets: Path, environ: Mapping[str, str] | None = None, *,
+                 migrate: bool = False) -> None:  # fmt: skip
+        """Connect to ``url`` and check its schema version: an empty database gets the current
+        tables (and the pseudonym key is made in ``secrets``), an older one is migrated only
+        with ``migrate`` (else ``SchemaVersionError``), a newer one is refused."""
+        self.url = redact(url)
+        self._dsn = url
+        self.secret_files = SecretFiles(None, environ, directory=secrets)
+        conn = self._connect()
+        try:
+            self.migrated_from = self._open_schema(conn, migrate)
+        except psycopg.Error as exc:
+            conn.close()
+            raise StoreError(f"{self.url}: cannot open registry database: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self._secret: bytes | None = None
+        self._devices = DeviceCache()
+
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
+        try:
+            return psycopg.connect(self._dsn, autocommit=True, connect_timeout=10,
+                                   application_name="msp-registry")  # fmt: skip
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.url}: cannot connect to the registry database: {exc}"
+                             ) from None  # fmt: skip
+
+    def _live(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """The connection, made again if the server dropped it (restarted, failed over): the
+        call that saw it drop raised ``StoreError``; the caller's retry lands here."""
+        if self._conn.broken:
+            log.warning("%s: the connection was lost; connecting again", self.url)
+            self._conn.close()
+            self._conn = self._connect()
+        return self._conn
+
+    def _open_schema(self, conn: psycopg.Connection[tuple[Any, ...]], migrate: bool) -> int:
+        code = postgres_schema.SCHEMA_VERSION
+        found = postgres_schema.version(conn)
+        if found is None:
+            raise StoreError(f"{self.url}: has tables but is not a registry database")
+        if found > code or (found and found < code and not migrate):
+            raise SchemaVersionError(self.url, found, code)
+        if found < code:
+            postgres_schema.migrate(conn)
+        if found == 0:
+            self.secret_files.create_pseudonym_key()
+        return found
+
+    @property
+    def schema_version(self) -> int:
+        """The database's schema version now."""
+        return postgres_schema.version(self._live()) or 0
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._live().execute(sql.encode(), params).fetchall()
+        except psycopg.Error as exc:  # a database failure, not the caller's input
+            raise StoreError(f"{self.url}: {exc}") from None
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            return self._live().execute(sql.encode(), params).rowcount
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.url}: {exc}") from None
+
+    # devices -----------------------------------------------------------------------------
+    def device(self, device_id: str) -> Device | None:
+        """The enrolled device, revoked or not; ``None`` if never enrolled. The key and
+        certificate are read once per process; only ``revoked_at`` is read each time."""
+        cached = self._devices.get(device_id)
+        if cached is not None:
+            row = self._one("SELECT revoked_at FROM devices WHERE id = %s", (device_id,))
+            return self._devices.revocation(cached, row[0] if row else None)
+        row = self._one(f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE id = %s", (device_id,))  # noqa: S608
+        return self._devices.put(Device(*row)) if row else None
+
+    def enroll(self, device: Device) -> None:
+        """Add a device and its vehicle; raises ``EnrolmentError`` if the id is taken."""
+        try:
+            with self._live().transaction():
+                self._conn.execute(
+                    b"INSERT INTO vehicles (vin, fleet) VALUES (%s, %s) ON CONFLICT (vin)"
+                    b" DO UPDATE SET fleet = excluded.fleet",
+                    (device.vin, device.fleet),
+                )
+                self._conn.execute(
+                    f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES ({', '.join(['%s'] * 8)})"  # noqa: S608
+                    .encode(),
+                    [getattr(device, k) for k in Device.__dataclass_fields__],
+                )
+        except pg_errors.UniqueViolation:
+            raise EnrolmentError(f"{device.id}: already enrolled (revoke it and use a new id)"
+                                 ) from None  # fmt: skip
+        except psycopg.Error as exc:
+            raise StoreError(f"enrolling {device.id}: {exc}") from None
+
+    def revoke(self, device_id: str, at: str) -> None:
+        """Mark a device revoked; raises ``EnrolmentError`` if it is unknown."""
+        changed = self._run(
+            "UPDATE devices SET revoked_at = coalesce(revoked_at, %s) WHERE id = %s",
+            (at, device_id),
+        )
+        self._devices.forget(device_id)
+        if changed == 0:
+            raise EnrolmentError(f"{device_id}: no such device")
+
+    def devices(self) -> Sequence[Device]:
+        """Every enrolled device, by id."""
+        return [Device(*r) for r in self._rows(f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY id")]  # noqa: S608, E501
+
+    # chain -------------------------------------------------------------------------------
+    def chain_head(self, device_id: str) -> ChainHead:
+        """Where the device's committed chain ends (seq 0, hash ``None`` before any record)."""
+        row = self._one("SELECT seq, hash FROM chain WHERE device = %s", (device_id,))
+        return ChainHead(int(row[0]), row[1]) if row else ChainHead(0, None)
+
+    def record_hash(self, device_id: str, seq: int) -> str | None:
+        """The stored chain hash of ``(device, seq)`` (accepted or quarantined)."""
+        row = self._one(
+            "SELECT hash FROM records WHERE device = %s AND seq = %s"
+            " UNION ALL SELECT hash FROM quarantine WHERE device = %s AND seq = %s",
+            (device_id, seq, device_id, seq),
+        )
+        return str(row[0]) if row else None
+
+    def quarantined(self, device_id: str | None = None) -> Sequence[Quarantined]:
+        """Quarantined records (of every device, or of one), by device and seq."""
+        rows = self._rows(
+            "SELECT device, seq, hash, jws, reason, detail, received_at FROM quarantine"
+            " WHERE %s::text IS NULL OR device = %s ORDER BY device, seq",
+            (device_id, device_id),
+        )
+        return [Quarantined(d, int(s), h, j, r, t, at) for d, s, h, j, r, t, at in rows]
+
+    def chain_records(self, device_id: str) -> Sequence[str]:
+        """Every stored JWS of a device, in seq order (for independent verification)."""
+        rows = self._rows("SELECT jws FROM records WHERE device = %s ORDER BY seq", (device_id,))
+        return [str(r[0]) for r in rows]
+
+    def card_certificate(self, sha256: str) -> bytes | None:
+        """The DER of a card certificate seen before, by its base64url SHA-256."""
+        row = self._one("SELECT der FROM card_certificates WHERE sha256 = %s", (sha256,))
+        return bytes(row[0]) if row else None
+
+    def session_person(self, session_id: str) -> str | None:
+        """The person of a driver session, ``None`` if the session is unknown."""
+        row = self._one("SELECT person_id FROM sessions WHERE id = %s", (session_id,))
+        return str(row[0]) if row else None
+
+    def session_consents(self, session_id: str) -> Sequence[bodies.Consent]:
+        """The consents the driver signed for a session (none if the session is unknown)."""
+        row = self._one("SELECT consents FROM sessions WHERE id = %s", (session_id,))
+        if row is None:
+            return []
+        return [bodies.Consent(c["recipient"], tuple(c["categories"]), c["until"])
+                for c in json.loads(row[0])]  # fmt: skip
+
+    def person_consents(self, person_id: str) -> Sequence[bodies.Consent]:
+        """Every consent the person signed, in any session, oldest session first."""
+        rows = self._rows(
+            "SELECT consents FROM sessions WHERE person_id = %s ORDER BY started_at, id",
+            (person_id,),
+        )
+        return [bodies.Consent(c["recipient"], tuple(c["categories"]), c["until"])
+                for (text,) in rows for c in json.loads(text)]  # fmt: skip
+
+    def add_fleet(self, fleet: Fleet) -> None:
+        """Register a fleet operator, or replace its password hash (kept in the secret files,
+        not the database)."""
+        self.secret_files.set_fleet_password(fleet.id, fleet.password_hash)
+        self._run("INSERT INTO fleets VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
+                  (fleet.id, fleet.added_at))  # fmt: skip
+
+    def fleets(self) -> Sequence[Fleet]:
+        """Every registered fleet operator, by id, with its password hash if it has one."""
+        hashes = self.secret_files.fleet_passwords()
+        return [Fleet(i, a, hashes.get(i))
+                for i, a in self._rows("SELECT id, added_at FROM fleets ORDER BY id")]  # fmt: skip
+
+    def withheld(self) -> Mapping[Withheld, int]:
+        """How much data was withheld from fleets, by fleet, kind and reason."""
+        rows = self._rows("SELECT fleet, kind, reason, count FROM withheld")
+        return {Withheld(f, k, r): int(c) for f, k, r, c in rows}
+
+    def clear_expired(self, now: str) -> int:
+        """Queue an empty retained message for every retained publication expired at ``now``."""
+        try:
+            with self._live().transaction():
+                deleted = self._conn.execute(
+                    b"DELETE FROM retained WHERE expires <= %s RETURNING topic", (now,))
+                topics = sorted(str(t) for (t,) in deleted)
+                with self._conn.cursor() as cur:
+                    cur.executemany(b"INSERT INTO fanout (topic, payload, retain)"
+                                    b" VALUES (%s, '', TRUE)", [(t,) for t in topics])  # fmt: skip
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.url}: cannot clear expired messages: {exc}") from None
+        return len(topics)
+
+    def pseudonym_secret(self) -> bytes:
+        """The registry's secret for per-fleet pseudonyms (in its secret files); raises
+        ``StoreError`` if it is missing."""
+        if self._secret is None:
+            self._secret = self.secret_files.pseudonym_key()
+        return self._secret
+
+    # writing -----------------------------------------------------------------------------
+    def commit(self, batch: Batch, fanout: Fanout | None = None) -> None:
+        """Commit the whole batch, and what ``fanout`` derives from its new records, in one
+        transaction; records already stored stay as they are. Raises ``ChainConflict`` when
+        another worker committed records of the batch's devices that it contradicts (nothing
+        is committed; re-plan and retry), ``StoreError`` when the database fails."""
+        try:
+            with self._live().transaction():
+                self._commit(batch, fanout)
+        except ChainConflict:
+            raise
+        except (pg_errors.UniqueViolation, pg_errors.DeadlockDetected,
+                pg_errors.SerializationFailure) as exc:  # fmt: skip
+            # The checks run under the devices' locks, so this is a commit racing one that
+            # did not lock (or a deadlock PostgreSQL broke): the caller re-plans the batch.
+            raise ChainConflict("?", 0, f"concurrent commit: {exc}") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.url}: commit failed: {exc}") from None
+
+    def _commit(self, batch: Batch, fanout: Fanout | None) -> None:
+        run = self._conn.execute
+        groups = by_device(batch.accepted, batch.quarantined, batch.evictions)
+        if groups:
+            run(b"SELECT id FROM devices WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE",
+                (list(groups),))  # fmt: skip
+        new: set[int] = set()
+        for device, (accepted, quarantined, evictions) in groups.items():
+            stored = self._stored(device, *span(accepted, quarantined, evictions))
+            plan = plan_device(device, accepted, quarantined, evictions, stored)
+            for ev in plan.evictions:
+                run(b"INSERT INTO evictions VALUES (%s, %s, %s, %s)",
+                    (ev.device, ev.first, ev.last, ev.last_hash))  # fmt: skip
+            for kept in plan.quarantined:
+                run(b"INSERT INTO quarantine VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (kept.device, kept.seq, kept.hash, kept.jws, kept.reason, kept.detail,
+                     _now()))  # fmt: skip
+            new.update(id(a) for a in plan.accepted)
+        inserted = [acc for acc in batch.accepted if id(acc) in new]
+        for acc in inserted:
+            self._insert(acc)
+        fanned = fanout(inserted) if fanout is not None and inserted else Fanned()
+        publications = [(p.topic, p.payload, p.retain)
+                        for p in (*batch.publications, *fanned.publications)]  # fmt: skip
+        with self._conn.cursor() as cur:
+            if publications:
+                cur.executemany(b"INSERT INTO fanout (topic, payload, retain)"
+                                b" VALUES (%s, %s, %s)", publications)  # fmt: skip
+            retained = sorted({p.topic: p.expires for p in fanned.publications
+                               if p.retain and p.expires}.items())  # fmt: skip
+            if retained:
+                cur.executemany(b"INSERT INTO retained VALUES (%s, %s) ON CONFLICT (topic)"
+                                b" DO UPDATE SET expires = excluded.expires", retained)  # fmt: skip
+            withheld = sorted((w.fleet, w.kind, w.reason, n) for w, n in fanned.withheld.items())
+            if withheld:
+                cur.executemany(b"INSERT INTO withheld VALUES (%s, %s, %s, %s)"
+                                b" ON CONFLICT (fleet, kind, reason)"
+                                b" DO UPDATE SET count = withheld.count + excluded.count",
+                                withheld)  # fmt: skip
+        for device in groups:
+            self._advance_head(device)
+        for reason, count in sorted(batch.rejections.items()):
+            run(b"INSERT INTO rejections VALUES (%s, %s) ON CONFLICT (reason)"
+                b" DO UPDATE SET count = rejections.count + excluded.count",
+                (reason, count))  # fmt: skip
+
+    def _stored(self, device: str, lo: int, hi: int) -> Stored:
+        rows = self._conn.execute(
+            b"SELECT seq, hash FROM records WHERE device = %s AND seq BETWEEN %s AND %s"
+            b" UNION ALL SELECT seq, hash FROM quarantine"
+            b" WHERE device = %s AND seq BETWEEN %s AND %s",
+            (device, lo, hi, device, lo, hi),
+        ).fetchall()
+        evictions = self._conn.execute(
+            b"SELECT device, first, last, last_hash FROM evictions"
+            b" WHERE device = %s AND first <= %s AND last >= %s",
+            (device, hi, lo),
+        ).fetchall()
+        return Stored({int(s): str(h) for s, h in rows},
+                      [Eviction(d, int(f), int(la), h) for d, f, la, h in evictions])  # fmt: skip
+
+    def fanout_pending(self, limit: int) -> Sequence[tuple[int, Publication]]:
+        """Committed publications not yet taken by the broker, oldest first, with their ids."""
+        rows = self._rows("SELECT id, topic, payload, retain FROM fanout ORDER BY id LIMIT %s",
+                          (limit,))  # fmt: skip
+        return [(int(i), Publication(str(t), bytes(p), bool(r))) for i, t, p, r in rows]
+
+    def fanout_done(self, ids: Sequence[int]) -> None:
+        """Forget publications the broker has acknowledged (one statement)."""
+        if ids:
+            self._run("DELETE FROM fanout WHERE id = ANY(%s)", (list(ids),))
+
+    def _advance_head(self, device: str) -> None:
+        run = self._conn.execute
+        row = run(b"SELECT seq, hash FROM chain WHERE device = %s", (device,)).fetchone()
+        seq, hash_ = (int(row[0]), row[1]) if row else (0, None)
+        while True:
+            # every stored record after the head, in one read, until the first hole
+            found = run(
+                b"SELECT seq, hash FROM records WHERE device = %s AND seq > %s"
+                b" UNION ALL SELECT seq, hash FROM quarantine WHERE device = %s AND seq > %s"
+                b" ORDER BY seq LIMIT 10000",
+                (device, seq, device, seq),
+            ).fetchall()
+            moved = False
+            for s, h in found:
+                if int(s) != seq + 1:
+                    break
+                seq, hash_, moved = int(s), str(h), True
+            ev = run(b"SELECT last, last_hash FROM evictions WHERE device = %s AND first = %s",
+                     (device, seq + 1)).fetchone()  # fmt: skip
+            if ev is not None:
+                seq, hash_, moved = int(ev[0]), str(ev[1]), True
+            if not moved:
+                break
+        run(b"INSERT INTO chain VALUES (%s, %s, %s) ON CONFLICT (device)"
+            b" DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            (device, seq, hash_))  # fmt: skip
+
+    def _insert(self, acc: Accepted) -> None:
+        rec = acc.record
+        run = self._conn.execute
+        run(b"INSERT INTO records VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (rec.device, rec.seq, acc.hash, rec.kind, rec.ts, rec.session, acc.jws,
+             _now()))  # fmt: skip
+        body = rec.body
+        if isinstance(body, bodies.SessionStart) and acc.card is not None:
+            self._session_start(rec, body, acc)
+            return
+        person = self.session_person(rec.session) if rec.session else None
+        common = (rec.device, rec.seq, rec.session, person, rec.vin)
+        if isinstance(body, bodies.SessionEnd) and rec.session:
+            run(b"UPDATE sessions SET ended_at = %s, end_reason = %s WHERE id = %s",
+                (body.ended_at, body.reason, rec.session))  # fmt: skip
+        elif isinstance(body, bodies.Trip):
+            values = [getattr(body, f) for f in _TRIP_FIELDS]
+            values[_TRIP_FIELDS.index("events")] = dumps(dict(body.events))
+            run(_SQL["trips"], (*common, *values))
+        elif isinstance(body, bodies.Event):
+            lat, lon = (body.location.lat, body.location.lon) if body.location else (None, None)
+            run(_SQL["events"], (*common, body.type, body.start, body.duration_s, body.peak,
+                                 body.speed_kmh, body.severity, lat, lon))  # fmt: skip
+        elif isinstance(body, bodies.Dtc):
+            for code in body.codes:
+                run(_SQL["dtcs"], (*common, rec.ts, code.code, code.status, int(body.mil),
+                                   body.odometer_km))  # fmt: skip
+        elif isinstance(body, bodies.Emergency):
+            lat, lon = (body.location.lat, body.location.lon) if body.location else (None, None)
+            run(_SQL["emergencies"], (*common, body.detected_at, body.trigger,
+                                      body.peak_decel_ms2, body.speed_kmh, lat, lon))  # fmt: skip
+
+    def _session_start(self, rec: Record, body: bodies.SessionStart, acc: Accepted) -> None:
+        card = acc.card
+        assert card is not None
+        st = body.statement
+        run = self._conn.execute
+        run(b"INSERT INTO persons VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            (card.person_id, card.key_sha256, rec.ts))  # fmt: skip
+        run(b"INSERT INTO card_certificates VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            (card.certificate_sha256, card.person_id, card.certificate_der))  # fmt: skip
+        consents = [
+            {"recipient": c.recipient, "categories": list(c.categories), "until": c.until}
+            for c in st.consents
+        ]
+        run(b"INSERT INTO sessions VALUES (%s, %s, %s, %s, %s, %s, NULL, NULL, %s, %s, %s)"
+            b" ON CONFLICT DO NOTHING",
+            (st.session, card.person_id, rec.device, st.vin, st.vehicle_class, st.started_at,
+             st.licence.expiry, dumps(list(st.licence.categories)), dumps(consents)))  # fmt: skip
+        run(b"UPDATE vehicles SET vehicle_class = %s WHERE vin = %s", (st.vehicle_class, st.vin))
+
+    # reading -----------------------------------------------------------------------------
+    def rejections(self) -> Mapping[str, int]:
+        """Rejection counts by reason since the store was created."""
+        return {str(r): int(c) for r, c in self._rows("SELECT reason, count FROM rejections")}
+
+    def persons(self) -> Sequence[Person]:
+        """Every person, by id."""
+        return [Person(*r) for r in self._rows("SELECT id, key_sha256, first_seen FROM persons"
+                                               " ORDER BY id")]  # fmt: skip
+
+    def sessions(self, person_id: str | None = None) -> Sequence[SessionRow]:
+        """Driver sessions (all, or one person's), by start time."""
+        fields = ", ".join(SessionRow.__dataclass_fields__)
+        rows = self._rows(
+            f"SELECT {fields} FROM sessions WHERE %s::text IS NULL OR person_id = %s"  # noqa: S608
+            " ORDER BY started_at, id",
+            (person_id, person_id),
+        )
+        return [SessionRow(*r) for r in rows]
+
+    def vehicles(self) -> Sequence[VehicleRow]:
+        """Every vehicle, by VIN, with how many devices and persons it has seen."""
+        rows = self._rows(
+            "SELECT v.vin, v.fleet, v.vehicle_class,"
+            " (SELECT count(*) FROM devices d WHERE d.vin = v.vin),"
+            " (SELECT count(DISTINCT s.person_id) FROM sessions s WHERE s.vin = v.vin)"
+            " FROM vehicles v ORDER BY v.vin"
+        )
+        return [VehicleRow(v, f, c, int(d), int(p)) for v, f, c, d, p in rows]
+
+    def trips(self, person_id: str) -> Sequence[TripRow]:
+        """The trips attributed to a person, in every vehicle, by end time."""
+        rows = self._rows(
+            'SELECT person_id, vin, "end", distance_km, penalty_points, score FROM trips'
+            ' WHERE person_id = %s ORDER BY "end", device, seq',
+            (person_id,),
+        )
+        return [TripRow(*r) for r in rows]
+
+    def counts(self) -> Mapping[str, int]:
+        """Row counts per table."""
+        sql = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in _TABLES)  # noqa: S608
+        return {str(t): int(n) for t, n in self._rows(sql)}

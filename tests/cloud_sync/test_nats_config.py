@@ -27,7 +27,7 @@ from cloud_sync.nats_config import (
 )
 from cloud_sync.registry import transport_for
 from cloud_sync.transport.jetstream import JetStreamTransport
-from cloud_sync.worker import BrokerConfig
+from cloud_sync.transport.mqtt import MqttTransport
 from tests.sync_deploy import Deployment
 from tests.sync_kit import CardIssuer
 
@@ -194,7 +194,7 @@ def test_serve_picks_jetstream_for_nats_urls_or_a_nats_dir(site: Deployment) -> 
     secret = site.root / "pw"
     secret.write_text("s3cret\n")
     plain = RegistryConfig(broker="mqtt://127.0.0.1:1883")
-    assert isinstance(transport_for(plain, None), BrokerConfig)
+    assert isinstance(transport_for(plain, None), MqttTransport)
     nats = RegistryConfig(broker="nats://a:4222, nats://b:4222", password_file=secret)
     by_url = transport_for(nats, None)
     assert isinstance(by_url, JetStreamTransport)

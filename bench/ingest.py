@@ -1,14 +1,27 @@
-"""Registry ingest benchmark: records/s verified and committed by one registry worker through a
-real mosquitto, against bare Ed25519 verification of the same records in the same run (the
-physical limit of one core), and ack latency p50/p99 at a fixed offered rate.
+"""Registry ingest benchmark: records/s verified and committed per registry worker through a
+real broker, against bare Ed25519 verification of the same records in the same run (the
+physical limit of one core), the total with several workers, and ack latency p50/p99 at fixed
+offered rates.
 
-    .venv/bin/python bench/ingest.py [--records 5000] [--rate 200] [--seconds 10]
+    .venv/bin/python bench/ingest.py [--store sqlite] [--broker mosquitto] [--workers 2]
+        [--records 6000] [--devices 8] [--rates 200,1000] [--seconds 8] [--verify-workers 0]
+
+Throughput is a backlog drain: the broker holds ``--records`` records of ``--devices``
+gateways (one record per message, as a gateway publishes when it is behind), then the
+workers start; the rate is (records - 1) / (last commit - first commit), from the commit
+times the registry itself stored. Run 1 is one worker (the ratio to bare verification is
+its rate over the bare rate); run 2 is ``--workers`` workers on a shared subscription
+(``$share/registry/...``), on a fresh database, draining the same records. Latency: one
+worker running, records offered at each fixed rate, round robin over the gateways; an
+ack's latency is from a record's publish to the first ack covering it.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -16,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -26,7 +40,7 @@ from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_sync.broker_process import MosquittoProcess, free_port
-from cloud_sync.mosquitto import BrokerLayout, write_config
+from cloud_sync.mosquitto import BrokerFiles, BrokerLayout, write_config
 from cloud_sync.pki import DeviceCa, cert_pem, key_pem, write_private
 from cloud_sync.registry import enroll_device
 from cloud_sync.store.sqlite import SqliteStore
@@ -36,10 +50,9 @@ from msp_protocol.records import Record, format_ts, parse_ts
 from msp_protocol.topics import ack_topic, parse_ack, rec_topic
 
 T0 = 1_795_000_000.0
-VIN = "JTBENCH0001"
 
 
-def make_chain(signer: Signer, count: int) -> list[str]:
+def make_chain(signer: Signer, vin: str, count: int) -> list[str]:
     """``count`` chained trip records of one device, all in the past (a future-dated record
     would be quarantined, not stored)."""
     tokens, prev = [], None
@@ -48,7 +61,7 @@ def make_chain(signer: Signer, count: int) -> list[str]:
         start = base + seq * 1000
         body = bodies.Trip(format_ts(start), format_ts(start + 900), 12.5, None, 900.0, 82.0,
                            0.9, 2.1, 30.0, 0.1, {"harsh_braking": 1}, 5.0, 60.0)  # fmt: skip
-        rec = Record("trip", signer.kid, VIN, seq, prev, format_ts(start + 900), None, body)
+        rec = Record("trip", signer.kid, vin, seq, prev, format_ts(start + 900), None, body)
         token = signer.sign_record(rec)
         tokens.append(token)
         prev = record_hash(token)
@@ -64,27 +77,40 @@ def bare_verify_rate(key: ed25519.Ed25519PublicKey, tokens: list[str]) -> float:
     return len(parts) / (time.perf_counter() - began)
 
 
+@dataclass
+class Device:
+    """One bench gateway: its key, files and chain of signed records."""
+
+    id: str
+    vin: str
+    key: ed25519.Ed25519PrivateKey
+    csr: bytes
+    tokens: list[str]
+
+
 class Gateway:
     """A raw MQTT gateway client (mTLS) that records when acks arrive."""
 
-    def __init__(self, port: int, ca: Path, cert: Path, key: Path) -> None:
+    def __init__(self, device: str, port: int, ca: Path, cert: Path, key: Path) -> None:
+        self.device = device
         self.acks: list[tuple[float, int]] = []
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="gw-bench",
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device,
                                   protocol=mqtt.MQTTv5)  # fmt: skip
         self.client.tls_set(ca_certs=str(ca), certfile=str(cert), keyfile=str(key))
         self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
         self.client.on_message = self._on_message
         self.client.on_socket_open = lambda _c, _u, sock: sock.setsockopt(
             socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as edge_agent.uplink does
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe(ack_topic("gw-bench"), qos=1)
+        self.client.subscribe(ack_topic(device), qos=1)
         self.client.loop_start()
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         self.acks.append((time.perf_counter(), parse_ack(bytes(msg.payload))))
 
     def publish(self, token: str) -> mqtt.MQTTMessageInfo:
-        return self.client.publish(rec_topic("gw-bench"), token.encode(), qos=1)
+        return self.client.publish(rec_topic(self.device), token.encode(), qos=1)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -103,103 +129,210 @@ def commit_span(db: Path) -> float:
     return (parse_ts(last) - parse_ts(first)).total_seconds()
 
 
-def head(db: Path) -> int:
+def stored(db: Path) -> int:
     store = SqliteStore(db)
     try:
-        return store.chain_head("gw-bench").seq
+        return int(store._conn.execute("SELECT count(*) FROM records").fetchone()[0])
     finally:
         store.close()
 
 
-def wait_head(db: Path, seq: int, timeout: float = 300.0) -> None:
+def wait_stored(db: Path, count: int, timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
-    while head(db) < seq:
+    while (n := stored(db)) < count:
         if time.monotonic() > deadline:
-            raise SystemExit(f"registry stuck at {head(db)} of {seq}")
-        time.sleep(0.02)
+            raise SystemExit(f"registry stuck at {n} of {count} records")
+        time.sleep(0.05)
+
+
+class Site:
+    """A broker of its own (no other run's sessions in its share group), the bench gateways'
+    files, and a registry database."""
+
+    def __init__(self, root: Path, devices: list[Device], backlog: int) -> None:
+        self.root = root
+        root.mkdir(parents=True)
+        self.ca = DeviceCa.open(root / "ca")
+        self.dport, self.rport = free_port(), free_port()
+        self.files: BrokerFiles = write_config(root / "broker", self.ca, BrokerLayout(
+            device_port=self.dport, device_bind="127.0.0.1", registry_port=self.rport,
+            fleet_port=free_port(), run_as=getpass.getuser(),
+            max_queued_messages=backlog + 1000))  # fmt: skip
+        self.devices = devices
+        (root / "anchors").mkdir()
+        (root / "anchors" / "ca.pem").write_bytes(cert_pem(self.ca.cert))  # no cards here
+        for d in devices:
+            write_private(root / f"{d.id}.key", key_pem(d.key))
+
+    def database(self, name: str) -> Path:
+        """A fresh registry database with every bench device enrolled."""
+        db = self.root / f"{name}.db"
+        store = SqliteStore(db)
+        try:
+            for d in self.devices:
+                cert = enroll_device(store, self.ca, d.id, d.csr, vin=d.vin, fleet="bench")
+                (self.root / f"{d.id}.pem").write_bytes(cert_pem(cert))
+        finally:
+            store.close()
+        return db
+
+    def gateways(self) -> list[Gateway]:
+        return [Gateway(d.id, self.dport, self.files.ca_cert, self.root / f"{d.id}.pem",
+                        self.root / f"{d.id}.key") for d in self.devices]  # fmt: skip
+
+    def worker(self, db: Path, n: int, extra: list[str]) -> subprocess.Popen[bytes]:
+        """Start a registry worker; returns once it has subscribed (its log says so)."""
+        path = self.root / f"worker-{db.stem}-{n}.log"
+        before = path.read_text().count("subscribed to") if path.exists() else 0
+        proc = self._start_worker(path, db, n, extra)
+        deadline = time.monotonic() + 60
+        while path.read_text().count("subscribed to") <= before:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the registry worker did not subscribe: see {path}")
+            time.sleep(0.05)
+        return proc
+
+    def _start_worker(self, path: Path, db: Path, n: int,
+                      extra: list[str]) -> subprocess.Popen[bytes]:  # fmt: skip
+        log = path.open("ab")
+        # a backlog flooded without the gateway's window: let every early record wait
+        env = {**os.environ, "MSP_REGISTRY_MAX_WAITING": "1000000"}
+        return subprocess.Popen(
+            [sys.executable, "-m", "cloud_sync.cli", "-v", "serve",
+             "--broker", f"mqtt://127.0.0.1:{self.rport}", "--password-file",
+             str(self.files.registry_secret), "--anchors", str(self.root / "anchors"),
+             "--db", str(db), "--shared", "--client-id", f"registry-{db.stem}-{n}", *extra],
+            stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(30)
+
+
+def drain_rate(site: Site, db: Path, workers: int, records: list[tuple[int, str]],
+               extra: list[str]) -> float:  # fmt: skip
+    """Records/s committed by ``workers`` workers draining ``records`` from the broker.
+
+    The workers subscribe, then are frozen (SIGSTOP, connections open) while the backlog is
+    published: mosquitto queues it in their sessions (it does not queue for a shared
+    subscription none of whose members is connected), and then they drain it (SIGCONT)."""
+    procs = [site.worker(db, n, extra) for n in range(workers)]
+    for p in procs:
+        p.send_signal(signal.SIGSTOP)
+    gws = site.gateways()
+    try:
+        infos = [gws[i].publish(token) for i, token in records]
+        for info in infos:
+            info.wait_for_publish(120)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGCONT)
+    try:
+        wait_stored(db, len(records))
+    finally:
+        stop(procs)
+        for gw in gws:
+            gw.close()
+    return (len(records) - 1) / commit_span(db)
+
+
+def latencies(site: Site, db: Path, rate: float, seconds: float,
+              start: list[int], extra: list[str]) -> list[float]:  # fmt: skip
+    """Ack latencies (ms) of records offered at ``rate``/s round robin over the devices,
+    continuing each chain from ``start[i]`` (advanced)."""
+    procs = [site.worker(db, 0, extra)]
+    gws = site.gateways()
+    sent: list[tuple[int, int, float]] = []  # device index, seq, when
+    try:
+        began = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            delay = began + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            k = i % len(gws)
+            seq = start[k] + 1
+            start[k] = seq
+            sent.append((k, seq, time.perf_counter()))
+            gws[k].publish(site.devices[k].tokens[seq - 1])
+        wait_stored(db, sum(start))
+        time.sleep(1.0)
+    finally:
+        stop(procs)
+        for gw in gws:
+            gw.close()
+    out = []
+    for k, seq, at in sent:
+        acked = [t for t, s in gws[k].acks if s >= seq and t >= at]
+        if acked:
+            out.append((min(acked) - at) * 1000)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--records", type=int, default=5000, help="records for the throughput run")
-    ap.add_argument("--rate", type=float, default=200.0, help="offered rate for ack latency")
-    ap.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
+    ap.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--broker", choices=("mosquitto", "nats"), default="mosquitto")
+    ap.add_argument("--workers", type=int, default=2, help="workers of the second run")
+    ap.add_argument("--records", type=int, default=6000, help="records for the throughput runs")
+    ap.add_argument("--devices", type=int, default=8, help="gateways the records come from")
+    ap.add_argument("--rates", default="200,1000", help="offered rates for ack latency")
+    ap.add_argument("--seconds", type=float, default=8.0, help="length of each latency run")
+    ap.add_argument("--verify-workers", type=int, default=0,
+                    help="--verify-workers of each registry worker")  # fmt: skip
     args = ap.parse_args()
+    if args.store != "sqlite":
+        raise SystemExit("--store postgresql: not available in this build (the PostgreSQL "
+                         "store is not merged yet)")  # fmt: skip
+    if args.broker != "mosquitto":
+        raise SystemExit("--broker nats: not available in this build (the JetStream "
+                         "transport is not merged yet)")  # fmt: skip
+    rates = [float(r) for r in args.rates.split(",")]
+    per_device = -(-args.records // args.devices)
+    latency_total = int(sum(rates) * args.seconds)
+    chain = per_device + -(-latency_total // args.devices)
+    print(f"signing {chain * args.devices} records of {args.devices} gateways ...",
+          file=sys.stderr)  # fmt: skip
+    devices = []
+    for i in range(args.devices):
+        key = ed25519.Ed25519PrivateKey.generate()
+        name = f"gw-bench{i}"
+        csr = x509.CertificateSigningRequestBuilder().subject_name(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])).sign(key, None)
+        vin = f"JTBENCH{i:04d}"
+        devices.append(Device(name, vin, key, csr.public_bytes(serialization.Encoding.PEM),
+                              make_chain(Signer(key, name), vin, chain)))  # fmt: skip
+    backlog = [(i, d.tokens[s]) for s in range(per_device) for i, d in enumerate(devices)]
+    sample = devices[0].tokens[:3000]
     root = Path(tempfile.mkdtemp(prefix="msp-bench-"))
-    ca = DeviceCa.open(root / "ca")
-    dport, rport = free_port(), free_port()
-    files = write_config(root / "broker", ca, BrokerLayout(
-        device_port=dport, device_bind="127.0.0.1", registry_port=rport,
-        fleet_port=free_port(), run_as=getpass.getuser(),
-        max_queued_messages=args.records + 1000))  # fmt: skip
-    key = ed25519.Ed25519PrivateKey.generate()
-    csr = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gw-bench")])).sign(key, None)
-    store = SqliteStore(root / "registry.db")
-    cert = enroll_device(store, ca, "gw-bench", csr.public_bytes(serialization.Encoding.PEM),
-                         vin=VIN, fleet="bench")  # fmt: skip
-    store.close()
-    (root / "gw.pem").write_bytes(cert_pem(cert))
-    write_private(root / "gw.key", key_pem(key))
-    (root / "anchors").mkdir()
-    (root / "anchors" / "ca.pem").write_bytes(cert_pem(ca.cert))  # no cards in this run
-    total = args.records + int(args.rate * args.seconds)
-    print(f"signing {total} records ...", file=sys.stderr)
-    tokens = make_chain(Signer(key, "gw-bench"), total)
-    bare = bare_verify_rate(key.public_key(), tokens[: args.records])
-
-    registry_cmd = [sys.executable, "-m", "cloud_sync.cli", "serve",
-                    "--broker", f"mqtt://127.0.0.1:{rport}", "--password-file",
-                    str(files.registry_secret), "--anchors", str(root / "anchors"),
-                    "--db", str(root / "registry.db")]  # fmt: skip
-    with MosquittoProcess(files.config, (dport, rport)):
-        # 1. throughput: the broker holds a backlog; one registry worker drains it
-        reg = subprocess.Popen(registry_cmd)
-        time.sleep(1.5)  # let it subscribe (persistent session), then stop it
-        reg.terminate()
-        reg.wait()
-        gw = Gateway(dport, files.ca_cert, root / "gw.pem", root / "gw.key")
-        infos = [gw.publish(t) for t in tokens[: args.records]]
-        for info in infos:
-            info.wait_for_publish(60)
-        began = time.perf_counter()
-        reg = subprocess.Popen(registry_cmd)
-        wait_head(root / "registry.db", args.records)
-        drained = time.perf_counter() - began  # includes the worker's start-up
-        span = commit_span(root / "registry.db")
-        # 2. ack latency at a fixed offered rate, registry running
-        sent: list[float] = []
-        period = 1.0 / args.rate
-        began = time.perf_counter()
-        for i, token in enumerate(tokens[args.records:]):
-            delay = began + i * period - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            sent.append(time.perf_counter())
-            gw.publish(token)
-        wait_head(root / "registry.db", total)
-        time.sleep(0.5)
-        gw.close()
-        reg.terminate()
-        reg.wait()
-    latencies = []
-    acks = sorted(gw.acks)
-    j = 0
-    for i, at in enumerate(sent):
-        seq = args.records + i + 1
-        while j < len(acks) and acks[j][1] < seq:
-            j += 1
-        if j < len(acks):
-            latencies.append((acks[j][0] - at) * 1000)
-    rate = args.records / drained
-    steady = (args.records - 1) / span
-    q = statistics.quantiles(latencies, n=100)
-    print(f"bare Ed25519 verify, one core:        {bare:10.0f} records/s (baseline)")
-    print(f"registry worker via mosquitto:        {steady:10.0f} records/s "
-          f"= {steady / bare:.3f} x baseline (first to last commit of {args.records})")
-    print(f"  the same, with the worker's start-up: {rate:10.0f} records/s")
-    print(f"ack latency at {args.rate:.0f} records/s offered:  p50 {q[49]:.1f} ms,"
-          f" p99 {q[98]:.1f} ms ({len(latencies)} records)")  # fmt: skip
+    extra = ["--verify-workers", str(args.verify_workers)] if args.verify_workers else []
+    bare_before = bare_verify_rate(devices[0].key.public_key(), sample)
+    site = Site(root / "one", devices, len(backlog))
+    with MosquittoProcess(site.files.config, (site.dport, site.rport)):
+        one_db = site.database("one")
+        one = drain_rate(site, one_db, 1, backlog, extra)
+        bare_after = bare_verify_rate(devices[0].key.public_key(), sample)
+        start = [per_device] * args.devices
+        lat = {rate: latencies(site, one_db, rate, args.seconds, start, extra) for rate in rates}
+    site = Site(root / "many", devices, len(backlog))
+    with MosquittoProcess(site.files.config, (site.dport, site.rport)):
+        many = drain_rate(site, site.database("many"), args.workers, backlog, extra)
+    bare = (bare_before + bare_after) / 2
+    print(f"store {args.store}, broker {args.broker}, {args.devices} gateways,"
+          f" {len(backlog)} records, verify-workers {args.verify_workers}")  # fmt: skip
+    print(f"bare Ed25519 verify, one core:     {bare:8.0f} records/s"
+          f" (before {bare_before:.0f}, after {bare_after:.0f} the one-worker run)")
+    print(f"one worker, committed:             {one:8.0f} records/s"
+          f" = {one / bare:.2f} x bare verification")  # fmt: skip
+    print(f"{args.workers} workers, committed in total:    {many:8.0f} records/s"
+          f" ({many / args.workers:.0f} per worker)")  # fmt: skip
+    for rate, values in lat.items():
+        if len(values) >= 2:
+            q = statistics.quantiles(values, n=100)
+            print(f"ack latency at {rate:5.0f} records/s offered: p50 {q[49]:7.1f} ms,"
+                  f" p99 {q[98]:7.1f} ms ({len(values)} records, one worker)")  # fmt: skip
     print(f"(work files in {root})", file=sys.stderr)
 
 

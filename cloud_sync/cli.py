@@ -13,8 +13,8 @@ from .errors import RegistryError
 
 #: Subcommand modules under cloud_sync.commands; each offers ``add_subparser(subparsers)``.
 SUBCOMMANDS: tuple[str, ...] = (
-    "serve", "enroll", "revoke", "mosquitto_config", "queries", "audit", "fleet", "database",
-    "public", "recipients", "operator", "web",
+    "serve", "enroll", "revoke", "mosquitto_config", "nats_config", "queries", "audit", "fleet",
+    "database", "public", "recipients", "operator", "web",
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -77,28 +78,43 @@ def broker_config(config: RegistryConfig) -> BrokerConfig:
     )  # fmt: skip
 
 
-def transport_for(config: RegistryConfig) -> Transport:
-    """The broker transport of ``config.broker``: ``mqtt://``/``mqtts://`` (mosquitto or any
-    MQTT broker). Raises ``BrokerError`` for another scheme."""
-    scheme = urlsplit(config.broker).scheme
+def transport_for(config: RegistryConfig, nats_dir: Path | None = None) -> Transport:
+    """The broker transport: JetStream on a NATS cluster with ``nats_dir`` (nats-config's
+    directory: URLs, password, certificates) or a ``nats://`` broker URL (a comma-separated
+    list of the nodes); ``mqtt://``/``mqtts://`` (mosquitto or any MQTT broker) otherwise.
+    Raises ``BrokerError`` for another scheme."""
+    scheme = urlsplit(config.broker.split(",")[0].strip()).scheme
+    if nats_dir is not None or scheme == "nats":
+        from .transport.jetstream import (  # noqa: PLC0415 - the optional [nats] extra
+            JetStreamConfig,
+            JetStreamTransport,
+            config_from_dir,
+        )
+
+        urls = [u.strip() for u in config.broker.split(",")] if scheme == "nats" else []
+        if nats_dir is not None:
+            return JetStreamTransport(config_from_dir(nats_dir, urls, config.client_id))
+        password = broker_config(config).password
+        return JetStreamTransport(JetStreamConfig(tuple(urls), user=config.username,
+                                                  password=password,
+                                                  client_id=config.client_id))  # fmt: skip
     if scheme in ("mqtt", "mqtts"):
         return MqttTransport(broker_config(config))
-    if scheme == "nats":
-        raise BrokerError(f"broker {config.broker!r}: the JetStream transport is not available"
-                          " in this build")  # fmt: skip
     raise BrokerError(f"broker URL {config.broker!r}: expected mqtt://, mqtts:// or nats://")
 
 
-def serve(config: RegistryConfig, stop: threading.Event) -> None:
-    """Run one registry worker until ``stop`` is set. Raises ``RegistryError`` (no trust
-    anchors, unreadable files, a broker URL it cannot use) or ``StoreError`` (the database
-    cannot be opened; once serving, a failing database is waited out)."""
+def serve(config: RegistryConfig, stop: threading.Event, nats_dir: Path | None = None) -> None:
+    """Run one registry worker until ``stop`` is set: on the MQTT broker of ``config``, or on
+    a NATS cluster (JetStream) with ``nats_dir`` or a ``nats://`` broker URL. Raises
+    ``RegistryError`` (no trust anchors, unreadable files, a broker URL it cannot use) or
+    ``StoreError`` (the database cannot be opened; once serving, a failing database is waited
+    out)."""
     if config.anchors is None:
         raise RegistryError("no trust anchors for driver cards: give --anchors DIR")
     if config.verify_workers < 0:
         raise RegistryError(f"--verify-workers {config.verify_workers}: 0 or more")
     anchors = TrustAnchors.load(config.anchors)
-    transport = transport_for(config)
+    transport = transport_for(config, nats_dir)
     store = open_store(config.db, secrets_dir=config.secrets_dir)
     pool = None
     try:

@@ -108,7 +108,9 @@ class AgentConfig:
     outbox_path: Path
     outbox_max_bytes: int
     outbox_max_rows: int
-    broker: str
+    broker: str  # the first of ``brokers``
+    brokers: tuple[str, ...]
+    uplink_failback_s: float
     broker_ca: Path | None
     broker_cert: Path | None
     mqtt311: bool
@@ -130,6 +132,13 @@ class AgentConfig:
         url = urlsplit(self.broker)
         tls = url.scheme == "mqtts"
         return url.hostname or "", url.port or (8883 if tls else 1883), tls
+
+    @property
+    def broker_fallbacks(self) -> tuple[tuple[str, int], ...]:
+        """Host and port of every broker after the first (same scheme as the first)."""
+        tls = self.broker_host_port[2]
+        return tuple((url.hostname or "", url.port or (8883 if tls else 1883))
+                     for url in map(urlsplit, self.brokers[1:]))  # fmt: skip
 
 
 #: The registry's limit on one message (``msp_protocol.jws.MAX_TOKEN_CHARS``, not imported:
@@ -156,7 +165,8 @@ SCALARS: Final[dict[str, tuple[values.Parser, Any]]] = {
     "outbox.path": (values.path, Path("/var/lib/msp-agent/outbox.db")),
     "outbox.max_bytes": (values.count, 256 * 1024 * 1024),
     "outbox.max_rows": (values.count, 1_000_000),
-    "uplink.broker": (values.broker, "mqtts://127.0.0.1:8883"),
+    "uplink.broker": (values.brokers, ("mqtts://127.0.0.1:8883",)),
+    "uplink.failback_s": (values.number, 300.0),
     "uplink.ca": (values.opt_path, None),
     "uplink.cert": (values.opt_path, None),
     "uplink.mqtt311": (values.flag, False),
@@ -213,7 +223,7 @@ _TABLE_KEYS = {
              "anchors", "consent"},
     "outbox": {"path", "max_bytes", "max_rows"},
     "uplink": {"broker", "ca", "cert", "mqtt311", "keepalive_s", "batch_records", "batch_bytes",
-               "linger_s", "session_expiry_s"},
+               "linger_s", "session_expiry_s", "failback_s"},
     "obd": {"serial", "baud", "can", "interface", "dtc", "rates"},
     "agent": {"queue_size", "health_interval_s", "health_max_interval_s", "no_frames_s",
               "stop_flush_s"},
@@ -460,7 +470,7 @@ def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentC
                           "(JPKI CA certificates); or set card.enabled = false")  # fmt: skip
     if v["replay.log"] is not None and not _is_file("replay.log", v["replay.log"]):
         raise ConfigError(f"replay.log: no such file {v['replay.log']}")
-    if urlsplit(v["uplink.broker"]).scheme == "mqtts" and (
+    if urlsplit(v["uplink.broker"][0]).scheme == "mqtts" and (
         v["uplink.ca"] is None or v["uplink.cert"] is None
     ):
         raise ConfigError("uplink.broker: mqtts:// needs uplink.ca and uplink.cert")
@@ -469,7 +479,7 @@ def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentC
     if v["uplink.batch_bytes"] > _MAX_MESSAGE:
         raise ConfigError(f"uplink.batch_bytes: at most {_MAX_MESSAGE} (the registry's "
                           "limit on one message)")  # fmt: skip
-    for key in ("uplink.linger_s", "uplink.session_expiry_s"):
+    for key in ("uplink.linger_s", "uplink.session_expiry_s", "uplink.failback_s"):
         if v[key] < 0 or (key == "uplink.session_expiry_s" and v[key] != int(v[key])):
             raise ConfigError(f"{key}: expected a number of seconds, 0 or more")
     scoring_table = document.get("scoring", {})
@@ -492,7 +502,8 @@ def _build(document: Mapping[str, Any], v: dict[str, Any], base: Path) -> AgentC
         pin_timeout_s=v["card.pin_timeout_s"], trust_anchors=anchors,
         consent=parse_consent(document), max_session_s=v["card.max_session_s"],
         outbox_path=v["outbox.path"], outbox_max_bytes=v["outbox.max_bytes"],
-        outbox_max_rows=v["outbox.max_rows"], broker=v["uplink.broker"],
+        outbox_max_rows=v["outbox.max_rows"], broker=v["uplink.broker"][0],
+        brokers=v["uplink.broker"], uplink_failback_s=v["uplink.failback_s"],
         broker_ca=v["uplink.ca"], broker_cert=v["uplink.cert"], mqtt311=v["uplink.mqtt311"],
         uplink_keepalive_s=v["uplink.keepalive_s"],
         uplink_batch_records=v["uplink.batch_records"],

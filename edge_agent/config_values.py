@@ -139,4 +139,22 @@ def broker(key: str, value: Any) -> str:
     return str(value)
 
 
+def brokers(key: str, value: Any) -> tuple[str, ...]:
+    """One broker URL (see :func:`broker`) or several: a TOML array, or one string with the
+    URLs separated by commas (environment, ``--set``); the first is preferred, the others are
+    failed over to, all with the same scheme."""
+    if isinstance(value, str) and "," not in value:
+        return (broker(key, value),)
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ConfigError(f"{key}: expected a broker URL or a list of them, got {show(value)}")
+    urls = tuple(broker(f"{key}[{i}]", item.strip() if isinstance(item, str) else item)
+                 for i, item in enumerate(items))  # fmt: skip
+    if len({urlsplit(url).scheme for url in urls}) > 1:
+        raise ConfigError(f"{key}: mixes mqtt:// and mqtts://, got {show(value)}")
+    if len(set(urls)) != len(urls):
+        raise ConfigError(f"{key}: names a broker twice, got {show(value)}")
+    return urls
+
+
 #: Every scalar key: its parser and default (``...`` = required). Tables and arrays

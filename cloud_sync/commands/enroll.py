@@ -11,6 +11,7 @@ from ..errors import EnrolmentError
 from ..pki import DeviceCa, cert_pem
 from ..registry import enroll_device
 from . import store_of
+from .nats_config import add_nats_dir, apply_nats, check_nats_ids
 
 
 def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,12 +22,14 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--vin", required=True, help="VIN of the vehicle the gateway is in")
     p.add_argument("--fleet", required=True, help="fleet the vehicle belongs to")
     p.add_argument("--out", type=Path, help="write the certificate here (default: stdout)")
+    add_nats_dir(p)
     add_common(p)
     p.set_defaults(func=_do_enroll)
 
 
 def _do_enroll(args: argparse.Namespace) -> int:
     config = load_config(args)
+    check_nats_ids(args, (args.device, "device id"), (args.fleet, "fleet id"))
     try:
         csr = args.csr.read_bytes()
     except OSError as exc:
@@ -36,6 +39,7 @@ def _do_enroll(args: argparse.Namespace) -> int:
         cert = enroll_device(
             store, DeviceCa.open(config.ca_path), args.device, csr, vin=args.vin, fleet=args.fleet
         )
+        apply_nats(args, store)
     finally:
         store.close()
     if args.out:

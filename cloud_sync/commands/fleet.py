@@ -17,6 +17,7 @@ from ..fleets import add_fleet, fleet_user
 from ..pki import DeviceCa
 from ..worker import BrokerConfig
 from . import emit, store_of
+from .nats_config import add_nats_dir, apply_nats, check_nats_ids
 
 
 def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,6 +31,7 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
                    help="directory for fleet.FLEET.pem/.key (0600), device-ca.pem, .secret")
     p.add_argument("--password", action="store_true",
                    help="also issue a password (for clients without certificates)")
+    add_nats_dir(p)
     add_common(p)
     p.set_defaults(func=_do_add)
 
@@ -59,11 +61,13 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 def _do_add(args: argparse.Namespace) -> int:
     config = load_config(args)
+    check_nats_ids(args, (args.fleet, "fleet id"))
     store = store_of(config)
     try:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         creds = add_fleet(store, DeviceCa.open(config.ca_path), args.fleet, args.out,
                           password=args.password, now=now)  # fmt: skip
+        apply_nats(args, store)
     finally:
         store.close()
     print(f"fleet {args.fleet}: user {creds.user}, certificate {creds.cert_file}, "

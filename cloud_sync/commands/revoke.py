@@ -14,6 +14,7 @@ from ..pki import CRL_FILE, DeviceCa, write_private
 from ..registry import revoked_serials
 from ..store import Batch
 from . import store_of
+from .nats_config import add_nats_dir, apply_nats
 
 
 def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,6 +26,7 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--mosquitto-dir", type=Path,
                    help="also replace the CRL in this mosquitto-config OUTDIR (then reload"
                         " mosquitto: systemctl reload mosquitto)")  # fmt: skip
+    add_nats_dir(p)
     add_common(p)
     p.set_defaults(func=_do_revoke)
 
@@ -38,6 +40,7 @@ def _do_revoke(args: argparse.Namespace) -> int:
         if device is not None:  # the fleet learns that this key signs nothing new
             store.commit(Batch(publications=[key_publication(device.fleet, device)]))
         serials = revoked_serials(store)
+        apply_nats(args, store)  # a revoked device is no NATS user: refused, dropped on reload
     finally:
         store.close()
     print(f"revoked {args.device}: the registry refuses its records")

@@ -9,12 +9,14 @@ from types import FrameType
 
 from ..config import add_common, load_config
 from ..registry import serve
+from .nats_config import add_nats_dir
 
 
 def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``serve``."""
     p = subparsers.add_parser("serve", help="run a registry worker on the broker")
-    p.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT [mqtt://127.0.0.1:1883]")
+    p.add_argument("--broker", help="mqtt://HOST:PORT or mqtts://HOST:PORT [mqtt://127.0.0.1:1883],"
+                   " or nats://HOST:PORT,... (every node of a NATS cluster: JetStream)")
     p.add_argument("--username", help="broker user name [registry]")
     p.add_argument(
         "--password-file", dest="password_file",
@@ -34,6 +36,8 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--tls-ca", dest="tls_ca", help="CA of the broker's certificate (mqtts)")
     p.add_argument("--tls-cert", dest="tls_cert", help="registry client certificate (mqtts)")
     p.add_argument("--tls-key", dest="tls_key", help="registry client key (mqtts)")
+    add_nats_dir(p, "serve on this nats-config OUTDIR's NATS cluster (JetStream): its URLs,"
+                    " password and certificates")
     add_common(p)
     p.set_defaults(func=_do_serve)
 
@@ -47,5 +51,5 @@ def _do_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    serve(config, stop)
+    serve(config, stop, args.nats_dir)
     return 0

@@ -5,6 +5,10 @@
   sent by :meth:`MqttTransport.settle`, which the worker calls after the commit. Records
   published while the registry was down, and those it received but never settled, are
   delivered again when the session resumes.
+* **Receive maximum.** Messages are settled only after their batch's commit, so the broker
+  must be allowed many unsettled ones for batches to grow: the MQTT 5 CONNECT says
+  ``Receive Maximum`` 1000 (mosquitto's own limit, ``max_inflight_messages``, is 20, and is
+  what an MQTT 3.1.1 worker gets).
 * **Shared subscription.** With ``BrokerConfig.shared`` the worker subscribes to
   ``$share/registry/msp/v1/dev/+/rec`` (MQTT 5): the broker splits the device stream over
   every worker of the group, each with its own client id and session. Gateways are not
@@ -111,8 +115,9 @@ class MqttTransport:
     """A :class:`cloud_sync.transport.Transport` over one paho client, driven from the
     worker's thread (see the module docstring)."""
 
-    def __init__(self, config: BrokerConfig) -> None:
+    def __init__(self, config: BrokerConfig, *, receive_maximum: int = 1000) -> None:
         self.config = config
+        self.receive_maximum = receive_maximum
         self._client = make_client(config, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -178,6 +183,9 @@ class MqttTransport:
         if self.config.mqtt5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = SESSION_EXPIRY_S
+            # how many unsettled messages the broker may send: mosquitto's default is 20, too
+            # few for group commit (settled only after the commit)
+            props.ReceiveMaximum = self.receive_maximum
         try:
             self._client.connect(
                 host, port, keepalive=self.config.keepalive,

@@ -142,6 +142,7 @@ class Agent:
             mqtt5=not cfg.mqtt311, keepalive_s=cfg.uplink_keepalive_s,
             batch_records=cfg.uplink_batch_records, batch_bytes=cfg.uplink_batch_bytes,
             linger_s=cfg.uplink_linger_s, session_expiry_s=cfg.uplink_session_expiry_s,
+            fallbacks=cfg.broker_fallbacks, failback_s=cfg.uplink_failback_s,
         )  # fmt: skip
         self.uplink = MqttUplink(uplink_cfg, self.outbox)
 

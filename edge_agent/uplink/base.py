@@ -76,6 +76,7 @@ class UplinkStats:
     messages: int = 0  # MQTT messages published (a batch is one)
     acks: int = 0  # ack messages received from the registry
     tls_resumed: int = 0  # connections that resumed the previous TLS session
+    failovers: int = 0  # moves from one broker to another (failing over or back)
 
     def bump(self, **deltas: int) -> UplinkStats:
         """A copy with the named counters increased."""

@@ -18,6 +18,14 @@ under MQTT 5 a persistent session (``clean_start`` false, ``session_expiry_s``) 
 reconnect needs no new SUBSCRIBE and the broker keeps the acks meanwhile; and TLS session
 resumption on reconnects of the same process (``tls_resume``): the previous connection's
 session ticket is offered, so the certificates are not sent again.
+
+Several brokers (``fallbacks`` beside ``host``/``port``: the nodes of a cluster): after
+``failover_after`` failed connection attempts in a row the uplink moves to the next one, round
+the list; while it is away from the first, a probe thread tries a TCP connection to the first
+every ``probe_s`` (opened and closed at once: a TLS broker may log an aborted handshake) and,
+once the first has been reachable for ``failback_s`` without a failed probe, the uplink
+returns to it. Moving needs no care from the outbox: what was in flight is
+sent again on the new connection (the registry's idempotency makes a repeat harmless).
 """
 
 from __future__ import annotations
@@ -72,6 +80,16 @@ class UplinkConfig:
     linger_s: float = 0.0
     session_expiry_s: int = 24 * 3600
     tls_resume: bool = True
+    #: further brokers (host, port), tried in turn when ``host``/``port`` cannot be reached
+    fallbacks: tuple[tuple[str, int], ...] = ()
+    failover_after: int = 2
+    failback_s: float = 300.0
+    probe_s: float = 5.0
+
+    @property
+    def endpoints(self) -> tuple[tuple[str, int], ...]:
+        """Every broker, the first one first."""
+        return ((self.host, self.port), *self.fallbacks)
 
     def __post_init__(self) -> None:
         if self.batch_records < 1:
@@ -83,6 +101,9 @@ class UplinkConfig:
             raise UplinkError(f"keepalive_s {self.keepalive_s}: 0 to 65535 (MQTT's limit)")
         if self.linger_s < 0 or self.session_expiry_s < 0:
             raise UplinkError("linger_s and session_expiry_s may not be negative")
+        if self.failover_after < 1 or self.failback_s < 0 or self.probe_s <= 0:
+            raise UplinkError("failover_after must be 1 or more, failback_s 0 or more, probe_s"
+                              " above 0")  # fmt: skip
 
 
 #: Never held back for a batch: what the registry must act on at once (DESIGN.md, Records),
@@ -140,6 +161,7 @@ def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
 @dataclass(frozen=True, slots=True)
 class _Event:
     kind: str  # connected | disconnected | ack | published
+    generation: int = 0  # which client (broker) it came from: older ones are ignored
     seq: int = 0
     resumed: bool = False
     mid: int = 0
@@ -170,7 +192,18 @@ class MqttUplink:
         self._ahead_seen = -1  # the last seq looked at for AHEAD_KINDS; -1: not yet
         self._stats = UplinkStats()
         self._topic = rec_topic(config.device)
+        self._endpoint = 0  # index into config.endpoints
+        self._generation = 0
+        self._failures = 0  # connection attempts failed in a row
+        self._first_up_since: float | None = None  # the probe thread's; None: not reachable
+        self._probe_stop = threading.Event()
+        self._prober: threading.Thread | None = None
         self._client = self._make_client()
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        """The broker (host, port) the uplink uses now."""
+        return self.config.endpoints[self._endpoint]
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config
@@ -179,6 +212,7 @@ class MqttUplink:
             client_id=cfg.device,
             protocol=mqtt.MQTTv5 if cfg.mqtt5 else mqtt.MQTTv311,
             clean_session=None if cfg.mqtt5 else True,
+            userdata=self._generation,
         )
         if cfg.ca_file is not None and cfg.tls_resume:
             try:
@@ -214,10 +248,10 @@ class MqttUplink:
         return client
 
     # paho callbacks: on paho's network thread; they only queue events -----------------------
-    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: ReasonCode,
+    def _on_connect(self, client: mqtt.Client, gen: int, flags: Any, rc: ReasonCode,
                     _p: Any) -> None:  # fmt: skip
         if rc.is_failure:
-            self._events.put(_Event("refused_connect", reason=str(rc)))
+            self._events.put(_Event("refused_connect", gen, reason=str(rc)))
             return
         resumed = False
         sock = client.socket()
@@ -231,55 +265,115 @@ class MqttUplink:
             # QoS 0: an ack is cumulative and idempotent; a lost one is made good by the next
             # (or by the re-send it leads to), so a PUBACK for each is bytes for nothing
             client.subscribe(ack_topic(self.config.device), qos=0)
-        self._events.put(_Event("connected", resumed=resumed))
+        self._events.put(_Event("connected", gen, resumed=resumed))
 
-    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+    def _on_connect_fail(self, _c: mqtt.Client, gen: int) -> None:
         # paho calls this inside its ``except OSError`` and passes no error: the one being
         # handled is why (connection refused, a TLS certificate the other side refused, ...)
         exc = sys.exc_info()[1]
-        where = f"{self.config.host}:{self.config.port}"
-        self._events.put(_Event("connect_failed", reason=f"{where}: {exc or 'unknown error'}"))
+        where = "%s:%d" % self.endpoint  # noqa: UP031 - a (host, port) tuple
+        self._events.put(_Event("connect_failed", gen,
+                                reason=f"{where}: {exc or 'unknown error'}"))  # fmt: skip
 
-    def _on_log(self, _c: mqtt.Client, _u: Any, level: int, text: str) -> None:
+    def _on_log(self, _c: mqtt.Client, gen: int, level: int, text: str) -> None:
         # A socket error after the TCP connect, e.g. the broker refused our certificate:
         # "failed to receive on socket: [SSL: ...]" (paho's other errors repeat what we log)
         if level == mqtt.MQTT_LOG_ERR and " on socket: " in text:
-            self._events.put(_Event("socket_error", reason=text))
+            self._events.put(_Event("socket_error", gen, reason=text))
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        self._events.put(_Event("disconnected", reason=str(rc)))
+    def _on_disconnect(self, _c: mqtt.Client, gen: int, _f: Any, rc: ReasonCode,
+                       _p: Any) -> None:  # fmt: skip
+        self._events.put(_Event("disconnected", gen, reason=str(rc)))
 
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, _c: mqtt.Client, gen: int, msg: mqtt.MQTTMessage) -> None:
+        # an ack is true whichever broker carried it: never ignored for its generation
         try:
-            self._events.put(_Event("ack", seq=parse_ack(bytes(msg.payload))))
+            self._events.put(_Event("ack", gen, seq=parse_ack(bytes(msg.payload))))
         except ProtocolError as exc:
-            self._events.put(_Event("bad_ack", reason=str(exc)))
+            self._events.put(_Event("bad_ack", gen, reason=str(exc)))
 
-    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Any) -> None:
-        self._events.put(_Event("published", mid=mid, reason=str(rc), failed=rc.is_failure))
+    def _on_publish(self, _c: mqtt.Client, gen: int, mid: int, rc: ReasonCode,
+                    _p: Any) -> None:  # fmt: skip
+        self._events.put(_Event("published", gen, mid=mid, reason=str(rc), failed=rc.is_failure))
 
     # the agent's thread ----------------------------------------------------------------------
     def start(self) -> None:
         """Start connecting in the background (retries with back-off until :meth:`stop`)."""
+        self._connect()
+        if self.config.fallbacks and self._prober is None:
+            self._probe_stop.clear()
+            self._prober = threading.Thread(target=self._probe_first, daemon=True,
+                                            name=f"uplink-probe-{self.config.device}")
+            self._prober.start()
+
+    def _connect(self) -> None:
         cfg = self.config
+        host, port = self.endpoint
         props = None
         if cfg.mqtt5 and cfg.session_expiry_s > 0:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = cfg.session_expiry_s
         try:
             self._client.connect_async(
-                cfg.host, cfg.port, keepalive=cfg.keepalive_s,
+                host, port, keepalive=cfg.keepalive_s,
                 clean_start=props is None if cfg.mqtt5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
                 properties=props,
             )  # fmt: skip
         except (OSError, ValueError) as exc:
-            raise UplinkError(f"{self.config.host}:{self.config.port}: {exc}") from exc
+            raise UplinkError(f"{host}:{port}: {exc}") from exc
         self._client.loop_start()
 
     def stop(self) -> None:
         """Disconnect and stop paho's thread; unacked records stay in the outbox."""
+        self._probe_stop.set()
         self._client.disconnect()
         self._client.loop_stop()
+        if self._prober is not None:
+            self._prober.join(timeout=self.config.probe_s + 2)
+            self._prober = None
+
+    def _move_to(self, index: int) -> None:
+        """Leave the current broker for ``config.endpoints[index]``: a new paho client (the
+        old one's in-flight messages go again, from the window, once connected)."""
+        old = self._client
+        old.disconnect()
+        old.loop_stop()
+        was = self.endpoint
+        self._endpoint = index
+        self._generation += 1
+        self._failures = 0
+        self._connected = False
+        self._mids.clear()
+        self._client = self._make_client()
+        log.warning("uplink moves from %s:%d to %s:%d", *was, *self.endpoint)
+        self._stats = self._stats.bump(failovers=1)
+        self._connect()
+
+    def _probe_first(self) -> None:
+        """On its own thread: is the first broker reachable (a TCP connection), since when."""
+        host, port = self.config.endpoints[0]
+        while not self._probe_stop.is_set():
+            if self._endpoint == 0:  # on the first: nothing to probe
+                self._first_up_since = None
+            else:
+                try:
+                    with socket.create_connection((host, port),
+                                                  timeout=min(self.config.probe_s, 2)):
+                        pass
+                    if self._first_up_since is None:
+                        self._first_up_since = self._clock()
+                except OSError:
+                    self._first_up_since = None
+            self._probe_stop.wait(self.config.probe_s)
+
+    def _maybe_fail_back(self) -> None:
+        if self._endpoint == 0:
+            return
+        since = self._first_up_since
+        if since is not None and self._clock() - since >= self.config.failback_s:
+            log.info("uplink: %s:%d reachable for %.0f s, returning to it",
+                     *self.config.endpoints[0], self._clock() - since)  # fmt: skip
+            self._move_to(0)
 
     @property
     def connected(self) -> bool:
@@ -305,6 +399,8 @@ class MqttUplink:
                 self._handle(self._events.get_nowait())
         except queue.Empty:
             pass
+        if self.config.fallbacks:
+            self._maybe_fail_back()
         if self._connected:
             self._send_due()
 
@@ -318,10 +414,13 @@ class MqttUplink:
             self.stop()
 
     def _handle(self, event: _Event) -> None:
+        if event.generation != self._generation and event.kind != "ack":
+            return  # from the client of a broker the uplink has left
         if event.kind == "connected":
             self._connected = True
+            self._failures = 0
             self._stats = self._stats.bump(connects=1, tls_resumed=int(event.resumed))
-            log.info("uplink connected to %s:%d%s", self.config.host, self.config.port,
+            log.info("uplink connected to %s:%d%s", *self.endpoint,
                      " (TLS session resumed)" if event.resumed else "")  # fmt: skip
             # paho re-sends the messages it still holds (no PUBACK yet); the rest of the
             # window (PUBACKed, but no registry ack) goes again now
@@ -342,6 +441,13 @@ class MqttUplink:
                 self._log_cause(f"broker refused {where}: {event.reason}", event.reason)
         else:  # refused_connect, connect_failed, socket_error, bad_ack
             self._log_cause(f"{event.kind}: {event.reason}", event.kind + event.reason)
+            if event.kind != "bad_ack" and not self._connected:
+                self._failed_attempt()
+
+    def _failed_attempt(self) -> None:
+        self._failures += 1
+        if len(self.config.endpoints) > 1 and self._failures >= self.config.failover_after:
+            self._move_to((self._endpoint + 1) % len(self.config.endpoints))
 
     def _log_cause(self, message: str, cause: str) -> None:
         if cause in self._causes:

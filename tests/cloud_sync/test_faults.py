@@ -6,21 +6,32 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud_sync import cli as registry_cli
 from cloud_sync.ingest import MAX_PAYLOAD_BYTES
 from cloud_sync.pki import DeviceCa, cert_pem, key_pem, write_private
+from cloud_sync.store.open import open_store
 from edge_agent.outbox import Outbox
 from edge_agent.uplink import MqttUplink
+from msp_protocol.jws import split
+from msp_protocol.records import parse_record
 from msp_protocol.topics import rec_topic
+from tests.pg_server import PgServer
 from tests.sync_deploy import Deployment, GatewaySetup, UplinkThread, wait_for
-from tests.sync_kit import Gateway, csr_pem, trip
+from tests.sync_kit import CardIssuer, Gateway, csr_pem, trip
 
 
 def _midstream(deployment: Deployment, gw: GatewaySetup, outbox: Outbox, fault, recover) -> None:
@@ -214,3 +225,238 @@ def test_registry_over_mutual_tls(deployment: Deployment) -> None:
     with UplinkThread(MqttUplink(deployment.uplink_config(gw), outbox)):
         wait_for(lambda: outbox.stats().rows == 0, "the outbox to drain")
     assert deployment.verify(gw, 5).records == 5
+
+
+class Workers:
+    """Several ``msp-registry serve`` processes on one deployment, sharing the device stream
+    (``--shared``), each known by its client id so that it can be killed and restarted with
+    its persistent session."""
+
+    def __init__(self, deployment: Deployment, *extra: str) -> None:
+        self.deployment = deployment
+        self.extra = extra
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        self.deployment.start_registry("--shared", "--client-id", f"registry-{name}",
+                                       *self.extra)  # fmt: skip
+        proc, self.deployment.registry_proc = self.deployment.registry_proc, None
+        assert proc is not None
+        self.procs[name] = proc
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs.values())
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+
+def _fleet(deployment: Deployment, count: int) -> list[tuple[GatewaySetup, Outbox]]:
+    gws = [deployment.enroll_gateway(f"gw-{i}", f"JTCAR0000{i}") for i in range(count)]
+    return [(gw, gw.open_outbox()) for gw in gws]
+
+
+def _stream_through(deployment: Deployment, fleet: list[tuple[GatewaySetup, Outbox]],
+                    fault: Callable[[], None]) -> None:  # fmt: skip
+    """Every gateway sends 60 records; once some are committed, ``fault`` runs (it returns
+    when the fault is over), 60 more are appended on each, and everything must drain: every
+    record stored exactly once, every chain audited, every outbox empty."""
+    for gw, outbox in fleet:
+        gw.fill(outbox, 60)
+    with ExitStack() as stack:
+        for gw, outbox in fleet:
+            stack.enter_context(UplinkThread(
+                MqttUplink(deployment.uplink_config(gw, window=8), outbox)))  # fmt: skip
+        wait_for(lambda: sum(len(deployment.stored(gw.device)) for gw, _ in fleet) >= 20,
+                 "the first commits")  # fmt: skip
+        fault()
+        for gw, outbox in fleet:
+            gw.fill(outbox, 60, start=60)
+        wait_for(lambda: all(o.stats().rows == 0 for _, o in fleet), "the outboxes to drain",
+                 timeout=120)  # fmt: skip
+    for gw, outbox in fleet:
+        assert deployment.verify(gw, 120).records == 120  # exactly once, chained, audited
+        assert outbox.stats().rows == 0
+        outbox.close()
+
+
+class PgDeployment(Deployment):
+    """The same deployment with the registry on PostgreSQL (``--db postgresql://...``, its
+    secret files in ``secrets/``)."""
+
+    def __init__(self, root: Path, anchors: CardIssuer, url: str) -> None:
+        super().__init__(root, anchors)
+        self.config = replace(self.config, db=url, secrets_dir=root / "secrets")
+        self.url = url
+
+    def registry(self, *args: str) -> int:
+        return registry_cli.main([*args, "--db", self.url, "--secrets-dir",
+                                  str(self.root / "secrets"), "--ca-dir", str(self.root / "ca")])
+
+    def start_registry(self, *extra: str) -> None:
+        super().start_registry("--secrets-dir", str(self.root / "secrets"), *extra)
+
+    def stored(self, device: str) -> list[tuple[int, str]]:
+        store = open_store(self.url, secrets_dir=self.root / "secrets")
+        try:
+            tokens = store.chain_records(device)
+        finally:
+            store.close()
+        return [(parse_record(split(t).payload).seq, t) for t in tokens]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_deployment(request: pytest.FixtureRequest, tmp_path: Path,
+                   card_issuer: CardIssuer) -> Iterator[Deployment]:  # fmt: skip
+    """The loopback deployment with the registry on each back end in turn."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("deployment")
+        return
+    yield from _pg_deployment(request.getfixturevalue("pg_server"), tmp_path, card_issuer)
+
+
+@pytest.fixture
+def pg_deployment(pg_server: PgServer, tmp_path: Path,
+                  card_issuer: CardIssuer) -> Iterator[PgDeployment]:  # fmt: skip
+    yield from _pg_deployment(pg_server, tmp_path, card_issuer)
+
+
+def _pg_deployment(server: PgServer, tmp_path: Path,
+                   card_issuer: CardIssuer) -> Iterator[PgDeployment]:  # fmt: skip
+    deploy = PgDeployment(tmp_path, card_issuer, server.create_database())
+    deploy.configure()
+    assert deploy.broker is not None
+    deploy.broker.start()
+    try:
+        yield deploy
+    finally:
+        deploy.stop()
+
+
+def test_two_workers_one_killed_mid_stream_and_restarted(any_deployment: Deployment) -> None:
+    deployment = any_deployment
+    fleet = _fleet(deployment, 3)
+    workers = Workers(deployment)
+    workers.start("a")
+    workers.start("b")
+
+    def crash() -> None:
+        workers.kill("a")
+        total = sum(len(deployment.stored(gw.device)) for gw, _ in fleet)
+        assert total < 180  # it died mid-stream
+        time.sleep(1.0)  # b goes on alone meanwhile
+        workers.start("a")  # same client id: its session, and what it never settled
+
+    try:
+        _stream_through(deployment, fleet, crash)
+        assert workers.alive()
+    finally:
+        workers.stop()
+
+
+def test_a_worker_holding_a_batch_while_the_database_is_locked(deployment: Deployment) -> None:
+    """The worker's commit fails (SQLite's lock held by another process longer than its busy
+    timeout): it keeps the batch, acks nothing, and commits once the database is back."""
+    fleet = _fleet(deployment, 2)
+    workers = Workers(deployment)
+    workers.start("a")
+    workers.start("b")
+
+    def lock() -> None:
+        other = sqlite3.connect(deployment.db, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # the only writer until it ends
+            stored = other.execute("SELECT count(*) FROM records").fetchone()[0]
+            # records arrive meanwhile; none may be acked before it is committed
+            _held(deployment, fleet, workers)
+            assert other.execute("SELECT count(*) FROM records").fetchone()[0] == stored
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+
+    try:
+        _stream_through(deployment, fleet, lock)
+        assert workers.alive()
+    finally:
+        workers.stop()
+
+
+def _held(deployment: Deployment, fleet: list[tuple[GatewaySetup, Outbox]],
+          workers: Workers) -> None:  # fmt: skip
+    """While the database is away: a worker saw a commit fail, and for two seconds more
+    (gateways sending, workers retrying) no gateway got an ack, since nothing can commit;
+    the workers live on."""
+    log = deployment.root / "registry.log"
+    wait_for(lambda: "the database failed" in log.read_text(), "a failed commit")
+    time.sleep(0.5)  # acks of what committed before the failure are delivered by now
+
+    def acked() -> int:
+        return 60 * len(fleet) - sum(o.stats().rows for _, o in fleet)
+
+    before = acked()
+    time.sleep(2.0)
+    assert acked() == before
+    assert workers.alive()
+
+
+def test_postgresql_stopped_and_restarted_mid_stream(pg_deployment: PgDeployment,
+                                                     pg_server: PgServer) -> None:  # fmt: skip
+    deployment = pg_deployment
+    fleet = _fleet(deployment, 2)
+    workers = Workers(deployment)
+    workers.start("a")
+    workers.start("b")
+
+    def outage() -> None:
+        pg_server.stop()  # -m immediate: like a crash of the database host
+        try:
+            _held(deployment, fleet, workers)
+        finally:
+            pg_server.start()
+
+    try:
+        _stream_through(deployment, fleet, outage)
+        assert workers.alive()
+    finally:
+        workers.stop()
+
+
+def test_worker_connections_cut_while_they_hold_batches(pg_deployment: PgDeployment,
+                                                        pg_server: PgServer) -> None:  # fmt: skip
+    """The server ends the workers' sessions (``pg_terminate_backend``) while records flow:
+    the call that sees it fails, the batch is held, the store reconnects, the batch commits."""
+    deployment = pg_deployment
+    fleet = _fleet(deployment, 2)
+    workers = Workers(deployment)
+    workers.start("a")
+    workers.start("b")
+    log = deployment.root / "registry.log"
+    database = deployment.url.rsplit("/", 1)[1]
+
+    def cut() -> None:
+        deadline = time.monotonic() + 30
+        while "the database failed" not in log.read_text():
+            assert time.monotonic() < deadline, "no batch was ever held"
+            pg_server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                           f" WHERE datname = '{database}' AND pid <> pg_backend_pid()")
+            time.sleep(0.1)
+        assert workers.alive()
+
+    try:
+        _stream_through(deployment, fleet, cut)
+        assert workers.alive()
+    finally:
+        workers.stop()

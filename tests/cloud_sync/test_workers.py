@@ -3,14 +3,15 @@ failed commit, acks read from the store, the early hook, and the verification po
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from cloud_sync.errors import ChainConflict, StoreError
+from cloud_sync.errors import StoreError
 from cloud_sync.ingest import Ack, Ingestor
-from cloud_sync.store import Accepted, Batch, Fanout
+from cloud_sync.store import Accepted, Batch, Fanout, Store
+from cloud_sync.store.open import open_store
 from cloud_sync.store.sqlite import SqliteStore
 from cloud_sync.verify_pool import VerifyPool
 from msp_protocol import bodies
@@ -20,65 +21,62 @@ from tests.cloud_sync.test_ingest import enrolled, send
 from tests.sync_kit import T0, Gateway, trip
 
 
-class ChainCheckingStore(SqliteStore):
-    """SQLite with the chain enforced at commit as the PostgreSQL store does it in the
-    database (a seq already stored with another hash, or a predecessor that is neither stored
-    nor in the batch, refuses the whole commit with ``ChainConflict``); ``before_commit`` runs
-    once, first thing in the next commit: another worker getting there first."""
+def race(store: Store, other: Callable[[], object]) -> None:
+    """Make ``other`` (another worker's ingest, on its own connection) run first thing in the
+    store's next commit, as if it had committed just before: the database must then refuse
+    the planned batch (``ChainConflict``) or take it as it is."""
+    commit = store.commit
 
-    before_commit: Callable[[], None] | None = None
+    def first_the_other(batch: Batch, fanout: Fanout | None = None) -> None:
+        del store.commit  # once
+        other()
+        commit(batch, fanout)
 
-    def commit(self, batch: Batch, fanout: Fanout | None = None) -> None:
-        hook, self.before_commit = self.before_commit, None
-        if hook is not None:
-            hook()
-        planned = {(a.record.device, a.record.seq): a.hash for a in batch.accepted}
-        for acc in batch.accepted:
-            rec = acc.record
-            stored = self.record_hash(rec.device, rec.seq)
-            if stored is not None and stored != acc.hash:
-                raise ChainConflict(rec.device, rec.seq, "stored with another hash")
-            if rec.seq > 1:
-                before = planned.get((rec.device, rec.seq - 1)) or self.record_hash(
-                    rec.device, rec.seq - 1)
-                if before is not None and before != rec.prev:
-                    raise ChainConflict(rec.device, rec.seq, "another predecessor")
-        super().commit(batch, fanout)
+    store.commit = first_the_other  # type: ignore[method-assign]
 
 
-@pytest.fixture
-def chain_store(tmp_path: Path):  # type: ignore[no-untyped-def]
-    db = ChainCheckingStore(tmp_path / "registry.db")
-    yield db
-    db.close()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    """Two connections to one fresh registry database of each back end: two workers."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'registry.db'}"
+    else:
+        url = request.getfixturevalue("pg_server").create_database()
+    stores = [open_store(url, secrets_dir=tmp_path / "secrets") for _ in range(2)]
+    yield stores[0], stores[1]
+    for s in stores:
+        s.close()
 
 
 def test_a_fork_committed_first_by_another_worker_is_planned_again_as_seq_reused(
-        chain_store, device_ca, card_issuer):  # fmt: skip
-    gw = enrolled(chain_store, device_ca)
+        two_stores, device_ca, card_issuer):  # fmt: skip
+    sa, sb = two_stores
+    gw = enrolled(sa, device_ca)
     clone = Gateway(gw.device, gw.vin, key=gw.key)
-    a, b = (Ingestor(chain_store, card_issuer.anchors()) for _ in range(2))
+    a, b = Ingestor(sa, card_issuer.anchors()), Ingestor(sb, card_issuer.anchors())
     t1 = gw.sign(trip(), "trip")
     clone.seq, clone.prev = gw.seq, gw.prev
     ours, theirs = gw.sign(trip(1.0), "trip"), clone.sign(trip(2.0), "trip")
     assert send(a, gw, t1) == [Ack("gw-1", 1)]
     # a plans seq 2 against head 1; b commits the other seq 2 before a's commit
-    chain_store.before_commit = lambda: send(b, gw, theirs) and None
+    race(sa, lambda: send(b, gw, theirs))
     assert send(a, gw, ours) == [Ack("gw-1", 2)]
-    assert chain_store.record_hash("gw-1", 2) == record_hash(theirs)
-    assert chain_store.rejections() == {"seq_reused": 1}
+    assert sa.record_hash("gw-1", 2) == record_hash(theirs)
+    assert sa.rejections() == {"seq_reused": 1}
     assert a.waiting == 0
 
 
-def test_the_same_record_committed_by_two_workers_is_stored_once(chain_store, device_ca,
-                                                                  card_issuer):  # fmt: skip
-    gw = enrolled(chain_store, device_ca)
-    a, b = (Ingestor(chain_store, card_issuer.anchors()) for _ in range(2))
-    t1, t2, t3 = (gw.sign(trip(float(i)), "trip") for i in range(3))
+def test_a_predecessor_committed_by_another_worker_is_planned_again(two_stores, device_ca,
+                                                                    card_issuer):  # fmt: skip
+    """b commits seqs 2 and 3 while a plans 2 (a duplicate then) and 3..4 on top of it."""
+    sa, sb = two_stores
+    gw = enrolled(sa, device_ca)
+    a, b = Ingestor(sa, card_issuer.anchors()), Ingestor(sb, card_issuer.anchors())
+    t1, t2, t3, t4 = (gw.sign(trip(float(i)), "trip") for i in range(4))
     send(a, gw, t1)
-    chain_store.before_commit = lambda: send(b, gw, t2, t3) and None  # b first, with more
-    assert send(a, gw, t2) == [Ack("gw-1", 3)]  # a's ack is the stored head, b's commit too
-    assert chain_store.counts()["records"] == 3
+    race(sa, lambda: send(b, gw, t2, t3))
+    assert send(a, gw, t2, t3, t4) == [Ack("gw-1", 4)]  # the stored head: b's commit too
+    assert sa.counts()["records"] == 4 and sa.rejections() == {}
 
 
 class FailingStore(SqliteStore):

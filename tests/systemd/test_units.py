@@ -35,7 +35,7 @@ def installed_copy(name: str, tmp_path: Path) -> Path:
 
 
 def test_every_service_unit_is_tested() -> None:
-    assert UNITS == ["msp-agent.service", "msp-registry.service"]
+    assert UNITS == ["msp-agent.service", "msp-registry.service", "msp-registry@.service"]
 
 
 @pytest.mark.parametrize("name", UNITS)
@@ -102,3 +102,19 @@ def test_can_network_brings_can0_up_at_500k_with_bus_off_restart() -> None:
     assert parser["Match"]["Name"] == "can0"
     assert parser["CAN"]["BitRate"] == "500K"
     assert parser["CAN"]["RestartSec"] == "100ms"
+
+
+def test_registry_template_runs_one_shared_worker_per_instance() -> None:
+    unit = _service("msp-registry@.service")
+    assert unit["ExecStart"] == ["/opt/msp/.venv/bin/msp-registry -v serve"]
+    assert "MSP_REGISTRY_SHARED=true" in unit["Environment"]
+    assert "MSP_REGISTRY_CLIENT_ID=msp-registry-%i" in unit["Environment"]  # a session each
+    assert unit["Restart"] == ["always"] and unit["User"] == ["msp-registry"]
+    assert unit["CapabilityBoundingSet"] == [""] and unit["ProtectSystem"] == ["strict"]
+    assert "postgresql.service" in unit["After"][0].split()
+
+
+def test_verify_catches_a_misspelt_key_in_a_template(tmp_path: Path) -> None:
+    unit = installed_copy("msp-registry@.service", tmp_path)
+    unit.write_text(unit.read_text().replace("RestartSec=", "RestartSecs="))
+    assert "Unknown key 'RestartSecs'" in verify(unit).stderr

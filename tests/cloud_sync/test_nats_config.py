@@ -48,7 +48,8 @@ def test_permissions_follow_the_same_rules_as_the_mosquitto_acl() -> None:
     users = _users(auth_text("pw", ["gw-1"], ["acme"]))
     device = users["CN=gw-1"]["permissions"]
     assert device == {"publish": {"allow": ["msp.v1.dev.gw-1.rec"]},
-                      "subscribe": {"allow": ["msp.v1.dev.gw-1.ack", "$MQTT.sub.>"]}}
+                      "subscribe": {"allow": ["msp.v1.dev.gw-1.ack", "msp.v1.dev.gw-1.reply",
+                                              "$MQTT.sub.>"]}}  # fmt: skip
     fleet = users["CN=fleet.acme"]["permissions"]
     assert fleet == {"publish": {"deny": [">"]},
                      "subscribe": {"allow": ["msp.v1.fleet.acme", "msp.v1.fleet.acme.>",

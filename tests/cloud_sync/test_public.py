@@ -27,6 +27,7 @@ from cloud_sync.public.noise import OpenDpLaplace, scales
 from cloud_sync.public.release import release
 from cloud_sync.republish import fleet_pseudonym
 from cloud_sync.store.sqlite import SqliteStore
+from cloud_sync.store.sqlite_schema import SCHEMA_VERSION
 from msp_protocol import bodies
 from msp_protocol.topics import rec_topic
 from tests.sync_kit import CardIssuer, Gateway, trip
@@ -326,19 +327,19 @@ def test_release_command_refuses_a_low_k_and_releases_as_of_now(
     assert status["contributions"] == 6 and status["closed_before"] == hour(1)
 
 
-def test_a_version_2_database_gains_the_public_tables(tmp_path: Path) -> None:
-    db = tmp_path / "v2.db"
+def test_a_version_3_database_gains_the_public_tables(tmp_path: Path) -> None:
+    db = tmp_path / "v3.db"
     SqliteStore(db).close()
-    conn = sqlite3.connect(db)  # back to version 2: the layout before the public tier
+    conn = sqlite3.connect(db)  # back to version 3: the layout before the public tier
     for table in ("public_chain", "public_contributions", "public_stats", "public_state",
                   "public_counters"):  # fmt: skip
         conn.execute(f"DROP TABLE {table}")
-    conn.execute("PRAGMA user_version = 2")
+    conn.execute("PRAGMA user_version = 3")
     conn.commit()
     conn.close()
     store = SqliteStore(db)
     try:
-        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert store.public_counters() == {} and store.public_stats() == []
         assert store.counts()["public_contributions"] == 0
         without_rowid = store._conn.execute(

@@ -533,6 +533,11 @@ class Store(Protocol):
         consent statements and the exchange log stay. Queues ``publications`` (withdrawals of
         retained messages) in the same transaction. Returns rows deleted per table."""
 
+    def log_exchanges(self, exchanges: Sequence[Exchange], status: str) -> int:
+        """Write the person's exchange-log rows for data that reached a recipient outside a
+        publication (a dashboard page or API answer: ``status`` ``shown``), in one
+        transaction; returns how many."""
+
     def record_request(self, request: PersonRequest,
                        publications: Sequence[Publication] = ()) -> bool:  # fmt: skip
         """Note a request as answered with ``publications`` (its sealed reply), in one

@@ -247,6 +247,24 @@ class PgPersonActs:
         result: dict[str, int] = self._transaction(f"erase {person_id}", act)
         return result
 
+    def log_exchanges(self, exchanges: Sequence[Exchange], status: str) -> int:
+        """Write exchange-log rows of data shown outside a publication (see
+        ``Store.log_exchanges``)."""
+        now = now_text()
+
+        def act() -> int:
+            with self._conn.cursor() as cur:
+                cur.executemany(
+                    b"INSERT INTO exchange_log (person_id, recipient, kind, record, categories,"
+                    b" data_time, consent, sent_at, status)"
+                    b" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [(e.person_id, e.recipient, e.kind, e.record, ",".join(e.categories),
+                      e.data_time, e.consent, now, status) for e in exchanges],
+                )  # fmt: skip
+            return len(exchanges)
+
+        return int(self._transaction("write the exchange log", act))
+
     def record_request(self, request: PersonRequest,
                        publications: Sequence[Publication] = ()) -> bool:  # fmt: skip
         """Note a request as answered with its reply (see ``Store.record_request``)."""

@@ -228,6 +228,27 @@ class PersonActs:
             raise StoreError(f"{self.path}: cannot erase {person_id}: {exc}") from exc
         return done
 
+    def log_exchanges(self, exchanges: Sequence[Exchange], status: str) -> int:
+        """Write exchange-log rows of data shown outside a publication (see
+        ``Store.log_exchanges``)."""
+        now = now_text()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(
+                    "INSERT INTO exchange_log (person_id, recipient, kind, record, categories,"
+                    " data_time, consent, sent_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(e.person_id, e.recipient, e.kind, e.record, ",".join(e.categories),
+                      e.data_time, e.consent, now, status) for e in exchanges],
+                )  # fmt: skip
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot write the exchange log: {exc}") from exc
+        return len(exchanges)
+
     def record_request(self, request: PersonRequest,
                        publications: Sequence[Publication] = ()) -> bool:  # fmt: skip
         """Note a request as answered with its reply (see ``Store.record_request``)."""

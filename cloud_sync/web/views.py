@@ -24,6 +24,7 @@ from msp_protocol.records import KINDS, Tier, format_ts, parse_record, parse_ts
 from msp_protocol.scoring import TripTotals, person_score
 from msp_protocol.topics import fleet_topic
 
+from ..consents import ConsentView
 from ..fleets import FleetError, person_of
 from ..republish import Republisher, fleet_pseudonym, score_of, score_recipients
 from ..store import Accepted, Device, Store, StoredRecord
@@ -54,6 +55,8 @@ class Copy:
     received_at: str
     redacted: tuple[str, ...] = ()
     person_id: str | None = field(default=None, repr=False)
+    #: the reference of the consent it was given under (the exchange log's ``consent``)
+    consent: str = field(default="pre-consented", repr=False)
 
     @property
     def record(self) -> str:
@@ -67,7 +70,7 @@ class Copy:
         at = max((self.ts, *(str(self.body[k]) for k in ("end", "start") if k in self.body)),
                  key=parse_ts)  # fmt: skip
         return Shown(self.person_id, recipient, self.kind, self.record,
-                     cats.category_of(self.kind), at)  # fmt: skip
+                     cats.category_of(self.kind), at, self.consent)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,7 @@ class Driver:
     history: tuple[ScorePoint, ...]
     trips: int
     person_id: str = field(repr=False, default="")
+    consent: str = field(repr=False, default="")  # the score consent's exchange-log reference
 
     @property
     def trend(self) -> float | None:
@@ -101,7 +105,8 @@ class Driver:
         """The exchange-log entry for showing this score, if one is shown."""
         if self.until is None or not self.history:
             return None
-        return Shown(self.person_id, recipient, "score", None, cats.SCORE, self.history[-1].at)
+        return Shown(self.person_id, recipient, "score", None, cats.SCORE, self.history[-1].at,
+                     self.consent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +184,10 @@ class FleetView:
                 value = json.loads(pub.payload)
                 person_id = (self.store.session_person(record.session)
                              if value["person"] and record.session else None)
+                consent = pub.exchange.consent if pub.exchange else "pre-consented"
                 return Copy(record.kind, record.device, record.vin, record.seq, record.ts,
                             value["person"], value["body"], row.received_at,
-                            tuple(value.get("redacted", ())), person_id)  # fmt: skip
+                            tuple(value.get("redacted", ())), person_id, consent)  # fmt: skip
         return None
 
     def vehicles(self) -> list[Vehicle]:
@@ -237,10 +243,13 @@ class FleetView:
         return self._driver(person, pseudonym, len(trips), at or now_utc()), trips
 
     def _driver(self, person: str, pseudonym: str, trips: int, at: datetime) -> Driver:
-        until = score_recipients(self.store, person, at).get(self.fleet)
-        score = score_of(self.store, person, at) if until is not None else None
-        return Driver(pseudonym, None if score is None else round(score, 1), until,
-                      tuple(self.score_history(person)), trips, person)  # fmt: skip
+        grant = ConsentView.of(self.store, person).recipients(cats.SCORE, at, current=True).get(
+            self.fleet)
+        score = score_of(self.store, person, at) if grant is not None else None
+        return Driver(pseudonym, None if score is None else round(score, 1),
+                      None if grant is None else grant.until_text,
+                      tuple(self.score_history(person)), trips, person,
+                      "" if grant is None else grant.ref)  # fmt: skip
 
     def score_history(self, person: str) -> list[ScorePoint]:
         """The scores the fleet was sent: after every trip of the person (in any vehicle) at

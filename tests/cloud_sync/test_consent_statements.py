@@ -18,7 +18,7 @@ from cloud_sync.consents import PersonActs
 from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa
 from cloud_sync.republish import Republisher, fleet_pseudonym
-from cloud_sync.store import Withheld
+from cloud_sync.store import Exchange, Withheld
 from cloud_sync.store.open import open_store
 from msp_protocol import bodies
 from msp_protocol.consent import statement_bytes
@@ -207,3 +207,23 @@ def test_a_login_consent_to_an_unknown_recipient_is_counted_not_silent(
     reg.send(a, a.sign(card.session_start(a, "s-a", consents=(wrong,)), "session.start", "s-a"))
     assert reg.store.rejections()["consent_unknown_recipient"] == 1
     assert "unknown recipient(s) acme-corp (known: acme, public)" in caplog.text
+
+
+def test_data_shown_outside_a_publication_is_logged_as_shown(
+    db_url: str, card_issuer: CardIssuer, device_ca: DeviceCa,
+    two_gateways: tuple[Gateway, Gateway],
+) -> None:
+    a, _b = two_gateways
+    reg = Registry(db_url, card_issuer, device_ca, a)
+    card = card_issuer.card()
+    consent = bodies.Consent(FLEET, ("driving",), UNTIL)
+    reg.send(a, a.sign(card.session_start(a, "s-a", consents=(consent,)), "session.start", "s-a"))
+    person = reg.store.persons()[0].id
+    queued = len(reg.store.exchanges(person))
+    shown = Exchange(person, FLEET, "trip", "gw-a/2", ("driving",), format_ts(T0 + 60),
+                     "session:s-a")  # fmt: skip
+    assert reg.store.log_exchanges([shown, shown], status="shown") == 2
+    rows = reg.store.exchanges(person)
+    assert len(rows) == queued + 2
+    assert [(r.exchange, r.status) for r in rows[-2:]] == [(shown, "shown")] * 2
+    assert reg.store.log_exchanges([], status="shown") == 0

@@ -114,6 +114,19 @@ def test_every_shown_item_of_a_person_is_logged(registry: Registry) -> None:
         assert len(shown) == len(with_person) + 2  # every copy of a person, and two scores
         assert {s.recipient for s in shown} == {"acme"}
         assert log_shown(store, shown) == len(shown)
+        # each person's log now holds exactly what was shown, with the consent behind it
+        for person in {s.person_id for s in shown}:
+            rows = [r for r in store.exchanges(person) if r.status == "shown"]
+            mine = sorted((s.kind, s.record, s.data_time, s.consent) for s in shown
+                          if s.person_id == person)  # fmt: skip
+            assert sorted((r.exchange.kind, r.exchange.record, r.exchange.data_time,
+                           r.exchange.consent) for r in rows) == mine  # fmt: skip
+            assert all(r.exchange.recipient == "acme" for r in rows)
+            assert all(r.exchange.consent.startswith(("session:", "consent:", "pre-consented"))
+                       for r in rows)  # fmt: skip
+            scores = [r for r in rows if r.exchange.kind == "score"]
+            assert all(r.exchange.categories == ("score",) and r.exchange.consent
+                       for r in scores)  # fmt: skip
     finally:
         store.close()
 

@@ -11,6 +11,7 @@ fatal: the agent keeps scoring and retries with the next record.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -20,8 +21,10 @@ from typing import TYPE_CHECKING, TypeVar
 from msp_protocol import bodies
 from msp_protocol.consent import ConsentLike, public_consented
 from msp_protocol.errors import ProtocolError
+from msp_protocol.jws import b64url
 from msp_protocol.records import checked
 
+from . import later_consents
 from .errors import OutboxError
 from .outbox import NewRecord, Outbox
 from .ratelimit import RateLimitedLog
@@ -59,7 +62,13 @@ class RecordWriter:
         #: the open session's contributions to public statistics, while its driver consents
         #: ``public`` (the agent feeds it the scorer's samples): docs/public.md
         self.public: PublicStats | None = None
-        self._consents: tuple[ConsentLike, ...] = ()
+        self._consents: tuple[ConsentLike, ...] = ()  # the login's
+        #: what the driver's card signed since login (``msp-agent card consent``, another
+        #: process): read from beside the outbox, at most once a second
+        self._card: str | None = None
+        self._later: list[bodies.ConsentStatement] = []
+        self._later_mark: tuple[int, int] | None = None
+        self._later_read = 0.0
 
     def _body(self, build: Callable[[T], B], source: T) -> B | None:
         """The body ``build`` makes of ``source``, or None (counted) if the protocol refuses it:
@@ -114,6 +123,8 @@ class RecordWriter:
             log.info("trip recorded: %.3f km, %d events, session %s", trip.distance_km,
                      len(trip.events), self.session)  # fmt: skip
         if self.public is not None:
+            self.refresh_consents(datetime.now(UTC), force=True)  # a revocation of just now
+        if self.public is not None:
             self._public(trips)
 
     def _public(self, trips: Sequence[Trip]) -> None:
@@ -121,7 +132,7 @@ class RecordWriter:
         ``public`` consent still holds at each trip's end; otherwise nothing leaves."""
         assert self.public is not None
         for trip in trips:
-            if not public_consented(self._consents, datetime.fromtimestamp(trip.end, UTC)):
+            if not self._public_at(datetime.fromtimestamp(trip.end, UTC)):
                 self.public.discard()
                 continue
             try:
@@ -137,16 +148,48 @@ class RecordWriter:
         """Append ``session.start``; later records carry the session's id."""
         self.session, self._trips = session.id, []
         self.public = None
+        self._card = b64url(session.start.card_certificate_sha256)  # as the CLI names it
+        self._later, self._later_mark = [], None
         self.consents_changed(session.start.statement.consents, session.started)
         body = self._body(session_start_body, session.start)
         if body is not None:
             self._append([NewRecord(body, session.started.timestamp(), session.id)])
 
     def consents_changed(self, consents: Sequence[ConsentLike], at: datetime) -> None:
-        """The open session's consents are now ``consents`` (at login; later, a grant or a
-        revocation): contributions to public statistics start or stop with ``public``."""
+        """The open session's login consents are now ``consents``: contributions to public
+        statistics start or stop with ``public`` (with what the card signed since:
+        :meth:`refresh_consents`)."""
         self._consents = tuple(consents)
-        if not public_consented(self._consents, at):
+        self._follow_public(at)
+
+    def refresh_consents(self, now: datetime, *, force: bool = False) -> None:
+        """Take in the grants and revocations the driver's card signed since login, kept
+        beside the outbox by ``msp-agent card consent`` (``identity.later_consents``); checks
+        the file at most once a second (unless ``force``) and reads it only when it
+        changed."""
+        path = self.outbox.path
+        tick = time.monotonic()
+        if self.session is None or self._card is None or path is None:
+            return
+        if tick - self._later_read < 1.0 and not force:
+            return
+        self._later_read = tick
+        try:
+            info = os.stat(later_consents.beside(path))
+        except OSError:
+            return
+        mark = (info.st_size, info.st_mtime_ns)
+        if mark != self._later_mark:
+            self._later_mark = mark
+            self._later = later_consents.statements(later_consents.beside(path), self._card)
+            self._follow_public(now)
+
+    def _public_at(self, at: datetime) -> bool:
+        """True if the driver's ``public`` consent holds at ``at``, later acts included."""
+        return public_consented(later_consents.in_force(self._consents, self._later, at), at)
+
+    def _follow_public(self, at: datetime) -> None:
+        if not self._public_at(at):
             if self.public is not None:
                 self.public.discard()
             self.public = None
@@ -163,6 +206,7 @@ class RecordWriter:
         if self.session == ended.body.session:
             self.session, self._trips = None, []
             self.public, self._consents = None, ()
+            self._card, self._later, self._later_mark = None, [], None
 
     def dtc(self, body: bodies.Dtc) -> None:
         """Append a ``dtc`` record (trouble codes read at start-up), stamped now; the body is

@@ -197,6 +197,7 @@ def _do_revoke(args: argparse.Namespace) -> int:
 def _sign_consent(args: argparse.Namespace, statement: Any) -> int:
     from msp_protocol.consent import statement_bytes  # noqa: PLC0415
 
+    from .. import later_consents  # noqa: PLC0415
     from ..identity.card_acts import consent_body  # noqa: PLC0415
     from ..identity.errors import BindingRefusedError  # noqa: PLC0415
 
@@ -205,6 +206,8 @@ def _sign_consent(args: argparse.Namespace, statement: Any) -> int:
     except BindingRefusedError as exc:
         return _refused(args, exc)
     seq = _append(args, consent_body(statement, signed))
+    # the running agent honours it too, for what only the gateway decides (public statistics)
+    later_consents.add(later_consents.beside(args.outbox), signed.certificate_sha256, statement)
     what = ",".join(statement.categories) or "all categories"
     if args.json:
         print(json.dumps({"action": statement.action, "recipient": statement.recipient,

@@ -179,6 +179,11 @@ class Outbox:
                 raise storage_error(exc, f"cannot rebuild outbox {path}", path) from None
         return box
 
+    @property
+    def path(self) -> Path | None:
+        """The outbox file (``None`` for an in-memory one)."""
+        return self._path
+
     def close(self) -> None:
         """Close the database and note the exact chain head in the chain state; committed
         records stay on disk."""

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -258,6 +259,8 @@ class Agent:
                 self.notifier.watchdog()
                 self._next_ping = now + interval
         self._drain_card()
+        if self.writer is not None:
+            self.writer.refresh_consents(datetime.now(UTC))
         if self.obd is not None:
             while not self.obd.samples.empty():
                 for sample in self.obd.samples.get_nowait():

@@ -4,12 +4,14 @@ samples, adding up to the trip; only with the driver's ``public`` consent; no se
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import h3
 import pytest
 
+from edge_agent import later_consents
 from edge_agent import signals as sig
 from edge_agent.identity.binding import (
     BindingStatement,
@@ -27,7 +29,8 @@ from edge_agent.scoring import Scorer, ScoringConfig, Trip
 from edge_agent.simulate import simulate
 from edge_agent.writer import RecordWriter
 from msp_protocol import bodies
-from msp_protocol.jws import Signer, split
+from msp_protocol.consent import GRANT, REVOKE
+from msp_protocol.jws import Signer, b64url, split
 from msp_protocol.records import parse_record, parse_ts
 from tests.conftest import DEMO_MAP
 from tests.protocol_data import VIN
@@ -129,7 +132,9 @@ def _session(consents: tuple[Consent, ...]) -> DriverSession:
 
 def _drive_with(tmp_path: Path, signer: Signer, consents: tuple[Consent, ...],
                 bodies_out: list[bodies.Body] | None = None,
-                later: tuple[Consent, ...] | None = None) -> list[str]:  # fmt: skip
+                later: tuple[Consent, ...] | None = None,
+                midway: Callable[[RecordWriter, Outbox, float], None] | None = None,
+                ) -> list[str]:  # fmt: skip
     """The kinds and sessions of the records a writer appends for a short drive (60 s at
     50 km/h burning 6 l/h, heading north from the centre of the cell of 35.68 N 139.76 E)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -151,6 +156,8 @@ def _drive_with(tmp_path: Path, signer: Signer, consents: tuple[Consent, ...],
                     scorer.feed(sample)
             if i == 300 and later is not None:  # half way: a grant or a revocation
                 writer.consents_changed(later, datetime.fromtimestamp(t, UTC))
+            if i == 300 and midway is not None:
+                midway(writer, outbox, t)
         writer.trips(scorer.finish(t))
         records = [parse_record(split(r.jws).payload) for r in outbox.pending(20)]
         if bodies_out is not None:
@@ -209,4 +216,59 @@ def test_a_revocation_mid_trip_sends_nothing_and_a_grant_starts_contributing(
     stats = made[2]
     assert isinstance(stats, bodies.Stats)
     # only what was driven after the grant: the second half of the minute
+    assert stats.cells[0].distance_km == pytest.approx(50.0 * 29.9 / 3600, rel=0.01)
+
+
+def _signed_later(action: str, categories: tuple[str, ...], until: str | None
+                  ) -> Callable[[RecordWriter, Outbox, float], None]:  # fmt: skip
+    """Half way: ``msp-agent card consent grant|revoke`` in another process, as it leaves the
+    statement beside the outbox, and the agent's next tick."""
+
+    def act(writer: RecordWriter, outbox: Outbox, t: float) -> None:
+        assert outbox.path is not None
+        statement = bodies.ConsentStatement(action, "public", categories, until, "gw-0001", VIN,
+                                            iso_utc(datetime.fromtimestamp(t, UTC)),
+                                            "AAECAwQFBgcICQoLDA0ODw")  # fmt: skip
+        other_card = b64url(hashlib.sha256(b"another card").digest())
+        later_consents.add(later_consents.beside(outbox.path), other_card,
+                           bodies.ConsentStatement(GRANT, "public", ("public",), until or "x",
+                                                   "gw-0001", VIN, statement.signed_at,
+                                                   statement.nonce))  # fmt: skip
+        later_consents.add(later_consents.beside(outbox.path), _CARD, statement)
+        writer.refresh_consents(datetime.fromtimestamp(t, UTC), force=True)
+
+    return act
+
+
+_CARD = b64url(hashlib.sha256(b"not a real certificate: the writer does not verify").digest())
+
+
+def test_a_revocation_signed_at_the_card_in_another_process_stops_the_contributions(
+    tmp_path: Path, ed_signer: Signer
+) -> None:
+    until = iso_utc(datetime.fromtimestamp(START, UTC) + timedelta(days=30))
+    public = Consent("public", ("public",), until)
+    assert _drive_with(tmp_path / "kept", ed_signer, (public,)) == [
+        "session.start:s-public", "trip:s-public", "stats:None"]
+    for categories in (("public",), ()):  # the category named, or every category
+        kinds = _drive_with(tmp_path / f"revoked{len(categories)}", ed_signer, (public,),
+                            midway=_signed_later(REVOKE, categories, None))  # fmt: skip
+        assert kinds == ["session.start:s-public", "trip:s-public"]
+    # another recipient's revocation leaves the public tier alone
+    kinds = _drive_with(tmp_path / "other", ed_signer, (public,),
+                        midway=_signed_later(REVOKE, ("driving",), None))  # fmt: skip
+    assert kinds[-1] == "stats:None"
+
+
+def test_a_grant_signed_later_contributes_only_what_follows_it(
+    tmp_path: Path, ed_signer: Signer
+) -> None:
+    until = iso_utc(datetime.fromtimestamp(START, UTC) + timedelta(days=30))
+    driving = Consent("acme", ("driving",), until)
+    made: list[bodies.Body] = []
+    kinds = _drive_with(tmp_path, ed_signer, (driving,), made,
+                        midway=_signed_later(GRANT, ("public",), until))  # fmt: skip
+    assert kinds == ["session.start:s-public", "trip:s-public", "stats:None"]
+    stats = made[2]
+    assert isinstance(stats, bodies.Stats)
     assert stats.cells[0].distance_km == pytest.approx(50.0 * 29.9 / 3600, rel=0.01)

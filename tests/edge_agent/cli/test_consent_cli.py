@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from edge_agent import later_consents
 from edge_agent.card.image import make_test_card
 from edge_agent.card.issuer import TestIssuer
 from edge_agent.card.licence import LicenceData
@@ -142,3 +143,6 @@ def test_a_grant_signed_by_the_card_goes_into_the_outbox(
     assert isinstance(key, rsa.RSAPublicKey)
     key.verify(base64.b64decode(body.card_signature), statement_bytes(body.statement),
                padding.PKCS1v15(), hashes.SHA256())  # the card's own signature
+    # and beside the outbox for the running agent, under the card's certificate hash
+    assert later_consents.statements(later_consents.beside(tmp_path / "outbox.db"),
+                                     body.card_certificate_sha256) == [body.statement]

@@ -27,7 +27,10 @@ from .errors import EnrolmentError, PkiError
 log = logging.getLogger(__name__)
 
 #: Device ids: what a topic level and a certificate CN can both carry without escaping.
-DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: New device ids: no ``.``, which NATS's MQTT listener refuses in a topic level (a device
+#: id is one), so that a registry can move from mosquitto to a NATS cluster; the wire rule
+#: (``msp_protocol.topics.check_id``) still reads records of older ids with a dot.
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 #: Names the broker configuration reserves for itself; never issued to a device.
 RESERVED_IDS = frozenset({"registry", "web"})  # broker users of the registry side
 #: Certificate CN prefix of fleet operators; no device id starts with it.
@@ -235,7 +238,8 @@ def check_device_id(device: str) -> None:
     """Raise :class:`EnrolmentError` unless ``device`` is a usable, unreserved device id."""
     if not DEVICE_ID.match(device) or device in RESERVED_IDS or device.startswith(FLEET_PREFIX):
         raise EnrolmentError(
-            f"device id {device!r}: need 1-64 of A-Z a-z 0-9 . _ - (not starting with . _ -),"
+            f"device id {device!r}: need 1-64 of A-Z a-z 0-9 _ - (not starting with _ -; no '.',"
+            " which a NATS cluster cannot carry in a topic),"
             f" not {sorted(RESERVED_IDS)} nor starting with {FLEET_PREFIX!r}"
         )
 

@@ -3,6 +3,7 @@ the mosquitto ACL is made of, and the ids NATS cannot carry (refused, naming the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pwd
@@ -26,6 +27,7 @@ from cloud_sync.nats_config import (
     subjects,
 )
 from cloud_sync.registry import transport_for
+from cloud_sync.store.sqlite import SqliteStore
 from cloud_sync.transport.jetstream import JetStreamTransport
 from cloud_sync.transport.mqtt import MqttTransport
 from tests.sync_deploy import Deployment
@@ -122,7 +124,14 @@ def test_nats_config_writes_every_node_and_keeps_its_secrets(site: Deployment) -
 
 def test_nats_config_refuses_a_device_id_with_a_dot(site: Deployment,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    site.enroll_gateway("gw.1", "JTCAR00001", "acme")  # fine for mosquitto
+    site.enroll_gateway("gw-1", "JTCAR00001", "acme")
+    store = SqliteStore(site.db)  # as an older registry enrolled it: a dot was allowed then
+    try:
+        device = store.device("gw-1")
+        assert device is not None
+        store.enroll(dataclasses.replace(device, id="gw.1"))
+    finally:
+        store.close()
     assert site.registry("nats-config", str(site.root / "nats"), "--run-as", "root") == 2
     assert "device id 'gw.1': contains '.'" in capsys.readouterr().err
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cloud_sync.errors import EnrolmentError, PkiError
-from cloud_sync.pki import DeviceCa
+from cloud_sync.pki import DeviceCa, check_device_id
 from tests.sync_kit import csr_pem
 
 
@@ -51,3 +51,12 @@ def test_missing_or_broken_ca(tmp_path):
     (tmp_path / "ca" / "device-ca.pem").write_text("garbage")
     with pytest.raises(PkiError, match="unreadable device CA"):
         DeviceCa.open(tmp_path / "ca")
+
+
+@pytest.mark.parametrize("bad", ["gw.1", ".gw", "-gw", "gw 1", "gw/1", "registry", "web",
+                                 "fleet.acme", "x" * 65])  # fmt: skip
+def test_device_ids_every_broker_can_carry(bad: str) -> None:
+    with pytest.raises(EnrolmentError, match="device id"):
+        check_device_id(bad)
+    for good in ("gw-1", "GW_0001", "a", "x" * 64):
+        check_device_id(good)

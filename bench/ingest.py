@@ -169,7 +169,7 @@ class Site:
     """A broker of its own (no other run's sessions in its share group), the bench gateways'
     files, and a registry database."""
 
-    def __init__(self, root: Path, devices: list[Device], backlog: int,
+    def __init__(self, root: Path, devices: list[Device], queued: int,
                  pg: PgServer | None) -> None:  # fmt: skip
         self.root = root
         self.pg = pg
@@ -179,7 +179,7 @@ class Site:
         self.files: BrokerFiles = write_config(root / "broker", self.ca, BrokerLayout(
             device_port=self.dport, device_bind="127.0.0.1", registry_port=self.rport,
             fleet_port=free_port(), run_as=getpass.getuser(),
-            max_queued_messages=backlog + 1000))  # fmt: skip
+            max_queued_messages=queued))  # fmt: skip
         self.devices = devices
         (root / "anchors").mkdir()
         (root / "anchors" / "ca.pem").write_bytes(cert_pem(self.ca.cert))  # no cards here
@@ -354,14 +354,15 @@ def run(args: argparse.Namespace, root: Path, devices: list[Device],
     latency runs on the same worker's database, then ``--workers`` workers' drain."""
     extra = ["--verify-workers", str(args.verify_workers)] if args.verify_workers else []
     sample = devices[0].tokens[:3000]
-    site = Site(root / "one", devices, len(backlog), pg)
+    queued = records + int(sum(rates) * args.seconds) + 1000  # the broker drops beyond it
+    site = Site(root / "one", devices, queued, pg)
     with MosquittoProcess(site.files.config, (site.dport, site.rport)):
         one_db = site.database("one")
         one = drain_rate(site, one_db, 1, backlog, records, extra)
         bare_after = bare_verify_rate(devices[0].key.public_key(), sample)
         start = [per_device] * args.devices
         lat = {rate: latencies(site, one_db, rate, args.seconds, start, extra) for rate in rates}
-    site = Site(root / "many", devices, len(backlog), pg)
+    site = Site(root / "many", devices, queued, pg)
     with MosquittoProcess(site.files.config, (site.dport, site.rport)):
         many = drain_rate(site, site.database("many"), args.workers, backlog, records, extra)
     return one, many, lat, bare_after

@@ -68,10 +68,25 @@ def from_json(cls: type[T], value: Mapping[str, Any]) -> T:
     return cls(**{name: convert(value[name]) for name, convert in plan})
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The field names of a dataclass type, ``None`` for any other type (made once a type)."""
+    if dataclasses.is_dataclass(cls):
+        return tuple(f.name for f in dataclasses.fields(cls))
+    return None
+
+
 def to_json(value: Any) -> Any:
     """Return the plain JSON value (dicts, lists, str, numbers, bool, None) of ``value``."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    names = _field_names(kind)  # type: ignore[arg-type]  # a class is hashable
+    if names is not None:
+        return {name: to_json(getattr(value, name)) for name in names}
     if isinstance(value, tuple | list):
         return [to_json(item) for item in value]
     if isinstance(value, Mapping):

@@ -3,17 +3,21 @@ real broker, against bare Ed25519 verification of the same records in the same r
 physical limit of one core), the total with several workers, and ack latency p50/p99 at fixed
 offered rates.
 
-    .venv/bin/python bench/ingest.py [--store sqlite] [--broker mosquitto] [--workers 2]
-        [--records 6000] [--devices 8] [--rates 200,1000] [--seconds 8] [--verify-workers 0]
+    .venv/bin/python bench/ingest.py [--store sqlite|postgresql] [--broker mosquitto]
+        [--workers 2] [--records 6000] [--devices 8] [--batch-records 1] [--rates 200,1000]
+        [--seconds 8] [--verify-workers 0]
 
 Throughput is a backlog drain: the broker holds ``--records`` records of ``--devices``
-gateways (one record per message, as a gateway publishes when it is behind), then the
-workers start; the rate is (records - 1) / (last commit - first commit), from the commit
-times the registry itself stored. Run 1 is one worker (the ratio to bare verification is
-its rate over the bare rate); run 2 is ``--workers`` workers on a shared subscription
-(``$share/registry/...``), on a fresh database, draining the same records. Latency: one
-worker running, records offered at each fixed rate, round robin over the gateways; an
-ack's latency is from a record's publish to the first ack covering it.
+gateways (``--batch-records`` a message: 1, or up to 32 as a gateway that is behind sends
+them), then the workers start (they are connected and subscribed, then frozen with SIGSTOP
+while the backlog is published, then thawed); the rate is records / (last commit - thaw),
+the last commit time being the one the registry itself stored. Run 1 is one worker (the
+ratio to bare verification is its rate over the bare rate); run 2 is ``--workers`` workers
+on a shared subscription (``$share/registry/...``), on a fresh database and broker,
+draining the same records. Latency: one worker running, records offered at each fixed
+rate, round robin over the gateways; an ack's latency is from a record's publish to the
+first ack covering it. ``--store postgresql`` runs a throw-away PostgreSQL server
+(``tests/pg_server.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import getpass
 import os
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -31,6 +36,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from cryptography import x509
@@ -43,11 +49,15 @@ from cloud_sync.broker_process import MosquittoProcess, free_port
 from cloud_sync.mosquitto import BrokerFiles, BrokerLayout, write_config
 from cloud_sync.pki import DeviceCa, cert_pem, key_pem, write_private
 from cloud_sync.registry import enroll_device
-from cloud_sync.store.sqlite import SqliteStore
+from cloud_sync.store.open import open_store
 from msp_protocol import bodies
 from msp_protocol.jws import Signer, record_hash, split
 from msp_protocol.records import Record, format_ts, parse_ts
 from msp_protocol.topics import ack_topic, parse_ack, rec_topic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.pg_server import PgServer
 
 T0 = 1_795_000_000.0
 
@@ -109,65 +119,78 @@ class Gateway:
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         self.acks.append((time.perf_counter(), parse_ack(bytes(msg.payload))))
 
-    def publish(self, token: str) -> mqtt.MQTTMessageInfo:
-        return self.client.publish(rec_topic(self.device), token.encode(), qos=1)
+    def publish(self, payload: str) -> mqtt.MQTTMessageInfo:
+        """One message: a record's JWS, or several separated by LF."""
+        return self.client.publish(rec_topic(self.device), payload.encode(), qos=1)
 
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
 
 
-def commit_span(db: Path) -> float:
-    """Seconds between the first and the last commit of the registry (its own clock)."""
-    store = SqliteStore(db)
-    try:
-        first, last = store._conn.execute(  # the bench reads the registry's own timestamps
-            "SELECT min(received_at), max(received_at) FROM records"
-        ).fetchone()
-    finally:
-        store.close()
-    return (parse_ts(last) - parse_ts(first)).total_seconds()
+class Db:
+    """One registry database of the bench (a SQLite file or a PostgreSQL database), read
+    directly for what the ``Store`` protocol does not say: the registry's commit times."""
 
+    def __init__(self, name: str, url: str, secrets: Path) -> None:
+        self.name, self.url, self.secrets = name, url, secrets
+        self._conn: Any = None
 
-def stored(db: Path) -> int:
-    store = SqliteStore(db)
-    try:
-        return int(store._conn.execute("SELECT count(*) FROM records").fetchone()[0])
-    finally:
-        store.close()
+    def args(self) -> list[str]:
+        return ["--db", self.url, "--secrets-dir", str(self.secrets)]
 
+    def _query(self, sql: str) -> Any:
+        if self._conn is None:
+            if self.url.startswith("postgresql://"):
+                import psycopg  # noqa: PLC0415 - only for --store postgresql
 
-def wait_stored(db: Path, count: int, timeout: float = 600.0) -> None:
-    deadline = time.monotonic() + timeout
-    while (n := stored(db)) < count:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"registry stuck at {n} of {count} records")
-        time.sleep(0.05)
+                self._conn = psycopg.connect(self.url, autocommit=True)
+            else:
+                self._conn = sqlite3.connect(self.url.removeprefix("sqlite:///"))
+        return self._conn.execute(sql).fetchone()
+
+    def stored(self) -> int:
+        return int(self._query("SELECT count(*) FROM records")[0])
+
+    def last_commit(self) -> float:
+        """When the registry stored its last record (its own clock, epoch seconds)."""
+        (last,) = self._query("SELECT max(received_at) FROM records")
+        return parse_ts(last).timestamp()
+
+    def wait_stored(self, count: int, timeout: float = 600.0) -> None:
+        deadline = time.monotonic() + timeout
+        while (n := self.stored()) < count:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"registry stuck at {n} of {count} records")
+            time.sleep(0.05)
 
 
 class Site:
     """A broker of its own (no other run's sessions in its share group), the bench gateways'
     files, and a registry database."""
 
-    def __init__(self, root: Path, devices: list[Device], backlog: int) -> None:
+    def __init__(self, root: Path, devices: list[Device], queued: int,
+                 pg: PgServer | None) -> None:  # fmt: skip
         self.root = root
+        self.pg = pg
         root.mkdir(parents=True)
         self.ca = DeviceCa.open(root / "ca")
         self.dport, self.rport = free_port(), free_port()
         self.files: BrokerFiles = write_config(root / "broker", self.ca, BrokerLayout(
             device_port=self.dport, device_bind="127.0.0.1", registry_port=self.rport,
             fleet_port=free_port(), run_as=getpass.getuser(),
-            max_queued_messages=backlog + 1000))  # fmt: skip
+            max_queued_messages=queued))  # fmt: skip
         self.devices = devices
         (root / "anchors").mkdir()
         (root / "anchors" / "ca.pem").write_bytes(cert_pem(self.ca.cert))  # no cards here
         for d in devices:
             write_private(root / f"{d.id}.key", key_pem(d.key))
 
-    def database(self, name: str) -> Path:
+    def database(self, name: str) -> Db:
         """A fresh registry database with every bench device enrolled."""
-        db = self.root / f"{name}.db"
-        store = SqliteStore(db)
+        url = self.pg.create_database(name) if self.pg else f"sqlite:///{self.root / name}.db"
+        db = Db(name, url, self.root / f"{name}.secrets")
+        store = open_store(url, secrets_dir=db.secrets)
         try:
             for d in self.devices:
                 cert = enroll_device(store, self.ca, d.id, d.csr, vin=d.vin, fleet="bench")
@@ -180,9 +203,9 @@ class Site:
         return [Gateway(d.id, self.dport, self.files.ca_cert, self.root / f"{d.id}.pem",
                         self.root / f"{d.id}.key") for d in self.devices]  # fmt: skip
 
-    def worker(self, db: Path, n: int, extra: list[str]) -> subprocess.Popen[bytes]:
+    def worker(self, db: Db, n: int, extra: list[str]) -> subprocess.Popen[bytes]:
         """Start a registry worker; returns once it has subscribed (its log says so)."""
-        path = self.root / f"worker-{db.stem}-{n}.log"
+        path = self.root / f"worker-{db.name}-{n}.log"
         before = path.read_text().count("subscribed to") if path.exists() else 0
         proc = self._start_worker(path, db, n, extra)
         deadline = time.monotonic() + 60
@@ -192,7 +215,7 @@ class Site:
             time.sleep(0.05)
         return proc
 
-    def _start_worker(self, path: Path, db: Path, n: int,
+    def _start_worker(self, path: Path, db: Db, n: int,
                       extra: list[str]) -> subprocess.Popen[bytes]:  # fmt: skip
         log = path.open("ab")
         # a backlog flooded without the gateway's window: let every early record wait
@@ -201,7 +224,7 @@ class Site:
             [sys.executable, "-m", "cloud_sync.cli", "-v", "serve",
              "--broker", f"mqtt://127.0.0.1:{self.rport}", "--password-file",
              str(self.files.registry_secret), "--anchors", str(self.root / "anchors"),
-             "--db", str(db), "--shared", "--client-id", f"registry-{db.stem}-{n}", *extra],
+             *db.args(), "--shared", "--client-id", f"registry-{db.name}-{n}", *extra],
             stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
 
 
@@ -212,8 +235,8 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
         p.wait(30)
 
 
-def drain_rate(site: Site, db: Path, workers: int, records: list[tuple[int, str]],
-               extra: list[str]) -> float:  # fmt: skip
+def drain_rate(site: Site, db: Db, workers: int, messages: list[tuple[int, str]],
+               records: int, extra: list[str]) -> float:  # fmt: skip
     """Records/s committed by ``workers`` workers draining ``records`` from the broker.
 
     The workers subscribe, then are frozen (SIGSTOP, connections open) while the backlog is
@@ -224,22 +247,23 @@ def drain_rate(site: Site, db: Path, workers: int, records: list[tuple[int, str]
         p.send_signal(signal.SIGSTOP)
     gws = site.gateways()
     try:
-        infos = [gws[i].publish(token) for i, token in records]
+        infos = [gws[i].publish(payload) for i, payload in messages]
         for info in infos:
             info.wait_for_publish(120)
     finally:
+        began = time.time()  # the registry stamps its commits with the same wall clock
         for p in procs:
             p.send_signal(signal.SIGCONT)
     try:
-        wait_stored(db, len(records))
+        db.wait_stored(records)
     finally:
         stop(procs)
         for gw in gws:
             gw.close()
-    return (len(records) - 1) / commit_span(db)
+    return records / (db.last_commit() - began)
 
 
-def latencies(site: Site, db: Path, rate: float, seconds: float,
+def latencies(site: Site, db: Db, rate: float, seconds: float,
               start: list[int], extra: list[str]) -> list[float]:  # fmt: skip
     """Ack latencies (ms) of records offered at ``rate``/s round robin over the devices,
     continuing each chain from ``start[i]`` (advanced)."""
@@ -257,7 +281,7 @@ def latencies(site: Site, db: Path, rate: float, seconds: float,
             start[k] = seq
             sent.append((k, seq, time.perf_counter()))
             gws[k].publish(site.devices[k].tokens[seq - 1])
-        wait_stored(db, sum(start))
+        db.wait_stored(sum(start))
         time.sleep(1.0)
     finally:
         stop(procs)
@@ -280,12 +304,12 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=8, help="gateways the records come from")
     ap.add_argument("--rates", default="200,1000", help="offered rates for ack latency")
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each latency run")
+    ap.add_argument("--batch-records", type=int, default=1,
+                    help="records per message in the backlog (a gateway that is behind sends"
+                         " up to uplink.batch_records, 32, in one message)")  # fmt: skip
     ap.add_argument("--verify-workers", type=int, default=0,
                     help="--verify-workers of each registry worker")  # fmt: skip
     args = ap.parse_args()
-    if args.store != "sqlite":
-        raise SystemExit("--store postgresql: not available in this build (the PostgreSQL "
-                         "store is not merged yet)")  # fmt: skip
     if args.broker != "mosquitto":
         raise SystemExit("--broker nats: not available in this build (the JetStream "
                          "transport is not merged yet)")  # fmt: skip
@@ -304,24 +328,51 @@ def main() -> None:
         vin = f"JTBENCH{i:04d}"
         devices.append(Device(name, vin, key, csr.public_bytes(serialization.Encoding.PEM),
                               make_chain(Signer(key, name), vin, chain)))  # fmt: skip
-    backlog = [(i, d.tokens[s]) for s in range(per_device) for i, d in enumerate(devices)]
-    sample = devices[0].tokens[:3000]
+    b = args.batch_records
+    backlog = [(i, "\n".join(d.tokens[s:min(s + b, per_device)]))
+               for s in range(0, per_device, b) for i, d in enumerate(devices)]  # fmt: skip
+    stored_backlog = per_device * args.devices
     root = Path(tempfile.mkdtemp(prefix="msp-bench-"))
+    bare_before = bare_verify_rate(devices[0].key.public_key(), devices[0].tokens[:3000])
+    pg = PgServer() if args.store == "postgresql" else None
+    if pg is not None:
+        pg.start()
+    try:
+        one, many, lat, bare_after = run(args, root, devices, backlog, per_device, rates, pg,
+                                         stored_backlog)  # fmt: skip
+    finally:
+        if pg is not None:
+            pg.close()
+    print_results(args, stored_backlog, bare_before, bare_after, one, many, lat)
+
+
+def run(args: argparse.Namespace, root: Path, devices: list[Device],
+        backlog: list[tuple[int, str]], per_device: int, rates: list[float],
+        pg: PgServer | None,
+        records: int) -> tuple[float, float, dict[float, list[float]], float]:  # fmt: skip
+    """The three measurements: one worker's drain (and the bare rate again after it), the
+    latency runs on the same worker's database, then ``--workers`` workers' drain."""
     extra = ["--verify-workers", str(args.verify_workers)] if args.verify_workers else []
-    bare_before = bare_verify_rate(devices[0].key.public_key(), sample)
-    site = Site(root / "one", devices, len(backlog))
+    sample = devices[0].tokens[:3000]
+    queued = records + int(sum(rates) * args.seconds) + 1000  # the broker drops beyond it
+    site = Site(root / "one", devices, queued, pg)
     with MosquittoProcess(site.files.config, (site.dport, site.rport)):
         one_db = site.database("one")
-        one = drain_rate(site, one_db, 1, backlog, extra)
+        one = drain_rate(site, one_db, 1, backlog, records, extra)
         bare_after = bare_verify_rate(devices[0].key.public_key(), sample)
         start = [per_device] * args.devices
         lat = {rate: latencies(site, one_db, rate, args.seconds, start, extra) for rate in rates}
-    site = Site(root / "many", devices, len(backlog))
+    site = Site(root / "many", devices, queued, pg)
     with MosquittoProcess(site.files.config, (site.dport, site.rport)):
-        many = drain_rate(site, site.database("many"), args.workers, backlog, extra)
+        many = drain_rate(site, site.database("many"), args.workers, backlog, records, extra)
+    return one, many, lat, bare_after
+
+
+def print_results(args: argparse.Namespace, records: int, bare_before: float, bare_after: float,
+                  one: float, many: float, lat: dict[float, list[float]]) -> None:  # fmt: skip
     bare = (bare_before + bare_after) / 2
-    print(f"store {args.store}, broker {args.broker}, {args.devices} gateways,"
-          f" {len(backlog)} records, verify-workers {args.verify_workers}")  # fmt: skip
+    print(f"store {args.store}, broker {args.broker}, {args.devices} gateways, {records}"
+          f" records, {args.batch_records} a message, verify-workers {args.verify_workers}")
     print(f"bare Ed25519 verify, one core:     {bare:8.0f} records/s"
           f" (before {bare_before:.0f}, after {bare_after:.0f} the one-worker run)")
     print(f"one worker, committed:             {one:8.0f} records/s"
@@ -333,7 +384,7 @@ def main() -> None:
             q = statistics.quantiles(values, n=100)
             print(f"ack latency at {rate:5.0f} records/s offered: p50 {q[49]:7.1f} ms,"
                   f" p99 {q[98]:7.1f} ms ({len(values)} records, one worker)")  # fmt: skip
-    print(f"(work files in {root})", file=sys.stderr)
+
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@ commit. Broker-neutral: the transport (``cloud_sync.transport``; MQTT in ``trans
 delivers, settles and publishes; this loop decides when.
 
 One step: take a batch (group commit: up to ``batch_max`` deliveries, or what arrived within
-``linger_s`` of the first), run :class:`cloud_sync.ingest.Ingestor` on it (one transaction,
-which also stores the fleets' copies from ``cloud_sync.republish``), publish the acks, and only
-then settle the deliveries with the broker, so a message the broker forgets is committed. The
-fleets' copies are published from the store and deleted once the broker has taken them, so
-they survive a registry crash too.
+``linger_s`` of the first, cut at ``batch_records`` records), run
+:class:`cloud_sync.ingest.Ingestor` on it (one transaction, which also stores the fleets'
+copies from ``cloud_sync.republish``), publish the acks, and only then settle the deliveries
+with the broker, so a message the broker forgets is committed. The fleets' copies are
+published from the store and deleted once the broker has taken them, so they survive a
+registry crash too.
 
 A batch whose ingest raises anything but ``StoreError`` (a bug the ingestor's own guards did
 not catch) is ingested again message by message; a message that still fails alone is logged,
@@ -53,6 +54,7 @@ class RegistryWorker:
         broker: Transport | BrokerConfig,
         *,
         batch_max: int = 500,
+        batch_records: int = 1000,
         linger_s: float = 0.003,
         fanout_window: int = 200,
     ) -> None:
@@ -61,6 +63,7 @@ class RegistryWorker:
             MqttTransport(broker) if isinstance(broker, BrokerConfig) else broker
         )
         self.batch_max = batch_max
+        self.batch_records = batch_records
         self.linger_s = linger_s
         self.fanout_window = fanout_window
         #: set once the transport is connected (for tests and the demo)
@@ -88,20 +91,35 @@ class RegistryWorker:
         returns how many messages it handled."""
         self._clear_expired()
         self._flush_fanout()
-        batch = self.transport.receive(self.batch_max, self.linger_s, timeout)
+        received = self.transport.receive(self.batch_max, self.linger_s, timeout)
         self._note_connection()
-        if not batch and not self.ingestor.waiting:
+        if not received and not self.ingestor.waiting:
             return 0
         # with no message: records wait for a predecessor another worker may have committed
-        acks = self._ingest_retrying(batch)
-        if acks is None:  # stopping with the database down: the broker keeps the batch
-            self.transport.release(batch)
-            return 0
-        for ack in acks:
-            self.transport.publish(ack_topic(ack.device), encode_ack(ack.seq))
-        self.transport.settle(batch)
-        self._flush_fanout()
-        return len(batch)
+        for batch in self._bounded(received):
+            acks = self._ingest_retrying(batch)
+            if acks is None:  # stopping with the database down: the broker keeps the rest
+                self.transport.release(received)
+                return 0
+            for ack in acks:
+                self.transport.publish(ack_topic(ack.device), encode_ack(ack.seq))
+            self.transport.settle(batch)
+            self._flush_fanout()
+        return len(received)
+
+    def _bounded(self, received: list[Delivery]) -> list[list[Delivery]]:
+        """``received`` cut into batches of at most ``batch_records`` records (a message may
+        carry several, one per line), so that one transaction stays short."""
+        batches: list[list[Delivery]] = [[]]
+        records = 0
+        for d in received:
+            n = d.payload.count(b"\n") + 1
+            if batches[-1] and records + n > self.batch_records:
+                batches.append([])
+                records = 0
+            batches[-1].append(d)
+            records += n
+        return batches
 
     def _note_connection(self) -> None:
         if self.transport.connected:

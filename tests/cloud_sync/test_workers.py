@@ -13,7 +13,9 @@ from cloud_sync.ingest import Ack, Ingestor
 from cloud_sync.store import Accepted, Batch, Fanout, Store
 from cloud_sync.store.open import open_store
 from cloud_sync.store.sqlite import SqliteStore
+from cloud_sync.transport.base import Delivery
 from cloud_sync.verify_pool import VerifyPool
+from cloud_sync.worker import BrokerConfig, RegistryWorker
 from msp_protocol import bodies
 from msp_protocol.jws import record_hash
 from msp_protocol.records import format_ts
@@ -184,3 +186,11 @@ def test_the_verification_pool_gives_the_same_verdicts_in_order(tmp_path, device
         pool.close()
         for s in stores:
             s.close()
+
+
+def test_a_batch_is_cut_by_records_not_only_by_messages(ingestor) -> None:
+    worker = RegistryWorker(ingestor, BrokerConfig(), batch_records=40)
+    messages = [Delivery("t", b"\n".join([b"x"] * n)) for n in (32, 8, 1, 32, 32)]
+    cut = worker._bounded(messages)
+    assert [[d.payload.count(b"\n") + 1 for d in b] for b in cut] == [[32, 8], [1, 32], [32]]
+    assert worker._bounded([]) == [[]]  # no message: one empty batch (the waiting room)

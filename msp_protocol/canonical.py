@@ -55,6 +55,8 @@ def canonical_json(value: Any) -> bytes:
         return rfc8785.dumps(_plain(value))
     except rfc8785.CanonicalizationError as exc:
         raise CanonicalJsonError(str(exc)) from None
+    except UnicodeEncodeError:  # rfc8785 sorts keys by UTF-16 without surrogatepass
+        raise CanonicalJsonError("a key is not valid Unicode (a lone surrogate)") from None
     except RecursionError:
         raise CanonicalJsonError("nested too deeply") from None
 

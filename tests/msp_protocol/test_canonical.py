@@ -113,6 +113,13 @@ def test_a_body_dataclass_is_written_as_rfc8785_writes_its_json(
     assert _ours(body) == _reference(to_json(body))
 
 
+@pytest.mark.parametrize("value", [{"\ud800": 1}, {"a": {"\udfff": None}}, ["\ud800"]])
+def test_a_lone_surrogate_is_refused_as_not_canonical_json(value: object) -> None:
+    # found by hypothesis: as a key, rfc8785 let a UnicodeEncodeError escape
+    with pytest.raises(CanonicalJsonError, match=r"not valid Unicode|non-UTF-8"):
+        canonical_json(value)
+
+
 def test_a_dataclass_field_of_another_type_than_declared_is_written_as_its_value() -> None:
     odd = Location(lat=45, lon="east")  # type: ignore[arg-type]
     assert canonical_json(odd) == b'{"lat":45,"lon":"east"}'

@@ -10,6 +10,10 @@ One definition for both sides: the edge offers and signs these categories at log
 | ``maintenance``| ``dtc`` records                                                    |
 | ``score``     | the person's portable score, pooled over every vehicle and fleet     |
 | ``location``  | positions inside the records above (stripped without it)             |
+| ``alerts``    | a guardian: dangerous events as they happen, a daily digest          |
+| ``emergency`` | a responder: crash data and the person's sealed emergency profile     |
+
+Which role may be given which category is fixed in ``msp_protocol.roles``.
 
 ``emergency`` is consented in advance (``KindInfo.pre_consented``) and belongs to no
 category; ``stats`` is public, ``health`` and ``gap`` are private: none of them is
@@ -32,9 +36,13 @@ DRIVING: Final = "driving"
 MAINTENANCE: Final = "maintenance"
 SCORE: Final = "score"
 LOCATION: Final = "location"
+#: dangerous events as they happen and a daily digest (guardians; ``msp_protocol.roles``)
+ALERTS: Final = "alerts"
+#: crash data and the sealed emergency profile (responders; ``msp_protocol.roles``)
+EMERGENCY: Final = "emergency"
 
 #: Every category, in the order a login offers them.
-CATEGORIES: Final[tuple[str, ...]] = (DRIVING, MAINTENANCE, SCORE, LOCATION)
+CATEGORIES: Final[tuple[str, ...]] = (DRIVING, MAINTENANCE, SCORE, LOCATION, ALERTS, EMERGENCY)
 
 #: The record kinds a category lets through (``score`` and ``location`` cover no kind:
 #: the score is derived by the registry, locations are fields inside other kinds).
@@ -43,6 +51,9 @@ KINDS_OF: Final[dict[str, frozenset[str]]] = {
     MAINTENANCE: frozenset({"dtc"}),
     SCORE: frozenset(),
     LOCATION: frozenset(),
+    # what guardians and responders get is made by the registry (``cloud_sync.recipients``)
+    ALERTS: frozenset(),
+    EMERGENCY: frozenset(),
 }
 _CATEGORY_OF_KIND: Final = {kind: cat for cat, kinds in KINDS_OF.items() for kind in kinds}
 
@@ -113,8 +124,9 @@ GRANT: Final = "grant"
 REVOKE: Final = "revoke"
 
 
-def statement_bytes(statement: bodies.ConsentStatement | bodies.RequestStatement) -> bytes:
-    """The RFC 8785 bytes a card signs for a consent or request statement (via SHA-256, RSA
+def statement_bytes(statement: bodies.ConsentStatement | bodies.RequestStatement
+                    | bodies.ProfileStatement) -> bytes:
+    """The RFC 8785 bytes a card signs for a consent, request or profile statement (via SHA-256, RSA
     PKCS#1 v1.5, as the binding statement of a login)."""
     from .canonical import canonical_json  # noqa: PLC0415 - keeps this module's imports light
     from .codec import to_json  # noqa: PLC0415

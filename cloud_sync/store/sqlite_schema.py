@@ -28,7 +28,7 @@ from ..secret_files import SecretFiles
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 _TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS vehicles (vin TEXT PRIMARY KEY, fleet TEXT NOT NULL,
@@ -108,6 +108,16 @@ _PERSON_TABLES: Final = (
     "CREATE INDEX IF NOT EXISTS exchange_fanout ON exchange_log (fanout_id)",
 )
 
+#: Version 4: recipients of every role and sealed emergency profiles (issue 15).
+_RECIPIENT_TABLES: Final = (
+    """CREATE TABLE IF NOT EXISTS recipients (id TEXT PRIMARY KEY, role TEXT NOT NULL,
+  added_at TEXT NOT NULL, public_key TEXT)""",
+    """CREATE TABLE IF NOT EXISTS profiles (person_id TEXT NOT NULL REFERENCES persons(id),
+  responder TEXT NOT NULL, id TEXT NOT NULL, signed_at TEXT NOT NULL, sealed TEXT NOT NULL,
+  statement TEXT NOT NULL, card_signature TEXT NOT NULL, card_certificate_sha256 TEXT NOT NULL,
+  PRIMARY KEY (person_id, responder))""",
+)
+
 _INDEXES: Final = (
     'CREATE INDEX IF NOT EXISTS trips_person ON trips (person_id, "end")',
     "CREATE INDEX IF NOT EXISTS sessions_person ON sessions (person_id, started_at)",
@@ -155,7 +165,8 @@ def create(conn: sqlite3.Connection) -> None:
     """Make every table, index and view of the current version in an empty database."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in (*_TABLES, *_INDEXES, *_PERSON_TABLES, PERSON_SCORES_VIEW):
+        for statement in (*_TABLES, *_INDEXES, *_PERSON_TABLES, *_RECIPIENT_TABLES,
+                          PERSON_SCORES_VIEW):  # fmt: skip
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
@@ -198,6 +209,25 @@ def _to_version_3(conn: sqlite3.Connection, _secret_files: SecretFiles) -> None:
         for statement in _PERSON_TABLES:
             conn.execute(statement)
         conn.execute("PRAGMA user_version = 3")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _to_version_4(conn: sqlite3.Connection, _secret_files: SecretFiles) -> None:
+    """Version 3 → 4: recipients of every role and sealed emergency profiles (new tables)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if version(conn) >= 4:
+            conn.execute("ROLLBACK")
+            return
+        log.warning("migrating the registry database to schema version 4 (recipients, "
+                    "emergency profiles)")  # fmt: skip
+        for statement in _RECIPIENT_TABLES:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 4")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -251,6 +281,7 @@ def _to_version_2(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
 STEPS: Final[dict[int, Callable[[sqlite3.Connection, SecretFiles], None]]] = {
     2: _to_version_2,
     3: _to_version_3,  # issue 14: the person's own acts
+    4: _to_version_4,  # issue 15: recipients of every role, emergency profiles
 }
 
 

@@ -14,7 +14,7 @@ from .errors import RegistryError
 #: Subcommand modules under cloud_sync.commands; each offers ``add_subparser(subparsers)``.
 SUBCOMMANDS: tuple[str, ...] = (
     "serve", "enroll", "revoke", "mosquitto_config", "queries", "audit", "fleet", "database",
-    "recipients",
+    "recipients", "recipient", "responder", "guardian", "insurer", "key",
 )
 
 

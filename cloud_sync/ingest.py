@@ -85,7 +85,7 @@ log = logging.getLogger(__name__)
 #: (``cloud_sync.mosquitto``).
 MAX_PAYLOAD_BYTES = MAX_TOKEN_CHARS
 #: Kinds handed to ``on_early`` as soon as their signature verifies (see :class:`Ingestor`).
-EARLY_KINDS: Final = frozenset({"consent", "request", "emergency"})
+EARLY_KINDS: Final = frozenset({"consent", "request", "emergency", "profile"})
 #: How often one batch is planned again after a ``ChainConflict`` before the worker backs off.
 CONFLICT_RETRIES: Final = 5
 #: Smallest batch worth sending to a verification pool (below it, verifying here is cheaper).

@@ -22,8 +22,10 @@ from .fleets import key_publication
 from .ingest import Ingestor
 from .my_data import MyData
 from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
-from .republish import Republisher
-from .store import Batch, Device, Store
+from .recipients.responder import EmergencyDispatch
+from .recipients.signing import RegistrySigner
+from .republish import Republisher, RoleFanout
+from .store import Accepted, Batch, Device, Store
 from .store.open import open_store
 from .succession import CardSuccession
 from .transport.base import Transport
@@ -105,11 +107,19 @@ def serve(config: RegistryConfig, stop: threading.Event) -> None:
         store.pseudonym_secret()  # fail now, naming the file, not at the first fleet copy
         if config.verify_workers:
             pool = VerifyPool(config.verify_workers)
-        fanout = Republisher(store).fanout
+        signer = RegistrySigner(store)  # made now if new: fail now, naming the file
+        store.commit(Batch(publications=[signer.key_publication()]))  # retained, for everyone
+        emergencies = EmergencyDispatch(store, anchors, signer)
+        fanout = Republisher(store, RoleFanout(store, emergencies)).fanout
         answers = MyData(store, succeed=CardSuccession(store, anchors).apply)
         acts = PersonActs(store, anchors, answers.answer)
+
+        def early(accepted: Accepted) -> None:  # the person's acts, then crashes and profiles
+            acts.early(accepted)
+            emergencies.early(accepted)
+
         ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout,
-                            pool=pool, on_early=acts.early)  # fmt: skip
+                            pool=pool, on_early=early)  # fmt: skip
         RegistryWorker(ingestor, transport).run(stop)
     finally:
         if pool is not None:

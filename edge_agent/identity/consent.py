@@ -40,6 +40,8 @@ DESCRIPTIONS: dict[str, str] = {
     "maintenance": "the vehicle's diagnostic trouble codes while you drive",
     "score": "your portable safe-driving score, from every vehicle you drive",
     "location": "positions inside your trips and events",
+    "alerts": "a message at once when your driving turns dangerous, and a daily digest",
+    "emergency": "on a crash: where, how hard, the vehicle, and your sealed emergency profile",
 }
 
 #: Asks the driver one yes/no question; True is yes.

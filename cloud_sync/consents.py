@@ -25,6 +25,7 @@ Rules (docs/consent.md):
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,14 +34,16 @@ from datetime import datetime
 from msp_protocol import consent as cats
 from msp_protocol import roles
 from msp_protocol.bodies import CardConsent, CardProfile, CardRequest, ConsentStatement
+from msp_protocol.errors import SealError
 from msp_protocol.jws import b64url
 from msp_protocol.records import Record, format_ts, parse_ts
-from msp_protocol.topics import fleet_score_topic
+from msp_protocol.sealed import seal_reply
+from msp_protocol.topics import fleet_score_topic, reply_topic
 
 from .cards import CardRejected, TrustAnchors, card_key, check_card_certificate, key_sha256
 from .cards import verify_card_signature as _verify_signature
 from .errors import StoreError
-from .store import Accepted, PersonStatement, Publication, Store
+from .store import Accepted, Batch, PersonStatement, Publication, Store
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +272,27 @@ class PersonActs:
         except CardRejected as exc:
             self.refused[exc.reason] = self.refused.get(exc.reason, 0) + 1
             log.warning("card act seq %d of %s refused: %s", record.seq, record.device, exc)
+            if isinstance(record.body, CardRequest):
+                self._refuse_request(record, record.body, exc)
         except StoreError:
             raise
+
+    def _refuse_request(self, record: Record, body: CardRequest, exc: CardRejected) -> None:
+        """Count the refusal (a request's chain turn does not check the card again: an erasure
+        or a succession it asked for may have changed it) and tell the requester why, sealed
+        to its key (the answer names no one and says only the reason), rather than leave
+        ``my-data`` waiting for an answer that never comes."""
+        st = body.statement
+        if st.reply_key is None:
+            self.store.commit(Batch(rejections={exc.reason: 1}))
+            return
+        value = {"request": statement_id(body.card_signature), "action": st.action,
+                 "refused": exc.reason, "message": str(exc)}
+        try:
+            sealed = seal_reply(str(value["request"]), st.nonce,
+                                json.dumps(value, sort_keys=True).encode(), st.reply_key)
+        except SealError:
+            sealed = []
+        self.store.commit(Batch(rejections={exc.reason: 1}, publications=[
+            Publication(reply_topic(record.device), m) for m in sealed]))
 

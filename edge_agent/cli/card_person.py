@@ -277,6 +277,10 @@ def request(args: argparse.Namespace, action: str, successor: Any = None) -> dic
     finally:
         listener.stop()
     answer: dict[str, Any] = json.loads(open_reply(list(parts), private))
+    if "refused" in answer:
+        print(f"msp-agent: the registry refused the request [{answer['refused']}]: "
+              f"{answer.get('message', '')}", file=sys.stderr)
+        return EXIT_REFUSED
     return answer
 
 

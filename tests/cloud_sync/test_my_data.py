@@ -141,3 +141,15 @@ def test_export_gives_everything_and_erase_keeps_only_the_retention_rule(
     assert len(reg.store.exchanges(person)) == 4
     assert all(jws == "" for jws in reg.store.chain_records(gw.device)[:3])
     assert reg.store.chain_head(gw.device).seq == 5  # the chain itself goes on
+
+
+def test_a_request_the_registry_cannot_trust_gets_a_sealed_refusal(
+    driven: tuple[Registry, Gateway, Card], card_issuer: CardIssuer
+) -> None:
+    reg, gw, _card = driven
+    stranger = card_issuer.card()  # never logged in: the registry does not know its key
+    private, public = keypair()
+    reg.send(gw, gw.sign(request_body(stranger, gw, "export", public), "request"))
+    answer = answer_of(reg, gw, private)
+    assert answer["refused"] == "card_certificate_unknown" and answer["action"] == "export"
+    assert "trips" not in answer and reg.store.rejections()["card_certificate_unknown"] == 1

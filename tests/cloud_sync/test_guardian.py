@@ -5,6 +5,7 @@ a minor event does not, nothing after the revocation; the daily digest in Japan 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from cloud_sync.pki import DeviceCa
 from cloud_sync.recipients.directory import pseudonym
 from cloud_sync.recipients.guardian import DANGEROUS, dangerous, digests
 from cloud_sync.recipients.signing import open_signed
+from cloud_sync.recipients.watch import Checker
 from msp_protocol.records import format_ts
 from tests.cloud_sync.recipient_kit import (
     FLEET,
@@ -112,3 +114,27 @@ def test_the_daily_digest_covers_one_japan_day(
     reg.send(gw, gw.sign(consent_body(card, gw, "revoke", GUARDIAN, (), T0 + 3 * 86400),
                          "consent", "s-1"))
     assert digests(reg.store, datetime(2026, 11, 25, 3, 0, tzinfo=UTC)) == []
+
+
+def test_guardian_watch_prints_for_a_person_not_json(
+        tmp_path: Path, card_issuer: CardIssuer, device_ca: DeviceCa) -> None:
+    gw = Gateway("gw-eld", "JTDKB20U793100001")
+    reg = CareRegistry(f"sqlite:///{tmp_path / 'registry.db'}", card_issuer, device_ca, gw)
+    card = card_issuer.card()
+    logged_in(reg, card, gw)
+    reg.send(gw, gw.sign(consent_body(card, gw, "grant", GUARDIAN, ("alerts",), T0 + 1),
+                         "consent", "s-1"))
+    reg.send(gw, gw.sign(event("pedal_misapplication", "critical", T0 + 200, 12.0), "event",
+                         "s-1"), gw.sign(trip(20.0, 2.0), "trip", "s-1"))  # fmt: skip
+    checker = Checker(GUARDIAN, reg.key)
+    pubs = [p for _i, p in reg.store.fanout_pending(100) if "/guardian/" in p.topic]
+    pubs += digests(reg.store, datetime(2026, 11, 19, 3, 0, tzinfo=UTC))
+    messages = [checker.feed(p.topic, p.payload) for p in pubs]
+    lines = [line for m in messages if m is not None for line in m.lines]
+    assert all(m is not None and m.check == "verified" for m in messages)
+    assert lines[0].startswith("ALERT for fp-") and "pedal misapplication" in lines[0]
+    assert "2026-11-18 20:10 JST, 12 km/h (critical)" in lines[0]
+    assert lines[1].startswith("Daily digest for fp-") and "1 trips, 20.0 km" in lines[1]
+    assert not any(line.lstrip().startswith("{") for line in lines)
+    forged = checker.feed(pubs[0].topic, pubs[0].payload.replace(b".", b".x", 1))
+    assert forged is not None and forged.check.startswith("REJECTED")

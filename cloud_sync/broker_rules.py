@@ -4,7 +4,8 @@ DESIGN.md, Topics: a gateway writes only ``msp/v1/dev/<its id>/rec`` and reads o
 ``ack``; a fleet operator reads only ``msp/v1/fleet/<its fleet>/#``; the registry reads every
 ``rec`` and writes acks, replies, fleet data, public statistics and what it makes for the
 recipients of the other roles; a recipient of role ``R`` named ``N`` (broker user ``R.N``)
-reads only ``msp/v1/R/N/#``; everyone may read the registry's key (``msp/v1/registry/key``). ``cloud_sync.mosquitto`` renders
+reads only ``msp/v1/R/N/#``; everyone may read the registry's key (``msp/v1/registry/key``).
+``cloud_sync.mosquitto`` renders
 these grants as mosquitto's ACL file (a device's as a ``%u`` pattern), ``cloud_sync.nats_config``
 as NATS subject permissions (one user per device, since NATS has no such pattern); both read
 them from here, so the two brokers cannot drift apart.

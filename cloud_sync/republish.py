@@ -47,14 +47,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from msp_protocol import consent as cats
+from msp_protocol import roles
 from msp_protocol.bodies import SessionStart
 from msp_protocol.codec import to_json
 from msp_protocol.errors import ProtocolError
 from msp_protocol.records import Record, Tier, format_ts, kind_info, parse_ts
 from msp_protocol.scoring import TripTotals, person_score
 from msp_protocol.topics import PUBLIC_STATS, fleet_score_topic, fleet_topic
-
-from msp_protocol import roles
 
 from .consents import ConsentView, Grant, withdrawals
 from .recipients.base import RoleSender

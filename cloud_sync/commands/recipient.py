@@ -124,7 +124,8 @@ def run_watch(args: argparse.Namespace, role: str, checker: Checker) -> int:
                           cert_file=None if password else args.tls_cert,
                           key_file=None if password else args.tls_key)  # fmt: skip
     rejected = 0
-    for message in watch(role, args.name, config, args.timeout, args.count, checker):
+    for message in watch(role, args.name, config, args.timeout, count=args.count,
+                         checker=checker):
         ok = message.check == "verified"
         rejected += not ok
         if args.json:

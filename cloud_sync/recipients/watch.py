@@ -173,10 +173,11 @@ class Checker:
 
     def _bad(self, topic: str, why: str) -> RecipientMessage:
         log.warning("%s: %s: %s", self.name, topic, why)
-        return RecipientMessage(topic, "?", f"REJECTED: {why}", {}, (f"rejected on {topic}: {why}",))
+        return RecipientMessage(topic, "?", f"REJECTED: {why}", {},
+                                (f"rejected on {topic}: {why}",))  # fmt: skip
 
 
-def watch(role: str, name: str, broker: BrokerConfig, timeout: float, count: int | None,
+def watch(role: str, name: str, broker: BrokerConfig, timeout: float, *, count: int | None,
           checker: Checker) -> Iterator[RecipientMessage]:  # fmt: skip
     """Subscribe to ``name``'s topics (and the registry's key) and yield checked messages
     until ``count`` arrived or nothing did for ``timeout`` seconds. Raises ``BrokerError``."""
@@ -212,7 +213,8 @@ def watch(role: str, name: str, broker: BrokerConfig, timeout: float, count: int
             except queue.Empty:
                 return
             if event == "subscribe" and any(rc.is_failure for rc in arg):
-                raise BrokerError(f"the broker refused the subscription to {role_filter(role, name)}")
+                raise BrokerError("the broker refused the subscription to "
+                                  f"{role_filter(role, name)}")
             if event == "message":
                 message = checker.feed(*arg)
                 if message is not None:

@@ -50,7 +50,8 @@ def load_profile(path: Path) -> dict[str, Any]:
     if len(raw) > MAX_PROFILE_BYTES:
         raise ConfigError(f"{path}: {len(raw)} bytes, at most {MAX_PROFILE_BYTES}")
     if not isinstance(value, dict):
-        raise ConfigError(f"{path}: expected a JSON object with {', '.join(TEXT_FIELDS + LIST_FIELDS)}")
+        raise ConfigError(f"{path}: expected a JSON object with "
+                          f"{', '.join(TEXT_FIELDS + LIST_FIELDS)}")
     unknown = sorted(set(value) - set(LIST_FIELDS) - set(TEXT_FIELDS))
     if unknown:
         raise ConfigError(f"{path}: unknown field(s) {', '.join(unknown)} (known: "

@@ -6,6 +6,7 @@ the records ahead of it in the chain have arrived, and once only; no crash, no n
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from cloud_sync.pki import DeviceCa
@@ -25,10 +26,10 @@ from tests.cloud_sync.test_consent_statements import db_url  # noqa: F401 - fixt
 from tests.sync_kit import T0, Card, CardIssuer, Gateway, trip
 
 
-def _ready(db_url: str, card_issuer: CardIssuer, device_ca: DeviceCa
+def _ready(url: str, card_issuer: CardIssuer, device_ca: DeviceCa
            ) -> tuple[CareRegistry, Gateway, Card]:  # fmt: skip
     gw = Gateway("gw-amb", "JTDKB20U793100003")
-    reg = CareRegistry(db_url, card_issuer, device_ca, gw)
+    reg = CareRegistry(url, card_issuer, device_ca, gw)
     card = card_issuer.card()
     logged_in(reg, card, gw)
     reg.send(gw, gw.sign(consent_body(card, gw, "grant", RESPONDER, ("emergency",), T0 + 1),
@@ -74,8 +75,8 @@ def test_a_crash_reaches_the_named_responder_ahead_of_the_chain(
         ("emergency", f"{gw.device}/7", ("emergency",))]
 
 
-def test_no_crash_no_notice(db_url: str, card_issuer: CardIssuer,
-                            device_ca: DeviceCa) -> None:  # noqa: F811
+def test_no_crash_no_notice(db_url: str, card_issuer: CardIssuer,  # noqa: F811
+                            device_ca: DeviceCa) -> None:
     reg, gw, _card = _ready(db_url, card_issuer, device_ca)
     reg.send(gw, gw.sign(trip(5.0), "trip", "s-1"),
              gw.sign(event("harsh_braking", "critical", T0 + 9), "event", "s-1"))
@@ -101,8 +102,6 @@ def test_the_database_never_holds_the_profile_in_the_clear(
 
 def test_a_profile_for_other_ciphertext_or_no_responder_is_refused(
         db_url: str, card_issuer: CardIssuer, device_ca: DeviceCa) -> None:  # noqa: F811
-    from dataclasses import replace
-
     reg, gw, card = _ready(db_url, card_issuer, device_ca)
     stranger = card_issuer.card()  # a card that never logged in
     reg.send(gw, gw.sign(reg.profile_record(stranger, gw), "profile", "s-1"))

@@ -7,8 +7,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
 from cloud_sync.pki import DeviceCa
 from cloud_sync.recipients.directory import pseudonym
 from cloud_sync.recipients.guardian import DANGEROUS, dangerous, digests

@@ -19,7 +19,6 @@ from cloud_sync.store.sqlite import SqliteStore
 from msp_protocol.jws import b64url
 
 
-
 def run(tmp_path: Path, *args: str) -> int:
     return registry_cli.main([*args, "--db", str(tmp_path / "registry.db"),
                               "--ca-dir", str(tmp_path / "ca")])  # fmt: skip

@@ -2,8 +2,9 @@
 
 What counts as dangerous is decided here only, by event type and severity
 (:data:`DANGEROUS`): major speeding, harsh braking, pedal misapplication (always critical),
-continuous driving over the limit, and a crash (the ``crash`` event and the ``emergency``
-record). A minor event, or an event of another type (idling, a seat belt), is never sent.
+continuous driving over the limit, and a crash. A minor event, or an event of another type
+(idling, a seat belt), is never sent. A crash is told once, from its ``emergency`` record
+(the gateway writes one with every ``crash`` event, which is then not told again).
 
 Every message is signed by the registry (``cloud_sync.recipients.signing``) and names the
 person only by the guardian's pairwise pseudonym; it carries no position (a guardian is told
@@ -58,7 +59,7 @@ class GuardianSender:
         dangerous event or a crash."""
         rec = acc.record
         body = rec.body
-        if isinstance(body, Event) and dangerous(body):
+        if isinstance(body, Event) and dangerous(body) and body.type != "crash":
             alert = {"type": body.type, "severity": body.severity, "at": body.start,
                      "speed_kmh": body.speed_kmh, "peak": body.peak,
                      "duration_s": body.duration_s}  # fmt: skip

@@ -64,6 +64,14 @@ _WORDS = {"speeding": "speeding well over the limit", "harsh_braking": "harsh br
           "continuous_driving": "driving too long without a break", "crash": "a crash"}
 
 
+def _n(count: object, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def _deg(value: object) -> str:
+    return f"{value:.5f}" if isinstance(value, float) else str(value)
+
+
 def readable(kind: str, value: dict[str, Any]) -> tuple[str, ...]:
     """What a message says, as sentences (never JSON)."""
     who = value.get("person", "?")
@@ -76,19 +84,22 @@ def readable(kind: str, value: dict[str, Any]) -> tuple[str, ...]:
         trend = ("no score yet" if score is None else f"score {score}" + (
             "" if before is None else f" ({'up' if score > before else 'down' if score < before else 'unchanged'} from {before})"))  # noqa: E501
         rate = value.get("events_per_100km")
-        return (f"Daily digest for {who}, {value.get('day')}: {value.get('trips')} trips, "
+        return (f"Daily digest for {who}, {value.get('day')}: {_n(value.get('trips'), 'trip')}, "
                 f"{value.get('distance_km')} km, "
                 f"{'no driving' if rate is None else f'{rate} events per 100 km'}, {trend}",)
     if kind == "score":
-        return (f"Score of {who}: {value.get('score')} (consent until {value.get('until')})",)
+        score = value.get("score")
+        shown = "none yet (too little driving)" if score is None else score
+        return (f"Score of {who}: {shown} (consent until {_local(value.get('until'))})",)
     if kind == "summary":
-        return (f"Monthly summary for {who}, {value.get('month')}: {value.get('trips')} trips, "
+        return (f"Monthly summary for {who}, {value.get('month')}: "
+                f"{_n(value.get('trips'), 'trip')}, "
                 f"{value.get('distance_km')} km, night share {value.get('night_share')}, "
                 f"{value.get('events_per_100km')} events per 100 km, over the limit "
                 f"{value.get('over_limit_share')} of the time",)
     if kind == "emergency":
         loc = value.get("location") or {}
-        place = f"at {loc.get('lat')}, {loc.get('lon')}" if loc else "position unknown"
+        place = f"at {_deg(loc.get('lat'))}, {_deg(loc.get('lon'))}" if loc else "position unknown"
         vehicle = value.get("vehicle") or {}
         lines = [f"EMERGENCY: crash of {who} at {_local(value.get('detected_at'))} {place}",
                  f"  vehicle {vehicle.get('vin')}, {float(value.get('speed_kmh') or 0):.0f} "

@@ -197,7 +197,7 @@ def test_a_crash_reaches_the_named_responder_with_location_and_profile(
         print(f"crash -> responder: {1000 * (arrived - published):.0f} ms after the gateway's "
               f"publish ({1000 * (arrived - appended):.0f} ms after the outbox append)")
         assert watch_out == [0], printed
-        assert "EMERGENCY: crash" in printed and "at 35.6581, 139.7017" in printed
+        assert "EMERGENCY: crash" in printed and "at 35.65810, 139.70170" in printed
         assert "blood type: AB-" in printed and "warfarin-xk2" in printed
         assert len(responder.on("/emergency")) == 1
         time.sleep(1.0)

@@ -18,6 +18,7 @@ from tests.cloud_sync.recipient_kit import (
     GUARDIAN,
     CareRegistry,
     consent_body,
+    crash,
     event,
     logged_in,
 )
@@ -132,7 +133,22 @@ def test_guardian_watch_prints_for_a_person_not_json(
     assert all(m is not None and m.check == "verified" for m in messages)
     assert lines[0].startswith("ALERT for fp-") and "pedal misapplication" in lines[0]
     assert "2026-11-18 20:10 JST, 12 km/h (critical)" in lines[0]
-    assert lines[1].startswith("Daily digest for fp-") and "1 trips, 20.0 km" in lines[1]
+    assert lines[1].startswith("Daily digest for fp-") and "1 trip, 20.0 km" in lines[1]
     assert not any(line.lstrip().startswith("{") for line in lines)
     forged = checker.feed(pubs[0].topic, pubs[0].payload.replace(b".", b".x", 1))
     assert forged is not None and forged.check.startswith("REJECTED")
+
+
+def test_a_crash_is_told_to_the_guardian_once(
+        db_url: str, card_issuer: CardIssuer, device_ca: DeviceCa) -> None:  # noqa: F811
+    gw = Gateway("gw-eld", "JTDKB20U793100001")
+    reg = CareRegistry(db_url, card_issuer, device_ca, gw)
+    card = card_issuer.card()
+    logged_in(reg, card, gw)
+    reg.send(gw, gw.sign(consent_body(card, gw, "grant", GUARDIAN, ("alerts",), T0 + 1),
+                         "consent", "s-1"))
+    # the gateway writes an emergency record and a crash event for one crash
+    reg.send(gw, gw.sign(crash(T0 + 300), "emergency", "s-1"),
+             gw.sign(event("crash", "critical", T0 + 300), "event", "s-1"))
+    assert [(v["type"], v["at"]) for _t, v in reg.messages("guardian", GUARDIAN)] == [
+        ("crash", format_ts(T0 + 300))]

@@ -450,7 +450,8 @@ class Store(Protocol):
     def erase_person(self, person_id: str,
                      publications: Sequence[Publication] = ()) -> Mapping[str, int]:  # fmt: skip
         """Delete the person's data but what the retention rule keeps (docs/consent.md):
-        sessions, trips, events, trouble codes, emergencies and card certificates go, the
+        sessions, trips, events, trouble codes, emergencies, sealed emergency profiles and card
+        certificates go, the
         JWS of the records of their sessions is blanked (hash and place in the chain stay);
         consent statements and the exchange log stay. Queues ``publications`` (withdrawals of
         retained messages) in the same transaction. Returns rows deleted per table."""

@@ -89,12 +89,16 @@ def score_recipients(store: Store, person_id: str, at: datetime) -> dict[str, st
 
 
 def score_payload(fleet: str, pseudonym: str, score: float | None, at: datetime,
-                  until: str) -> bytes:  # fmt: skip
+                  until: str, *, signer: RegistrySigner | None = None) -> bytes:  # fmt: skip
     """The score message: the pseudonym, the score (``null`` below 20 km), its instant, and
-    when the consent to show it ends (the registry then withdraws it)."""
+    when the consent to show it ends (the registry then withdraws it); with ``signer``, also
+    ``registry_jws``: the registry's JWS over the other fields (``cloud_sync.recipients.
+    signing``), so the fleet can prove the score came from this registry."""
     rounded = None if score is None else round(score, 1)
-    value = {"fleet": fleet, "person": pseudonym, "score": rounded,
-             "at": format_ts(at.timestamp()), "until": until}  # fmt: skip
+    value: dict[str, object] = {"fleet": fleet, "person": pseudonym, "score": rounded,
+                                "at": format_ts(at.timestamp()), "until": until}  # fmt: skip
+    if signer is not None:
+        value["registry_jws"] = signer.sign(value).decode("ascii")
     return json.dumps(value, sort_keys=True).encode()
 
 
@@ -105,6 +109,7 @@ class RoleFanout:
     def __init__(self, store: Store, emergencies: EmergencyDispatch | None = None) -> None:
         self.store = store
         self._senders: list[RoleSender] | None = None
+        self._signer: RegistrySigner | None = None
         self._emergencies = emergencies
         #: recipient id -> role, of the non-fleet recipients (read once per batch)
         self.roles: dict[str, str] = {}
@@ -113,10 +118,16 @@ class RoleFanout:
         """Read the registered recipients again (once per batch)."""
         self.roles = {r.id: r.role for r in self.store.recipients()}
 
+    def signer(self) -> RegistrySigner:
+        """The registry's signer, made on first use (the key is read then)."""
+        if self._signer is None:
+            self._signer = RegistrySigner(self.store)
+        return self._signer
+
     def senders(self) -> list[RoleSender]:
-        """The role modules, made on first use (the registry's key is read then)."""
+        """The role modules, made on first use."""
         if self._senders is None:
-            signer = RegistrySigner(self.store)
+            signer = self.signer()
             emergencies = self._emergencies or EmergencyDispatch(self.store, None, signer)
             self._senders = [GuardianSender(self.store, signer),
                              InsurerSender(self.store, signer), emergencies]  # fmt: skip
@@ -259,7 +270,8 @@ class Republisher:
             exchange = Exchange(person, fleet, "score", f"{rec.device}/{rec.seq}",
                                 (cats.SCORE,), format_ts(at.timestamp()), grant.ref)
             pubs.append(Publication(fleet_score_topic(fleet, name),
-                                    score_payload(fleet, name, score, at, grant.until_text),
+                                    score_payload(fleet, name, score, at, grant.until_text,
+                                                  signer=self.roles.signer()),
                                     retain=True,  # expiry in one format: the store compares text
                                     expires=format_ts(grant.until.timestamp()),
                                     exchange=exchange))  # fmt: skip

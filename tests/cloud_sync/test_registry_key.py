@@ -62,3 +62,26 @@ def test_msp_registry_key_exports_the_public_half(tmp_path: Path,
     assert out.read_text() == RegistrySigner(store).public_pem()
     assert registry_cli.main(["key", "--db", str(db)]) == 0
     assert capsys.readouterr().out.endswith(out.read_text())
+
+
+def test_fleet_scores_carry_the_registry_s_signature_and_the_fleet_watcher_checks_it(
+        tmp_path: Path) -> None:
+    import json as _json  # noqa: PLC0415
+
+    from cloud_sync.fleet_watch import FleetChecker  # noqa: PLC0415
+    from cloud_sync.republish import score_payload  # noqa: PLC0415
+    from msp_protocol.records import parse_ts  # noqa: PLC0415
+
+    store = SqliteStore(tmp_path / "registry.db")
+    signer = RegistrySigner(store)
+    payload = score_payload("acme", "fp-abc", 81.24, parse_ts("2026-11-18T11:00:00Z"),
+                            "2027-01-01T00:00:00Z", signer=signer)  # fmt: skip
+    topic = "msp/v1/fleet/acme/score/fp-abc"
+    checker = FleetChecker("acme")
+    assert checker.feed(topic, payload)[0].check.startswith("REJECTED: no registry key")
+    assert checker.feed(REGISTRY_KEY_TOPIC, signer.key_publication().payload) == []
+    assert checker.feed(topic, payload)[0].check == "registry"
+    value = _json.loads(payload)
+    value["score"] = 99.0  # a score the registry did not sign
+    forged = checker.feed(topic, _json.dumps(value).encode())[0]
+    assert forged.check == "REJECTED: the score is not what the registry signed"

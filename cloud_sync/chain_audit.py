@@ -5,7 +5,9 @@ prev hashes, gap markers). A quarantined record (``cloud_sync.quarantine``) has 
 parses, so it cannot go through it; it is checked here instead — its signature with the
 device's key, its stored hash, and its ``prev`` against the record before it — and the
 accepted records between quarantined ones are verified as segments anchored on the
-quarantined record before them.
+quarantined record before them. A record whose JWS was erased with its person's data
+(``Store.erase_person``) keeps its seq and hash: the records after it are verified anchored
+on that hash; its own signature can no longer be checked (it is counted as ``erased``).
 """
 
 from __future__ import annotations
@@ -33,18 +35,22 @@ class AuditReport:
     records: int
     evicted: int
     quarantined: int
+    erased: int = 0
 
 
 def audit_chain(
-    device: str, tokens: Sequence[str], quarantined: Sequence[Quarantined], key: PublicKey
+    device: str, tokens: Sequence[str], quarantined: Sequence[Quarantined], key: PublicKey,
+    erased: Sequence[tuple[int, str]] = (),
 ) -> AuditReport:
-    """Verify ``device``'s accepted records (``tokens``) and quarantined records together as
-    one chain; raises ``ProtocolError`` (``ChainError`` naming the seq) at the first break."""
+    """Verify ``device``'s accepted records (``tokens``), quarantined records and erased
+    records (``(seq, hash)``) together as one chain; raises ``ProtocolError`` (``ChainError``
+    naming the seq) at the first break."""
     accepted = sorted(((_parse(t), t) for t in tokens), key=lambda rt: rt[0].seq)
     hashes = {rec.seq: record_hash(tok) for rec, tok in accepted}
     declared = {r.last: r.last_sha256 for rec, _ in accepted if isinstance(rec.body, Gap)
                 for r in rec.body.ranges}  # fmt: skip
     held = sorted(quarantined, key=lambda q: q.seq)
+    hashes.update(dict(erased))  # erased: their stored hash stands for them
     for q in held:
         _check_quarantined(device, q, key)
         hashes[q.seq] = q.hash
@@ -59,7 +65,7 @@ def audit_chain(
         return key
 
     records = evicted = 0
-    bounds = [q.seq for q in held]
+    bounds = sorted([q.seq for q in held] + [seq for seq, _h in erased])
     start: Anchor | None = None
     for index in range(len(bounds) + 1):
         low = bounds[index - 1] if index else 0
@@ -72,7 +78,7 @@ def audit_chain(
         if high is not None:
             start = Anchor(high, hashes[high])
     seqs = [r.seq for r, _ in accepted] + bounds
-    return AuditReport(device, min(seqs), max(seqs), records, evicted, len(held))
+    return AuditReport(device, min(seqs), max(seqs), records, evicted, len(held), len(erased))
 
 
 def _parse(token: str) -> Record:

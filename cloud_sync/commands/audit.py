@@ -36,13 +36,14 @@ def _do_audit(args: argparse.Namespace) -> int:
                 continue
             tokens = store.chain_records(device.id)
             quarantined = store.quarantined(device.id)
-            if not tokens and not quarantined:
+            erased = store.erased_records(device.id)
+            if not tokens and not quarantined and not erased:
                 continue
             held += [{"device": q.device, "seq": q.seq, "reason": q.reason, "detail": q.detail,
                       "received_at": q.received_at} for q in quarantined]  # fmt: skip
             try:
                 key = load_public_key(device.public_key_pem.encode("ascii"))
-                report = audit_chain(device.id, tokens, quarantined, key)
+                report = audit_chain(device.id, tokens, quarantined, key, erased)
                 verdict = f"ok: seqs {report.first_seq}..{report.last_seq}"
                 rows.append({"device": device.id, "records": report.records,
                              "evicted": report.evicted, "quarantined": report.quarantined,

@@ -341,7 +341,8 @@ class Store(Protocol):
         not stored."""
 
     def chain_records(self, device_id: str) -> Sequence[str]:
-        """Every stored JWS of a device, in seq order (for independent verification)."""
+        """Every stored JWS of a device, in seq order (for independent verification); the
+        records of an erased person are not among them (``erased_records``)."""
 
     def quarantined(self, device_id: str | None = None) -> Sequence[Quarantined]:
         """Quarantined records (of every device, or of one), by device and seq."""
@@ -426,6 +427,10 @@ class Store(Protocol):
         everything it owns, its key becomes the new one, the new certificate is the person's,
         and the old key is refused from then on. False, doing nothing, if the old key was
         succeeded before."""
+
+    def erased_records(self, device_id: str) -> Sequence[tuple[int, str]]:
+        """``(seq, hash)`` of the device's records whose JWS was erased (``erase_person``):
+        their place in the chain stays, their content is gone."""
 
     def key_succeeded(self, key_sha256: str) -> bool:
         """True once the card key was succeeded by a new card's (``card succeed``)."""

@@ -238,8 +238,10 @@ class PostgresStore(PgPersonActs, PgRecipientRows):
         return [Quarantined(d, int(s), h, j, r, t, at) for d, s, h, j, r, t, at in rows]
 
     def chain_records(self, device_id: str) -> Sequence[str]:
-        """Every stored JWS of a device, in seq order (for independent verification)."""
-        rows = self._rows("SELECT jws FROM records WHERE device = %s ORDER BY seq", (device_id,))
+        """Every stored JWS of a device, in seq order (for independent verification), but the
+        erased ones."""
+        rows = self._rows("SELECT jws FROM records WHERE device = %s AND jws <> ''"
+                          " ORDER BY seq", (device_id,))  # fmt: skip
         return [str(r[0]) for r in rows]
 
     def card_certificate(self, sha256: str) -> bytes | None:

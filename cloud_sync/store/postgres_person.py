@@ -117,6 +117,12 @@ class PgPersonActs:
         row = self._one("SELECT id FROM persons WHERE key_sha256 = %s", (key_sha256,))
         return str(row[0]) if row else None
 
+    def erased_records(self, device_id: str) -> Sequence[tuple[int, str]]:
+        """``(seq, hash)`` of the device's erased records."""
+        rows = self._rows("SELECT seq, hash FROM records WHERE device = %s AND jws = ''"
+                          " ORDER BY seq", (device_id,))  # fmt: skip
+        return [(int(q), str(h)) for q, h in rows]
+
     def key_succeeded(self, key_sha256: str) -> bool:
         """True once the card key was succeeded by a new card's."""
         return self._one("SELECT 1 FROM successions WHERE old_key_sha256 = %s",

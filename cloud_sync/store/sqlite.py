@@ -204,9 +204,10 @@ class SqliteStore(PersonActs, RecipientRows):
         return [Quarantined(*row) for row in rows]
 
     def chain_records(self, device_id: str) -> Sequence[str]:
-        """Every stored JWS of a device, in seq order (for independent verification)."""
+        """Every stored JWS of a device, in seq order (for independent verification), but the
+        erased ones."""
         rows = self._conn.execute(
-            "SELECT jws FROM records WHERE device = ? ORDER BY seq", (device_id,)
+            "SELECT jws FROM records WHERE device = ? AND jws <> '' ORDER BY seq", (device_id,)
         )
         return [str(row[0]) for row in rows]
 

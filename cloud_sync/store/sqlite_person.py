@@ -106,6 +106,12 @@ class PersonActs:
                              f"{exc}") from exc
         return new
 
+    def erased_records(self, device_id: str) -> Sequence[tuple[int, str]]:
+        """``(seq, hash)`` of the device's erased records."""
+        rows = self._conn.execute("SELECT seq, hash FROM records WHERE device = ? AND jws = ''"
+                                  " ORDER BY seq", (device_id,))  # fmt: skip
+        return [(int(q), str(h)) for q, h in rows]
+
     def key_succeeded(self, key_sha256: str) -> bool:
         """True once the card key was succeeded by a new card's."""
         return self._one("SELECT 1 FROM successions WHERE old_key_sha256 = ?",

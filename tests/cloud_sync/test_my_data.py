@@ -15,14 +15,15 @@ from cryptography.hazmat.primitives.asymmetric import padding, x25519
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cloud_sync.chain_audit import audit_chain
 from cloud_sync.consents import PersonActs
 from cloud_sync.my_data import MyData
 from cloud_sync.pki import DeviceCa
 from cloud_sync.republish import fleet_pseudonym
 from msp_protocol import bodies
 from msp_protocol.consent import statement_bytes
-from msp_protocol.errors import SealError
-from msp_protocol.jws import b64url
+from msp_protocol.errors import ChainError, SealError
+from msp_protocol.jws import b64url, load_public_key
 from msp_protocol.records import format_ts
 from msp_protocol.sealed import PART_BYTES, open_reply, seal_reply
 from msp_protocol.topics import fleet_score_topic, reply_topic
@@ -140,8 +141,19 @@ def test_export_gives_everything_and_erase_keeps_only_the_retention_rule(
     assert reg.store.trips(person) == [] and reg.store.sessions(person) == []
     # the retention rule keeps the exchange log and the consents' evidence, not the data
     assert len(reg.store.exchanges(person)) == 4
-    assert all(jws == "" for jws in reg.store.chain_records(gw.device)[:3])
+    assert [seq for seq, _h in reg.store.erased_records(gw.device)] == [1, 2, 3]
     assert reg.store.chain_head(gw.device).seq == 5  # the chain itself goes on
+    # the audit still verifies the chain: the rest signed, the erased ones by their hash
+    device = reg.store.device(gw.device)
+    assert device is not None
+    report = audit_chain(gw.device, reg.store.chain_records(gw.device), (),
+                         load_public_key(device.public_key_pem.encode()),
+                         reg.store.erased_records(gw.device))  # fmt: skip
+    assert (report.first_seq, report.last_seq, report.records, report.erased) == (1, 5, 2, 3)
+    tampered = [*reg.store.erased_records(gw.device)[:2], (3, "x" * 43)]
+    with pytest.raises(ChainError):  # not the hash seq 4 chains to
+        audit_chain(gw.device, reg.store.chain_records(gw.device), (),
+                    load_public_key(device.public_key_pem.encode()), tampered)
 
 
 def test_a_request_the_registry_cannot_trust_gets_a_sealed_refusal(

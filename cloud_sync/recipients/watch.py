@@ -127,7 +127,14 @@ class Checker:
         self.sealing_key = sealing_key
 
     def feed(self, topic: str, payload: bytes) -> RecipientMessage | None:
-        """The checked message (``None`` for the key message, which sets the key)."""
+        """The checked message (``None`` for the key message, which sets the key); never
+        raises: a message it cannot read is a ``REJECTED`` one."""
+        try:
+            return self._feed(topic, payload)
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            return self._bad(topic, f"cannot read this message: {type(exc).__name__}")
+
+    def _feed(self, topic: str, payload: bytes) -> RecipientMessage | None:
         if topic == REGISTRY_KEY_TOPIC:
             if self.key is None:
                 try:

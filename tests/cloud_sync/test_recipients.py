@@ -85,3 +85,25 @@ def test_grants_and_pseudonyms() -> None:
     names = {pseudonym(secret, r, "person-1") for r in ("acme", "tokio", "family", "amb")}
     assert len(names) == 4
     assert pseudonym(secret, "acme", "person-1") == pseudonym(secret, "acme", "person-1")
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["insurer", "summary", "--month", "2026-13"], "--month '2026-13': expected YYYY-MM"),
+    (["insurer", "summary", "--month", "2026-11", "--now", "2026-11-20T00:00:00Z"],
+     "--month 2026-11: it has not ended yet (Japan time)"),
+    (["guardian", "digest", "--now", "yesterday"], "--now 'yesterday': not an ISO 8601"),
+])
+def test_summary_and_digest_commands_name_bad_input(
+        tmp_path: Path, args: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    SqliteStore(tmp_path / "registry.db").close()
+    assert run(tmp_path, *args) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_summary_and_digest_commands_queue_nothing_without_consents(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    SqliteStore(tmp_path / "registry.db").close()
+    assert run(tmp_path, "insurer", "summary", "--now", "2026-12-01T00:00:00Z") == 0
+    assert "queued 0 summaries of 2026-11" in capsys.readouterr().out
+    assert run(tmp_path, "guardian", "digest", "--now", "2026-12-01T00:00:00Z") == 0
+    assert "queued 0 digests" in capsys.readouterr().out

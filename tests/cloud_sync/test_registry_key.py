@@ -85,3 +85,34 @@ def test_fleet_scores_carry_the_registry_s_signature_and_the_fleet_watcher_check
     value["score"] = 99.0  # a score the registry did not sign
     forged = checker.feed(topic, _json.dumps(value).encode())[0]
     assert forged.check == "REJECTED: the score is not what the registry signed"
+
+
+def test_the_receivers_never_raise_on_what_the_registry_signs(tmp_path: Path) -> None:
+    """Whatever a signed message holds (a registry bug, a newer registry), a receiver shows a
+    message, verified or rejected, and goes on."""
+    from hypothesis import given, settings  # noqa: PLC0415
+    from hypothesis import strategies as st  # noqa: PLC0415
+
+    from cloud_sync.recipients.watch import Checker  # noqa: PLC0415
+
+    store = SqliteStore(tmp_path / "registry.db")
+    signer = RegistrySigner(store)
+    key = registry_key(signer.public_pem().encode())
+    leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+    value = st.recursive(leaf, lambda inner: st.lists(inner, max_size=3)
+                         | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+    kinds = st.sampled_from(["alert", "digest", "score", "summary", "emergency", "other"])
+    keys = st.sampled_from(["location", "vehicle", "profile", "device_key", "record_jws",
+                            "speed_kmh", "trips", "score", "score_before", "at", "person"])
+
+    @settings(max_examples=150, deadline=None)
+    @given(kinds, st.dictionaries(keys, value, max_size=6), st.binary(max_size=64))
+    def check(kind: str, fields: dict[str, object], junk: bytes) -> None:
+        checker = Checker("amb", key)
+        signed = checker.feed("msp/v1/responder/amb/emergency", signer.sign({"kind": kind,
+                                                                            **fields}))
+        assert signed is not None and signed.lines
+        unsigned = checker.feed("msp/v1/responder/amb/emergency", junk or b"x")
+        assert unsigned is not None and unsigned.check.startswith("REJECTED")
+
+    check()

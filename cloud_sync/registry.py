@@ -23,6 +23,7 @@ from .ingest import Ingestor
 from .my_data import MyData
 from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
 from .recipients.responder import EmergencyDispatch
+from .recipients.schedule import Timetable
 from .recipients.signing import RegistrySigner
 from .republish import Republisher, RoleFanout
 from .store import Accepted, Batch, Device, Store
@@ -91,6 +92,20 @@ def transport_for(config: RegistryConfig) -> Transport:
     raise BrokerError(f"broker URL {config.broker!r}: expected mqtt://, mqtts:// or nats://")
 
 
+def _timetable(config: RegistryConfig, stop: threading.Event) -> None:
+    """Guardians' daily digests and insurers' monthly summaries (``cloud_sync.recipients.
+    schedule``), on a connection of their own."""
+    try:
+        store = open_store(config.db, secrets_dir=config.secrets_dir)
+    except RegistryError as exc:
+        log.error("no guardian/insurer timetable: %s", exc)
+        return
+    try:
+        Timetable(store).run(stop)
+    finally:
+        store.close()
+
+
 def serve(config: RegistryConfig, stop: threading.Event) -> None:
     """Run one registry worker until ``stop`` is set. Raises ``RegistryError`` (no trust
     anchors, unreadable files, a broker URL it cannot use) or ``StoreError`` (the database
@@ -120,6 +135,9 @@ def serve(config: RegistryConfig, stop: threading.Event) -> None:
 
         ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout,
                             pool=pool, on_early=early)  # fmt: skip
+        timetable = threading.Thread(target=_timetable, args=(config, stop), daemon=True,
+                                     name="care-timetable")  # fmt: skip
+        timetable.start()
         RegistryWorker(ingestor, transport).run(stop)
     finally:
         if pool is not None:

@@ -152,3 +152,26 @@ def test_a_crash_is_told_to_the_guardian_once(
              gw.sign(event("crash", "critical", T0 + 300), "event", "s-1"))
     assert [(v["type"], v["at"]) for _t, v in reg.messages("guardian", GUARDIAN)] == [
         ("crash", format_ts(T0 + 300))]
+
+
+def test_the_registry_sends_each_day_s_digest_once_even_across_restarts(
+        db_url: str, card_issuer: CardIssuer, device_ca: DeviceCa) -> None:  # noqa: F811
+    from cloud_sync.recipients.schedule import Timetable  # noqa: PLC0415
+
+    gw = Gateway("gw-eld", "JTDKB20U793100001")
+    reg = CareRegistry(db_url, card_issuer, device_ca, gw)
+    card = card_issuer.card()
+    logged_in(reg, card, gw)
+    reg.send(gw, gw.sign(consent_body(card, gw, "grant", GUARDIAN, ("alerts",), T0 + 1),
+                         "consent", "s-1"))
+    reg.send(gw, gw.sign(trip(20.0, 2.0, day=0), "trip", "s-1"))
+    clock = [datetime(2026, 11, 19, 3, 0, tzinfo=UTC)]  # 12:00 JST on the 19th
+    timetable = Timetable(reg.store, lambda: clock[0])
+    assert timetable.step() == 1
+    assert timetable.step() == 0
+    assert Timetable(reg.store, lambda: clock[0]).step() == 0  # a restart: the log says sent
+    [(_topic, digest)] = [m for m in reg.messages("guardian", GUARDIAN) if m[1]["kind"] ==
+                          "digest"]  # fmt: skip
+    assert digest["day"] == "2026-11-18"
+    clock[0] = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)  # the next day: the 19th's digest
+    assert timetable.step() == 1

@@ -52,5 +52,6 @@ def _do_digest(args: argparse.Namespace) -> int:
         store.commit(Batch(publications=pubs))
     finally:
         store.close()
-    print(f"queued {len(pubs)} digests (sent by the running registry)")
+    print(f"queued {len(pubs)} digest{'' if len(pubs) == 1 else 's'} (sent by the running"
+          " registry)")
     return 0

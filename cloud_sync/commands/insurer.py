@@ -52,5 +52,6 @@ def _do_summary(args: argparse.Namespace) -> int:
         store.commit(Batch(publications=pubs))
     finally:
         store.close()
-    print(f"queued {len(pubs)} summaries of {month} (sent by the running registry)")
+    word = "summary" if len(pubs) == 1 else "summaries"
+    print(f"queued {len(pubs)} {word} of {month} (sent by the running registry)")
     return 0

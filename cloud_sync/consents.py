@@ -33,7 +33,13 @@ from datetime import datetime
 
 from msp_protocol import consent as cats
 from msp_protocol import roles
-from msp_protocol.bodies import CardConsent, CardProfile, CardRequest, ConsentStatement
+from msp_protocol.bodies import (
+    CardConsent,
+    CardProfile,
+    CardRequest,
+    Consent,
+    ConsentStatement,
+)
 from msp_protocol.errors import SealError
 from msp_protocol.jws import b64url
 from msp_protocol.records import Record, format_ts, parse_ts
@@ -102,6 +108,22 @@ def unknown_recipients(store: Store, recipients: Sequence[str]) -> list[str]:
         log.warning("consent names unknown recipient(s) %s (known: %s): nothing flows to "
                     "them", ", ".join(unknown), ", ".join(known))  # fmt: skip
     return unknown
+
+
+def role_refusals(store: Store, consents: Sequence[Consent]) -> list[str]:
+    """The login consents (``recipient: categories``) that give a recipient what its role may
+    not be given (``msp_protocol.roles``), logged: they never let those categories flow."""
+    known = registered_recipients(store)
+    refused = []
+    for consent in consents:
+        role = known.get(consent.recipient)
+        bad = [] if role is None else roles.refused_categories(role, consent.categories)
+        if bad:
+            refused.append(f"{consent.recipient}: {','.join(bad)}")
+    if refused:
+        log.warning("login consent(s) outside the recipients' roles, nothing of them flows: %s",
+                    "; ".join(refused))  # fmt: skip
+    return refused
 
 
 def verify_consent(store: Store, anchors: TrustAnchors, record: Record) -> PersonStatement:

@@ -60,7 +60,7 @@ from msp_protocol.records import (
 from msp_protocol.topics import device_of_rec_topic
 
 from .cards import CardRejected, TrustAnchors, verify_session_start
-from .consents import unknown_recipients, verify_consent
+from .consents import role_refusals, unknown_recipients, verify_consent
 from .errors import ChainConflict, StoreError
 from .quarantine import Refused, chain_place, refused
 from .store import (
@@ -624,6 +624,8 @@ class Ingestor:
         if named and unknown_recipients(self.store, named):
             # no longer silent: counted, and logged with the recipients the registry knows
             state.rejections["consent_unknown_recipient"] += 1
+        if named and role_refusals(self.store, rec.body.statement.consents):
+            state.rejections["consent_role_category"] += 1  # msp_protocol.roles
         return card
 
 

@@ -175,3 +175,17 @@ def test_the_registry_sends_each_day_s_digest_once_even_across_restarts(
     assert digest["day"] == "2026-11-18"
     clock[0] = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)  # the next day: the 19th's digest
     assert timetable.step() == 1
+
+
+def test_a_login_consent_outside_the_role_is_counted_and_gives_nothing(
+        db_url: str, card_issuer: CardIssuer, device_ca: DeviceCa) -> None:  # noqa: F811
+    from msp_protocol.bodies import Consent  # noqa: PLC0415
+
+    gw = Gateway("gw-eld", "JTDKB20U793100001")
+    reg = CareRegistry(db_url, card_issuer, device_ca, gw)
+    card = card_issuer.card()
+    wrong = (Consent(GUARDIAN, ("driving", "location"), "2027-06-01T00:00:00.000Z"),)
+    reg.send(gw, gw.sign(card.session_start(gw, "s-1", consents=wrong), "session.start", "s-1"))
+    assert reg.store.rejections().get("consent_role_category") == 1
+    reg.send(gw, gw.sign(event("pedal_misapplication", "critical", T0 + 200), "event", "s-1"))
+    assert reg.messages("guardian", GUARDIAN) == []

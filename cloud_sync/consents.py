@@ -110,6 +110,11 @@ def unknown_recipients(store: Store, recipients: Sequence[str]) -> list[str]:
     return unknown
 
 
+def _known(categories: Sequence[str]) -> list[str]:
+    """The categories this registry knows (a newer gateway may offer more: ignored here)."""
+    return [c for c in categories if c in cats.CATEGORIES or c == roles.PUBLIC_CATEGORY]
+
+
 def role_refusals(store: Store, consents: Sequence[Consent]) -> list[str]:
     """The login consents (``recipient: categories``) that give a recipient what its role may
     not be given (``msp_protocol.roles``), logged: they never let those categories flow."""
@@ -117,7 +122,7 @@ def role_refusals(store: Store, consents: Sequence[Consent]) -> list[str]:
     refused = []
     for consent in consents:
         role = known.get(consent.recipient)
-        bad = [] if role is None else roles.refused_categories(role, consent.categories)
+        bad = [] if role is None else roles.refused_categories(role, _known(consent.categories))
         if bad:
             refused.append(f"{consent.recipient}: {','.join(bad)}")
     if refused:
@@ -141,7 +146,7 @@ def verify_consent(store: Store, anchors: TrustAnchors, record: Record) -> Perso
         raise CardRejected("unknown_recipient", f"no recipient {st.recipient!r} is registered")
     if st.action == cats.GRANT:
         role = registered_recipients(store)[st.recipient]
-        refused = roles.refused_categories(role, st.categories)
+        refused = roles.refused_categories(role, _known(st.categories))
         if refused:  # the role table (msp_protocol.roles): counted as role_category
             log.warning("consent of %s to %s (%s) refused: a %s may not be given %s", person,
                         st.recipient, role, role, ",".join(refused))  # fmt: skip

@@ -4,7 +4,10 @@ DESIGN.md, Topics: a gateway writes only ``msp/v1/dev/<its id>/rec`` and reads o
 ``ack`` and ``reply`` (the person's sealed answers); a fleet operator reads only
 ``msp/v1/fleet/<its fleet>/#``; the registry reads every ``rec`` and writes acks, replies,
 fleet data and public statistics; the read-only ``public`` user (anyone) reads public
-statistics, the dashboard's ``web`` user what it shows live (docs/web.md).
+statistics, the dashboard's ``web`` user what it shows live (docs/web.md); the registry also
+writes what it makes for the recipients of the other roles, and a recipient of role ``R``
+named ``N`` (broker user ``R.N``) reads only ``msp/v1/R/N/#``; everyone may read the
+registry's key (``msp/v1/registry/key``).
 ``cloud_sync.mosquitto`` renders these grants as mosquitto's ACL file (a device's as a ``%u``
 pattern), ``cloud_sync.nats_config`` as NATS subject permissions (one user per device, since
 NATS has no such pattern); both read them from here, so the two brokers cannot drift apart.
@@ -15,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from msp_protocol.roles import REGISTRABLE, REGISTRY_KEY_TOPIC
 from msp_protocol.topics import PREFIX, PUBLIC_FILTER, REC_FILTER
 
 Access = Literal["read", "write"]
@@ -35,7 +39,12 @@ REGISTRY_GRANTS: Final = (
     Grant("write", f"{PREFIX}/dev/+/reply"),
     Grant("write", f"{PREFIX}/fleet/#"),
     Grant("write", PUBLIC_FILTER),
+    *(Grant("write", f"{PREFIX}/{role}/#") for role in REGISTRABLE if role != "fleet"),
+    Grant("write", REGISTRY_KEY_TOPIC),
 )
+
+#: What every broker user may read: the registry's public key.
+EVERYONE_GRANTS: Final = (Grant("read", REGISTRY_KEY_TOPIC),)
 
 #: Anyone's rights (the ``public`` user): public statistics, read only (docs/public.md).
 PUBLIC_GRANTS: Final = (Grant("read", PUBLIC_FILTER),)
@@ -62,3 +71,15 @@ def device_grants(device: str) -> tuple[Grant, ...]:
 def fleet_grants(fleet: str) -> tuple[Grant, ...]:
     """The grants of the operator of ``fleet``."""
     return tuple(Grant(g.access, g.topic.format(fleet=fleet)) for g in FLEET_TEMPLATES)
+
+
+#: A recipient's rights, ``{role}``/``{name}`` standing for its role and name.
+RECIPIENT_TEMPLATES: Final = (Grant("read", f"{PREFIX}/{{role}}/{{name}}/#"),)
+
+
+def recipient_grants(role: str, name: str) -> tuple[Grant, ...]:
+    """The grants of recipient ``name`` of ``role`` (a fleet's are :func:`fleet_grants`)."""
+    if role == "fleet":
+        return fleet_grants(name)
+    return tuple(Grant(g.access, g.topic.format(role=role, name=name))
+                 for g in RECIPIENT_TEMPLATES)  # fmt: skip

@@ -14,7 +14,8 @@ from .errors import RegistryError
 #: Subcommand modules under cloud_sync.commands; each offers ``add_subparser(subparsers)``.
 SUBCOMMANDS: tuple[str, ...] = (
     "serve", "enroll", "revoke", "mosquitto_config", "nats_config", "queries", "audit", "fleet",
-    "database", "public", "recipients", "operator", "web",
+    "database", "public", "recipients", "recipient", "responder", "guardian", "insurer", "key",
+    "operator", "web",
 )
 
 

@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from msp_protocol import consent as cats
-from msp_protocol.bodies import CardConsent, CardRequest, ConsentStatement
+from msp_protocol import roles
+from msp_protocol.bodies import (
+    CardConsent,
+    CardProfile,
+    CardRequest,
+    Consent,
+    ConsentStatement,
+)
 from msp_protocol.errors import SealError
 from msp_protocol.jws import b64url
 from msp_protocol.records import Record, format_ts, parse_ts
@@ -58,7 +65,7 @@ def normal_ts(text: str) -> str:
 
 
 def verify_card_act(store: Store, anchors: TrustAnchors, record: Record,
-                    body: CardConsent | CardRequest) -> str:  # fmt: skip
+                    body: CardConsent | CardRequest | CardProfile) -> str:  # fmt: skip
     """Check the card evidence of a person's act and return the person's id.
 
     The statement must name the record's device and VIN; the signing card must be one the
@@ -85,11 +92,11 @@ def verify_card_act(store: Store, anchors: TrustAnchors, record: Record,
 
 def registered_recipients(store: Store) -> dict[str, str]:
     """Every recipient a consent may name, with its role: each fleet (of an enrolled device
-    or registered operator) and the built-in ``public`` (``msp-registry recipients``)."""
-    found = {d.fleet: "fleet" for d in store.devices()}
-    found.update({f.id: "fleet" for f in store.fleets()})
-    found[cats.PUBLIC_RECIPIENT] = "public"
-    return dict(sorted(found.items()))
+    or registered operator), each recipient of another role (``cloud_sync.recipients``) and
+    the built-in ``public`` (``msp-registry recipients``)."""
+    from .recipients.directory import roles_of  # noqa: PLC0415 - it imports this module's users
+
+    return roles_of(store)
 
 
 def unknown_recipients(store: Store, recipients: Sequence[str]) -> list[str]:
@@ -101,6 +108,27 @@ def unknown_recipients(store: Store, recipients: Sequence[str]) -> list[str]:
         log.warning("consent names unknown recipient(s) %s (known: %s): nothing flows to "
                     "them", ", ".join(unknown), ", ".join(known))  # fmt: skip
     return unknown
+
+
+def _known(categories: Sequence[str]) -> list[str]:
+    """The categories this registry knows (a newer gateway may offer more: ignored here)."""
+    return [c for c in categories if c in cats.CATEGORIES or c == roles.PUBLIC_CATEGORY]
+
+
+def role_refusals(store: Store, consents: Sequence[Consent]) -> list[str]:
+    """The login consents (``recipient: categories``) that give a recipient what its role may
+    not be given (``msp_protocol.roles``), logged: they never let those categories flow."""
+    known = registered_recipients(store)
+    refused = []
+    for consent in consents:
+        role = known.get(consent.recipient)
+        bad = [] if role is None else roles.refused_categories(role, _known(consent.categories))
+        if bad:
+            refused.append(f"{consent.recipient}: {','.join(bad)}")
+    if refused:
+        log.warning("login consent(s) outside the recipients' roles, nothing of them flows: %s",
+                    "; ".join(refused))  # fmt: skip
+    return refused
 
 
 def verify_consent(store: Store, anchors: TrustAnchors, record: Record) -> PersonStatement:
@@ -116,6 +144,13 @@ def verify_consent(store: Store, anchors: TrustAnchors, record: Record) -> Perso
     person = verify_card_act(store, anchors, record, body)
     if st.action == cats.GRANT and unknown_recipients(store, [st.recipient]):
         raise CardRejected("unknown_recipient", f"no recipient {st.recipient!r} is registered")
+    if st.action == cats.GRANT:
+        role = registered_recipients(store)[st.recipient]
+        refused = roles.refused_categories(role, _known(st.categories))
+        if refused:  # the role table (msp_protocol.roles): counted as role_category
+            log.warning("consent of %s to %s (%s) refused: a %s may not be given %s", person,
+                        st.recipient, role, role, ",".join(refused))  # fmt: skip
+            raise CardRejected("role_category", f"a {role} may not be given {', '.join(refused)}")
     normal = ConsentStatement(
         st.action, st.recipient, st.categories,
         None if st.until is None else normal_ts(st.until), st.device, st.vin,
@@ -220,9 +255,13 @@ def withdrawals(store: Store, statement: PersonStatement) -> list[Publication]:
     st = statement.statement
     if st.action != cats.REVOKE or (st.categories and cats.SCORE not in st.categories):
         return []
-    from .republish import fleet_pseudonym  # noqa: PLC0415 - republish imports this module
+    from .recipients.directory import pseudonym  # noqa: PLC0415 - republish imports this module
 
-    name = fleet_pseudonym(store.pseudonym_secret(), st.recipient, statement.person_id)
+    name = pseudonym(store.pseudonym_secret(), st.recipient, statement.person_id)
+    role = registered_recipients(store).get(st.recipient, roles.FLEET)
+    if role == roles.INSURER:  # an insurer's score lives under its own role's topics
+        return [Publication(roles.role_topic(role, st.recipient, "score", name), b"",
+                            retain=True)]  # fmt: skip
     return [Publication(fleet_score_topic(st.recipient, name), b"", retain=True)]
 
 

@@ -4,7 +4,9 @@ It trusts the registry for nothing it can check: the device keys come retained o
 ``msp/v1/fleet/{fleet}/keys/{device}``; each record copy's ``jws`` must verify with its
 device's key and say exactly what the decoded copy says. Copies without a JWS (a session
 start, or a record whose position was removed) are marked as unverifiable; scores are the
-registry's own statement. Records that arrive before their device's key wait for it.
+registry's own statement, signed with its key (``registry_jws``, checked against the key
+retained on ``msp/v1/registry/key``: ``cloud_sync.recipients.signing``). Records that arrive
+before their device's key wait for it.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from msp_protocol.errors import ProtocolError
 from msp_protocol.jws import PublicKey, load_public_key, verify_record
 from msp_protocol.records import KINDS
+from msp_protocol.roles import REGISTRY_KEY_TOPIC
 from msp_protocol.topics import PREFIX, fleet_filter
 
 from .errors import BrokerError
+from .recipients.signing import NotFromRegistry, open_signed, registry_key
 from .worker import BrokerConfig
 
 log = logging.getLogger(__name__)
@@ -144,8 +148,10 @@ class FleetChecker:
     :attr:`rejected` by topic kind, and the next message is checked as if it had not come.
     """
 
-    def __init__(self, fleet: str) -> None:
+    def __init__(self, fleet: str, registry_key: PublicKey | None = None) -> None:
         self.fleet = fleet
+        #: the registry's key scores are checked with (from ``msp/v1/registry/key``)
+        self.registry_key = registry_key
         self.keys: dict[str, PublicKey] = {}
         self._key_messages: dict[str, dict[str, Any]] = {}
         self.waiting: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -160,6 +166,12 @@ class FleetChecker:
             return [self._bad(topic, "?", f"cannot check this message: {type(exc).__name__}")]
 
     def _feed(self, topic: str, payload: bytes) -> list[FleetMessage]:
+        if topic == REGISTRY_KEY_TOPIC:
+            try:
+                self.registry_key = registry_key(payload)
+            except NotFromRegistry as exc:
+                return [self._bad(topic, "keys", str(exc))]
+            return []
         parts = topic.split("/")
         if parts[:3] != [*PREFIX.split("/"), "fleet"] or len(parts) < 5 or parts[3] != self.fleet:
             return [self._bad(topic, "?", f"not a topic of fleet {self.fleet}")]
@@ -182,7 +194,7 @@ class FleetChecker:
         if kind == "keys":
             return self._key(topic, value)
         if kind == "score":
-            return [FleetMessage(self.fleet, topic, kind, "registry", describe(kind, value), value)]
+            return [self._score(topic, value)]
         device = value.get("device")
         if value.get("jws") is not None and (not isinstance(device, str)
                                              or device not in self.keys):  # fmt: skip
@@ -194,6 +206,24 @@ class FleetChecker:
                 return []
             return [self._bad(topic, kind, f"no key for device {_text(device)}", value)]
         return [self._check(topic, kind, value)]
+
+    def _score(self, topic: str, value: dict[str, Any]) -> FleetMessage:
+        """A score: ``registry`` if its ``registry_jws`` verifies with the registry's key and
+        says what the message says (or, from an older registry, carries none)."""
+        token = value.get("registry_jws")
+        if token is None:
+            return FleetMessage(self.fleet, topic, "score", "registry", describe("score", value),
+                                value)  # fmt: skip
+        if self.registry_key is None:
+            return self._bad(topic, "score", "no registry key to check its signature", value)
+        try:
+            signed = open_signed(str(token).encode("ascii", "replace"), self.registry_key)
+        except NotFromRegistry as exc:
+            return self._bad(topic, "score", str(exc), value)
+        if signed != {k: v for k, v in value.items() if k != "registry_jws"}:
+            return self._bad(topic, "score", "the score is not what the registry signed", value)
+        return FleetMessage(self.fleet, topic, "score", "registry", describe("score", value),
+                            value)  # fmt: skip
 
     def _key(self, topic: str, value: dict[str, Any]) -> list[FleetMessage]:
         device, pem = value.get("device"), value.get("public_key_pem")
@@ -288,7 +318,7 @@ def watch(fleet: str, broker: BrokerConfig, timeout: float, count: int | None = 
                               "accepting it: does it trust this client's certificate?)")
         if event != "connect" or arg.is_failure:
             raise BrokerError(f"{broker.url} refused {broker.username or 'the client'}: {arg}")
-        client.subscribe(fleet_filter(fleet), qos=1)
+        client.subscribe([(REGISTRY_KEY_TOPIC, 1), (fleet_filter(fleet), 1)])
         while count is None or seen < count:
             try:
                 event, arg = inbox.get(timeout=timeout)

@@ -60,7 +60,7 @@ from msp_protocol.records import (
 from msp_protocol.topics import device_of_rec_topic
 
 from .cards import CardRejected, TrustAnchors, verify_session_start
-from .consents import unknown_recipients, verify_consent
+from .consents import role_refusals, unknown_recipients, verify_consent
 from .errors import ChainConflict, StoreError
 from .quarantine import Refused, chain_place, refused
 from .store import (
@@ -85,7 +85,7 @@ log = logging.getLogger(__name__)
 #: (``cloud_sync.mosquitto``).
 MAX_PAYLOAD_BYTES = MAX_TOKEN_CHARS
 #: Kinds handed to ``on_early`` as soon as their signature verifies (see :class:`Ingestor`).
-EARLY_KINDS: Final = frozenset({"consent", "request", "emergency"})
+EARLY_KINDS: Final = frozenset({"consent", "request", "emergency", "profile"})
 #: How often one batch is planned again after a ``ChainConflict`` before the worker backs off.
 CONFLICT_RETRIES: Final = 5
 #: Smallest batch worth sending to a verification pool (below it, verifying here is cheaper).
@@ -624,6 +624,8 @@ class Ingestor:
         if named and unknown_recipients(self.store, named):
             # no longer silent: counted, and logged with the recipients the registry knows
             state.rejections["consent_unknown_recipient"] += 1
+        if named and role_refusals(self.store, rec.body.statement.consents):
+            state.rejections["consent_role_category"] += 1  # msp_protocol.roles
         return card
 
 

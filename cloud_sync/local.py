@@ -28,6 +28,7 @@ from .errors import BrokerError, EnrolmentError
 from .fleets import FleetCredentials, add_fleet, broker_users
 from .mosquitto import BrokerFiles, BrokerLayout, write_config
 from .pki import DeviceCa, cert_pem
+from .recipients.directory import RecipientCredentials, add_recipient, broker_passwords
 from .registry import enroll_device, revoked_serials, utc_now
 from .store.open import open_store
 
@@ -77,11 +78,14 @@ class LocalDeployment:
         try:
             fleets, passwords = broker_users(store)
             revoked = revoked_serials(store)
+            recipients = [(r.role, r.id) for r in store.recipients()]
+            recipient_passwords = broker_passwords(store)
         finally:
             store.close()
         ca = DeviceCa.open(self.config.ca_path)
         self.files = write_config(self.brokerdir, ca, layout, fleets, passwords,
-                                  revoked=revoked)
+                                  revoked=revoked, recipients=recipients,
+                                  recipient_passwords=recipient_passwords)  # fmt: skip
         if self.broker is None:
             self.broker = MosquittoProcess(self.files.config, self.ports)
         return self.files
@@ -105,6 +109,36 @@ class LocalDeployment:
             assert self.broker is not None
             self.broker.reload()
         return creds
+
+    def add_recipient(self, name: str, role: str) -> RecipientCredentials:
+        """Register a guardian, insurer or responder (``msp-registry recipient add``),
+        credentials in :attr:`fleetdir`; a running mosquitto re-reads its ACL at once."""
+        store = open_store(self.config.db, migrate=True)
+        try:
+            creds = add_recipient(store, DeviceCa.open(self.config.ca_path), name, role,
+                                  self.fleetdir, password=False, now=utc_now())  # fmt: skip
+        finally:
+            store.close()
+        if self.embedded is None and self.files is not None:
+            self.configure()
+            assert self.broker is not None
+            self.broker.reload()
+        return creds
+
+    def recipient_watch_command(self, role: str, name: str, *extra: str,
+                                timeout: float = 30.0) -> list[str]:  # fmt: skip
+        """The ``msp-registry ROLE watch NAME`` command: the recipient's own receiver."""
+        registry = Path(sys.executable).with_name("msp-registry")
+        base = [str(registry), role, "watch", name, "--timeout", str(timeout), *extra]
+        if self.embedded is not None:
+            return [*base, "--broker", f"mqtt://127.0.0.1:{self.embedded.port}", "--mqtt311"]
+        if self.files is None:
+            raise BrokerError("configure() the deployment first")
+        user = f"{role}.{name}"
+        return [*base, "--tls-ca", str(self.files.ca_cert),
+                "--tls-cert", str(self.fleetdir / f"{user}.pem"),
+                "--tls-key", str(self.fleetdir / f"{user}.key"),
+                "--broker", f"mqtts://127.0.0.1:{self.device_port}"]  # fmt: skip
 
     def watch_command(self, *fleets: str, timeout: float = 30.0) -> list[str]:
         """The ``msp-registry fleet watch`` command that prints ``fleets``' feeds side by side,

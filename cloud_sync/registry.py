@@ -23,8 +23,11 @@ from .fleets import key_publication
 from .ingest import Ingestor
 from .my_data import MyData
 from .pki import DeviceCa, cert_pem, jws_alg, public_key_pem
-from .republish import Republisher
-from .store import Batch, Device, Store
+from .recipients.responder import EmergencyDispatch
+from .recipients.schedule import Timetable
+from .recipients.signing import RegistrySigner
+from .republish import Republisher, RoleFanout
+from .store import Accepted, Batch, Device, Store
 from .store.open import open_store
 from .succession import CardSuccession
 from .transport.base import Transport
@@ -103,6 +106,20 @@ def transport_for(config: RegistryConfig, nats_dir: Path | None = None) -> Trans
     raise BrokerError(f"broker URL {config.broker!r}: expected mqtt://, mqtts:// or nats://")
 
 
+def _timetable(config: RegistryConfig, stop: threading.Event) -> None:
+    """Guardians' daily digests and insurers' monthly summaries (``cloud_sync.recipients.
+    schedule``), on a connection of their own."""
+    try:
+        store = open_store(config.db, secrets_dir=config.secrets_dir)
+    except RegistryError as exc:
+        log.error("no guardian/insurer timetable: %s", exc)
+        return
+    try:
+        Timetable(store).run(stop)
+    finally:
+        store.close()
+
+
 def serve(config: RegistryConfig, stop: threading.Event, nats_dir: Path | None = None) -> None:
     """Run one registry worker until ``stop`` is set: on the MQTT broker of ``config``, or on
     a NATS cluster (JetStream) with ``nats_dir`` or a ``nats://`` broker URL. Raises
@@ -121,11 +138,22 @@ def serve(config: RegistryConfig, stop: threading.Event, nats_dir: Path | None =
         store.pseudonym_secret()  # fail now, naming the file, not at the first fleet copy
         if config.verify_workers:
             pool = VerifyPool(config.verify_workers)
-        fanout = Republisher(store).fanout
+        signer = RegistrySigner(store)  # made now if new: fail now, naming the file
+        store.commit(Batch(publications=[signer.key_publication()]))  # retained, for everyone
+        emergencies = EmergencyDispatch(store, anchors, signer)
+        fanout = Republisher(store, RoleFanout(store, emergencies)).fanout
         answers = MyData(store, succeed=CardSuccession(store, anchors).apply)
         acts = PersonActs(store, anchors, answers.answer)
+
+        def early(accepted: Accepted) -> None:  # the person's acts, then crashes and profiles
+            acts.early(accepted)
+            emergencies.early(accepted)
+
         ingestor = Ingestor(store, anchors, max_waiting=config.max_waiting, fanout=fanout,
-                            pool=pool, on_early=acts.early)  # fmt: skip
+                            pool=pool, on_early=early)  # fmt: skip
+        timetable = threading.Thread(target=_timetable, args=(config, stop), daemon=True,
+                                     name="care-timetable")  # fmt: skip
+        timetable.start()
         RegistryWorker(ingestor, transport).run(stop)
     finally:
         if pool is not None:

@@ -26,6 +26,11 @@
 * public tier (``stats``): the body alone on ``msp/v1/public/stats``; private tier (health,
   gap) never leaves the registry.
 
+Recipients of the other roles (``cloud_sync.recipients``: guardians, insurers, responders)
+get what the registry makes for them from the same committed records, signed with the
+registry's key, each under its own role's rules (:class:`RoleFanout`); the vehicle's fleet
+gets the record as before.
+
 A fleet sees a person only as a pairwise pseudonym (HMAC of the registry's secret, the fleet
 and the person's internal id), never the card certificate, its hash, its serial or the
 internal id. A session start's copy carries only the statement, with the consents given to
@@ -34,8 +39,6 @@ that fleet.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 from collections import Counter
@@ -44,24 +47,30 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from msp_protocol import consent as cats
+from msp_protocol import roles
 from msp_protocol.bodies import SessionStart
 from msp_protocol.codec import to_json
 from msp_protocol.errors import ProtocolError
-from msp_protocol.jws import b64url
 from msp_protocol.records import Record, Tier, format_ts, kind_info, parse_ts
 from msp_protocol.scoring import TripTotals, person_score
 from msp_protocol.topics import fleet_score_topic, fleet_topic
 
 from .consents import ConsentView, Grant, withdrawals
+from .recipients.base import RoleSender
+from .recipients.directory import pseudonym
+from .recipients.guardian import GuardianSender
+from .recipients.insurer import InsurerSender
+from .recipients.responder import EmergencyDispatch
+from .recipients.signing import RegistrySigner
 from .store import Accepted, Exchange, Fanned, Publication, Store, Withheld
 
 log = logging.getLogger(__name__)
 
 
 def fleet_pseudonym(secret: bytes, fleet: str, person_id: str) -> str:
-    """The name ``fleet`` knows ``person_id`` by; different for every fleet, stable over time."""
-    mac = hmac.new(secret, f"{fleet}\x00{person_id}".encode(), hashlib.sha256).digest()
-    return "fp-" + b64url(mac)[:22]
+    """The name ``fleet`` knows ``person_id`` by; different for every fleet, stable over time
+    (``cloud_sync.recipients.directory.pseudonym``: every recipient's)."""
+    return pseudonym(secret, fleet, person_id)
 
 
 def score_of(store: Store, person_id: str, at: datetime | None = None) -> float | None:
@@ -80,27 +89,77 @@ def score_recipients(store: Store, person_id: str, at: datetime) -> dict[str, st
 
 
 def score_payload(fleet: str, pseudonym: str, score: float | None, at: datetime,
-                  until: str) -> bytes:  # fmt: skip
+                  until: str, *, signer: RegistrySigner | None = None) -> bytes:  # fmt: skip
     """The score message: the pseudonym, the score (``null`` below 20 km), its instant, and
-    when the consent to show it ends (the registry then withdraws it)."""
+    when the consent to show it ends (the registry then withdraws it); with ``signer``, also
+    ``registry_jws``: the registry's JWS over the other fields (``cloud_sync.recipients.
+    signing``), so the fleet can prove the score came from this registry."""
     rounded = None if score is None else round(score, 1)
-    value = {"fleet": fleet, "person": pseudonym, "score": rounded,
-             "at": format_ts(at.timestamp()), "until": until}  # fmt: skip
+    value: dict[str, object] = {"fleet": fleet, "person": pseudonym, "score": rounded,
+                                "at": format_ts(at.timestamp()), "until": until}  # fmt: skip
+    if signer is not None:
+        value["registry_jws"] = signer.sign(value).decode("ascii")
     return json.dumps(value, sort_keys=True).encode()
+
+
+class RoleFanout:
+    """What guardians, insurers and responders get from one committed record of a person:
+    each role module's ``RoleSender`` over the registered recipients of its role."""
+
+    def __init__(self, store: Store, emergencies: EmergencyDispatch | None = None) -> None:
+        self.store = store
+        self._senders: list[RoleSender] | None = None
+        self._signer: RegistrySigner | None = None
+        self._emergencies = emergencies
+        #: recipient id -> role, of the non-fleet recipients (read once per batch)
+        self.roles: dict[str, str] = {}
+
+    def refresh(self) -> None:
+        """Read the registered recipients again (once per batch)."""
+        self.roles = {r.id: r.role for r in self.store.recipients()}
+
+    def signer(self) -> RegistrySigner:
+        """The registry's signer, made on first use (the key is read then)."""
+        if self._signer is None:
+            self._signer = RegistrySigner(self.store)
+        return self._signer
+
+    def senders(self) -> list[RoleSender]:
+        """The role modules, made on first use."""
+        if self._senders is None:
+            signer = self.signer()
+            emergencies = self._emergencies or EmergencyDispatch(self.store, None, signer)
+            self._senders = [GuardianSender(self.store, signer),
+                             InsurerSender(self.store, signer), emergencies]  # fmt: skip
+        return self._senders
+
+    def for_record(self, acc: Accepted, person: str, view: ConsentView) -> list[Publication]:
+        """Every role's messages from ``acc`` (none when no recipient of a role is known)."""
+        if not self.roles:
+            return []
+        at = cats.data_time(acc.record)
+        out: list[Publication] = []
+        for sender in self.senders():
+            mine = sorted(r for r, role in self.roles.items() if role == sender.role)
+            if mine:
+                out.extend(sender.for_record(acc, person, view, at, mine))
+        return out
 
 
 class Republisher:
     """Decides, from a committed batch, who receives what (see the module docstring)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, roles_fanout: RoleFanout | None = None) -> None:
         self.store = store
         self._views: dict[tuple[str, str | None], ConsentView] = {}
+        self.roles = roles_fanout or RoleFanout(store)
 
     def fanout(self, accepted: Sequence[Accepted]) -> Fanned:
         """The messages for these committed records, in record order, and what was withheld."""
         pubs: list[Publication] = []
         withheld: Counter[Withheld] = Counter()
         self._views.clear()  # a batch may carry a consent record: read them afresh
+        self.roles.refresh()
         for acc in accepted:
             try:
                 pubs.extend(self._for(acc, withheld))
@@ -126,14 +185,16 @@ class Republisher:
         if person is None:
             withheld[Withheld(fleet, rec.kind, "unverified_session")] += 1
             return []
+        others = self.roles.for_record(acc, person, self._view(person, None))
         if info.pre_consented:
             exchange = Exchange(person, fleet, rec.kind, f"{rec.device}/{rec.seq}", (),
                                 format_ts(cats.data_time(rec).timestamp()), "pre-consented")
-            return [self._copy(acc, fleet, person, redact=False, exchange=exchange)[0]]
+            return [self._copy(acc, fleet, person, redact=False, exchange=exchange)[0],
+                    *others]  # fmt: skip
         out = self._consented_copy(acc, fleet, person, withheld)
         if rec.kind == "trip":  # the score changes whether or not this fleet sees the trip
             out.extend(self._scores(acc, person, cats.data_time(rec)))
-        return out
+        return out + others
 
     def _consented_copy(self, acc: Accepted, fleet: str, person: str,
                         withheld: Counter[Withheld]) -> list[Publication]:  # fmt: skip
@@ -193,8 +254,10 @@ class Republisher:
     def _scores(self, acc: Accepted, person: str, at: datetime) -> list[Publication]:
         """The person's new portable score for every fleet consented ``score`` to at ``at``."""
         # the retained score is shown as it is now: a revocation since the grant stops it
-        fleets: dict[str, Grant] = self._view(person, None).recipients(cats.SCORE, at,
-                                                                       current=True)
+        fleets: dict[str, Grant] = {
+            r: g for r, g in self._view(person, None).recipients(cats.SCORE, at, current=True
+                                                                 ).items()
+            if self.roles.roles.get(r, roles.FLEET) == roles.FLEET}  # insurers: RoleFanout
         if not fleets:
             return []
         score = score_of(self.store, person, at)
@@ -206,7 +269,8 @@ class Republisher:
             exchange = Exchange(person, fleet, "score", f"{rec.device}/{rec.seq}",
                                 (cats.SCORE,), format_ts(at.timestamp()), grant.ref)
             pubs.append(Publication(fleet_score_topic(fleet, name),
-                                    score_payload(fleet, name, score, at, grant.until_text),
+                                    score_payload(fleet, name, score, at, grant.until_text,
+                                                  signer=self.roles.signer()),
                                     retain=True,  # expiry in one format: the store compares text
                                     expires=format_ts(grant.until.timestamp()),
                                     exchange=exchange))  # fmt: skip

@@ -10,7 +10,10 @@ the directory ``registry.secrets/`` (0700) with:
   fleet). Under systemd it may come as a credential instead (``LoadCredential=pseudonym.key:…``):
   a ``pseudonym.key`` in ``$CREDENTIALS_DIRECTORY`` wins over the file.
 * ``fleet-passwords`` — one ``FLEET:HASH`` line per fleet operator that logs in with a
-  password (mosquitto's ``$7$`` PBKDF2-SHA512 hash, never the password).
+  password (mosquitto's ``$7$`` PBKDF2-SHA512 hash, never the password);
+  ``recipient-passwords`` the same for recipients of the other roles (``ROLE.NAME:HASH``).
+* ``registry.key`` — the registry's own Ed25519 signing key (PKCS#8 PEM): everything the
+  registry makes for a recipient is a JWS under it (``cloud_sync.recipients.signing``).
 
 A PostgreSQL registry keeps the same files in the directory its configuration names
 (``--secrets-dir``, docs/store.md), never in the database.
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 
 PSEUDONYM_KEY = "pseudonym.key"
 FLEET_PASSWORDS = "fleet-passwords"
+RECIPIENT_PASSWORDS = "recipient-passwords"
+REGISTRY_KEY = "registry.key"
 
 
 def secrets_dir(db: Path) -> Path:
@@ -93,9 +98,42 @@ class SecretFiles:
             raise StoreError(f"{path}: pseudonym key of {len(key)} bytes, need at least 16")
         return key
 
-    def fleet_passwords(self) -> dict[str, str]:
-        """Password hashes by fleet (empty if no fleet has a password)."""
-        path = self.directory / FLEET_PASSWORDS
+    def registry_key(self) -> bytes:
+        """The registry's signing key (PEM), made (0600) on first use; raises ``StoreError``
+        naming the file if it cannot be read or written."""
+        path = self.directory / REGISTRY_KEY
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot read the registry's signing key: {exc}") from None
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: PLC0415
+
+        pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())  # fmt: skip
+        try:
+            self._make_dir()
+            write_private(path, pem)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot write the registry's signing key: {exc}") from None
+        log.info("made the registry's signing key %s", path)
+        return pem
+
+    def recipient_passwords(self) -> dict[str, str]:
+        """Password hashes by broker user (``ROLE.NAME``) of non-fleet recipients."""
+        return self.fleet_passwords(RECIPIENT_PASSWORDS)
+
+    def set_recipient_password(self, user: str, hashed: str | None) -> None:
+        """Record (or, with ``None``, forget) a recipient's password hash."""
+        self.set_fleet_password(user, hashed, RECIPIENT_PASSWORDS)
+
+    def fleet_passwords(self, name: str = FLEET_PASSWORDS) -> dict[str, str]:
+        """Password hashes by fleet (empty if no fleet has a password); ``name``: another
+        file of the same form."""
+        path = self.directory / name
         try:
             text = path.read_text("utf-8")
         except FileNotFoundError:
@@ -110,9 +148,10 @@ class SecretFiles:
             hashes[fleet] = hashed
         return hashes
 
-    def set_fleet_password(self, fleet: str, hashed: str | None) -> None:
-        """Record (or, with ``None``, forget) ``fleet``'s password hash."""
-        hashes = self.fleet_passwords()
+    def set_fleet_password(self, fleet: str, hashed: str | None,
+                           name: str = FLEET_PASSWORDS) -> None:  # fmt: skip
+        """Record (or, with ``None``, forget) ``fleet``'s password hash (in file ``name``)."""
+        hashes = self.fleet_passwords(name)
         if hashed is None:
             if fleet not in hashes:
                 return
@@ -121,4 +160,4 @@ class SecretFiles:
             hashes[fleet] = hashed
         self._make_dir()
         text = "".join(f"{f}:{h}\n" for f, h in sorted(hashes.items()))
-        write_private(self.directory / FLEET_PASSWORDS, text.encode("utf-8"))
+        write_private(self.directory / name, text.encode("utf-8"))

@@ -270,8 +270,34 @@ class CardRequest:
     successor_signature: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class ProfileStatement:
+    """What the card signs to deposit an emergency profile for one responder: it binds the
+    sealed profile (``sealed_sha256``: base64url SHA-256 of the ``sealed`` text) to the person
+    (the card), the responder and the gateway it was signed at."""
+
+    responder: str
+    device: str
+    vin: str
+    signed_at: str
+    nonce: str
+    sealed_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class CardProfile:
+    """``profile``: a person's emergency profile sealed to one responder's X25519 key (HPKE
+    base mode, ``msp_protocol.sealed.seal_profile``: the registry holds only ciphertext) and
+    the card's signature over the statement binding it."""
+
+    statement: ProfileStatement
+    sealed: str
+    card_signature: str
+    card_certificate_sha256: str
+
+
 #: Any record body.
 Body = (
     SessionStart | SessionEnd | Trip | Event | Dtc | Emergency | Stats | Health | Gap
-    | CardConsent | CardRequest
+    | CardConsent | CardRequest | CardProfile
 )

@@ -11,6 +11,10 @@ One definition for both sides: the edge offers and signs these categories at log
 | ``score``     | the person's portable score, pooled over every vehicle and fleet     |
 | ``location``  | positions inside the records above (stripped without it)             |
 | ``public``    | ``stats`` records: contributions to k-anonymous, noised statistics    |
+| ``alerts``    | a guardian: dangerous events as they happen, a daily digest          |
+| ``emergency`` | a responder: crash data and the person's sealed emergency profile     |
+
+Which role may be given which category is fixed in ``msp_protocol.roles``.
 
 ``emergency`` is consented in advance (``KindInfo.pre_consented``) and belongs to no
 category; ``health`` and ``gap`` are private: none of them is consentable. ``public`` is
@@ -35,6 +39,10 @@ DRIVING: Final = "driving"
 MAINTENANCE: Final = "maintenance"
 SCORE: Final = "score"
 LOCATION: Final = "location"
+#: dangerous events as they happen and a daily digest (guardians; ``msp_protocol.roles``)
+ALERTS: Final = "alerts"
+#: crash data and the sealed emergency profile (responders; ``msp_protocol.roles``)
+EMERGENCY: Final = "emergency"
 
 # -- public statistics (issue 14): the category, its recipient --------------------------------
 #: The category of contributions to public statistics (``stats`` records).
@@ -44,7 +52,8 @@ PUBLIC_RECIPIENT: Final = "public"
 # -- end of public statistics -------------------------------------------------------------------
 
 #: Every category, in the order a login offers them.
-CATEGORIES: Final[tuple[str, ...]] = (DRIVING, MAINTENANCE, SCORE, LOCATION, PUBLIC)
+CATEGORIES: Final[tuple[str, ...]] = (DRIVING, MAINTENANCE, SCORE, LOCATION, ALERTS, EMERGENCY,
+                                      PUBLIC)
 #: The categories a request may take as accepted without asking each one (``public`` never is).
 DEFAULT_ACCEPTED: Final[tuple[str, ...]] = tuple(c for c in CATEGORIES if c != PUBLIC)
 
@@ -56,6 +65,9 @@ KINDS_OF: Final[dict[str, frozenset[str]]] = {
     SCORE: frozenset(),
     LOCATION: frozenset(),
     PUBLIC: frozenset({"stats"}),
+    # what guardians and responders get is made by the registry (``cloud_sync.recipients``)
+    ALERTS: frozenset(),
+    EMERGENCY: frozenset(),
 }
 _CATEGORY_OF_KIND: Final = {kind: cat for cat, kinds in KINDS_OF.items() for kind in kinds}
 
@@ -170,8 +182,9 @@ GRANT: Final = "grant"
 REVOKE: Final = "revoke"
 
 
-def statement_bytes(statement: bodies.ConsentStatement | bodies.RequestStatement) -> bytes:
-    """The RFC 8785 bytes a card signs for a consent or request statement (via SHA-256, RSA
+def statement_bytes(statement: bodies.ConsentStatement | bodies.RequestStatement
+                    | bodies.ProfileStatement) -> bytes:
+    """The RFC 8785 bytes a card signs for a consent, request or profile statement (via SHA-256, RSA
     PKCS#1 v1.5, as the binding statement of a login)."""
     from .canonical import canonical_json  # noqa: PLC0415 - keeps this module's imports light
     from .codec import to_json  # noqa: PLC0415

@@ -98,6 +98,8 @@ KINDS: Final[dict[str, KindInfo]] = {
         # the person's own acts (issue 14): acted on by the registry, never republished
         KindInfo("consent", bodies.CardConsent, Tier.CONSENT, person_act=True),
         KindInfo("request", bodies.CardRequest, Tier.PRIVATE, person_act=True),
+        # issue 15: an emergency profile sealed to one responder (kept as ciphertext only)
+        KindInfo("profile", bodies.CardProfile, Tier.CONSENT, person_act=True),
     )
 }
 _KIND_OF_BODY: Final = {info.body: name for name, info in KINDS.items()}
@@ -117,6 +119,7 @@ OCCURRED_AT: Final[dict[str, tuple[str, ...]]] = {
     "gap": (),
     "consent": ("statement.signed_at",),
     "request": ("statement.signed_at",),
+    "profile": ("statement.signed_at",),
 }
 
 

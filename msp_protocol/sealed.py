@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import x25519
 from .errors import SealError
 from .jws import b64url
 
-__all__ = ["PART_BYTES", "SUITE", "SealError", "open_reply", "reply_info", "seal_reply"]
+__all__ = ["PART_BYTES", "SUITE", "SealError", "open_profile", "open_reply", "profile_info",
+           "public_key_of", "reply_info", "seal_profile", "seal_reply"]
 
 #: Plaintext bytes per sealed part (well under the broker's packet bound).
 PART_BYTES: Final = 128 * 1024
@@ -71,3 +72,36 @@ def open_reply(messages: list[Mapping[str, Any]], private: x25519.X25519PrivateK
     except (KeyError, TypeError, ValueError, InvalidTag) as exc:
         raise SealError(f"reply does not open: {exc!r}", "sealed") from None
     return out
+
+
+# -- emergency profiles (issue 15): sealed by the gateway to one responder ----------------------
+
+
+def profile_info(responder: str) -> bytes:
+    """The HPKE ``info`` of an emergency profile: binds the ciphertext to its responder."""
+    return f"msp/v1 profile {responder}".encode()
+
+
+def public_key_of(text: str) -> x25519.X25519PublicKey:
+    """An X25519 public key from its base64url raw form; raises ``SealError``."""
+    try:
+        return x25519.X25519PublicKey.from_public_bytes(
+            base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, TypeError) as exc:
+        raise SealError(f"not an X25519 public key: {exc}", "public_key") from None
+
+
+def seal_profile(plaintext: bytes, responder: str, public_key: str) -> str:
+    """``plaintext`` sealed to ``responder``'s key (base64url raw X25519): base64url of the
+    encapsulated key followed by the ciphertext. Raises ``SealError``."""
+    sealed = SUITE.encrypt(plaintext, public_key_of(public_key), info=profile_info(responder))
+    return b64url(sealed)
+
+
+def open_profile(sealed: str, responder: str, private: x25519.X25519PrivateKey) -> bytes:
+    """The plaintext of a sealed profile; raises ``SealError`` if it does not open."""
+    try:
+        raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+        return SUITE.decrypt(raw, private, info=profile_info(responder))
+    except (ValueError, TypeError, InvalidTag) as exc:
+        raise SealError(f"profile does not open: {exc!r}", "sealed") from None

@@ -17,10 +17,20 @@ which are virtual My Number Cards issued by a test CA, and the cars, which are s
 Aiko drives a haulco van, then a rentacar car twice: the first time she shares her driving
 but not her score with rentacar; the second time she consents to ``score`` too, and only then
 does rentacar receive her portable score, which includes the trips she drove for haulco.
+
+Then recipients beyond fleets (docs/recipients.md): Ben's family (guardian ``sato-family``), his
+insurer (``tokio-safe``) and two ambulance services register. Ben deposits his emergency
+profile, sealed to ``ambulance-kanto`` and signed with his card, and drives with consents of
+``alerts`` to his family, ``score`` and ``driving`` to the insurer and ``emergency`` to
+``ambulance-kanto``; the drive ends in a crash. Each recipient's own receiver then shows what
+it got: the family the dangerous events, the crash and a daily digest; the insurer the score
+and a monthly summary; ``ambulance-kanto`` the crash with the opened profile;
+``ambulance-kansai``, which no consent names, nothing.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -32,12 +42,16 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from cloud_sync.local import LocalDeployment
+from cloud_sync.recipients.summaries import day_bounds, japan_day, japan_month, month_bounds
+from cloud_sync.store.open import open_store
+from edge_agent.card.emergency_profile import load_profile, profile_body, seal
 from edge_agent.card.image import CardImage, make_test_card
 from edge_agent.card.issuer import TestIssuer
 from edge_agent.card.licence import LicenceData
 from edge_agent.card.transport import InProcessTransport
 from edge_agent.card.virtual import VirtualCard
 from edge_agent.identity.binding import Consent, EndReason, iso_utc
+from edge_agent.identity.card_acts import CardSigner, nonce
 from edge_agent.identity.pin_entry import FixedPinEntry
 from edge_agent.identity.session import LoginConfig, SessionManager
 from edge_agent.identity.trust import TrustStore
@@ -51,6 +65,7 @@ from edge_agent.scoring import ScoringConfig
 from edge_agent.simulate import simulate
 from edge_agent.text import plural
 from edge_agent.writer import RecordWriter
+from msp_protocol.consent import statement_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_MAP = ROOT / "dbc" / "msp_demo.toml"
@@ -74,6 +89,11 @@ class Drive:
     seed: int
     seconds: float
     consents: tuple[str, ...]
+    #: login consents to recipients beyond the vehicle's fleet: (recipient, categories)
+    others: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    crash: bool = False
+    #: (responder, its X25519 public key, profile file): the profile deposited at login
+    profile: tuple[str, str, Path] | None = None
 
 
 VEHICLES = (
@@ -117,12 +137,13 @@ def drive_once(site: LocalDeployment, out: Path, drive: Drive, card: CardImage, 
     gw = out / v.device
     log = gw / f"drive-{drive.seed}.log"
     sim = simulate(log, scenario=drive.scenario, seed=drive.seed, duration=drive.seconds,
-                   start_epoch=start.timestamp())  # fmt: skip
+                   start_epoch=start.timestamp(), crash=drive.crash)  # fmt: skip
     until = iso_utc(start + timedelta(days=90))
     login = LoginConfig(
         vin=v.vin, device=v.device, vehicle_class=v.licence_class,
         trust=TrustStore.load([anchors / "msp-test-ca.pem"]),
-        consents=(Consent(v.fleet, drive.consents, until),),
+        consents=(Consent(v.fleet, drive.consents, until),
+                  *(Consent(r, c, until) for r, c in drive.others)),
     )  # fmt: skip
     manager = SessionManager(login, FixedPinEntry(PIN), clock=lambda: start)
     session = manager.login(InProcessTransport(VirtualCard(card)))
@@ -130,6 +151,8 @@ def drive_once(site: LocalDeployment, out: Path, drive: Drive, card: CardImage, 
     try:
         writer = RecordWriter(outbox)
         writer.session_started(session)
+        if drive.profile is not None:
+            deposit_profile(outbox, card, drive, anchors, start)
         replay = Replay(log, DEMO_MAP, scoring=ScoringConfig.for_class(v.vehicle_class),
                         writer=writer)  # fmt: skip
         trip_report = collect(replay)  # replay.run(), its samples recorded for the report
@@ -145,14 +168,83 @@ def drive_once(site: LocalDeployment, out: Path, drive: Drive, card: CardImage, 
     trips = report["trips"]
     score = ", ".join("-" if t["score"] is None else f"{t['score']:.0f}" for t in trips)
     records = ", ".join(f"{k.removeprefix('records.')} {n}" for k, n in sorted(counts.items()))
+    others = "".join(f"; to {r}: {', '.join(c)}" for r, c in drive.others)
     print(f"{drive.person} drove {v.device} ({v.fleet}): {plural(sim.frames, 'frame')}, "
           f"{sum(t['distance_km'] for t in trips):.1f} km, "
           f"{plural(len(report['events']), 'event')}, trip score {score}; "
-          f"consents to {v.fleet}: {', '.join(drive.consents)}; records {records}")  # fmt: skip
+          f"consents to {v.fleet}: {', '.join(drive.consents)}{others}; "
+          f"records {records}")  # fmt: skip
     html = log.with_suffix(".html")
     write_html(trip_report, html)
     print(f"  trip report: {html.relative_to(ROOT)}")
     site.drain(v.device, gw / "outbox.db", gw / "device.key", v.vin)
+
+
+def deposit_profile(outbox: Outbox, card: CardImage, drive: Drive, anchors: Path,
+                    at: datetime) -> None:  # fmt: skip
+    """``msp-agent card emergency-profile set``'s work: seal the profile to the responder,
+    the card signs the statement (PIN), a ``profile`` record goes into the outbox."""
+    assert drive.profile is not None
+    responder, public_key, path = drive.profile
+    item = seal(load_profile(path), responder, public_key, device=drive.vehicle.device,
+                vin=drive.vehicle.vin, now=at, nonce=nonce())  # fmt: skip
+    signer = CardSigner(TrustStore.load([anchors / "msp-test-ca.pem"]), FixedPinEntry(PIN),
+                        clock=lambda: at)  # fmt: skip
+    signed = signer.sign(InProcessTransport(VirtualCard(card)), statement_bytes(item.statement))
+    outbox.append(profile_body(item, signed.signature_b64, signed.certificate_sha256),
+                  at.timestamp())  # fmt: skip
+    print(f"{drive.person} deposited an emergency profile sealed to {responder} (card-signed)")
+
+
+#: Ben's emergency profile (fictitious).
+PROFILE = {"blood_type": "A+", "allergies": ["penicillin"], "conditions": ["hypertension"],
+           "medication": ["amlodipine 5 mg"], "emergency_contact": "Sato Hanako, 090-0000-0000"}
+CARE = (("sato-family", "guardian"), ("tokio-safe", "insurer"),
+        ("ambulance-kanto", "responder"), ("ambulance-kansai", "responder"))
+
+
+def care(site: LocalDeployment, out: Path, cards: dict[str, CardImage], anchors: Path,
+         start: datetime) -> None:  # fmt: skip
+    """Recipients beyond fleets: a guardian, an insurer, two responders; Ben's crash."""
+    say("recipients beyond fleets: a guardian, an insurer, two ambulance services")
+    keys = {}
+    for name, role in CARE:
+        creds = site.add_recipient(name, role)
+        if creds.sealing_key_file is not None:
+            keys[name] = creds.sealing_key_file
+        print(f"{role} {name}: reads only msp/v1/{role}/{name}/#")
+    store = open_store(site.config.db)
+    try:
+        public = {r.id: r.public_key for r in store.recipients() if r.public_key}
+    finally:
+        store.close()
+    profile = out / "ben-profile.json"
+    profile.write_text(json.dumps(PROFILE, ensure_ascii=False, indent=2), encoding="utf-8")
+    watchers = {name: subprocess.Popen(
+        site.recipient_watch_command(role, name, *(["--key", str(keys[name])]
+                                                   if name in keys else []), timeout=600),
+        stdout=subprocess.PIPE, text=True) for name, role in CARE}  # fmt: skip
+    try:
+        time.sleep(1.5)  # every receiver subscribed
+        say("Ben drives with consents beyond his fleet, and crashes")
+        drive = Drive("Ben", VEHICLES[1], "city", 7, 240, ("driving",),
+                      (("sato-family", ("alerts",)), ("tokio-safe", ("score", "driving")),
+                       ("ambulance-kanto", ("emergency",))), crash=True,
+                      profile=("ambulance-kanto", str(public["ambulance-kanto"]), profile))
+        drive_once(site, out, drive, cards["Ben"], anchors=anchors, start=start)
+        month = japan_month(start)
+        after_month = month_bounds(month)[1] + timedelta(hours=1)
+        after_day = day_bounds(japan_day(start))[1] + timedelta(hours=1)
+        registry(site, "insurer", "summary", "--month", month, "--now", iso_utc(after_month))
+        registry(site, "guardian", "digest", "--now", iso_utc(after_day))
+        time.sleep(2.5)  # let the registry send them
+    finally:
+        for w in watchers.values():
+            w.terminate()
+        received = {name: w.communicate(timeout=10)[0] for name, w in watchers.items()}
+    for name, role in CARE:
+        say(f"what {role} {name} received (checked against the registry's key)")
+        print(received[name].rstrip() or "nothing (no consent names it)")
 
 
 def registry(site: LocalDeployment, *args: str) -> None:
@@ -182,11 +274,12 @@ def main() -> None:
             assert watch.stdout is not None
             header = watch.stdout.readline()  # both operators are subscribed
             say("drives (each: card login, replay through the agent, card out, upload)")
-            start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=len(DRIVES))
+            start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=len(DRIVES) + 1)
             for i, drive in enumerate(DRIVES):
                 drive_once(site, out, drive, cards[drive.person], anchors=anchors,
                            start=start + timedelta(hours=i))  # fmt: skip
             time.sleep(2.0)  # let the last fleet copies arrive
+            care(site, out, cards, anchors, start + timedelta(hours=len(DRIVES) - 0.5))
         finally:
             watch.terminate()
             feeds, _ = watch.communicate(timeout=10)

@@ -9,6 +9,7 @@ from ..config import add_common, load_config
 from ..fleets import broker_users
 from ..mosquitto import BrokerLayout, write_config
 from ..pki import DeviceCa
+from ..recipients.directory import broker_passwords
 from ..registry import revoked_serials
 from ..store.open import store_exists
 from . import store_of
@@ -42,11 +43,15 @@ def _do_config(args: argparse.Namespace) -> int:
     fleets: set[str] = set()
     passwords: dict[str, str] = {}
     revoked: list[int] = []
+    recipients: list[tuple[str, str]] = []
+    recipient_passwords: dict[str, str] = {}
     if store_exists(config.db):
         store = store_of(config)
         try:
             fleets, passwords = broker_users(store)
             revoked = revoked_serials(store)
+            recipients = [(r.role, r.id) for r in store.recipients()]
+            recipient_passwords = broker_passwords(store)
         finally:
             store.close()
     layout = BrokerLayout(
@@ -58,7 +63,8 @@ def _do_config(args: argparse.Namespace) -> int:
         fleet_port=args.fleet_port or None,
     )
     files = write_config(args.outdir, DeviceCa.open(config.ca_path), layout, fleets, passwords,
-                         revoked=revoked)  # fmt: skip
+                         revoked=revoked, recipients=recipients,
+                         recipient_passwords=recipient_passwords)  # fmt: skip
     print(f"wrote {files.config}; start it with: mosquitto -c {files.config}")
     print("(under Debian's mosquitto.service: see docs/sync.md, The broker configuration)")
     print(f"the registry logs in with --password-file {files.registry_secret}")

@@ -1,6 +1,7 @@
 """``msp-registry recipients``: the recipients a consent may name, for gateways to install.
 
-``--json --out FILE`` writes the list every gateway reads (``/etc/msp/recipients.json``,
+``--json --out FILE`` writes the list every gateway reads (a responder's entry also carries
+the X25519 ``public_key`` gateways seal emergency profiles to) (``/etc/msp/recipients.json``,
 ``edge_agent.identity.recipients``) so that a consent naming an unknown recipient is refused
 at the gateway, before the card signs it (docs/consent.md, *Recipients*)."""
 
@@ -26,7 +27,10 @@ def add_subparser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 def _do_recipients(args: argparse.Namespace) -> int:
     store = open_store(args)
     try:
-        rows = [{"id": i, "role": r} for i, r in registered_recipients(store).items()]
+        keys = {r.id: r.public_key for r in store.recipients() if r.public_key}
+        rows: list[dict[str, str]] = []
+        for i, r in registered_recipients(store).items():
+            rows.append({"id": i, "role": r} | ({"public_key": keys[i]} if i in keys else {}))
     finally:
         store.close()
     if args.out is not None:

@@ -365,6 +365,36 @@ PublicDecide = Callable[[Sequence[CellAggregate]],
 # -- end of public statistics -------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A registered recipient of a role other than ``fleet`` (fleets stay in :class:`Fleet`;
+    ``cloud_sync.recipients.directory`` joins both): ``public_key`` is a responder's X25519
+    key (base64url raw) that gateways seal emergency profiles to; ``password_hash`` as a
+    fleet's (kept in the secret files, never in the database)."""
+
+    id: str
+    role: str
+    added_at: str
+    public_key: str | None = None
+    password_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRow:
+    """A person's emergency profile for one responder, as the registry keeps it: ciphertext
+    only (``sealed``), with the card-signed statement binding it (``statement``: its JSON),
+    the card's signature and certificate hash; ``id`` is the statement id."""
+
+    id: str
+    person_id: str
+    responder: str
+    signed_at: str
+    sealed: str
+    statement: str
+    card_signature: str
+    card_certificate_sha256: str
+
+
 class Store(Protocol):
     """What the registry keeps; every write goes through :meth:`commit`."""
 
@@ -528,7 +558,8 @@ class Store(Protocol):
     def erase_person(self, person_id: str,
                      publications: Sequence[Publication] = ()) -> Mapping[str, int]:  # fmt: skip
         """Delete the person's data but what the retention rule keeps (docs/consent.md):
-        sessions, trips, events, trouble codes, emergencies and card certificates go, the
+        sessions, trips, events, trouble codes, emergencies, sealed emergency profiles and card
+        certificates go, the
         JWS of the records of their sessions is blanked (hash and place in the chain stay);
         consent statements and the exchange log stay. Queues ``publications`` (withdrawals of
         retained messages) in the same transaction. Returns rows deleted per table."""
@@ -537,6 +568,24 @@ class Store(Protocol):
         """Write the person's exchange-log rows for data that reached a recipient outside a
         publication (a dashboard page or API answer: ``status`` ``shown``), in one
         transaction; returns how many."""
+
+    # -- recipients of every role, emergency profiles, the registry's key (issue 15) -------
+    def add_recipient(self, recipient: Recipient) -> None:
+        """Register a recipient (not a fleet), or replace its key and password hash."""
+
+    def recipients(self) -> Sequence[Recipient]:
+        """Every registered recipient of a role other than ``fleet``, by id."""
+
+    def put_profile(self, profile: ProfileRow) -> bool:
+        """Keep a person's sealed profile for a responder (the newest signed replaces an older
+        one); False, doing nothing, if this statement was kept before or a newer one is."""
+
+    def profile(self, person_id: str, responder: str) -> ProfileRow | None:
+        """The person's sealed profile for ``responder``, if any."""
+
+    def registry_key_pem(self) -> bytes:
+        """The registry's own Ed25519 signing key (PKCS#8 PEM), made on first use, kept 0600
+        in the secret files (``cloud_sync.secret_files``), never in the database."""
 
     def record_request(self, request: PersonRequest,
                        publications: Sequence[Publication] = ()) -> bool:  # fmt: skip

@@ -60,6 +60,7 @@ from .chain_check import Stored, by_device, plan_device, span
 from .device_cache import DeviceCache
 from .open import redact
 from .postgres_person import PgPersonActs
+from .postgres_recipients import PgRecipientRows
 from .sqlite_schema import dumps
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class PostgresStore(PgPersonActs):
+class PostgresStore(PgPersonActs, PgRecipientRows):
     """A :class:`cloud_sync.store.Store` in a PostgreSQL database; many processes may use one
     database at once (see the module docstring)."""
 

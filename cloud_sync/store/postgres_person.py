@@ -231,7 +231,7 @@ class PgPersonActs:
             done = {"records": run(b"UPDATE records SET jws = '' WHERE session IN"
                                    b" (SELECT id FROM sessions WHERE person_id = %s)",
                                    (person_id,)).rowcount}  # fmt: skip
-            for table in ("trips", "events", "dtcs", "emergencies", "sessions"):
+            for table in ("trips", "events", "dtcs", "emergencies", "profiles", "sessions"):
                 done[table] = run(f"DELETE FROM {table} WHERE person_id = %s".encode(),  # noqa: S608
                                   (person_id,)).rowcount  # fmt: skip
             done["card_certificates"] = run(b"DELETE FROM card_certificates WHERE person_id = %s",

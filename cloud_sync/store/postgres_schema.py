@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 #: The advisory lock key every schema change takes (``pg_advisory_xact_lock``).
 SCHEMA_LOCK: Final = 0x6D73_7001
@@ -183,6 +183,22 @@ def _to_version_4(conn: psycopg.Connection[tuple[object, ...]]) -> None:
 # -- end of version 4 ----------------------------------------------------------------------------
 
 
+#: Version 5: recipients of every role and sealed emergency profiles (issue 15).
+_RECIPIENT_TABLES: Final = (
+    """CREATE TABLE recipients (id TEXT PRIMARY KEY, role TEXT NOT NULL,
+  added_at TEXT NOT NULL, public_key TEXT)""",
+    f"""CREATE TABLE profiles (person_id TEXT NOT NULL REFERENCES persons(id) {_FK},
+  responder TEXT NOT NULL, id TEXT NOT NULL, signed_at TEXT NOT NULL, sealed TEXT NOT NULL,
+  statement TEXT NOT NULL, card_signature TEXT NOT NULL, card_certificate_sha256 TEXT NOT NULL,
+  PRIMARY KEY (person_id, responder))""",
+)
+
+
+def _create_version_5(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    for statement in _RECIPIENT_TABLES:
+        conn.execute(statement.encode())
+
+
 #: The steps that bring a database from version N-1 to N, by N. Version 2 creates the first
 #: PostgreSQL layout in an empty database; a later step alters the one before (add the same
 #: change to ``sqlite_schema``).
@@ -190,6 +206,7 @@ STEPS: Final[dict[int, Callable[[psycopg.Connection[tuple[object, ...]]], None]]
     2: _create_version_2,
     3: _create_version_3,  # issue 14: the person's own acts
     4: _to_version_4,  # issue 14, public statistics
+    5: _create_version_5,  # issue 15: recipients of every role, emergency profiles
 }
 
 

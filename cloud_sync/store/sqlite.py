@@ -57,6 +57,7 @@ from .base import (
 from .chain_check import Stored, by_device, plan_device, span
 from .device_cache import DeviceCache
 from .sqlite_person import PersonActs, now_text
+from .sqlite_recipients import RecipientRows
 from .sqlite_schema import as_text, dumps
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ _SQL = {
 _now = now_text
 
 
-class SqliteStore(PersonActs):
+class SqliteStore(PersonActs, RecipientRows):
     """A :class:`cloud_sync.store.Store` in one SQLite file; safe for one writer process."""
 
     def __init__(self, path: Path, environ: Mapping[str, str] | None = None, *,

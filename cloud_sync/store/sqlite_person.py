@@ -209,7 +209,7 @@ class PersonActs:
                 done["records"] = run(
                     "UPDATE records SET jws = '' WHERE session IN"
                     " (SELECT id FROM sessions WHERE person_id = ?)", (person_id,)).rowcount
-                for table in ("trips", "events", "dtcs", "emergencies", "sessions"):
+                for table in ("trips", "events", "dtcs", "emergencies", "profiles", "sessions"):
                     done[table] = run(f"DELETE FROM {table} WHERE person_id = ?",  # noqa: S608
                                       (person_id,)).rowcount  # fmt: skip
                 done["card_certificates"] = run(

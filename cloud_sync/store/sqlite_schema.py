@@ -33,7 +33,7 @@ from ..secret_files import SecretFiles
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 _TABLES: Final = (
     """CREATE TABLE IF NOT EXISTS vehicles (vin TEXT PRIMARY KEY, fleet TEXT NOT NULL,
@@ -130,6 +130,16 @@ _PUBLIC_TABLES: Final = (
 )
 # -- end of version 4 ----------------------------------------------------------------------------
 
+#: Version 5: recipients of every role and sealed emergency profiles (issue 15).
+_RECIPIENT_TABLES: Final = (
+    """CREATE TABLE IF NOT EXISTS recipients (id TEXT PRIMARY KEY, role TEXT NOT NULL,
+  added_at TEXT NOT NULL, public_key TEXT)""",
+    """CREATE TABLE IF NOT EXISTS profiles (person_id TEXT NOT NULL REFERENCES persons(id),
+  responder TEXT NOT NULL, id TEXT NOT NULL, signed_at TEXT NOT NULL, sealed TEXT NOT NULL,
+  statement TEXT NOT NULL, card_signature TEXT NOT NULL, card_certificate_sha256 TEXT NOT NULL,
+  PRIMARY KEY (person_id, responder))""",
+)
+
 _INDEXES: Final = (
     'CREATE INDEX IF NOT EXISTS trips_person ON trips (person_id, "end")',
     "CREATE INDEX IF NOT EXISTS sessions_person ON sessions (person_id, started_at)",
@@ -178,7 +188,7 @@ def create(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         for statement in (*_TABLES, *_INDEXES, *_PERSON_TABLES, *_PUBLIC_TABLES,
-                          PERSON_SCORES_VIEW):
+                          *_RECIPIENT_TABLES, PERSON_SCORES_VIEW):
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
@@ -247,6 +257,26 @@ def _to_version_4(conn: sqlite3.Connection, _secret_files: SecretFiles) -> None:
         raise
 
 
+def _to_version_5(conn: sqlite3.Connection, _secret_files: SecretFiles) -> None:
+    """Version 4 → 5: recipients of every role and sealed emergency profiles (issue 15; new
+    tables)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if version(conn) >= 5:
+            conn.execute("ROLLBACK")
+            return
+        log.warning("migrating the registry database to schema version 5 (recipients, "
+                    "emergency profiles)")  # fmt: skip
+        for statement in _RECIPIENT_TABLES:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 5")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _to_version_2(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
     conn.execute("PRAGMA legacy_alter_table = ON")  # renames must not rewrite references
     conn.execute("BEGIN IMMEDIATE")  # one migration at a time: another process may race us
@@ -294,6 +324,7 @@ STEPS: Final[dict[int, Callable[[sqlite3.Connection, SecretFiles], None]]] = {
     2: _to_version_2,
     3: _to_version_3,  # issue 14: the person's own acts
     4: _to_version_4,  # issue 14: public statistics
+    5: _to_version_5,  # issue 15: recipients of every role, emergency profiles
 }
 
 

@@ -35,6 +35,7 @@ from ..identity.recipients import check_known
 from ..identity.session import LoginConfig, SessionManager
 from ..identity.trust import TrustStore
 from .card_person import add_subparsers as add_person_subparsers
+from .card_profile import add_subparsers as add_profile_subparsers
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def add_subparser(subparsers: Any) -> None:
         if name == "login":
             _add_login_options(cmd)
     add_person_subparsers(sub)
+    add_profile_subparsers(sub)
 
 
 def _add_login_options(cmd: argparse.ArgumentParser) -> None:
@@ -209,7 +211,7 @@ def _consents(args: argparse.Namespace) -> tuple[Consent, ...]:
             raise ConfigError("--consent answers a request: give --consent-request FILE")
         return ()
     request = ConsentRequest.load(Path(args.consent_request))
-    check_known(request.recipient, args.recipients)
+    check_known(request.recipient, args.recipients, categories=request.categories)
     if args.consent is not None:
         accepted = answer(args.consent)
     elif sys.stdin.isatty():

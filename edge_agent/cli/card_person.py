@@ -46,7 +46,8 @@ def add_subparsers(sub: Any) -> None:
     grant = csub.add_parser("grant", help="let a recipient have some categories of your data")
     grant.add_argument("recipient", help="a registered recipient (see --recipients)")
     grant.add_argument("--categories", required=True,
-                       help="comma-separated: driving,maintenance,score,location")
+                       help="comma-separated: driving,maintenance,score,location,alerts,"
+                            "emergency (what the recipient's role may be given)")
     grant.add_argument("--days", type=float, default=90.0, help="how long (default %(default)s)")
     revoke = csub.add_parser("revoke", help="withdraw consents of a recipient from now on")
     revoke.add_argument("recipient", help="the recipient")
@@ -177,7 +178,7 @@ def _do_grant(args: argparse.Namespace) -> int:
     from ..identity.card_acts import grant_statement  # noqa: PLC0415
     from ..identity.recipients import KnownRecipients  # noqa: PLC0415
 
-    KnownRecipients.load(args.recipients).check(args.recipient)
+    KnownRecipients.load(args.recipients).check(args.recipient, args.categories.split(","))
     statement = grant_statement(args.recipient, args.categories.split(","), args.days,
                                 device=args.device, vin=args.vin, now=datetime.now(UTC))
     return _sign_consent(args, statement)

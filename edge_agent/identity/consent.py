@@ -42,6 +42,8 @@ DESCRIPTIONS: dict[str, str] = {
     "location": "positions inside your trips and events",
     "public": "coarse per-area, per-hour totals of your trips (distance, time, fuel, CO2), "
               "added into public statistics of at least 5 drivers, with noise",
+    "alerts": "a message at once when your driving turns dangerous, and a daily digest",
+    "emergency": "on a crash: where, how hard, the vehicle, and your sealed emergency profile",
 }
 
 #: Asks the driver one yes/no question; True is yes.

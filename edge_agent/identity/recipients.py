@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from msp_protocol.consent import PUBLIC_RECIPIENT
 from msp_protocol.errors import ProtocolError
+from msp_protocol.roles import check_categories
 from msp_protocol.topics import check_id
 
 from ..errors import ConfigError
@@ -76,17 +77,24 @@ class KnownRecipients:
         """The recipients' ids, sorted."""
         return sorted(r.id for r in self.recipients)
 
-    def check(self, recipient: str) -> Recipient:
-        """The recipient named ``recipient``; ``ConfigError`` listing the known ones."""
+    def check(self, recipient: str, categories: Sequence[str] = ()) -> Recipient:
+        """The recipient named ``recipient``; ``ConfigError`` listing the known ones, or
+        naming the ``categories`` its role may not be given (``msp_protocol.roles``)."""
         for r in self.recipients:
             if r.id == recipient:
+                try:
+                    check_categories(r.role, [c.strip() for c in categories if c.strip()],
+                                     recipient)  # fmt: skip
+                except ProtocolError as exc:
+                    raise ConfigError(str(exc)) from None
                 return r
         raise ConfigError(f"unknown recipient {recipient!r}: the registry knows "
                           f"{', '.join(self.ids()) or 'none'}")  # fmt: skip
 
 
 def check_known(recipient: str, path: Path | None = None,
-                env: Mapping[str, str] | None = None) -> None:  # fmt: skip
+                env: Mapping[str, str] | None = None,
+                categories: Sequence[str] = ()) -> None:  # fmt: skip
     """Refuse (``ConfigError`` listing the known ones) a consent request naming a recipient
     the registry does not know. ``path`` given: that list must exist; otherwise
     ``$MSP_RECIPIENTS`` or :data:`DEFAULT_PATH`, and a gateway without a list (not yet
@@ -96,4 +104,4 @@ def check_known(recipient: str, path: Path | None = None,
     if path is None and not where.exists():
         log.info("no recipients list at %s: consent recipient %r not checked", where, recipient)
         return
-    KnownRecipients.load(where).check(recipient)
+    KnownRecipients.load(where).check(recipient, categories)

@@ -108,11 +108,12 @@ class UplinkConfig:
 
 #: Never held back for a batch: what the registry must act on at once (DESIGN.md, Records),
 #: and a driver session's start and end (the binding a fleet sees).
-URGENT_KINDS = frozenset({"emergency", "consent", "request", "session.start", "session.end"})
+URGENT_KINDS = frozenset({"emergency", "consent", "request", "profile", "session.start",
+                          "session.end"})
 #: Sent ahead of the backlog, out of seq order, as soon as they are written (by the agent or
 #: by another process, such as ``msp-agent card consent``): the registry acts on them once
 #: their signature verifies, before the records ahead of them in the chain arrive.
-AHEAD_KINDS = ("emergency", "consent", "request")
+AHEAD_KINDS = ("emergency", "consent", "request", "profile")
 
 
 def batches(records: list[OutboxRecord], max_records: int,

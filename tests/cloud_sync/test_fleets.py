@@ -235,10 +235,21 @@ def test_two_fleets_consent_score_and_acl(deployment: Deployment, card_issuer, t
     assert withdrawn == [f"msp/v1/fleet/rental/score/{bob_rental}"]
     assert haul.values("score") == []
     # the fleet can check every signed copy itself against the keys it was sent
+    # and the registry's signature on the scores, with the key every user may read (retained)
+    keyreader = Subscriber("fleet.haul", "haul-key")
+    keyreader.connect(deployment.device_port, ca, cert=creds / "fleet.haul.pem",
+                      key=creds / "fleet.haul.key")  # fmt: skip
+    try:
+        assert keyreader.subscribe("msp/v1/registry/key") == ["Granted QoS 1"]
+        wait_for(lambda: bool(keyreader.received), "the retained registry key")
+    finally:
+        keyreader.close()
     for sub, fleet in ((haul, "haul"), (rental, "rental")):
         checker = FleetChecker(fleet)
-        checks = [m.check for t, p in sub.received for m in checker.feed(t, p)]
+        checks = [m.check for t, p in keyreader.received + sub.received
+                  for m in checker.feed(t, p)]  # fmt: skip
         assert not [c for c in checks if c.startswith("REJECTED")]
+        assert checker.registry_key is not None  # the scores' signatures were checked
         assert checks.count("verified") == sum(
             1 for _, p in sub.received if p and json.loads(p).get("jws"))
     # the broker gave haul's credentials nothing outside haul's feed, though rental's feed,

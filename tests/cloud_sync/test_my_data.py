@@ -133,7 +133,8 @@ def test_export_gives_everything_and_erase_keeps_only_the_retention_rule(
     reg.send(gw, gw.sign(request_body(card, gw, "erase", public, T0 + 6 * 86400), "request"))
     erased = answer_of(reg, gw, private)
     assert erased["erased"] == {"records": 3, "trips": 1, "events": 1, "dtcs": 0,
-                                "emergencies": 0, "sessions": 1, "card_certificates": 1}
+                                "emergencies": 0, "profiles": 0, "sessions": 1,
+                                "card_certificates": 1}
     score = fleet_score_topic(FLEET, fleet_pseudonym(reg.store.pseudonym_secret(), FLEET,
                                                      person))  # fmt: skip
     assert (score, b"") in reg.queued()  # the fleet holding the retained score drops it

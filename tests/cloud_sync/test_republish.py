@@ -13,11 +13,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_sync.ingest import Ingestor
 from cloud_sync.pki import DeviceCa, cert_pem, key_pem, write_private
+from cloud_sync.recipients.signing import RegistrySigner, open_signed
 from cloud_sync.republish import Republisher, fleet_pseudonym, score_of
 from cloud_sync.store import Fanned, Publication, Withheld
 from cloud_sync.store.sqlite import SqliteStore
 from edge_agent.uplink import MqttUplink
 from msp_protocol import bodies
+from msp_protocol.jws import load_public_key
 from msp_protocol.records import format_ts, parse_ts
 from msp_protocol.topics import rec_topic
 from tests.sync_deploy import Deployment, UplinkThread, wait_for
@@ -160,6 +162,9 @@ def test_score_reaches_a_second_fleet_only_after_consent(ingestor, store, device
     name = fleet_pseudonym(store.pseudonym_secret(), "rental", person.id)
     assert [(p.topic, p.retain) for p in score] == [(f"msp/v1/fleet/rental/score/{name}", True)]
     value = json.loads(score[0].payload)
+    # signed by the registry: the JWS says exactly what the message says
+    key = load_public_key(RegistrySigner(store).public_pem().encode())
+    assert open_signed(value.pop("registry_jws").encode(), key) == value
     at = parse_ts(trip(20.0, 0.0, 3).end)
     # pooled over the van's trips in the other fleet too: 18 points over 110 km
     assert value == {"fleet": "rental", "person": name, "at": format_ts(at.timestamp()),

@@ -46,7 +46,7 @@ def test_parse_categories_orders_and_deduplicates() -> None:
 def test_parse_categories_names_the_unknown_ones() -> None:
     with pytest.raises(ProtocolError, match=r"categories: unknown consent categories 'event', "
                                             r"'trip' \(known: driving, maintenance, score, "
-                                            r"location, public\)"):  # fmt: skip
+                                            r"location, alerts, emergency, public\)"):  # fmt: skip
         parse_categories("trip,driving,event")
 
 

@@ -70,7 +70,7 @@ def test_tiers_follow_the_design() -> None:
         "session.start": Tier.CONSENT, "session.end": Tier.CONSENT, "trip": Tier.CONSENT,
         "event": Tier.CONSENT, "dtc": Tier.CONSENT, "emergency": Tier.CONSENT,
         "stats": Tier.PUBLIC, "health": Tier.PRIVATE, "gap": Tier.PRIVATE,
-        "consent": Tier.CONSENT, "request": Tier.PRIVATE,
+        "consent": Tier.CONSENT, "request": Tier.PRIVATE, "profile": Tier.CONSENT,
     }  # fmt: skip
     assert [k for k, info in KINDS.items() if info.pre_consented] == ["emergency"]
 

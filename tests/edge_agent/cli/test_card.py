@@ -213,7 +213,7 @@ def request_file(directory: Path, body: str | None = None) -> Path:
         (None, "driving,location", "acme did not ask for location (it asks for driving, "
                              "maintenance, score)"),
         (None, "trip", "unknown consent category 'trip' (known: driving, maintenance, score, "
-                       "location, public)"),
+                       "location, alerts, emergency, public)"),
         (None, None, "acme asks for consent: give --consent CATEGORIES (or none)"),
         ('[card.consent]\nrecipient = "acme"\ncategories = ["trips"]\n', "none",
          "consent.toml: card.consent: categories: unknown consent category 'trips'"),

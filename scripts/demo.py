@@ -30,17 +30,22 @@ and a monthly summary; ``ambulance-kanto`` the crash with the opened profile;
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from cloud_sync.broker_process import free_port
 from cloud_sync.local import LocalDeployment
 from cloud_sync.recipients.summaries import day_bounds, japan_day, japan_month, month_bounds
 from cloud_sync.store.open import open_store
@@ -247,6 +252,61 @@ def care(site: LocalDeployment, out: Path, cards: dict[str, CardImage], anchors:
         print(received[name].rstrip() or "nothing (no consent names it)")
 
 
+def dashboard(site: LocalDeployment, fleet: str, other: str, password_file: Path) -> None:
+    """Start ``msp-registry web`` on the demo's registry, log in as ``fleet`` as its operator
+    would, show what the API gives it and that ``other``'s pages are refused; then say how
+    to open the dashboard again."""
+    port = free_port()
+    registry_bin = Path(sys.executable).with_name("msp-registry")
+    command = [str(registry_bin), "web", "--db", str(site.config.db), "--bind",
+               f"127.0.0.1:{port}"]  # fmt: skip
+    if site.embedded is None:  # mosquitto: new records reach open pages live
+        command += ["--broker", f"mqtt://127.0.0.1:{site.registry_port}",
+                    "--broker-password-file", str(site.brokerdir / "web.secret")]  # fmt: skip
+    user, password = f"fleet.{fleet}", password_file.read_text().strip()
+    auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    web = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def get(path: str) -> tuple[int, Any]:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                         headers={"Authorization": auth})  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
+
+    try:
+        for _ in range(100):  # uvicorn's start
+            try:
+                status, vehicles = get(f"/api/v1/fleets/{fleet}/vehicles")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        else:
+            print("the dashboard did not start")
+            return
+        _, drivers = get(f"/api/v1/fleets/{fleet}/drivers")
+        refused, _ = get(f"/api/v1/fleets/{other}/vehicles")
+        print(f"logged in as {user} (HTTP {status}): {plural(len(vehicles), 'vehicle')}, "
+              f"{plural(len(drivers), 'driver')} under this fleet's pseudonyms")
+        for d in drivers:
+            score = "not yet (under 20 km)" if d["score"] is None else d["score"]
+            print(f"  driver {d['pseudonym']}: portable score {score}")
+        print(f"{other}'s pages for {user}: HTTP {refused}")
+    finally:
+        web.terminate()
+        web.wait(timeout=10)
+    print(f"Open it yourself: {_shown(registry_bin)} web --db {_shown(site.config.db)} "
+          f"--bind 127.0.0.1:8080, then http://127.0.0.1:8080/login as {user} with the "
+          f"password in {_shown(password_file)}")
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the project when it is inside it."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def registry(site: LocalDeployment, *args: str) -> None:
     registry_bin = Path(sys.executable).with_name("msp-registry")
     subprocess.run([str(registry_bin), *args, "--db", str(site.config.db)], check=True)
@@ -264,8 +324,8 @@ def main() -> None:
             key = init_device_key(out / v.device / "device.key", v.device)
             site.enroll(v.device, key.csr_path, vin=v.vin, fleet=v.fleet)
             print(f"enrolled {v.device} (VIN {v.vin}) in fleet {v.fleet}")
-        for fleet in ("haulco", "rentacar"):
-            site.add_fleet(fleet)
+        haulco = site.add_fleet("haulco", password=True)  # also logs in to the dashboard
+        site.add_fleet("rentacar")
         width = max(64, shutil.get_terminal_size().columns // 2)  # cut lines end in "…"
         watch = subprocess.Popen([*site.watch_command("haulco", "rentacar", timeout=600),
                                   "--width", str(width)], stdout=subprocess.PIPE,
@@ -292,6 +352,9 @@ def main() -> None:
         registry(site, "persons")
         say("sessions: the person ↔ vehicle bindings, many to many")
         registry(site, "sessions")
+        say("the fleet dashboard (msp-registry web): haulco's operator logs in")
+        assert haulco.password_file is not None
+        dashboard(site, "haulco", "rentacar", haulco.password_file)
     print(f"\nEverything is under {out}: logs, trip reports (drive-*.html, open them in a "
           "browser), outboxes, cloud/registry.db (any SQLite tool).")
 

@@ -302,9 +302,10 @@ def dashboard(site: LocalDeployment, fleet: str, other: str, password_file: Path
           f"password in {_shown(password_file)}")
 
 
-def _shown(path: Path) -> Path:
-    """``path`` relative to the project when it is inside it."""
-    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+def _shown(where: Path | str) -> Path | str:
+    """``where`` (a path, or a database URL) relative to the project when it is inside it."""
+    path = Path(where)
+    return path.relative_to(ROOT) if isinstance(where, Path) and path.is_relative_to(ROOT) else where
 
 
 def registry(site: LocalDeployment, *args: str) -> None:

@@ -304,8 +304,9 @@ def dashboard(site: LocalDeployment, fleet: str, other: str, password_file: Path
 
 def _shown(where: Path | str) -> Path | str:
     """``where`` (a path, or a database URL) relative to the project when it is inside it."""
-    path = Path(where)
-    return path.relative_to(ROOT) if isinstance(where, Path) and path.is_relative_to(ROOT) else where
+    if isinstance(where, Path) and where.is_relative_to(ROOT):
+        return where.relative_to(ROOT)
+    return where
 
 
 def registry(site: LocalDeployment, *args: str) -> None:

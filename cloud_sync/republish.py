@@ -98,7 +98,7 @@ def score_payload(fleet: str, pseudonym: str, score: float | None, at: datetime,
     value: dict[str, object] = {"fleet": fleet, "person": pseudonym, "score": rounded,
                                 "at": format_ts(at.timestamp()), "until": until}  # fmt: skip
     if signer is not None:
-        value["registry_jws"] = signer.sign(value).decode("ascii")
+        value = signer.with_signature(value)
     return json.dumps(value, sort_keys=True).encode()
 
 

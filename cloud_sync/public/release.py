@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from msp_protocol.records import format_ts
 from msp_protocol.topics import public_stats_topic
 
+from ..recipients.signing import RegistrySigner
 from ..store import CellAggregate, Publication, PublicCounts, PublicRelease, Store
 from .config import PublicConfig
 from .noise import UNITS, Noise, OpenDpLaplace, scales
@@ -61,14 +62,20 @@ def noised(aggregate: CellAggregate, config: PublicConfig, noise: Noise,
     )  # fmt: skip
 
 
-def payload(release: PublicRelease) -> bytes:
+def payload(release: PublicRelease, signer: RegistrySigner | None = None) -> bytes:
     """The retained message of a released (cell, hour): its noised values, ε and k; nothing
-    about any device, vehicle, person or session."""
-    value = {"cell": release.cell, "hour": release.hour, "contributors": release.contributors,
-             "distance_km": release.distance_km, "duration_s": release.duration_s,
-             "mean_speed_kmh": release.mean_speed_kmh, "fuel_l": release.fuel_l,
-             "co2_kg": release.co2_kg, "epsilon": release.epsilon, "k": release.k,
-             "released_at": release.released_at}  # fmt: skip
+    about any device, vehicle, person or session; with ``signer``, also ``registry_jws``, the
+    registry's JWS over the other fields (its key is retained on ``msp/v1/registry/key``), so
+    anyone can prove the statistics came from this registry."""
+    value: dict[str, object] = {
+        "cell": release.cell, "hour": release.hour, "contributors": release.contributors,
+        "distance_km": release.distance_km, "duration_s": release.duration_s,
+        "mean_speed_kmh": release.mean_speed_kmh, "fuel_l": release.fuel_l,
+        "co2_kg": release.co2_kg, "epsilon": release.epsilon, "k": release.k,
+        "released_at": release.released_at,
+    }  # fmt: skip
+    if signer is not None:
+        value = signer.with_signature(value)
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
@@ -81,11 +88,12 @@ def release(store: Store, config: PublicConfig, now: datetime,
         raise ValueError("now must be an aware datetime")
     draw = noise if noise is not None else OpenDpLaplace()
     released_at = format_ts(now.timestamp())
+    signer = RegistrySigner(store)
 
     def decide(due: Sequence[CellAggregate]) -> tuple[list[PublicRelease], list[Publication]]:
         releases = [noised(a, config, draw, released_at) for a in due if a.contributors >= config.k]
-        return releases, [Publication(public_stats_topic(r.cell), payload(r), retain=True)
-                          for r in releases]  # fmt: skip
+        return releases, [Publication(public_stats_topic(r.cell), payload(r, signer),
+                                      retain=True) for r in releases]  # fmt: skip
 
     before = closing_before(now, config)
     counts = store.public_release(before, decide)

@@ -36,6 +36,11 @@ class RegistrySigner:
         payload = json.dumps(value, sort_keys=True, ensure_ascii=False).encode()
         return self._signer.sign(payload).encode("ascii")
 
+    def with_signature(self, value: dict[str, Any]) -> dict[str, Any]:
+        """``value`` with ``registry_jws`` added: this JWS over the other fields, so that a
+        message stays plain JSON and its reader can still prove the registry made it."""
+        return {**value, "registry_jws": self.sign(value).decode("ascii")}
+
     def public_pem(self) -> str:
         """The public key (PEM) recipients verify with."""
         return self._signer.public_pem()

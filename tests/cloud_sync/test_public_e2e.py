@@ -11,6 +11,7 @@ from pathlib import Path
 import h3
 
 from cloud_sync.mosquitto import PUBLIC_PASSWORD, PUBLIC_USER
+from cloud_sync.recipients.signing import open_signed, registry_key
 from cloud_sync.store.sqlite import SqliteStore
 from edge_agent import signals as sig
 from edge_agent.outbox import NewRecord
@@ -18,6 +19,7 @@ from edge_agent.public_stats import PublicStats
 from edge_agent.samples import Sample
 from edge_agent.scoring import Scorer, ScoringConfig
 from msp_protocol import bodies
+from msp_protocol.roles import REGISTRY_KEY_TOPIC
 from tests.cloud_sync.test_fleets import Subscriber, drive
 from tests.sync_deploy import Deployment, wait_for
 
@@ -73,14 +75,16 @@ def test_gateways_to_the_retained_public_topic_read_with_the_public_credential(
     assert deployment.registry("public", "release", "--k", "5", "--now", now.isoformat()) == 0
 
     ca = deployment.brokerdir / "device-ca.pem"
-    # the fleet sees its gateways' retained keys on msp/v1/fleet/acme/keys/...
+    # the fleet sees its gateways' retained keys on msp/v1/fleet/acme/keys/... (and the
+    # registry's own key, which everyone may read), never a public statistic
     acme = Subscriber("fleet.acme", "acme")
     acme.connect(deployment.fleet_port, ca,
                  password=(creds / "fleet.acme.secret").read_text().strip())  # fmt: skip
     try:
         acme.subscribe("msp/v1/#")
-        wait_for(lambda: len(acme.topics()) >= 5, "the fleet's retained device keys")
-        assert all(t.startswith("msp/v1/fleet/acme/keys/") for t in acme.topics())
+        wait_for(lambda: len(acme.topics()) >= 6, "the fleet's retained device keys")
+        assert all(t.startswith("msp/v1/fleet/acme/keys/") or t == REGISTRY_KEY_TOPIC
+                   for t in acme.topics())  # fmt: skip
     finally:
         acme.close()
     anyone = Subscriber(PUBLIC_USER, "anyone")
@@ -88,11 +92,17 @@ def test_gateways_to_the_retained_public_topic_read_with_the_public_credential(
     try:
         assert anyone.subscribe("msp/v1/#") == ["Granted QoS 1"]
         topic = f"msp/v1/public/stats/{CELL}"
-        wait_for(lambda: topic in anyone.topics(), "the retained public statistic")
+        wait_for(lambda: {topic, REGISTRY_KEY_TOPIC} <= set(anyone.topics()),
+                 "the retained public statistic and the registry's key")  # fmt: skip
         # the fleets' retained device keys are on msp/v1/fleet/...: the public user gets none
-        assert set(anyone.topics()) == {topic}
-        [(_, payload)] = anyone.received
+        assert set(anyone.topics()) == {topic, REGISTRY_KEY_TOPIC}
+        received = dict(anyone.received)
+        payload = received[topic]
         value = json.loads(payload)
+        # signed by the registry: its JWS over the other fields verifies with the published key
+        signed = open_signed(value["registry_jws"].encode(),
+                             registry_key(received[REGISTRY_KEY_TOPIC]))  # fmt: skip
+        assert signed == {k: v for k, v in value.items() if k != "registry_jws"}
         assert value["cell"] == CELL and value["hour"] == "2026-11-26T01:00:00Z"
         assert value["k"] == 5 and value["epsilon"] == 1.0
         assert isinstance(value["contributors"], int)

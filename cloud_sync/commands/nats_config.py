@@ -93,13 +93,15 @@ def _do_config(args: argparse.Namespace) -> int:
     layout = _layout(args)
     devices: list[str] = []
     fleets: set[str] = set()
+    recipients: list[tuple[str, str]] = []
     if store_exists(config.db):
         store = store_of(config)
         try:
-            devices, fleets = nats_users(store)
+            devices, fleets, recipients = nats_users(store)
         finally:
             store.close()
-    files = write_config(args.outdir, DeviceCa.open(config.ca_path), layout, devices, fleets)
+    files = write_config(args.outdir, DeviceCa.open(config.ca_path), layout, devices, fleets,
+                         recipients=recipients)  # fmt: skip
     for path in files.configs:
         print(f"wrote {path}; start it with: nats-server -c {path}")
     print(f"permissions of {len(devices)} devices and {len(fleets)} fleets in {files.auth}")

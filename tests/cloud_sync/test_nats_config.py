@@ -51,11 +51,17 @@ def test_permissions_follow_the_same_rules_as_the_mosquitto_acl() -> None:
     device = users["CN=gw-1"]["permissions"]
     assert device == {"publish": {"allow": ["msp.v1.dev.gw-1.rec"]},
                       "subscribe": {"allow": ["msp.v1.dev.gw-1.ack", "msp.v1.dev.gw-1.reply",
-                                              "$MQTT.sub.>"]}}  # fmt: skip
+                                              "msp.v1.registry.key", "$MQTT.sub.>"]}}  # fmt: skip
     fleet = users["CN=fleet.acme"]["permissions"]
     assert fleet == {"publish": {"deny": [">"]},
                      "subscribe": {"allow": ["msp.v1.fleet.acme", "msp.v1.fleet.acme.>",
-                                             "$MQTT.sub.>"]}}  # fmt: skip
+                                             "msp.v1.registry.key", "$MQTT.sub.>"]}}  # fmt: skip
+    # a recipient of another role reads only its own topics (and the registry's key)
+    guardian = _users(auth_text("pw", [], [], [("guardian", "sato")]))["CN=guardian.sato"]
+    assert guardian["permissions"] == {
+        "publish": {"deny": [">"]},
+        "subscribe": {"allow": ["msp.v1.guardian.sato", "msp.v1.guardian.sato.>",
+                                "msp.v1.registry.key", "$MQTT.sub.>"]}}  # fmt: skip
     registry = users["registry"]
     assert registry["password"] == "pw"
     assert registry["permissions"]["subscribe"]["allow"][0] == "msp.v1.dev.*.rec"  # type: ignore[index]

@@ -139,16 +139,20 @@ def _do_serve_virtual(args: argparse.Namespace) -> int:
 def _do_make_test_card(args: argparse.Namespace) -> int:
     issuer_dir: Path = args.issuer or args.out.parent
     cert_path, key_path = issuer_dir / _ISSUER_CERT, issuer_dir / _ISSUER_KEY
-    if cert_path.exists() and key_path.exists():
-        issuer = TestIssuer.load(cert_path, key_path)
-    else:
-        issuer = TestIssuer.create()
-        issuer.save(cert_path, key_path)
     categories = tuple(c.strip() for c in args.categories.split(",") if c.strip())
     licence = None if args.no_licence else LicenceData(args.licence_expiry, categories)
-    image = make_test_card(issuer, label=args.name, pin=args.pin, licence=licence,
-                           licence_pin=args.licence_pin)
-    save_image(image, args.out)
+    try:
+        if cert_path.exists() and key_path.exists():
+            issuer = TestIssuer.load(cert_path, key_path)
+        else:  # a new test CA, in a directory made for it if need be
+            issuer_dir.mkdir(parents=True, exist_ok=True)
+            issuer = TestIssuer.create()
+            issuer.save(cert_path, key_path)
+        image = make_test_card(issuer, label=args.name, pin=args.pin, licence=licence,
+                               licence_pin=args.licence_pin)
+        save_image(image, args.out)
+    except OSError as exc:
+        raise ConfigError(f"{exc.filename or issuer_dir}: {exc.strerror or exc}") from None
     print(f"wrote {args.out}; trust anchor (test CA, not J-LIS): {cert_path}")
     return 0
 

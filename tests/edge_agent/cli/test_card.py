@@ -100,6 +100,21 @@ def test_a_second_card_reuses_the_test_ca(card_dir: Path) -> None:
     assert load_image(card_dir / "second.json").licence is None
 
 
+def test_an_issuer_directory_is_made_and_an_unwritable_one_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    issuer = tmp_path / "new" / "ca"  # not there yet: made for the new test CA
+    assert main(["card", "make-test-card", str(tmp_path / "c.json"), "--issuer", str(issuer)]) == 0
+    assert stat.S_IMODE((issuer / "msp-test-ca.key").stat().st_mode) == 0o600
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    assert main(["card", "make-test-card", str(tmp_path / "d.json"),
+                 "--issuer", str(blocked / "ca")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert str(blocked) in err and "Traceback" not in err
+    assert not (tmp_path / "d.json").exists()
+
+
 def test_status_json(served: subprocess.Popen[bytes], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["card", "status", "--reader", READER_NAME, "--json", "--pin", "2468"]) == 0
     status = json.loads(capsys.readouterr().out)

@@ -42,9 +42,10 @@ def _listening(port: int) -> bool:
 
 
 class NatsCluster:
-    """``size`` nodes configured in ``outdir`` for the registry at ``db`` / ``ca_dir``."""
+    """``size`` nodes configured in ``outdir`` for the registry at ``db`` (a path or a store
+    URL) / ``ca_dir``."""
 
-    def __init__(self, outdir: Path, db: Path, ca_dir: Path, size: int = 3) -> None:
+    def __init__(self, outdir: Path, db: Path | str, ca_dir: Path, size: int = 3) -> None:
         self.outdir = outdir
         self.db = db
         self.ca_dir = ca_dir
@@ -87,6 +88,20 @@ class NatsCluster:
         """What node ``name`` has logged so far."""
         path = self.outdir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def stream_messages(self, stream: str = "MSP_REC") -> int | None:
+        """Messages ``stream`` holds now, from the first node's monitoring port that answers
+        (``None``: no node knows the stream)."""
+        for node in self.nodes:
+            jsz = _get(f"http://127.0.0.1:{node.monitor_port}/jsz?streams=true")
+            if jsz is None:
+                continue
+            accounts = jsz.get("account_details")
+            for account in accounts if isinstance(accounts, list) else []:
+                for detail in account.get("stream_detail", []):
+                    if detail["name"] == stream:
+                        return int(detail["state"]["messages"])
+        return None
 
     def logs(self) -> str:
         return "".join(self.log(n.name) for n in self.nodes)

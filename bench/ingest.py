@@ -3,21 +3,26 @@ real broker, against bare Ed25519 verification of the same records in the same r
 physical limit of one core), the total with several workers, and ack latency p50/p99 at fixed
 offered rates.
 
-    .venv/bin/python bench/ingest.py [--store sqlite|postgresql] [--broker mosquitto]
+    .venv/bin/python bench/ingest.py [--store sqlite|postgresql] [--broker mosquitto|nats]
         [--workers 2] [--records 6000] [--devices 8] [--batch-records 1] [--rates 200,1000]
         [--seconds 8] [--verify-workers 0]
 
 Throughput is a backlog drain: the broker holds ``--records`` records of ``--devices``
 gateways (``--batch-records`` a message: 1, or up to 32 as a gateway that is behind sends
-them), then the workers start (they are connected and subscribed, then frozen with SIGSTOP
-while the backlog is published, then thawed); the rate is records / (last commit - thaw),
-the last commit time being the one the registry itself stored. Run 1 is one worker (the
+them), then the workers drain it; the rate is records / (last commit - start of the drain),
+the last commit time being the one the registry itself stored. On mosquitto the workers are
+connected and subscribed, then frozen with SIGSTOP while the backlog is published, then
+thawed (the start); on NATS (``--broker nats``: a three-node cluster with JetStream from
+``msp-registry nats-config``, run by ``tests/nats_cluster.py``; gateways on its MQTT
+listeners with MQTT 3.1.1, workers ``serve --nats-dir``) the records stream holds the backlog
+with no worker running and the workers start once it holds every message (the start: the
+first worker's log line saying it is bound to the durable consumer). Run 1 is one worker (the
 ratio to bare verification is its rate over the bare rate); run 2 is ``--workers`` workers
-on a shared subscription (``$share/registry/...``), on a fresh database and broker,
-draining the same records. Latency: one worker running, records offered at each fixed
-rate, round robin over the gateways; an ack's latency is from a record's publish to the
-first ack covering it. ``--store postgresql`` runs a throw-away PostgreSQL server
-(``tests/pg_server.py``).
+on a shared subscription (``$share/registry/...``) or the one JetStream consumer, on a fresh
+database and broker, draining the same records. Latency: one worker running, records offered
+at each fixed rate, round robin over the gateways; an ack's latency is from a record's
+publish to the first ack covering it. ``--store postgresql`` runs a throw-away PostgreSQL
+server (``tests/pg_server.py``).
 """
 
 from __future__ import annotations

@@ -41,6 +41,17 @@ def _listening(port: int) -> bool:
         return False
 
 
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` different free loopback ports (``free_port`` may hand out a port it gave a
+    moment ago: nats-config refuses a port taken twice)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 class NatsCluster:
     """``size`` nodes configured in ``outdir`` for the registry at ``db`` (a path or a store
     URL) / ``ca_dir``."""
@@ -49,8 +60,9 @@ class NatsCluster:
         self.outdir = outdir
         self.db = db
         self.ca_dir = ca_dir
-        self.nodes = tuple(NatsNode(f"n{i + 1}", "127.0.0.1", free_port(), free_port(),
-                                    free_port(), free_port()) for i in range(size))  # fmt: skip
+        ports = distinct_free_ports(4 * size)
+        self.nodes = tuple(NatsNode(f"n{i + 1}", "127.0.0.1", *ports[4 * i:4 * i + 4])
+                           for i in range(size))  # fmt: skip
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def registry(self, *args: str) -> int:

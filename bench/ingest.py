@@ -514,6 +514,7 @@ def run(args: argparse.Namespace, root: Path, devices: list[Device],
     extra = ["--verify-workers", str(args.verify_workers)] if args.verify_workers else []
     sample = devices[0].tokens[:3000]
     queued = records + int(sum(rates) * args.seconds) + 1000  # the broker drops beyond it
+
     def site(name: str) -> Site:
         if args.broker == "nats":
             return NatsSite(root / name, devices, pg)

@@ -353,7 +353,8 @@ class NatsSite(Site):
 
     @contextmanager
     def broker(self, db: Db) -> Iterator[NatsCluster]:
-        cluster = NatsCluster(self.root / "nats", db.url, self.root / "ca")
+        cluster = NatsCluster(self.root / "nats", db.url, self.root / "ca",
+                              secrets_dir=db.secrets)  # fmt: skip
         with contextlib.redirect_stdout(sys.stderr):  # nats-config's "wrote ..." lines
             cluster.configure()
         cluster.start()

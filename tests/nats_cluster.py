@@ -54,20 +54,24 @@ def distinct_free_ports(count: int) -> list[int]:
 
 class NatsCluster:
     """``size`` nodes configured in ``outdir`` for the registry at ``db`` (a path or a store
-    URL) / ``ca_dir``."""
+    URL; a PostgreSQL one needs its ``secrets_dir``) / ``ca_dir``."""
 
-    def __init__(self, outdir: Path, db: Path | str, ca_dir: Path, size: int = 3) -> None:
+    def __init__(self, outdir: Path, db: Path | str, ca_dir: Path, size: int = 3,
+                 secrets_dir: Path | None = None) -> None:  # fmt: skip
         self.outdir = outdir
         self.db = db
         self.ca_dir = ca_dir
+        self.secrets_dir = secrets_dir
         ports = distinct_free_ports(4 * size)
         self.nodes = tuple(NatsNode(f"n{i + 1}", "127.0.0.1", *ports[4 * i:4 * i + 4])
                            for i in range(size))  # fmt: skip
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def registry(self, *args: str) -> int:
-        """Run ``msp-registry ARGS --db ... --ca-dir ...`` in-process."""
-        return registry_cli.main([*args, "--db", str(self.db), "--ca-dir", str(self.ca_dir)])
+        """Run ``msp-registry ARGS --db ... --ca-dir ... [--secrets-dir ...]`` in-process."""
+        secrets = ["--secrets-dir", str(self.secrets_dir)] if self.secrets_dir else []
+        return registry_cli.main([*args, "--db", str(self.db), "--ca-dir", str(self.ca_dir),
+                                  *secrets])  # fmt: skip
 
     def configure(self) -> None:
         """Write the configuration through the ``msp-registry nats-config`` command line."""

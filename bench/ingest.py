@@ -3,26 +3,32 @@ real broker, against bare Ed25519 verification of the same records in the same r
 physical limit of one core), the total with several workers, and ack latency p50/p99 at fixed
 offered rates.
 
-    .venv/bin/python bench/ingest.py [--store sqlite|postgresql] [--broker mosquitto]
+    .venv/bin/python bench/ingest.py [--store sqlite|postgresql] [--broker mosquitto|nats]
         [--workers 2] [--records 6000] [--devices 8] [--batch-records 1] [--rates 200,1000]
         [--seconds 8] [--verify-workers 0]
 
 Throughput is a backlog drain: the broker holds ``--records`` records of ``--devices``
 gateways (``--batch-records`` a message: 1, or up to 32 as a gateway that is behind sends
-them), then the workers start (they are connected and subscribed, then frozen with SIGSTOP
-while the backlog is published, then thawed); the rate is records / (last commit - thaw),
-the last commit time being the one the registry itself stored. Run 1 is one worker (the
+them), then the workers drain it; the rate is records / (last commit - start of the drain),
+the last commit time being the one the registry itself stored. On mosquitto the workers are
+connected and subscribed, then frozen with SIGSTOP while the backlog is published, then
+thawed (the start); on NATS (``--broker nats``: a three-node cluster with JetStream from
+``msp-registry nats-config``, run by ``tests/nats_cluster.py``; gateways on its MQTT
+listeners with MQTT 3.1.1, workers ``serve --nats-dir``) the records stream holds the backlog
+with no worker running and the workers start once it holds every message (the start: the
+first worker's log line saying it is bound to the durable consumer). Run 1 is one worker (the
 ratio to bare verification is its rate over the bare rate); run 2 is ``--workers`` workers
-on a shared subscription (``$share/registry/...``), on a fresh database and broker,
-draining the same records. Latency: one worker running, records offered at each fixed
-rate, round robin over the gateways; an ack's latency is from a record's publish to the
-first ack covering it. ``--store postgresql`` runs a throw-away PostgreSQL server
-(``tests/pg_server.py``).
+on a shared subscription (``$share/registry/...``) or the one JetStream consumer, on a fresh
+database and broker, draining the same records. Latency: one worker running, records offered
+at each fixed rate, round robin over the gateways; an ack's latency is from a record's
+publish to the first ack covering it. ``--store postgresql`` runs a throw-away PostgreSQL
+server (``tests/pg_server.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
 import signal
@@ -34,7 +40,11 @@ import sys
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +67,7 @@ from msp_protocol.topics import ack_topic, parse_ack, rec_topic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.nats_cluster import NatsCluster, nats_server
 from tests.pg_server import PgServer
 
 T0 = 1_795_000_000.0
@@ -98,22 +109,30 @@ class Device:
     tokens: list[str]
 
 
-class Gateway:
-    """A raw MQTT gateway client (mTLS) that records when acks arrive."""
+def _no_delay(_c: mqtt.Client, _u: object, sock: Any) -> None:
+    if hasattr(sock, "setsockopt"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def __init__(self, device: str, port: int, ca: Path, cert: Path, key: Path) -> None:
+
+class Gateway:
+    """A raw MQTT gateway client (mTLS) that records when acks arrive: MQTT 5 on mosquitto,
+    3.1.1 (``mqtt5`` false) on NATS's MQTT listener, whose ack subscription is QoS 0 as the
+    agent's uplink makes it there (a NATS publish reaches MQTT subscribers at QoS 0)."""
+
+    def __init__(self, device: str, port: int, ca: Path, cert: Path, key: Path,
+                 mqtt5: bool = True) -> None:  # fmt: skip
         self.device = device
         self.acks: list[tuple[float, int]] = []
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device,
-                                  protocol=mqtt.MQTTv5)  # fmt: skip
+                                  protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
+                                  clean_session=None if mqtt5 else True)  # fmt: skip
         self.client.tls_set(ca_certs=str(ca), certfile=str(cert), keyfile=str(key))
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.on_message = self._on_message
-        self.client.on_socket_open = lambda _c, _u, sock: sock.setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as edge_agent.uplink does
+        self.client.on_socket_open = _no_delay  # as edge_agent.uplink does
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe(ack_topic(device), qos=1)
+        self.client.subscribe(ack_topic(device), qos=1 if mqtt5 else 0)
         self.client.loop_start()
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
@@ -165,21 +184,21 @@ class Db:
             time.sleep(0.05)
 
 
-class Site:
-    """A broker of its own (no other run's sessions in its share group), the bench gateways'
-    files, and a registry database."""
+class Site(ABC):
+    """The bench gateways' files and registry databases around one broker of their own (no
+    other run's sessions or records in it); a subclass per broker says how to run it, how
+    its workers start, and how a backlog is held for them."""
 
-    def __init__(self, root: Path, devices: list[Device], queued: int,
-                 pg: PgServer | None) -> None:  # fmt: skip
+    #: what a worker logs once it receives (the bench waits for it)
+    ready: str = ""
+    #: the gateways' MQTT version (NATS's MQTT listener speaks only 3.1.1)
+    mqtt5: bool = True
+
+    def __init__(self, root: Path, devices: list[Device], pg: PgServer | None) -> None:
         self.root = root
         self.pg = pg
         root.mkdir(parents=True)
         self.ca = DeviceCa.open(root / "ca")
-        self.dport, self.rport = free_port(), free_port()
-        self.files: BrokerFiles = write_config(root / "broker", self.ca, BrokerLayout(
-            device_port=self.dport, device_bind="127.0.0.1", registry_port=self.rport,
-            fleet_port=free_port(), run_as=getpass.getuser(),
-            max_queued_messages=queued))  # fmt: skip
         self.devices = devices
         (root / "anchors").mkdir()
         (root / "anchors" / "ca.pem").write_bytes(cert_pem(self.ca.cert))  # no cards here
@@ -199,21 +218,57 @@ class Site:
             store.close()
         return db
 
-    def gateways(self) -> list[Gateway]:
-        return [Gateway(d.id, self.dport, self.files.ca_cert, self.root / f"{d.id}.pem",
-                        self.root / f"{d.id}.key") for d in self.devices]  # fmt: skip
+    @abstractmethod
+    def broker(self, db: Db) -> AbstractContextManager[object]:
+        """The running broker, configured for ``db``'s devices."""
+        raise NotImplementedError
 
-    def worker(self, db: Db, n: int, extra: list[str]) -> subprocess.Popen[bytes]:
-        """Start a registry worker; returns once it has subscribed (its log says so)."""
-        path = self.root / f"worker-{db.name}-{n}.log"
-        before = path.read_text().count("subscribed to") if path.exists() else 0
-        proc = self._start_worker(path, db, n, extra)
+    @abstractmethod
+    def endpoint(self, index: int) -> tuple[int, Path]:
+        """The MQTT port gateway ``index`` connects to, and the CA of the broker's certificate."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def worker_args(self, db: Db, n: int) -> list[str]:
+        """``msp-registry serve`` arguments of worker ``n`` on this broker."""
+        raise NotImplementedError
+
+    def gateways(self) -> list[Gateway]:
+        out = []
+        for i, d in enumerate(self.devices):
+            port, ca = self.endpoint(i)
+            out.append(Gateway(d.id, port, ca, self.root / f"{d.id}.pem",
+                               self.root / f"{d.id}.key", self.mqtt5))  # fmt: skip
+        return out
+
+    def workers(self, db: Db, count: int, extra: list[str]) -> list[subprocess.Popen[bytes]]:
+        """Start ``count`` registry workers at once; returns once every one receives (its log
+        says so)."""
+        paths = [self.root / f"worker-{db.name}-{n}.log" for n in range(count)]
+        before = [self._ready_lines(p) for p in paths]
+        procs = [self._start_worker(p, db, n, extra) for n, p in enumerate(paths)]
         deadline = time.monotonic() + 60
-        while path.read_text().count("subscribed to") <= before:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the registry worker did not subscribe: see {path}")
-            time.sleep(0.05)
-        return proc
+        for proc, path, seen in zip(procs, paths, before, strict=True):
+            while len(self._ready_lines(path)) <= len(seen):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    stop(procs)
+                    raise SystemExit(f"the registry worker is not receiving: see {path}")
+                time.sleep(0.05)
+        return procs
+
+    def ready_at(self, db: Db, count: int) -> float:
+        """When the first of workers ``0..count-1`` of ``db`` last logged that it receives
+        (epoch seconds, from its log's time stamps)."""
+        times = []
+        for n in range(count):
+            line = self._ready_lines(self.root / f"worker-{db.name}-{n}.log")[-1]
+            stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            times.append(stamp.timestamp())  # logging's asctime is local time, as is this
+        return min(times)
+
+    def _ready_lines(self, path: Path) -> list[str]:
+        text = path.read_text() if path.exists() else ""
+        return [line for line in text.splitlines() if self.ready in line]
 
     def _start_worker(self, path: Path, db: Db, n: int,
                       extra: list[str]) -> subprocess.Popen[bytes]:  # fmt: skip
@@ -222,10 +277,122 @@ class Site:
         env = {**os.environ, "MSP_REGISTRY_MAX_WAITING": "1000000"}
         return subprocess.Popen(
             [sys.executable, "-m", "cloud_sync.cli", "-v", "serve",
-             "--broker", f"mqtt://127.0.0.1:{self.rport}", "--password-file",
-             str(self.files.registry_secret), "--anchors", str(self.root / "anchors"),
-             *db.args(), "--shared", "--client-id", f"registry-{db.name}-{n}", *extra],
+             "--anchors", str(self.root / "anchors"), *db.args(),
+             "--client-id", f"registry-{db.name}-{n}", *self.worker_args(db, n), *extra],
             stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+
+    @abstractmethod
+    def hold(self, db: Db, workers: int, extra: list[str]) -> list[subprocess.Popen[bytes]]:
+        """Before the backlog is published: what must run for the broker to keep it."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def release(self, db: Db, held: list[subprocess.Popen[bytes]], workers: int,
+                extra: list[str], messages: int) -> tuple[list[subprocess.Popen[bytes]], float]:
+        """Once the backlog of ``messages`` is published: ``workers`` workers draining it, and
+        when they began (epoch seconds, the clock the registry stamps its commits with)."""
+        raise NotImplementedError
+
+
+class MosquittoSite(Site):
+    """mosquitto (``msp-registry mosquitto-config``'s files), workers on a shared MQTT 5
+    subscription. mosquitto queues messages only in the sessions of a shared subscription's
+    connected members, so the workers are connected and subscribed, then frozen (SIGSTOP)
+    while the backlog is published, then thawed (SIGCONT): the drain begins at the thaw."""
+
+    ready = "subscribed to"
+
+    def __init__(self, root: Path, devices: list[Device], pg: PgServer | None,
+                 queued: int) -> None:  # fmt: skip
+        super().__init__(root, devices, pg)
+        self.dport, self.rport = free_port(), free_port()
+        self.files: BrokerFiles = write_config(root / "broker", self.ca, BrokerLayout(
+            device_port=self.dport, device_bind="127.0.0.1", registry_port=self.rport,
+            fleet_port=free_port(), run_as=getpass.getuser(),
+            max_queued_messages=queued))  # fmt: skip
+
+    def broker(self, db: Db) -> AbstractContextManager[object]:
+        return MosquittoProcess(self.files.config, (self.dport, self.rport))
+
+    def endpoint(self, index: int) -> tuple[int, Path]:
+        return self.dport, self.files.ca_cert
+
+    def worker_args(self, db: Db, n: int) -> list[str]:
+        return ["--broker", f"mqtt://127.0.0.1:{self.rport}", "--password-file",
+                str(self.files.registry_secret), "--shared"]  # fmt: skip
+
+    def hold(self, db: Db, workers: int, extra: list[str]) -> list[subprocess.Popen[bytes]]:
+        procs = self.workers(db, workers, extra)
+        for p in procs:
+            p.send_signal(signal.SIGSTOP)
+        return procs
+
+    def release(self, db: Db, held: list[subprocess.Popen[bytes]], workers: int,
+                extra: list[str], messages: int) -> tuple[list[subprocess.Popen[bytes]], float]:
+        began = time.time()  # the registry stamps its commits with the same wall clock
+        for p in held:
+            p.send_signal(signal.SIGCONT)
+        return held, began
+
+
+class NatsSite(Site):
+    """A three-node NATS cluster with JetStream on free loopback ports
+    (``msp-registry nats-config``'s files, run by the test kit ``tests/nats_cluster.py``),
+    gateways on its MQTT listeners (MQTT 3.1.1, round robin over the nodes), workers
+    ``msp-registry serve --nats-dir`` on the one durable consumer. The records stream holds
+    the backlog with no worker running (one worker has made the stream and consumer, then
+    stopped), so the workers start once it holds every message: the drain begins when the
+    first of them logs that it is bound to the consumer."""
+
+    ready = "bound to JetStream consumer"
+    mqtt5 = False
+
+    def __init__(self, root: Path, devices: list[Device], pg: PgServer | None) -> None:
+        super().__init__(root, devices, pg)
+        self.cluster: NatsCluster | None = None
+
+    @contextmanager
+    def broker(self, db: Db) -> Iterator[NatsCluster]:
+        cluster = NatsCluster(self.root / "nats", db.url, self.root / "ca",
+                              secrets_dir=db.secrets)  # fmt: skip
+        with contextlib.redirect_stdout(sys.stderr):  # nats-config's "wrote ..." lines
+            cluster.configure()
+        cluster.start()
+        self.cluster = cluster
+        try:
+            yield cluster
+        finally:
+            self.cluster = None
+            cluster.stop()
+
+    def _running(self) -> NatsCluster:
+        if self.cluster is None:
+            raise RuntimeError("the NATS cluster is not running: use NatsSite.broker()")
+        return self.cluster
+
+    def endpoint(self, index: int) -> tuple[int, Path]:
+        cluster = self._running()
+        return cluster.mqtt_ports[index % len(cluster.mqtt_ports)], cluster.ca_file
+
+    def worker_args(self, db: Db, n: int) -> list[str]:
+        return ["--nats-dir", str(self._running().outdir)]
+
+    def hold(self, db: Db, workers: int, extra: list[str]) -> list[subprocess.Popen[bytes]]:
+        if self._running().stream_messages() is None:  # a fresh cluster: make the stream
+            stop(self.workers(db, 1, extra))
+        return []
+
+    def release(self, db: Db, held: list[subprocess.Popen[bytes]], workers: int,
+                extra: list[str], messages: int) -> tuple[list[subprocess.Popen[bytes]], float]:
+        cluster = self._running()
+        deadline = time.monotonic() + 120
+        while (cluster.stream_messages() or 0) < messages:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"JetStream holds {cluster.stream_messages()} of {messages}"
+                                 f" messages: see {cluster.outdir}/n*.log")  # fmt: skip
+            time.sleep(0.05)
+        procs = self.workers(db, workers, extra)
+        return procs, self.ready_at(db, workers)
 
 
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -237,23 +404,17 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def drain_rate(site: Site, db: Db, workers: int, messages: list[tuple[int, str]],
                records: int, extra: list[str]) -> float:  # fmt: skip
-    """Records/s committed by ``workers`` workers draining ``records`` from the broker.
-
-    The workers subscribe, then are frozen (SIGSTOP, connections open) while the backlog is
-    published: mosquitto queues it in their sessions (it does not queue for a shared
-    subscription none of whose members is connected), and then they drain it (SIGCONT)."""
-    procs = [site.worker(db, n, extra) for n in range(workers)]
-    for p in procs:
-        p.send_signal(signal.SIGSTOP)
+    """Records/s committed by ``workers`` workers draining ``records`` from the broker: the
+    backlog is published while the broker holds it (``Site.hold``), then the workers drain
+    it (``Site.release``), the rate being records / (last commit - start of the drain)."""
+    procs = site.hold(db, workers, extra)
     gws = site.gateways()
     try:
         infos = [gws[i].publish(payload) for i, payload in messages]
         for info in infos:
             info.wait_for_publish(120)
     finally:
-        began = time.time()  # the registry stamps its commits with the same wall clock
-        for p in procs:
-            p.send_signal(signal.SIGCONT)
+        procs, began = site.release(db, procs, workers, extra, len(messages))
     try:
         db.wait_stored(records)
     finally:
@@ -267,7 +428,7 @@ def latencies(site: Site, db: Db, rate: float, seconds: float,
               start: list[int], extra: list[str]) -> list[float]:  # fmt: skip
     """Ack latencies (ms) of records offered at ``rate``/s round robin over the devices,
     continuing each chain from ``start[i]`` (advanced)."""
-    procs = [site.worker(db, 0, extra)]
+    procs = site.workers(db, 1, extra)
     gws = site.gateways()
     sent: list[tuple[int, int, float]] = []  # device index, seq, when
     try:
@@ -310,9 +471,8 @@ def main() -> None:
     ap.add_argument("--verify-workers", type=int, default=0,
                     help="--verify-workers of each registry worker")  # fmt: skip
     args = ap.parse_args()
-    if args.broker != "mosquitto":
-        raise SystemExit("--broker nats: not available in this build (the JetStream "
-                         "transport is not merged yet)")  # fmt: skip
+    if args.broker == "nats" and nats_server() is None:
+        raise SystemExit("--broker nats: nats-server is not installed (scripts/system-deps)")
     rates = [float(r) for r in args.rates.split(",")]
     per_device = -(-args.records // args.devices)
     latency_total = int(sum(rates) * args.seconds)
@@ -355,16 +515,24 @@ def run(args: argparse.Namespace, root: Path, devices: list[Device],
     extra = ["--verify-workers", str(args.verify_workers)] if args.verify_workers else []
     sample = devices[0].tokens[:3000]
     queued = records + int(sum(rates) * args.seconds) + 1000  # the broker drops beyond it
-    site = Site(root / "one", devices, queued, pg)
-    with MosquittoProcess(site.files.config, (site.dport, site.rport)):
-        one_db = site.database("one")
-        one = drain_rate(site, one_db, 1, backlog, records, extra)
+
+    def site(name: str) -> Site:
+        if args.broker == "nats":
+            return NatsSite(root / name, devices, pg)
+        return MosquittoSite(root / name, devices, pg, queued)
+
+    one_site = site("one")
+    one_db = one_site.database("one")
+    with one_site.broker(one_db):
+        one = drain_rate(one_site, one_db, 1, backlog, records, extra)
         bare_after = bare_verify_rate(devices[0].key.public_key(), sample)
         start = [per_device] * args.devices
-        lat = {rate: latencies(site, one_db, rate, args.seconds, start, extra) for rate in rates}
-    site = Site(root / "many", devices, queued, pg)
-    with MosquittoProcess(site.files.config, (site.dport, site.rport)):
-        many = drain_rate(site, site.database("many"), args.workers, backlog, records, extra)
+        lat = {rate: latencies(one_site, one_db, rate, args.seconds, start, extra)
+               for rate in rates}  # fmt: skip
+    many_site = site("many")
+    many_db = many_site.database("many")
+    with many_site.broker(many_db):
+        many = drain_rate(many_site, many_db, args.workers, backlog, records, extra)
     return one, many, lat, bare_after
 
 

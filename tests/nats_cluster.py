@@ -41,20 +41,37 @@ def _listening(port: int) -> bool:
         return False
 
 
-class NatsCluster:
-    """``size`` nodes configured in ``outdir`` for the registry at ``db`` / ``ca_dir``."""
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` different free loopback ports (``free_port`` may hand out a port it gave a
+    moment ago: nats-config refuses a port taken twice)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
-    def __init__(self, outdir: Path, db: Path, ca_dir: Path, size: int = 3) -> None:
+
+class NatsCluster:
+    """``size`` nodes configured in ``outdir`` for the registry at ``db`` (a path or a store
+    URL; a PostgreSQL one needs its ``secrets_dir``) / ``ca_dir``."""
+
+    def __init__(self, outdir: Path, db: Path | str, ca_dir: Path, size: int = 3,
+                 secrets_dir: Path | None = None) -> None:  # fmt: skip
         self.outdir = outdir
         self.db = db
         self.ca_dir = ca_dir
-        self.nodes = tuple(NatsNode(f"n{i + 1}", "127.0.0.1", free_port(), free_port(),
-                                    free_port(), free_port()) for i in range(size))  # fmt: skip
+        self.secrets_dir = secrets_dir
+        ports = distinct_free_ports(4 * size)
+        self.nodes = tuple(NatsNode(f"n{i + 1}", "127.0.0.1", *ports[4 * i:4 * i + 4])
+                           for i in range(size))  # fmt: skip
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def registry(self, *args: str) -> int:
-        """Run ``msp-registry ARGS --db ... --ca-dir ...`` in-process."""
-        return registry_cli.main([*args, "--db", str(self.db), "--ca-dir", str(self.ca_dir)])
+        """Run ``msp-registry ARGS --db ... --ca-dir ... [--secrets-dir ...]`` in-process."""
+        secrets = ["--secrets-dir", str(self.secrets_dir)] if self.secrets_dir else []
+        return registry_cli.main([*args, "--db", str(self.db), "--ca-dir", str(self.ca_dir),
+                                  *secrets])  # fmt: skip
 
     def configure(self) -> None:
         """Write the configuration through the ``msp-registry nats-config`` command line."""
@@ -87,6 +104,20 @@ class NatsCluster:
         """What node ``name`` has logged so far."""
         path = self.outdir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def stream_messages(self, stream: str = "MSP_REC") -> int | None:
+        """Messages ``stream`` holds now, from the first node's monitoring port that answers
+        (``None``: no node knows the stream)."""
+        for node in self.nodes:
+            jsz = _get(f"http://127.0.0.1:{node.monitor_port}/jsz?streams=true")
+            if jsz is None:
+                continue
+            accounts = jsz.get("account_details")
+            for account in accounts if isinstance(accounts, list) else []:
+                for detail in account.get("stream_detail", []):
+                    if detail["name"] == stream:
+                        return int(detail["state"]["messages"])
+        return None
 
     def logs(self) -> str:
         return "".join(self.log(n.name) for n in self.nodes)

@@ -8,7 +8,6 @@ import contextlib
 import json
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,22 +92,6 @@ def uplink_for(cluster: NatsCluster, gw: GatewaySetup, outbox: Outbox, first: in
     return MqttUplink(config, outbox)
 
 
-def stream_messages(cluster: NatsCluster) -> int | None:
-    """Messages the records stream holds now, from a node's monitoring port."""
-    for node in cluster.nodes:
-        url = f"http://127.0.0.1:{node.monitor_port}/jsz?streams=true"
-        try:
-            with urllib.request.urlopen(url, timeout=1) as answer:
-                jsz = json.loads(answer.read())
-        except OSError:
-            continue
-        for account in jsz.get("account_details", []):
-            for stream in account.get("stream_detail", []):
-                if stream["name"] == "MSP_REC":
-                    return int(stream["state"]["messages"])
-    return None
-
-
 def test_gateways_through_the_cluster_to_the_registry_and_back(
     site: Deployment, cluster: NatsCluster, workers: Workers, gateways: list[GatewaySetup]
 ) -> None:
@@ -124,7 +107,7 @@ def test_gateways_through_the_cluster_to_the_registry_and_back(
     for gw in gateways:
         assert site.verify(gw, 40).records == 40
     assert [u.endpoint[1] for u in uplinks] == cluster.mqtt_ports  # each on its first node
-    wait_for(lambda: stream_messages(cluster) == 0, "JetStream to forget what was stored")
+    wait_for(lambda: cluster.stream_messages() == 0, "JetStream to forget what was stored")
 
 
 def test_a_node_killed_mid_stream_gateways_fail_over_and_the_node_comes_back(
@@ -157,7 +140,7 @@ def test_a_node_killed_mid_stream_gateways_fail_over_and_the_node_comes_back(
     for gw in gateways:
         assert site.verify(gw, 140).records == 140  # exactly once, in a chain that verifies
     assert uplinks[0].stats().failovers == 2
-    wait_for(lambda: stream_messages(cluster) == 0, "JetStream to forget what was stored")
+    wait_for(lambda: cluster.stream_messages() == 0, "JetStream to forget what was stored")
 
 
 def test_the_cluster_holds_records_until_a_worker_stores_them_through_a_node_kill(
@@ -165,21 +148,21 @@ def test_the_cluster_holds_records_until_a_worker_stores_them_through_a_node_kil
 ) -> None:
     gw = gateways[0]
     workers.start(1)  # the first worker creates the stream; then every worker is down
-    wait_for(lambda: stream_messages(cluster) == 0, "the records stream")
+    wait_for(lambda: cluster.stream_messages() == 0, "the records stream")
     workers.stop()
     outbox = gw.open_outbox()
     gw.fill(outbox, 30)
     uplink = uplink_for(cluster, gw, outbox, 1, window=64)
     with UplinkThread(uplink):  # no registry: nothing is acked
         wait_for(lambda: uplink.stats().published == 30, "every record published")
-        wait_for(lambda: (stream_messages(cluster) or 0) >= 1, "JetStream to hold them")
-    held = stream_messages(cluster)
+        wait_for(lambda: (cluster.stream_messages() or 0) >= 1, "JetStream to hold them")
+    held = cluster.stream_messages()
     cluster.kill("n1")  # one of the three replicas
     workers.start(1)
     wait_for(lambda: len(site.stored(gw.device)) == 30, "the worker to store what was held",
              timeout=60)  # fmt: skip
     assert site.verify(gw, 30).records == 30
-    wait_for(lambda: stream_messages(cluster) == 0, "JetStream to forget what was stored")
+    wait_for(lambda: cluster.stream_messages() == 0, "JetStream to forget what was stored")
     assert held is not None and held >= 1
     assert outbox.stats().rows == 30  # the gateway was gone: no ack reached it
     with UplinkThread(uplink_for(cluster, gw, outbox, 1)):  # it comes back and re-sends

@@ -80,7 +80,10 @@ def test_grants_and_pseudonyms() -> None:
     assert [(g.access, g.topic) for g in recipient_grants("fleet", "acme")] == [
         ("read", "msp/v1/fleet/acme/#")]
     text = acl_text(["acme"], [("insurer", "tokio")])
-    assert text.count("user ") == 3  # registry, fleet, insurer
+    users = [line.split()[1] for line in text.splitlines() if line.startswith("user ")]
+    assert users == ["registry", "public", "web", "fleet.acme", "insurer.tokio"]
+    insurer = text.split("user insurer.tokio\n", 1)[1].split("\n\n", 1)[0]
+    assert insurer == "topic read msp/v1/insurer/tokio/#"
     secret = b"k" * 32
     names = {pseudonym(secret, r, "person-1") for r in ("acme", "tokio", "family", "amb")}
     assert len(names) == 4

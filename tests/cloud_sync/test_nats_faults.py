@@ -7,6 +7,7 @@ nothing more."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -98,6 +99,30 @@ def test_two_workers_one_killed_mid_stream_and_restarted(site: Deployment) -> No
             workers.restart(0)  # same client id, same durable consumer
 
         _through_the_cluster(site, fleet, cluster, workers, crash)
+
+
+def test_a_worker_killed_while_it_holds_an_uncommitted_batch(tmp_path: Path,
+                                                            card_issuer: CardIssuer) -> None:
+    """SQLite locked by another process, worker-0 sees its commit fail (it holds pulled,
+    unacked messages) and is SIGKILLed: JetStream redelivers them after ``ack_wait`` to
+    whichever worker pulls, and they are stored once."""
+    site = Deployment(tmp_path, card_issuer)
+    log = site.root / "worker-0.log"
+    with _running(site, 3) as (fleet, cluster, workers):
+
+        def crash_holding() -> None:
+            other = sqlite3.connect(site.db, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")  # the only writer until it ends
+                wait_for(lambda: "the database failed" in log.read_text(errors="replace"),
+                         "worker-0 to hold a batch it cannot commit")  # fmt: skip
+                workers.kill(0)
+            finally:
+                other.execute("ROLLBACK")
+                other.close()
+            workers.restart(0)
+
+        _through_the_cluster(site, fleet, cluster, workers, crash_holding)
 
 
 def test_postgresql_stopped_and_restarted_mid_stream(pg_site: PgDeployment,

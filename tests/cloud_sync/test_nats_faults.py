@@ -1,9 +1,9 @@
 """The fault tests of ``test_faults`` on the three-node NATS cluster: registry workers on
 JetStream (``msp-registry serve --nats-dir``, one durable consumer acked after the commit) with
-a worker SIGKILLed and restarted, PostgreSQL stopped and restarted, the workers' database
-connections cut. After each, every record appended on every gateway is stored exactly once,
-every chain verifies (``msp-registry audit``), every outbox is empty and JetStream holds
-nothing more."""
+a worker SIGKILLed and restarted (also while it holds an uncommitted batch), PostgreSQL
+stopped and restarted, the workers' database connections cut. After each, every record
+appended on every gateway is stored exactly once, every chain verifies (``msp-registry
+audit``), every outbox is empty and JetStream holds nothing more."""
 
 from __future__ import annotations
 

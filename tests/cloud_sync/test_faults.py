@@ -270,16 +270,20 @@ def _fleet(deployment: Deployment, count: int) -> list[tuple[GatewaySetup, Outbo
 
 
 def _stream_through(deployment: Deployment, fleet: list[tuple[GatewaySetup, Outbox]],
-                    fault: Callable[[], None]) -> None:  # fmt: skip
+                    fault: Callable[[], None],
+                    uplink: Callable[[int, GatewaySetup, Outbox], MqttUplink] | None = None,
+                    ) -> None:  # fmt: skip
     """Every gateway sends 60 records; once some are committed, ``fault`` runs (it returns
     when the fault is over), 60 more are appended on each, and everything must drain: every
-    record stored exactly once, every chain audited, every outbox empty."""
+    record stored exactly once, every chain audited, every outbox empty. ``uplink(i, gw,
+    outbox)`` makes gateway ``i``'s uplink (default: to the deployment's mosquitto)."""
     for gw, outbox in fleet:
         gw.fill(outbox, 60)
     with ExitStack() as stack:
-        for gw, outbox in fleet:
+        for i, (gw, outbox) in enumerate(fleet):
             stack.enter_context(UplinkThread(
-                MqttUplink(deployment.uplink_config(gw, window=8), outbox)))  # fmt: skip
+                uplink(i, gw, outbox) if uplink is not None
+                else MqttUplink(deployment.uplink_config(gw, window=8), outbox)))  # fmt: skip
         wait_for(lambda: sum(len(deployment.stored(gw.device)) for gw, _ in fleet) >= 20,
                  "the first commits")  # fmt: skip
         fault()
@@ -381,7 +385,7 @@ def test_a_worker_holding_a_batch_while_the_database_is_locked(deployment: Deplo
             other.execute("BEGIN IMMEDIATE")  # the only writer until it ends
             stored = other.execute("SELECT count(*) FROM records").fetchone()[0]
             # records arrive meanwhile; none may be acked before it is committed
-            _held(deployment, fleet, workers)
+            _held(deployment, fleet, workers.alive)
             assert other.execute("SELECT count(*) FROM records").fetchone()[0] == stored
         finally:
             other.execute("ROLLBACK")
@@ -394,13 +398,19 @@ def test_a_worker_holding_a_batch_while_the_database_is_locked(deployment: Deplo
         workers.stop()
 
 
+def _logged(deployment: Deployment, text: str) -> bool:
+    """Whether a worker logged ``text``: in ``registry.log`` (``Deployment.start_registry``)
+    or a ``worker-N.log`` (the NATS workers of ``test_nats_cluster``)."""
+    logs = [deployment.root / "registry.log", *deployment.root.glob("worker-*.log")]
+    return any(text in p.read_text(errors="replace") for p in logs if p.exists())
+
+
 def _held(deployment: Deployment, fleet: list[tuple[GatewaySetup, Outbox]],
-          workers: Workers) -> None:  # fmt: skip
+          alive: Callable[[], bool]) -> None:  # fmt: skip
     """While the database is away: a worker saw a commit fail, and for two seconds more
     (gateways sending, workers retrying) no gateway got an ack, since nothing can commit;
-    the workers live on."""
-    log = deployment.root / "registry.log"
-    wait_for(lambda: "the database failed" in log.read_text(), "a failed commit")
+    the workers live on (``alive()``)."""
+    wait_for(lambda: _logged(deployment, "the database failed"), "a failed commit")
     time.sleep(0.5)  # acks of what committed before the failure are delivered by now
 
     def acked() -> int:
@@ -409,7 +419,7 @@ def _held(deployment: Deployment, fleet: list[tuple[GatewaySetup, Outbox]],
     before = acked()
     time.sleep(2.0)
     assert acked() == before
-    assert workers.alive()
+    assert alive()
 
 
 def test_postgresql_stopped_and_restarted_mid_stream(pg_deployment: PgDeployment,
@@ -423,7 +433,7 @@ def test_postgresql_stopped_and_restarted_mid_stream(pg_deployment: PgDeployment
     def outage() -> None:
         pg_server.stop()  # -m immediate: like a crash of the database host
         try:
-            _held(deployment, fleet, workers)
+            _held(deployment, fleet, workers.alive)
         finally:
             pg_server.start()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,23 +27,40 @@ pytestmark = pytest.mark.skipif(nats_server() is None, reason="nats-server not i
 
 
 class Workers:
-    """``msp-registry serve --nats-dir`` processes sharing the JetStream consumer."""
+    """``msp-registry serve --nats-dir`` processes sharing the JetStream consumer; worker
+    ``i`` has client id ``worker-i`` and logs to ``worker-i.log``; ``extra`` options go to
+    every one (``--secrets-dir`` for PostgreSQL)."""
 
-    def __init__(self, site: Deployment, cluster: NatsCluster) -> None:
+    def __init__(self, site: Deployment, cluster: NatsCluster, *extra: str) -> None:
         self.site = site
         self.cluster = cluster
+        self.extra = extra
         self.procs: list[subprocess.Popen[bytes]] = []
+
+    def _spawn(self, i: int) -> subprocess.Popen[bytes]:
+        with (self.site.root / f"worker-{i}.log").open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "cloud_sync.cli", "-v", "serve",
+                 "--nats-dir", str(self.cluster.outdir), "--client-id", f"worker-{i}",
+                 "--anchors", str(self.site.anchors), "--db", str(self.site.db), *self.extra],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
 
     def start(self, count: int) -> None:
         for _ in range(count):
-            i = len(self.procs)
-            with (self.site.root / f"worker-{i}.log").open("ab") as out:
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "cloud_sync.cli", "-v", "serve",
-                     "--nats-dir", str(self.cluster.outdir), "--client-id", f"worker-{i}",
-                     "--anchors", str(self.site.anchors), "--db", str(self.site.db)],
-                    stdout=out, stderr=subprocess.STDOUT,
-                ))  # fmt: skip
+            self.procs.append(self._spawn(len(self.procs)))
+
+    def kill(self, i: int) -> None:
+        """SIGKILL worker ``i`` (whatever it pulled and did not ack stays with JetStream)."""
+        self.procs[i].send_signal(signal.SIGKILL)
+        self.procs[i].wait()
+
+    def restart(self, i: int) -> None:
+        """Start worker ``i`` again, same client id."""
+        self.procs[i] = self._spawn(i)
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
 
     def stop(self) -> None:
         for proc in self.procs:

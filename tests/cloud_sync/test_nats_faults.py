@@ -18,7 +18,7 @@ import pytest
 from edge_agent.outbox import Outbox
 from edge_agent.uplink import MqttUplink
 from tests.cloud_sync.test_faults import PgDeployment, _fleet, _held, _logged, _stream_through
-from tests.cloud_sync.test_nats_cluster import Workers, stream_messages, uplink_for
+from tests.cloud_sync.test_nats_cluster import Workers, uplink_for
 from tests.nats_cluster import NatsCluster, nats_server
 from tests.pg_server import PgServer
 from tests.sync_deploy import Deployment, GatewaySetup, wait_for
@@ -85,7 +85,7 @@ def _through_the_cluster(site: Deployment, fleet: Fleet, cluster: NatsCluster,
 
     _stream_through(site, fleet, fault, uplink)
     assert workers.alive()
-    wait_for(lambda: stream_messages(cluster) == 0, "JetStream to forget what was stored")
+    wait_for(lambda: cluster.stream_messages() == 0, "JetStream to forget what was stored")
 
 
 def test_two_workers_one_killed_mid_stream_and_restarted(site: Deployment) -> None:

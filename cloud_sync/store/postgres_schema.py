@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from msp_protocol.scoring import DECAY_DAYS, SHORT_TRIP_KM
 
@@ -148,11 +148,6 @@ _PERSON_TABLES: Final = (
 )
 
 
-def _create_version_3(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    for statement in _PERSON_TABLES:
-        conn.execute(statement.encode())
-
-
 # -- version 4: public statistics (issue 14, docs/public.md; as sqlite_schema's version 4) -------
 _PUBLIC_TABLES: Final = (
     f"""CREATE TABLE public_chain (device TEXT NOT NULL REFERENCES devices(id) {_FK},
@@ -175,13 +170,7 @@ _PUBLIC_TABLES: Final = (
 )
 
 
-def _to_version_4(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    for statement in _PUBLIC_TABLES:
-        conn.execute(statement.encode())
-
-
 # -- end of version 4 ----------------------------------------------------------------------------
-
 
 #: Version 5: recipients of every role and sealed emergency profiles (issue 15).
 _RECIPIENT_TABLES: Final = (
@@ -194,9 +183,14 @@ _RECIPIENT_TABLES: Final = (
 )
 
 
-def _create_version_5(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    for statement in _RECIPIENT_TABLES:
-        conn.execute(statement.encode())
+def _adding_tables(statements: tuple[str, ...]) -> Callable[[psycopg.Connection[Any]], None]:
+    """The step that only creates new tables (``statements``), in the migration's transaction."""
+
+    def step(conn: psycopg.Connection[Any]) -> None:
+        for statement in statements:
+            conn.execute(statement.encode())
+
+    return step
 
 
 #: The steps that bring a database from version N-1 to N, by N. Version 2 creates the first
@@ -204,9 +198,9 @@ def _create_version_5(conn: psycopg.Connection[tuple[object, ...]]) -> None:
 #: change to ``sqlite_schema``).
 STEPS: Final[dict[int, Callable[[psycopg.Connection[tuple[object, ...]]], None]]] = {
     2: _create_version_2,
-    3: _create_version_3,  # issue 14: the person's own acts
-    4: _to_version_4,  # issue 14, public statistics
-    5: _create_version_5,  # issue 15: recipients of every role, emergency profiles
+    3: _adding_tables(_PERSON_TABLES),  # issue 14: the person's own acts
+    4: _adding_tables(_PUBLIC_TABLES),  # issue 14: public statistics
+    5: _adding_tables(_RECIPIENT_TABLES),  # issue 15: recipients of every role, profiles
 }
 
 

@@ -219,62 +219,29 @@ def migrate(conn: sqlite3.Connection, secret_files: SecretFiles, where: str, *,
     return True
 
 
-def _to_version_3(conn: sqlite3.Connection, _secret_files: SecretFiles) -> None:
-    """Version 2 → 3: the tables of the person's own acts (new tables only, nothing copied)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if version(conn) >= 3:
-            conn.execute("ROLLBACK")
-            return
-        log.warning("migrating the registry database to schema version 3 (consents, "
-                    "exchange log, requests, successions)")  # fmt: skip
-        for statement in _PERSON_TABLES:
-            conn.execute(statement)
-        conn.execute("PRAGMA user_version = 3")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+def _adding_tables(target: int, statements: tuple[str, ...], what: str,
+                   ) -> Callable[[sqlite3.Connection, SecretFiles], None]:  # fmt: skip
+    """The step to version ``target`` that only creates new tables (``statements``): one
+    transaction, skipped if another process got there first."""
 
+    def step(conn: sqlite3.Connection, _secret_files: SecretFiles) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if version(conn) >= target:
+                conn.execute("ROLLBACK")
+                return
+            log.warning("migrating the registry database to schema version %d (%s)", target,
+                        what)  # fmt: skip
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
-def _to_version_4(conn: sqlite3.Connection, _secret_files: SecretFiles) -> None:
-    """Version 3 → 4: the public statistics tables (issue 14, docs/public.md); nothing else
-    changes."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if version(conn) >= 4:
-            conn.execute("ROLLBACK")
-            return
-        log.warning("migrating the registry database to schema version 4 (public statistics)")
-        for statement in _PUBLIC_TABLES:
-            conn.execute(statement)
-        conn.execute("PRAGMA user_version = 4")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def _to_version_5(conn: sqlite3.Connection, _secret_files: SecretFiles) -> None:
-    """Version 4 → 5: recipients of every role and sealed emergency profiles (issue 15; new
-    tables)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if version(conn) >= 5:
-            conn.execute("ROLLBACK")
-            return
-        log.warning("migrating the registry database to schema version 5 (recipients, "
-                    "emergency profiles)")  # fmt: skip
-        for statement in _RECIPIENT_TABLES:
-            conn.execute(statement)
-        conn.execute("PRAGMA user_version = 5")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    return step
 
 
 def _to_version_2(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
@@ -322,9 +289,9 @@ def _to_version_2(conn: sqlite3.Connection, secret_files: SecretFiles) -> None:
 #: ``postgres_schema``).
 STEPS: Final[dict[int, Callable[[sqlite3.Connection, SecretFiles], None]]] = {
     2: _to_version_2,
-    3: _to_version_3,  # issue 14: the person's own acts
-    4: _to_version_4,  # issue 14: public statistics
-    5: _to_version_5,  # issue 15: recipients of every role, emergency profiles
+    3: _adding_tables(3, _PERSON_TABLES, "consents, exchange log, requests, successions"),
+    4: _adding_tables(4, _PUBLIC_TABLES, "public statistics"),
+    5: _adding_tables(5, _RECIPIENT_TABLES, "recipients, emergency profiles"),
 }
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,31 +80,37 @@ class PersonActs:
         row = self._one("SELECT id FROM persons WHERE key_sha256 = ?", (key_sha256,))
         return str(row[0]) if row else None
 
-    def succeed(self, move: Succession) -> bool:
-        """Move the person to a new card key (see ``Store.succeed``)."""
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """One write transaction under SQLite's write lock, rolled back on any error; a
+        database error is a ``StoreError`` naming what could not be done."""
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                cur = self._conn.execute(
-                    "INSERT OR IGNORE INTO successions VALUES (?, ?, ?, ?)",
-                    (move.old_key_sha256, move.new_key_sha256, move.person_id, move.signed_at),
-                )
-                new = cur.rowcount > 0
-                if new:
-                    self._conn.execute("UPDATE persons SET key_sha256 = ? WHERE id = ?",
-                                       (move.new_key_sha256, move.person_id))  # fmt: skip
-                    self._conn.execute(
-                        "INSERT INTO card_certificates VALUES (?, ?, ?) ON CONFLICT (sha256)"
-                        " DO UPDATE SET person_id = excluded.person_id",
-                        (move.new_certificate_sha256, move.person_id, move.new_certificate_der),
-                    )
+                yield
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot move {move.person_id} to a new card: "
-                             f"{exc}") from exc
+            raise StoreError(f"{self.path}: cannot {what}: {exc}") from exc
+
+    def succeed(self, move: Succession) -> bool:
+        """Move the person to a new card key (see ``Store.succeed``)."""
+        with self._writing(f"move {move.person_id} to a new card"):
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO successions VALUES (?, ?, ?, ?)",
+                (move.old_key_sha256, move.new_key_sha256, move.person_id, move.signed_at),
+            )
+            new = cur.rowcount > 0
+            if new:
+                self._conn.execute("UPDATE persons SET key_sha256 = ? WHERE id = ?",
+                                   (move.new_key_sha256, move.person_id))  # fmt: skip
+                self._conn.execute(
+                    "INSERT INTO card_certificates VALUES (?, ?, ?) ON CONFLICT (sha256)"
+                    " DO UPDATE SET person_id = excluded.person_id",
+                    (move.new_certificate_sha256, move.person_id, move.new_certificate_der),
+                )
         return new
 
     def erased_records(self, device_id: str) -> Sequence[tuple[int, str]]:
@@ -130,18 +137,10 @@ class PersonActs:
     def apply_statement(self, statement: PersonStatement,
                         publications: Sequence[Publication] = ()) -> bool:  # fmt: skip
         """Keep a grant or revocation at once (see ``Store.apply_statement``)."""
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                new = self._apply_statement(statement)
-                if new:
-                    self._queue(publications)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot apply a consent statement: {exc}") from exc
+        with self._writing("apply a consent statement"):
+            new = self._apply_statement(statement)
+            if new:
+                self._queue(publications)
         return new
 
     def _apply_statement(self, item: PersonStatement) -> bool:
@@ -202,71 +201,47 @@ class PersonActs:
                      publications: Sequence[Publication] = ()) -> Mapping[str, int]:  # fmt: skip
         """Delete the person's data but what the retention rule keeps."""
         done: dict[str, int] = {}
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                run = self._conn.execute
-                done["records"] = run(
-                    "UPDATE records SET jws = '' WHERE session IN"
-                    " (SELECT id FROM sessions WHERE person_id = ?)", (person_id,)).rowcount
-                for table in ("trips", "events", "dtcs", "emergencies", "profiles", "sessions"):
-                    done[table] = run(f"DELETE FROM {table} WHERE person_id = ?",  # noqa: S608
-                                      (person_id,)).rowcount  # fmt: skip
-                done["card_certificates"] = run(
-                    "DELETE FROM card_certificates WHERE person_id = ?", (person_id,)).rowcount
-                queued = run("SELECT fanout_id FROM exchange_log WHERE person_id = ?"
-                             " AND status = 'queued'", (person_id,)).fetchall()  # fmt: skip
-                self._conn.executemany("DELETE FROM fanout WHERE id = ?", queued)
-                run("UPDATE exchange_log SET status = 'withdrawn' WHERE person_id = ?"
-                    " AND status = 'queued'", (person_id,))  # fmt: skip
-                self._queue(publications)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot erase {person_id}: {exc}") from exc
+        with self._writing(f"erase {person_id}"):
+            run = self._conn.execute
+            done["records"] = run(
+                "UPDATE records SET jws = '' WHERE session IN"
+                " (SELECT id FROM sessions WHERE person_id = ?)", (person_id,)).rowcount
+            for table in ("trips", "events", "dtcs", "emergencies", "profiles", "sessions"):
+                done[table] = run(f"DELETE FROM {table} WHERE person_id = ?",  # noqa: S608
+                                  (person_id,)).rowcount  # fmt: skip
+            done["card_certificates"] = run(
+                "DELETE FROM card_certificates WHERE person_id = ?", (person_id,)).rowcount
+            queued = run("SELECT fanout_id FROM exchange_log WHERE person_id = ?"
+                         " AND status = 'queued'", (person_id,)).fetchall()  # fmt: skip
+            self._conn.executemany("DELETE FROM fanout WHERE id = ?", queued)
+            run("UPDATE exchange_log SET status = 'withdrawn' WHERE person_id = ?"
+                " AND status = 'queued'", (person_id,))  # fmt: skip
+            self._queue(publications)
         return done
 
     def log_exchanges(self, exchanges: Sequence[Exchange], status: str) -> int:
         """Write exchange-log rows of data shown outside a publication (see
         ``Store.log_exchanges``)."""
         now = now_text()
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT INTO exchange_log (person_id, recipient, kind, record, categories,"
-                    " data_time, consent, sent_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(e.person_id, e.recipient, e.kind, e.record, ",".join(e.categories),
-                      e.data_time, e.consent, now, status) for e in exchanges],
-                )  # fmt: skip
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot write the exchange log: {exc}") from exc
+        with self._writing("write the exchange log"):
+            self._conn.executemany(
+                "INSERT INTO exchange_log (person_id, recipient, kind, record, categories,"
+                " data_time, consent, sent_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(e.person_id, e.recipient, e.kind, e.record, ",".join(e.categories),
+                  e.data_time, e.consent, now, status) for e in exchanges],
+            )  # fmt: skip
         return len(exchanges)
 
     def record_request(self, request: PersonRequest,
                        publications: Sequence[Publication] = ()) -> bool:  # fmt: skip
         """Note a request as answered with its reply (see ``Store.record_request``)."""
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self._conn.execute(
-                    "INSERT OR IGNORE INTO person_requests VALUES (?, ?, ?, ?, ?, ?)",
-                    (request.id, request.person_id, request.device, request.action,
-                     request.signed_at, request.answered_at or now_text()),
-                )  # fmt: skip
-                new = cur.rowcount > 0
-                if new:
-                    self._queue(publications)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot record a request: {exc}") from exc
+        with self._writing("record a request"):
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO person_requests VALUES (?, ?, ?, ?, ?, ?)",
+                (request.id, request.person_id, request.device, request.action,
+                 request.signed_at, request.answered_at or now_text()),
+            )  # fmt: skip
+            new = cur.rowcount > 0
+            if new:
+                self._queue(publications)
         return new
